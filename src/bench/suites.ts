@@ -1,0 +1,9 @@
+// Every benchmark suite `clipo bench` knows. Add a suite by importing it and appending it to the list.
+import { bandwidthSuite } from './bandwidth.js';
+import type { BenchSuite } from './types.js';
+
+export const benchSuites: BenchSuite[] = [
+  bandwidthSuite,
+];
+
+export const defaultBenchGroup = 'kernels';

@@ -1,0 +1,29 @@
+// What every benchmark suite returns: rows of named figures, printed as a table or emitted as JSON (--json).
+export type BenchValue = string | number | boolean | null;
+export type BenchRow = Record<string, BenchValue>;
+
+export interface BenchContext {
+  /** fewer repeats and smaller sizes, for smoke tests */
+  quick: boolean;
+  /** timed repetitions per measurement (the median is reported) */
+  repeats: number;
+  /** 'cpu' | 'cuda' | 'auto' */
+  backend: string;
+  /** progress/diagnostic line (goes to stderr, never into --json output) */
+  log: (msg: string) => void;
+}
+
+export interface BenchReport {
+  suite: string;
+  rows: BenchRow[];
+  /** one-line conclusions: targets met or missed, with the figures */
+  notes?: string[];
+}
+
+export interface BenchSuite {
+  name: string;
+  /** groups this suite belongs to; `clipo bench GROUP` runs every suite of the group */
+  groups: string[];
+  description: string;
+  run(ctx: BenchContext): Promise<BenchReport>;
+}

@@ -1,0 +1,4 @@
+// The clipo library API. Everything a script or another tool needs is exported from here.
+export { loadNative, type BuildInfo } from './native.js';
+export { measureBandwidth } from './bench/bandwidth.js';
+export { Rng } from './util/rng.js';
