@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../native.js';
 import { registerBench } from './commands/bench.js';
+import { registerEval } from './commands/eval.js';
 import { registerPending } from './commands/pending.js';
 import { UsageError } from './errors.js';
 
@@ -20,7 +21,8 @@ export function buildProgram(): Command {
     .description('RLVR for language models with CLIPO (contrastive learning in policy optimization)')
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)');
-  registerPending(program, ['train', 'eval']);
+  registerPending(program, ['train']);
+  registerEval(program);
   registerBench(program);
   registerPending(program, ['demo']);
   return program;
