@@ -1,0 +1,37 @@
+// The four base algorithms as surrogate-loss settings (CLIPO-SPEC section 3). A config names a preset and may
+// override any field; resolveAlgorithm fills the rest from the preset.
+import type { ParsedTrainConfig, PresetName } from './schema.js';
+
+export interface AlgorithmSettings {
+  preset: PresetName;
+  mode: 'token' | 'sequence' | 'geo_mean';
+  clip_low: number;
+  clip_high: number;
+  /** dual clip c for negative advantages (token mode only); null = off */
+  dual_clip: number | null;
+  agg: 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum';
+  kl_coef: number;
+  kl_type: 'low_var_kl';
+  adv_estimator: 'grpo' | 'drgrpo';
+  adv_eps: number;
+  dynamic_sampling: boolean;
+  max_sampling_tries: number;
+}
+
+export const presets: Record<PresetName, AlgorithmSettings> = {
+  // PPO clip, symmetric 0.2, dual clip 3, token-mean, low_var_kl loss 0.001 to the reference policy.
+  grpo: { preset: 'grpo', mode: 'token', clip_low: 0.2, clip_high: 0.2, dual_clip: 3, agg: 'token-mean', kl_coef: 0.001, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10 },
+  // GRPO with clip-higher (0.2 / 0.28), no KL at all, dynamic sampling.
+  dapo: { preset: 'dapo', mode: 'token', clip_low: 0.2, clip_high: 0.28, dual_clip: 3, agg: 'token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: true, max_sampling_tries: 10 },
+  // Sequence-level ratio exp(mean_t δ_t), clip (1 - 3e-4, 1 + 4e-4), seq-mean-token-mean; no KL term.
+  gspo: { preset: 'gspo', mode: 'sequence', clip_low: 3e-4, clip_high: 4e-4, dual_clip: null, agg: 'seq-mean-token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10 },
+  // Geometric mean of token ratios, log-space clip 0.4 both sides, loss -mean_i(A_i R_i); no KL term.
+  gmpo: { preset: 'gmpo', mode: 'geo_mean', clip_low: 0.4, clip_high: 0.4, dual_clip: null, agg: 'seq-mean-token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10 },
+};
+
+export function resolveAlgorithm(a: ParsedTrainConfig['algorithm']): AlgorithmSettings {
+  const base = presets[a.preset];
+  const out = { ...base } as AlgorithmSettings;
+  for (const [k, v] of Object.entries(a)) if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
+  return out;
+}

@@ -1,0 +1,140 @@
+// The training configuration: one zod schema per block of a `clipo train` YAML file. Keys are snake_case as in
+// the YAML (and in verl, whose names most of them follow); defaults are the paper's (CLIPO-SPEC sections 1-4,
+// Track I where the tracks differ). Every object is strict, so a misspelt key is an error, not a silent default.
+import { z } from 'zod';
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+const posNum = z.number().positive();
+
+export const presetNames = ['grpo', 'dapo', 'gspo', 'gmpo'] as const;
+export type PresetName = (typeof presetNames)[number];
+
+export const modelSchema = z.strictObject({
+  /** Hugging Face model directory (config.json, safetensors, tokenizer.json) */
+  path: z.string().min(1),
+  /** apply the tokenizer's chat template to the prompt messages (false: join the message contents) */
+  chat_template: z.boolean().default(true),
+  /** engine threads (default: all cores) */
+  threads: posInt.optional(),
+  /** dtype of the saved policy in checkpoints; f32 keeps resume exact */
+  save_dtype: z.enum(['f32', 'bf16']).default('f32'),
+});
+
+export const dataSchema = z.strictObject({
+  /** parquet (verl layout) or jsonl files; a single string is accepted */
+  train_files: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(z.string().min(1)).min(1)),
+  max_prompt_tokens: posInt.default(512),
+  max_response_tokens: posInt.default(2048),
+  /** drop prompts longer than max_prompt_tokens (false: such a prompt is an error) */
+  filter_overlong_prompts: z.boolean().default(true),
+  /** reshuffle the prompts every epoch (seeded by optim.seed and the epoch) */
+  shuffle: z.boolean().default(true),
+  /** use only the first N rows of the training files */
+  limit: posInt.nullable().default(null),
+});
+
+export const rolloutSchema = z.strictObject({
+  /** responses per prompt: the group size */
+  n: posInt.default(16),
+  temperature: z.number().nonnegative().default(1.0),
+  top_p: z.number().gt(0).lte(1).default(1.0),
+});
+
+/** Every field but `preset` is optional: an unset field takes the preset's value (presets.ts). */
+export const algorithmSchema = z.strictObject({
+  preset: z.enum(presetNames).default('grpo'),
+  /** surrogate mode: token (GRPO/DAPO), sequence (GSPO), geo_mean (GMPO) */
+  mode: z.enum(['token', 'sequence', 'geo_mean']).optional(),
+  clip_low: z.number().nonnegative().optional(),
+  clip_high: z.number().nonnegative().optional(),
+  /** dual clip c > 1 for negative advantages (token mode); null turns it off */
+  dual_clip: z.number().gt(1).nullable().optional(),
+  agg: z.enum(['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum']).optional(),
+  /** coefficient of the KL loss to the reference (initial) policy; 0 = no reference pass */
+  kl_coef: z.number().nonnegative().optional(),
+  kl_type: z.enum(['low_var_kl']).optional(),
+  /** grpo: (r - mean) / (std + eps); drgrpo: r - mean (Dr. GRPO) */
+  adv_estimator: z.enum(['grpo', 'drgrpo']).optional(),
+  adv_eps: z.number().nonnegative().optional(),
+  /** DAPO dynamic sampling: drop groups whose verifier rewards are all equal, sample more until the batch is full */
+  dynamic_sampling: z.boolean().optional(),
+  /** generation rounds per step before dynamic sampling gives up and trains on the groups it has */
+  max_sampling_tries: posInt.optional(),
+});
+
+export const clipoSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  head: z.enum(['linear', 'mlp']).default('linear'),
+  /** D, the head's output size (512 on Track I, 2048 on Track II) */
+  out_size: posInt.default(512),
+  loss_type: z.enum(['infonce', 'supcon_in', 'supcon_out', 'soft_nn']).default('infonce'),
+  level: z.enum(['group', 'cross', 'batch']).default('group'),
+  distance: z.enum(['cosine', 'l2']).default('cosine'),
+  temperature: posNum.default(0.05),
+  lambda: z.number().nonnegative().default(0.2),
+  constant: z.number().default(0),
+  clamp: z.number().default(-0.5),
+  /** 0: correct anchors only, 1: incorrect only, -1: all */
+  masked_label: z.union([z.literal(-1), z.literal(0), z.literal(1)]).default(0),
+  skip_trivial: z.boolean().default(true),
+  lr: posNum.default(1e-3),
+  weight_decay: z.number().nonnegative().default(0.01),
+  /** steps in which only the head trains (policy frozen); 'epoch' = one epoch of steps (the paper) */
+  warmup_steps: z.union([nonNegInt, z.literal('epoch')]).default('epoch'),
+  /** CLIPO-fixed ablation: the head is never stepped */
+  fixed_head: z.boolean().default(false),
+});
+
+export const optimSchema = z.strictObject({
+  lr: posNum.default(1e-6),
+  weight_decay: z.number().nonnegative().default(0.01),
+  beta1: z.number().gte(0).lt(1).default(0.9),
+  beta2: z.number().gte(0).lt(1).default(0.999),
+  eps: posNum.default(1e-8),
+  /** prompts per RL step (each gives rollout.n responses) */
+  prompts_per_step: posInt.default(512),
+  /** prompts per PPO mini-batch (one optimizer step each) */
+  ppo_mini_batch: posInt.default(256),
+  /** responses per forward/backward micro-batch (gradients accumulate across them) */
+  micro_batch: posInt.default(32),
+  ppo_epochs: posInt.default(1),
+  /** global-norm gradient clip; 0 = none */
+  grad_clip: z.number().nonnegative().default(1.0),
+  /** epochs over the training prompts, including the head warm-up epoch */
+  epochs: posInt.default(6),
+  /** stop after this many steps (null: epochs decide) */
+  max_steps: posInt.nullable().default(null),
+  seed: nonNegInt.default(1),
+});
+
+export const outputSchema = z.strictObject({
+  dir: z.string().min(1).default('runs/train'),
+  /** checkpoint every N steps (0: only at the end) */
+  save_every: nonNegInt.default(50),
+  /** checkpoints to keep (the newest) */
+  keep_last: posInt.default(2),
+});
+
+export const trainConfigSchema = z
+  .strictObject({
+    model: modelSchema,
+    data: dataSchema,
+    rollout: rolloutSchema.prefault({}),
+    algorithm: algorithmSchema.prefault({}),
+    clipo: clipoSchema.prefault({}),
+    optim: optimSchema.prefault({}),
+    output: outputSchema.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    if (c.optim.ppo_mini_batch > c.optim.prompts_per_step) {
+      ctx.addIssue({ code: 'custom', path: ['optim', 'ppo_mini_batch'], message: `must be at most optim.prompts_per_step (${c.optim.prompts_per_step}), got ${c.optim.ppo_mini_batch}` });
+    }
+    if (c.optim.prompts_per_step % c.optim.ppo_mini_batch !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['optim', 'ppo_mini_batch'], message: `must divide optim.prompts_per_step (${c.optim.prompts_per_step}), got ${c.optim.ppo_mini_batch}` });
+    }
+  });
+
+/** The config as written (before presets are resolved). */
+export type TrainConfigInput = z.input<typeof trainConfigSchema>;
+export type ParsedTrainConfig = z.output<typeof trainConfigSchema>;
