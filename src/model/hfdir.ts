@@ -1,0 +1,110 @@
+// Hugging Face model directories: config.json + safetensors (+ tokenizer files) in, the same layout out, so a
+// directory clipo writes loads in transformers or vLLM and a trained policy replaces the original in place.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { modelConfigToJson, parseModelConfig, type SaveDtype } from './config.js';
+import { readSafetensorsDir, writeSafetensorsDir, type StoredDtype } from './safetensors.js';
+import { checkWeights, expectedTensors } from './tensors.js';
+import { ModelTokenizer, tokenizerFiles } from './tokenizer.js';
+import type { ModelConfig, Tensor, TensorMap } from './types.js';
+
+export interface ModelDir {
+  dir: string;
+  config: ModelConfig;
+  weights: TensorMap;
+  /** absent when the directory has no tokenizer.json (valid: such a model takes token ids) */
+  tokenizer?: ModelTokenizer;
+  /** storage dtype of each tensor as found on disk */
+  dtypes: Map<string, StoredDtype>;
+}
+
+/** Reads and validates config.json of a model directory. */
+export function loadModelConfig(dir: string): ModelConfig {
+  const file = path.join(dir, 'config.json');
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir}: not a directory`);
+  if (!existsSync(file)) throw new Error(`${dir}: no config.json (not a Hugging Face model directory)`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseModelConfig(raw, file);
+}
+
+/** Loads config, weights (fp32, every expected tensor checked by name and shape) and the tokenizer if present. */
+export function loadModelDir(dir: string, opts: { tokenizer?: boolean } = {}): ModelDir {
+  const config = loadModelConfig(dir);
+  const { tensors, dtypes } = readSafetensorsDir(dir);
+  const weights = checkWeights(config, tensors, dir);
+  let tokenizer: ModelTokenizer | undefined;
+  if ((opts.tokenizer ?? true) && existsSync(path.join(dir, 'tokenizer.json'))) {
+    tokenizer = ModelTokenizer.fromDir(dir);
+    if (tokenizer.vocabSize > config.vocabSize) {
+      throw new Error(`${dir}: the tokenizer has ids up to ${tokenizer.vocabSize - 1} but config.json vocab_size is ${config.vocabSize}`);
+    }
+  }
+  return { dir, config, weights, tokenizer, dtypes };
+}
+
+export interface SaveOptions {
+  /** storage dtype of the weights (default f32) */
+  dtype?: SaveDtype;
+  /** a directory whose tokenizer files (and generation_config.json) are copied along */
+  copyFrom?: string;
+  /** copy generation_config.json from copyFrom too (default true: a trained policy keeps its sampling defaults) */
+  copyGenerationConfig?: boolean;
+  /** overwrite a non-empty directory */
+  force?: boolean;
+  /** shard above this many bytes (default 5 GB, as transformers) */
+  maxShardBytes?: number;
+}
+
+/**
+ * Writes config.json, the weights and companion files into `dir`. Atomic: everything goes to a temporary sibling
+ * directory first, which then replaces `dir` by rename, so a crash leaves either the old directory or the new one.
+ */
+export function saveModelDir(dir: string, config: ModelConfig, weights: TensorMap, opts: SaveOptions = {}): string[] {
+  const target = path.resolve(dir);
+  if (existsSync(target)) {
+    if (!statSync(target).isDirectory()) throw new Error(`${dir}: exists and is not a directory`);
+    if (readdirSync(target).length > 0 && !opts.force) throw new Error(`${dir}: directory is not empty (use --force to overwrite)`);
+  }
+  const checked = checkWeights(config, weights, 'weights to save');
+  const ordered: Array<[string, Tensor]> = expectedTensors(config)
+    .filter((s) => checked.has(s.name))
+    .map((s) => [s.name, checked.get(s.name)!]);
+
+  const dtype = opts.dtype ?? 'f32';
+  const parent = path.dirname(target);
+  mkdirSync(parent, { recursive: true });
+  const tmp = path.join(parent, `.${path.basename(target)}.tmp-${process.pid}-${Date.now()}`);
+  mkdirSync(tmp);
+  try {
+    const written = writeSafetensorsDir(tmp, ordered, { dtype: dtype === 'bf16' ? 'BF16' : 'F32', maxShardBytes: opts.maxShardBytes });
+    writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(modelConfigToJson(config, dtype), null, 2) + '\n');
+    written.push('config.json');
+    if (opts.copyFrom) {
+      for (const f of [...tokenizerFiles, ...(opts.copyGenerationConfig === false ? [] : ['generation_config.json'])]) {
+        const src = path.join(opts.copyFrom, f);
+        if (existsSync(src)) {
+          copyFileSync(src, path.join(tmp, f));
+          written.push(f);
+        }
+      }
+    }
+    // Swap: move the old directory aside, the new one in, then delete the old one.
+    if (existsSync(target)) {
+      const old = `${tmp}.old`;
+      renameSync(target, old);
+      renameSync(tmp, target);
+      rmSync(old, { recursive: true, force: true });
+    } else {
+      renameSync(tmp, target);
+    }
+    return written.sort();
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
