@@ -6,6 +6,7 @@ import path from 'node:path';
 import { packageRoot } from '../native.js';
 import { registerBench } from './commands/bench.js';
 import { registerEval } from './commands/eval.js';
+import { registerServe } from './commands/serve.js';
 import { registerModel } from './commands/model.js';
 import { registerPending } from './commands/pending.js';
 import { UsageError } from './errors.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerPending(program, ['train']);
   registerEval(program);
+  registerServe(program);
   registerBench(program);
   registerModel(program);
   registerPending(program, ['demo']);
