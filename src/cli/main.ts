@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../native.js';
 import { registerBench } from './commands/bench.js';
+import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
 import { registerServe } from './commands/serve.js';
 import { registerModel } from './commands/model.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerBench(program);
   registerModel(program);
+  registerData(program);
   registerPending(program, ['demo']);
   return program;
 }
