@@ -2,3 +2,4 @@
 export { loadNative, type BuildInfo } from './native.js';
 export { measureBandwidth } from './bench/bandwidth.js';
 export { Rng } from './util/rng.js';
+export { contrastiveLoss, contrastiveLossUnfused, contrastiveReward, type ContrastiveLossOptions, type ContrastiveLossResult, type ContrastiveRewardOptions } from './kernels/contrastive.js';

@@ -1,0 +1,201 @@
+// CPU implementation of the fused contrastive kernel (see contrastive_loss.h for the math).
+//
+// Cost model: the token-level hidden states (B*L*H values) are the only large input; they are read exactly once, in
+// a streaming pass that accumulates each response's masked sum into an H-vector held in L1/L2 (OpenMP over
+// responses). Everything after that works on B*H pooled values, the D*H weights and the B*B similarities.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "contrastive_cpu_common.h"
+#include "contrastive_loss.h"
+
+namespace clipo::contrastive {
+
+namespace {
+
+inline float loadValue(const float* x, int64_t k) { return x[k]; }
+inline float loadValue(const uint16_t* x, int64_t k) {
+  const uint32_t bits = static_cast<uint32_t>(x[k]) << 16;  // bf16 = high half of a float32
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// h_i = sum_t mask_it x_it / n_i, one pass over the tokens; masked-out tokens are never read. n_i = 0 gives h_i = 0
+// (the JS API rejects such responses before calling; here it must only stay finite).
+template <typename T>
+void poolTokens(int64_t B, int64_t L, int64_t H, const T* X, const uint8_t* mask, float* Hm) {
+#pragma omp parallel for schedule(dynamic, 1) if (B * L * H > (1 << 18))
+  for (int64_t i = 0; i < B; ++i) {
+    float* acc = Hm + i * H;
+    std::fill(acc, acc + H, 0.f);
+    int64_t count = 0;
+    for (int64_t t = 0; t < L; ++t) {
+      if (!mask[i * L + t]) continue;
+      ++count;
+      const T* x = X + (i * L + t) * H;
+#pragma omp simd
+      for (int64_t k = 0; k < H; ++k) acc[k] += loadValue(x, k);
+    }
+    const float scale = count ? 1.f / static_cast<float>(count) : 0.f;
+    for (int64_t k = 0; k < H; ++k) acc[k] *= scale;
+  }
+}
+
+}  // namespace
+
+int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norms, const uint8_t* correct,
+                              const int32_t* group, const int32_t* givenPositives, float* perSample, int32_t* positives,
+                              float* loss, float* dZ) {
+  const int64_t B = p.batch, D = p.out;
+  const double invT = 1.0 / p.temperature, eps = p.eps;
+  std::vector<float> dot(B * B);
+  cpu::gemmABt(B, B, D, Z, Z, dot.data());
+  for (int64_t i = 0; i < B; ++i) dot[i * B + i] = static_cast<float>(selfDot(norms[i]));
+
+  // similarity and its derivative with respect to the dot product
+  auto sim = [&](double d) { return p.distance == Distance::Cosine ? d : 1.0 - std::sqrt(std::max(2.0 - 2.0 * d, eps)); };
+  auto dsim = [&](double d) {
+    if (p.distance == Distance::Cosine) return 1.0;
+    const double r = 2.0 - 2.0 * d;
+    return r > eps ? 1.0 / std::sqrt(r) : 0.0;  // max(r, eps) is constant below eps
+  };
+
+  std::vector<float> G(dZ ? B * B : 0, 0.f);  // dL_i / d dot_ij, before the 1/(valid + eps) scale
+  std::vector<double> logit(B), e(B);
+  double total = 0.0;
+  int32_t valid = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    perSample[i] = 0.f;
+    positives[i] = -1;
+    const int32_t gi = group[i];
+    const uint8_t yi = correct[i];
+    double m = -INFINITY;
+    int64_t nP = 0, nA = 0;
+    for (int64_t j = 0; j < B; ++j) {
+      logit[j] = sim(dot[i * B + j]) * invT;
+      m = std::max(m, logit[j]);
+      if (j == i || !inAll(p.level, gi, group[j])) continue;
+      ++nA;
+      if (inPos(p.level, gi, group[j], yi, correct[j])) ++nP;
+    }
+    bool ok = anchorLabelOk(p.maskedLabel, yi) && (!p.skipTrivial || (nP >= 1 && nA - nP >= 1));
+    int64_t pos = -1;
+    if (ok && p.loss == LossType::InfoNCE) {
+      if (givenPositives) {
+        pos = givenPositives[i];
+      } else if (nP > 0) {
+        int64_t k = positiveHash(p.seed, static_cast<uint32_t>(i)) % static_cast<uint32_t>(nP);
+        for (int64_t j = 0; j < B; ++j)
+          if (j != i && inAll(p.level, gi, group[j]) && inPos(p.level, gi, group[j], yi, correct[j]) && k-- == 0) {
+            pos = j;
+            break;
+          }
+      }
+      ok = pos >= 0;  // InfoNCE without a positive has no term to score
+    }
+    if (!ok) continue;
+
+    double SA = 0.0, SP = 0.0;
+    for (int64_t j = 0; j < B; ++j) {
+      e[j] = 0.0;
+      if (j == i || !inAll(p.level, gi, group[j])) continue;
+      e[j] = std::exp(logit[j] - m);
+      SA += e[j];
+      if (inPos(p.level, gi, group[j], yi, correct[j])) SP += e[j];
+    }
+    const double logSA = std::log(SA + eps);
+    double Li = 0.0;
+    // coefficient of the anchor's A(i) softmax term, and of each positive's own term, in dL_i/dl'_ij
+    double cA = 0.0, cP = 0.0, cPexp = 0.0;
+    switch (p.loss) {
+      case LossType::InfoNCE:
+        Li = -((logit[pos] - m) - logSA);
+        cA = 1.0;
+        break;
+      case LossType::SupConIn:
+        Li = -(std::log(SP + eps) - logSA - std::log(static_cast<double>(nP) + eps));
+        cA = 1.0;
+        cPexp = -1.0 / (SP + eps);
+        break;
+      case LossType::SupConOut: {
+        double sumP = 0.0;
+        for (int64_t j = 0; j < B; ++j)
+          if (j != i && inAll(p.level, gi, group[j]) && inPos(p.level, gi, group[j], yi, correct[j])) sumP += logit[j] - m;
+        const double w = 1.0 / (static_cast<double>(nP) + eps);
+        Li = -w * (sumP - static_cast<double>(nP) * logSA);
+        cA = static_cast<double>(nP) * w;
+        cP = -w;
+        break;
+      }
+      case LossType::SoftNN:
+        Li = -(std::log(SP + eps) - logSA);
+        cA = 1.0;
+        cPexp = -1.0 / (SP + eps);
+        break;
+    }
+    perSample[i] = static_cast<float>(Li);
+    if (p.loss == LossType::InfoNCE) positives[i] = static_cast<int32_t>(pos);
+    total += Li;
+    ++valid;
+    if (!dZ) continue;
+    for (int64_t j = 0; j < B; ++j) {
+      if (j == i || !inAll(p.level, gi, group[j])) continue;
+      double c = cA * e[j] / (SA + eps);
+      if (inPos(p.level, gi, group[j], yi, correct[j])) c += cP + cPexp * e[j];
+      if (p.loss == LossType::InfoNCE && j == pos) c -= 1.0;
+      G[i * B + j] = static_cast<float>(c * invT * dsim(dot[i * B + j]));
+    }
+  }
+  *loss = valid ? static_cast<float>(total / (valid + eps)) : 0.f;
+  if (dZ) {
+    if (!valid) {
+      std::fill(dZ, dZ + B * D, 0.f);
+    } else {
+      // dot_ij = z_i.z_j feeds both z_i and z_j: dZ = (G + G^T) Z / (valid + eps)
+      const float scale = static_cast<float>(1.0 / (valid + eps));
+      std::vector<float> Gs(B * B);
+      for (int64_t i = 0; i < B; ++i)
+        for (int64_t j = 0; j < B; ++j) Gs[i * B + j] = (G[i * B + j] + G[j * B + i]) * scale;
+      cpu::gemmAB(B, D, B, Gs.data(), B, 1, Z, dZ);
+    }
+  }
+  return valid;
+}
+
+void contrastiveCpu(const Params& p, const Inputs& in, const Outputs& out) {
+  const int64_t B = p.batch, H = p.hidden, D = p.out;
+  std::vector<float> pooledBuf;
+  const float* Hm = in.pooled;
+  if (!Hm) {
+    pooledBuf.resize(B * H);
+    if (in.tokenType == DType::BF16)
+      poolTokens(B, p.length, H, static_cast<const uint16_t*>(in.tokens), in.mask, pooledBuf.data());
+    else
+      poolTokens(B, p.length, H, static_cast<const float*>(in.tokens), in.mask, pooledBuf.data());
+    Hm = pooledBuf.data();
+  }
+  std::vector<float> U(B * D), norms(B), A1, R;
+  cpu::headForward(p, Hm, in.weight, in.weight1, U.data(), A1, R);
+  cpu::normalizeRows(B, D, U.data(), out.embeddings, norms.data());
+
+  std::vector<float> dZ(p.computeGrad ? B * D : 0);
+  const int32_t valid = lossFromEmbeddingsCpu(p, out.embeddings, norms.data(), in.correct, in.group, in.positives, out.perSample,
+                                              out.positives, out.loss, p.computeGrad ? dZ.data() : nullptr);
+  *out.validAnchors = valid;
+  if (!p.computeGrad) return;
+  if (!valid) {  // no valid anchor: the loss is the constant 0
+    std::fill(out.gradWeight, out.gradWeight + D * H, 0.f);
+    if (p.head == Head::Mlp) std::fill(out.gradWeight1, out.gradWeight1 + H * H, 0.f);
+    return;
+  }
+  std::vector<float> dU(B * D);
+  cpu::normalizeBackward(B, D, out.embeddings, norms.data(), dZ.data(), dU.data());
+  cpu::headBackward(p, Hm, in.weight, A1, R, dU.data(), out.gradWeight, out.gradWeight1);
+}
+
+}  // namespace clipo::contrastive
