@@ -1,0 +1,484 @@
+// N-API surface of the engine: the EngineModel class (one native model; explicit dispose()) and the benchmark
+// probes (fmaPeak, gemm timing). Every value from JS is validated here; engine errors become JS Errors.
+#include <napi.h>
+#include <omp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/napi_args.h"
+#include "common/registry.h"
+#include "engine/gemm.h"
+#include "engine/model.h"
+
+namespace {
+
+using clipo::engine::EngineError;
+using clipo::engine::Model;
+using clipo::engine::Span;
+
+const napi_type_tag kEngineTag = {0x5c1a0e4f2b7d4c11ULL, 0x9a3e6b8d0f214a77ULL};
+
+// Runs f, turning engine and allocation errors into JS Errors (Napi::Error passes through).
+template <typename F>
+auto guarded(Napi::Env env, const char* what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const EngineError& e) {
+    throw Napi::Error::New(env, std::string(what) + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, std::string(what) + ": out of memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(what) + ": " + e.what());
+  }
+}
+
+clipo::engine::ModelConfig parseConfig(const Napi::Object& c) {
+  clipo::engine::ModelConfig cfg;
+  cfg.vocab = clipo::getInt(c, "vocabSize", 1);
+  cfg.hidden = clipo::getInt(c, "hiddenSize", 1);
+  cfg.intermediate = clipo::getInt(c, "intermediateSize", 1);
+  cfg.layers = clipo::getInt(c, "numLayers", 1);
+  cfg.heads = clipo::getInt(c, "numHeads", 1);
+  cfg.kvHeads = clipo::getInt(c, "numKvHeads", 1);
+  cfg.headDim = clipo::getInt(c, "headDim", 2);
+  cfg.rmsEps = clipo::getNumber(c, "rmsNormEps");
+  cfg.ropeTheta = clipo::getNumber(c, "ropeTheta");
+  cfg.tieEmbeddings = clipo::getBoolOr(c, "tieWordEmbeddings", false);
+  cfg.attentionBias = clipo::getBoolOr(c, "attentionBias", false);
+  cfg.mlpBias = clipo::getBoolOr(c, "mlpBias", false);
+  if (clipo::hasField(c, "ropeScaling")) {
+    if (!c.Get("ropeScaling").IsObject()) clipo::throwError(c.Env(), "ropeScaling: expected an object or null");
+    Napi::Object rs = c.Get("ropeScaling").As<Napi::Object>();
+    const int type = clipo::getEnum(rs, "type", {"default", "llama3"});
+    if (type == 1) {
+      cfg.llama3Scaling = true;
+      cfg.ropeFactor = clipo::getNumber(rs, "factor");
+      cfg.lowFreqFactor = clipo::getNumber(rs, "lowFreqFactor");
+      cfg.highFreqFactor = clipo::getNumber(rs, "highFreqFactor");
+      cfg.originalMaxPositions = clipo::getNumber(rs, "originalMaxPositionEmbeddings");
+    }
+  }
+  return cfg;
+}
+
+// Sequences as one stream: tokens (all prompt+response tokens), promptLengths, responseLengths.
+struct Stream {
+  std::vector<int32_t> tokens;
+  std::vector<Span> spans;
+};
+
+Stream parseStream(const Napi::Object& o, int64_t vocab) {
+  Napi::Env env = o.Env();
+  auto pl = clipo::getArray<int32_t>(o, "promptLengths");
+  auto rl = clipo::getArray<int32_t>(o, "responseLengths", pl.length);
+  if (pl.length == 0) clipo::throwError(env, "sequences: the batch is empty");
+  Stream s;
+  int64_t total = 0;
+  for (size_t b = 0; b < pl.length; ++b) {
+    if (pl[b] < 1) clipo::throwError(env, "sequences[" + std::to_string(b) + "].prompt: must not be empty");
+    if (rl[b] < 0) clipo::throwError(env, "sequences[" + std::to_string(b) + "].response: negative length");
+    s.spans.push_back(Span{total, static_cast<int64_t>(pl[b]) + rl[b], pl[b]});
+    total += static_cast<int64_t>(pl[b]) + rl[b];
+  }
+  auto tok = clipo::getArray<int32_t>(o, "tokens", static_cast<size_t>(total));
+  for (size_t i = 0; i < tok.length; ++i)
+    if (tok[i] < 0 || tok[i] >= vocab)
+      clipo::throwError(env, "tokens[" + std::to_string(i) + "]: id " + std::to_string(tok[i]) +
+                                 " is out of range [0, " + std::to_string(vocab) + ")");
+  s.tokens.assign(tok.data, tok.data + tok.length);
+  return s;
+}
+
+Napi::Float32Array toF32(Napi::Env env, const std::vector<float>& v) {
+  auto a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+Napi::Object scoreToJs(Napi::Env env, const clipo::engine::ScoreResult& r, bool withEntropy, bool withPooled) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("logprobs", toF32(env, r.logprobs));
+  if (withEntropy) out.Set("entropy", toF32(env, r.entropy));
+  if (withPooled) out.Set("pooled", toF32(env, r.pooled));
+  auto mask = Napi::Uint8Array::New(env, r.mask.size());
+  std::copy(r.mask.begin(), r.mask.end(), mask.Data());
+  out.Set("mask", mask);
+  out.Set("length", Napi::Number::New(env, static_cast<double>(r.T)));
+  return out;
+}
+
+class EngineModel : public Napi::ObjectWrap<EngineModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "EngineModel",
+                       {InstanceMethod("paramInfo", &EngineModel::ParamInfoJs),
+                        InstanceMethod("getWeights", &EngineModel::GetWeights),
+                        InstanceMethod("logits", &EngineModel::Logits),
+                        InstanceMethod("score", &EngineModel::Score),
+                        InstanceMethod("generate", &EngineModel::Generate),
+                        InstanceMethod("forwardTrain", &EngineModel::ForwardTrain),
+                        InstanceMethod("backward", &EngineModel::Backward),
+                        InstanceMethod("zeroGrad", &EngineModel::ZeroGrad),
+                        InstanceMethod("adamwStep", &EngineModel::AdamwStep),
+                        InstanceMethod("getOptimizerState", &EngineModel::GetOptimizerState),
+                        InstanceMethod("setOptimizerState", &EngineModel::SetOptimizerState),
+                        InstanceMethod("getGradients", &EngineModel::GetGradients),
+                        InstanceMethod("memoryBytes", &EngineModel::MemoryBytes),
+                        InstanceMethod("dispose", &EngineModel::Dispose)});
+  }
+
+  // new EngineModel({ config, weights: [{name, shape, data}], threads? }) or new EngineModel({ source, frozen? })
+  explicit EngineModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineModel>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object opts = clipo::argObject(info, 0, "EngineModel");
+    napi_type_tag_object(env, info.This(), &kEngineTag);
+    if (clipo::hasField(opts, "source")) {
+      Napi::Value src = opts.Get("source");
+      bool ok = false;
+      if (src.IsObject()) napi_check_object_type_tag(env, src, &kEngineTag, &ok);
+      if (!ok) clipo::throwError(env, "source: expected an EngineModel");
+      EngineModel* other = Napi::ObjectWrap<EngineModel>::Unwrap(src.As<Napi::Object>());
+      Model& m = other->model(env);
+      const bool frozen = clipo::getBoolOr(opts, "frozen", true);
+      model_ = guarded(env, "cloneFrozen", [&] { return std::make_unique<Model>(m, frozen); });
+      return;
+    }
+    if (!clipo::hasField(opts, "config") || !opts.Get("config").IsObject())
+      clipo::throwError(env, "config: expected a model config object");
+    const auto cfg = parseConfig(opts.Get("config").As<Napi::Object>());
+    const int threads = static_cast<int>(clipo::getIntOr(opts, "threads", omp_get_num_procs(), 1, 1024));
+    model_ = guarded(env, "Engine.create", [&] { return std::make_unique<Model>(cfg, threads); });
+    if (!clipo::hasField(opts, "weights") || !opts.Get("weights").IsArray())
+      clipo::throwError(env, "weights: expected an array of {name, shape, data}");
+    Napi::Array arr = opts.Get("weights").As<Napi::Array>();
+    std::unordered_map<std::string, Napi::Object> byName;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value e = arr.Get(i);
+      if (!e.IsObject()) clipo::throwError(env, "weights[" + std::to_string(i) + "]: expected {name, shape, data}");
+      Napi::Object t = e.As<Napi::Object>();
+      if (!t.Get("name").IsString()) clipo::throwError(env, "weights[" + std::to_string(i) + "].name: expected a string");
+      byName.emplace(t.Get("name").As<Napi::String>().Utf8Value(), t);
+    }
+    std::unordered_set<std::string> used;
+    Model& m = *model_;
+    for (const auto& p : m.params) {
+      auto it = byName.find(p.name);
+      if (it == byName.end()) clipo::throwError(env, "weights: missing tensor " + p.name);
+      used.insert(p.name);
+      Napi::Object t = it->second;
+      Napi::Value sh = t.Get("shape");
+      std::string want = "[", got = "[";
+      for (size_t k = 0; k < p.shape.size(); ++k) want += (k ? ", " : "") + std::to_string(p.shape[k]);
+      want += "]";
+      bool same = sh.IsArray() && sh.As<Napi::Array>().Length() == p.shape.size();
+      if (sh.IsArray()) {
+        Napi::Array sa = sh.As<Napi::Array>();
+        for (uint32_t k = 0; k < sa.Length(); ++k) {
+          Napi::Value d = sa.Get(k);
+          got += (k ? ", " : "") + (d.IsNumber() ? std::to_string(static_cast<int64_t>(d.As<Napi::Number>().DoubleValue())) : std::string("?"));
+          if (same && (!d.IsNumber() || d.As<Napi::Number>().DoubleValue() != static_cast<double>(p.shape[k]))) same = false;
+        }
+      }
+      got += "]";
+      if (!same) clipo::throwError(env, "weights: tensor " + p.name + " has shape " + got + ", expected " + want);
+      Napi::Value d = t.Get("data");
+      if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        clipo::throwError(env, "weights: tensor " + p.name + ": data must be a Float32Array");
+      auto f = d.As<Napi::Float32Array>();
+      if (f.ElementLength() != p.size)
+        clipo::throwError(env, "weights: tensor " + p.name + ": data has " + std::to_string(f.ElementLength()) +
+                                   " values, expected " + std::to_string(p.size));
+      std::copy(f.Data(), f.Data() + p.size, m.w.data() + p.offset);
+    }
+    for (const auto& kv : byName) {
+      if (used.count(kv.first)) continue;
+      if (kv.first.find("rotary_emb.inv_freq") != std::string::npos) continue;  // a buffer, not a parameter
+      if (kv.first == "lm_head.weight" && cfg.tieEmbeddings) continue;          // tied: the embedding is the head
+      clipo::throwError(env, "weights: unexpected tensor " + kv.first +
+                                 " (not a parameter of this config; check attentionBias/mlpBias/tieWordEmbeddings)");
+    }
+  }
+
+ private:
+  std::unique_ptr<Model> model_;
+
+  Model& model(Napi::Env env) {
+    if (!model_) clipo::throwError(env, "this engine has been disposed");
+    return *model_;
+  }
+
+  Napi::Value ParamInfoJs(const Napi::CallbackInfo& info) {
+    Model& m = model(info.Env());
+    Napi::Array out = Napi::Array::New(info.Env(), m.params.size());
+    for (size_t i = 0; i < m.params.size(); ++i) {
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("name", m.params[i].name);
+      Napi::Array sh = Napi::Array::New(info.Env(), m.params[i].shape.size());
+      for (size_t k = 0; k < m.params[i].shape.size(); ++k) sh.Set(k, Napi::Number::New(info.Env(), m.params[i].shape[k]));
+      o.Set("shape", sh);
+      o.Set("offset", Napi::Number::New(info.Env(), static_cast<double>(m.params[i].offset)));
+      o.Set("size", Napi::Number::New(info.Env(), static_cast<double>(m.params[i].size)));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  Napi::Value GetWeights(const Napi::CallbackInfo& info) { return toF32(info.Env(), model(info.Env()).w); }
+  Napi::Value GetGradients(const Napi::CallbackInfo& info) {
+    Model& m = model(info.Env());
+    if (m.g.empty()) return info.Env().Null();
+    return toF32(info.Env(), m.g);
+  }
+
+  Napi::Value MemoryBytes(const Napi::CallbackInfo& info) {
+    Model& m = model(info.Env());
+    return Napi::Number::New(info.Env(), 4.0 * (m.w.size() + m.g.size() + m.m.size() + m.v.size()));
+  }
+
+  // logits({tokens, batch, length}) -> Float32Array [batch*length*vocab]
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "logits");
+    const int64_t batch = clipo::getInt(o, "batch", 1), length = clipo::getInt(o, "length", 1);
+    const size_t n = clipo::checkedSize(env, {batch, length}, "logits");
+    auto tok = clipo::getArray<int32_t>(o, "tokens", n);
+    for (size_t i = 0; i < n; ++i)
+      if (tok[i] < 0 || tok[i] >= m.cfg.vocab)
+        clipo::throwError(env, "tokens[" + std::to_string(i) + "]: id " + std::to_string(tok[i]) +
+                                   " is out of range [0, " + std::to_string(m.cfg.vocab) + ")");
+    const size_t outN = clipo::checkedSize(env, {batch, length, m.cfg.vocab}, "logits");
+    auto out = Napi::Float32Array::New(env, outN);
+    guarded(env, "logits", [&] { m.logits(tok.data, batch, length, out.Data()); });
+    return out;
+  }
+
+  Napi::Value Score(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "score");
+    Stream s = parseStream(o, m.cfg.vocab);
+    const bool ent = clipo::getBoolOr(o, "entropy", false), pooled = clipo::getBoolOr(o, "pooled", false);
+    auto r = guarded(env, "score", [&] { return m.score(s.tokens, s.spans, ent, pooled); });
+    return scoreToJs(env, r, ent, pooled);
+  }
+
+  Napi::Value ForwardTrain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "forwardTrain");
+    Stream s = parseStream(o, m.cfg.vocab);
+    auto r = guarded(env, "forwardTrain", [&] { return m.forwardTrain(s.tokens, s.spans); });
+    return scoreToJs(env, r, true, false);
+  }
+
+  Napi::Value Backward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "backward");
+    auto gl = clipo::getArray<float>(o, "gradLogp");
+    if (!m.hasActivations()) clipo::throwError(env, "backward: no activations; call forwardTrain first");
+    guarded(env, "backward", [&] { m.backward(gl.data, gl.length); });
+    if (clipo::getBoolOr(o, "release", true)) m.releaseActivations();
+    return env.Undefined();
+  }
+
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
+    Model& m = model(info.Env());
+    guarded(info.Env(), "zeroGrad", [&] { m.zeroGrad(); });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "adamwStep");
+    const double lr = clipo::getNumber(o, "lr");
+    const double b1 = clipo::getNumberOr(o, "beta1", 0.9), b2 = clipo::getNumberOr(o, "beta2", 0.999);
+    const double eps = clipo::getNumberOr(o, "eps", 1e-8), wd = clipo::getNumberOr(o, "weightDecay", 0.0);
+    const double clip = clipo::getNumberOr(o, "maxGradNorm", 0.0);
+    if (lr < 0) clipo::throwError(env, "lr: must be >= 0");
+    if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) clipo::throwError(env, "beta1/beta2: must be in [0, 1)");
+    if (!(eps > 0)) clipo::throwError(env, "eps: must be > 0");
+    if (wd < 0 || clip < 0) clipo::throwError(env, "weightDecay/maxGradNorm: must be >= 0");
+    double norm = guarded(env, "adamwStep", [&] { return m.adamw(lr, b1, b2, eps, wd, clip); });
+    return Napi::Number::New(env, norm);
+  }
+
+  Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("step", Napi::Number::New(env, static_cast<double>(m.adamSteps)));
+    out.Set("m", m.m.empty() ? env.Null() : Napi::Value(toF32(env, m.m)));
+    out.Set("v", m.v.empty() ? env.Null() : Napi::Value(toF32(env, m.v)));
+    return out;
+  }
+
+  Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    if (m.frozen) clipo::throwError(env, "importOptimizerState: this engine is a frozen copy");
+    Napi::Object o = clipo::argObject(info, 0, "importOptimizerState");
+    const int64_t step = clipo::getInt(o, "step", 0, int64_t{1} << 40);
+    auto mm = clipo::getArray<float>(o, "m", m.w.size());
+    auto vv = clipo::getArray<float>(o, "v", m.w.size());
+    for (size_t i = 0; i < vv.length; ++i)
+      if (!std::isfinite(mm[i]) || !std::isfinite(vv[i]) || vv[i] < 0)
+        clipo::throwError(env, "importOptimizerState: m/v value " + std::to_string(i) + " is not finite or v < 0");
+    m.adamSteps = step;
+    m.m.assign(mm.data, mm.data + mm.length);
+    m.v.assign(vv.data, vv.data + vv.length);
+    return env.Undefined();
+  }
+
+  // generate({tokens, promptLengths, n, maxNewTokens, temperature, topP, seed, stopTokens, returnPooled, maxBatch,
+  //           onProgress}) -> {promptIndex, sampleIndex, lengths, tokens, logprobs, stopped, pooled?}
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "generate");
+    clipo::engine::GenerateRequest req;
+    auto pl = clipo::getArray<int32_t>(o, "promptLengths");
+    if (pl.length == 0) clipo::throwError(env, "prompts: at least one prompt is required");
+    size_t total = 0;
+    for (size_t i = 0; i < pl.length; ++i) {
+      if (pl[i] < 1) clipo::throwError(env, "prompts[" + std::to_string(i) + "]: empty prompt");
+      total += pl[i];
+    }
+    auto tok = clipo::getArray<int32_t>(o, "tokens", total);
+    size_t at = 0;
+    for (size_t i = 0; i < pl.length; ++i) {
+      for (int32_t k = 0; k < pl[i]; ++k) {
+        const int32_t t = tok[at + k];
+        if (t < 0 || t >= m.cfg.vocab)
+          clipo::throwError(env, "prompts[" + std::to_string(i) + "][" + std::to_string(k) + "]: token id " +
+                                     std::to_string(t) + " is out of range [0, " + std::to_string(m.cfg.vocab) + ")");
+      }
+      req.prompts.emplace_back(tok.data + at, tok.data + at + pl[i]);
+      at += pl[i];
+    }
+    req.n = clipo::getIntOr(o, "n", 1, 1, 1 << 20);
+    req.maxNewTokens = clipo::getInt(o, "maxNewTokens", 0, 1 << 24);
+    req.maxBatch = clipo::getIntOr(o, "maxBatch", 64, 1, 1 << 20);
+    req.temperature = clipo::getNumber(o, "temperature");
+    if (req.temperature < 0) clipo::throwError(env, "temperature: must be >= 0");
+    req.topP = clipo::getNumberOr(o, "topP", 1.0);
+    if (!(req.topP > 0 && req.topP <= 1)) clipo::throwError(env, "topP: must be in (0, 1]");
+    const double seed = clipo::getNumber(o, "seed");
+    if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740991.0)
+      clipo::throwError(env, "seed: expected a non-negative integer");
+    req.seed = static_cast<uint64_t>(seed);
+    auto stops = clipo::getOptionalArray<int32_t>(o, "stopTokens");
+    req.stopTokens.assign(stops.data, stops.data + stops.length);
+    req.returnPooled = clipo::getBoolOr(o, "returnPooled", false);
+    Napi::Function progressFn;
+    if (clipo::hasField(o, "onProgress")) {
+      if (!o.Get("onProgress").IsFunction()) clipo::throwError(env, "onProgress: expected a function");
+      progressFn = o.Get("onProgress").As<Napi::Function>();
+    }
+    std::function<void(int64_t, int64_t)> progress;
+    int64_t lastDone = -1;
+    if (!progressFn.IsEmpty())
+      progress = [&](int64_t done, int64_t tot) {
+        if (done == lastDone) return;
+        lastDone = done;
+        progressFn.Call({Napi::Number::New(env, static_cast<double>(done)), Napi::Number::New(env, static_cast<double>(tot))});
+      };
+    auto seqs = guarded(env, "generate", [&] { return m.generate(req, progress); });
+    const size_t S = seqs.size();
+    size_t totalTok = 0;
+    for (const auto& s : seqs) totalTok += s.tokens.size();
+    auto pIdx = Napi::Int32Array::New(env, S), sIdx = Napi::Int32Array::New(env, S), lens = Napi::Int32Array::New(env, S);
+    auto toks = Napi::Int32Array::New(env, totalTok);
+    auto lps = Napi::Float32Array::New(env, totalTok);
+    auto stopped = Napi::Uint8Array::New(env, S);
+    size_t k = 0;
+    for (size_t i = 0; i < S; ++i) {
+      pIdx[i] = static_cast<int32_t>(seqs[i].promptIndex);
+      sIdx[i] = static_cast<int32_t>(seqs[i].sampleIndex);
+      lens[i] = static_cast<int32_t>(seqs[i].tokens.size());
+      stopped[i] = seqs[i].stopped ? 1 : 0;
+      for (size_t j = 0; j < seqs[i].tokens.size(); ++j, ++k) {
+        toks[k] = seqs[i].tokens[j];
+        lps[k] = seqs[i].logprobs[j];
+      }
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("promptIndex", pIdx);
+    out.Set("sampleIndex", sIdx);
+    out.Set("lengths", lens);
+    out.Set("tokens", toks);
+    out.Set("logprobs", lps);
+    out.Set("stopped", stopped);
+    if (req.returnPooled) {
+      const size_t H = static_cast<size_t>(m.cfg.hidden);
+      auto pooled = Napi::Float32Array::New(env, S * H);
+      for (size_t i = 0; i < S; ++i) std::copy(seqs[i].pooled.begin(), seqs[i].pooled.end(), pooled.Data() + i * H);
+      out.Set("pooled", pooled);
+    }
+    return out;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_.reset();
+    return info.Env().Undefined();
+  }
+};
+
+// engineFmaPeak({threads?, seconds?}) -> GFLOP/s
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  const int threads = static_cast<int>(clipo::getIntOr(o, "threads", omp_get_num_procs(), 1, 1024));
+  const double seconds = clipo::getNumberOr(o, "seconds", 0.3);
+  return Napi::Number::New(env, clipo::engine::measureFmaPeak(threads, seconds));
+}
+
+// engineGemm({M, N, K, mode: 'nt'|'nn'|'tn'|'rows', repeats?, threads?}) -> {seconds (median), gflops, kernel}
+Napi::Value GemmBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = clipo::argObject(info, 0, "engineGemm");
+  const int64_t M = clipo::getInt(o, "M", 1, 1 << 16), N = clipo::getInt(o, "N", 1, 1 << 20), K = clipo::getInt(o, "K", 1, 1 << 16);
+  const int mode = clipo::getEnum(o, "mode", {"nt", "nn", "tn", "rows"});
+  const int64_t repeats = clipo::getIntOr(o, "repeats", 5, 1, 1000);
+  const int threads = static_cast<int>(clipo::getIntOr(o, "threads", omp_get_num_procs(), 1, 1024));
+  clipo::checkedSize(env, {M, K}, "A");
+  clipo::checkedSize(env, {K, N}, "B");
+  std::vector<float> A(M * K), B(K * N), C(M * N);
+  for (size_t i = 0; i < A.size(); ++i) A[i] = static_cast<float>((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+  for (size_t i = 0; i < B.size(); ++i) B[i] = static_cast<float>((i * 40503u) % 1000) * 1e-3f - 0.5f;
+  std::vector<double> times;
+  for (int64_t r = 0; r <= repeats; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (mode == 0) clipo::engine::matmulNT(M, N, K, A.data(), B.data(), C.data(), false, threads);
+    else if (mode == 1) clipo::engine::matmulNN(M, N, K, A.data(), B.data(), C.data(), false, threads);
+    else if (mode == 2) clipo::engine::matmulTN(M, N, K, A.data(), B.data(), C.data(), false, threads);
+    else clipo::engine::matmulNTRows(M, N, K, A.data(), B.data(), C.data(), threads);
+    auto t1 = std::chrono::steady_clock::now();
+    if (r > 0) times.push_back(std::chrono::duration<double>(t1 - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double t = times[times.size() / 2];
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("seconds", t);
+  out.Set("gflops", 2.0 * M * N * K / t / 1e9);
+  out.Set("kernel", clipo::engine::gemmKernelName());
+  return out;
+}
+
+void InitEngine(Napi::Env env, Napi::Object exports) {
+  exports.Set("EngineModel", EngineModel::Define(env));
+  exports.Set("engineFmaPeak", Napi::Function::New(env, FmaPeak));
+  exports.Set("engineGemm", Napi::Function::New(env, GemmBench));
+}
+
+}  // namespace
+
+CLIPO_REGISTER_MODULE(engine, InitEngine);

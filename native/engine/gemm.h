@@ -1,0 +1,40 @@
+// Single-precision matrix multiply for the engine: packed panels, a register-blocked FMA micro-kernel (AVX-512 or
+// AVX2, scalar fallback), OpenMP over the N panels. No BLAS library.
+//
+// Determinism: every C element is accumulated over K in the same order (k ascending inside a KC block, blocks in
+// ascending order) whatever M, N, the tile it falls in or the thread count, so a row's result never depends on the
+// other rows in the batch or on the number of threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace clipo::engine {
+
+// C[M x N] (=|+=) A . B with A(i,p) = A[i*rsa + p*csa] and B(p,j) = B[p*rsb + j*csb]; C row-major with stride ldc.
+void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,
+           int64_t csb, float* C, int64_t ldc, bool accumulate, int threads);
+
+// Y[M x N] (=|+=) X[M x K] . W[N x K]^T  (a linear layer with torch's [out, in] weight)
+inline void matmulNT(int64_t M, int64_t N, int64_t K, const float* X, const float* W, float* Y, bool acc, int threads) {
+  sgemm(M, N, K, X, K, 1, W, 1, K, Y, N, acc, threads);
+}
+// C[M x N] (=|+=) A[M x K] . B[K x N]  (input gradient: dX = dY . W)
+inline void matmulNN(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool acc, int threads) {
+  sgemm(M, N, K, A, K, 1, B, N, 1, C, N, acc, threads);
+}
+// C[M x N] (=|+=) A[K x M]^T . B[K x N]  (weight gradient: dW += dY^T . X)
+inline void matmulTN(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool acc, int threads) {
+  sgemm(M, N, K, A, 1, M, B, N, 1, C, N, acc, threads);
+}
+
+// Y[M x N] = X[M x K] . W[N x K]^T by dot products, for few rows (decoding): W is streamed once, nothing is packed.
+// Each element's summation order depends only on K, so a row's result is independent of M and of the thread count.
+void matmulNTRows(int64_t M, int64_t N, int64_t K, const float* X, const float* W, float* Y, int threads);
+
+// The machine's fp32 FMA peak (GFLOP/s) with `threads` threads: independent FMA chains on registers only.
+double measureFmaPeak(int threads, double seconds);
+
+// Which micro-kernel was compiled in ("avx512 12x32", "avx2 6x16", "scalar").
+const char* gemmKernelName();
+
+}  // namespace clipo::engine

@@ -1,0 +1,192 @@
+#include "engine/ops.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace clipo::engine {
+
+void addBias(float* Y, const float* b, int64_t N, int64_t cols, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < cols; ++c) Y[n * cols + c] += b[c];
+}
+
+void addInPlace(float* y, const float* x, int64_t n, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+static inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+void swiglu(const float* gu, float* act, int64_t N, int64_t I, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* gate = gu + n * 2 * I;
+    const float* up = gate + I;
+    float* a = act + n * I;
+    for (int64_t i = 0; i < I; ++i) a[i] = gate[i] * sigmoid(gate[i]) * up[i];
+  }
+}
+
+void swigluBackward(const float* gu, const float* dact, float* dgu, int64_t N, int64_t I, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* gate = gu + n * 2 * I;
+    const float* up = gate + I;
+    const float* da = dact + n * I;
+    float* dg = dgu + n * 2 * I;
+    float* du = dg + I;
+    for (int64_t i = 0; i < I; ++i) {
+      const float s = sigmoid(gate[i]), silu = gate[i] * s;
+      dg[i] = da[i] * up[i] * s * (1.f + gate[i] * (1.f - s));
+      du[i] = da[i] * silu;
+    }
+  }
+}
+
+void meanRows(const float* X, int64_t start, int64_t count, int64_t cols, float* out) {
+  std::vector<double> acc(cols, 0.0);
+  for (int64_t r = 0; r < count; ++r)
+    for (int64_t c = 0; c < cols; ++c) acc[c] += X[(start + r) * cols + c];
+  for (int64_t c = 0; c < cols; ++c) out[c] = count > 0 ? static_cast<float>(acc[c] / count) : 0.f;
+}
+
+void colSumAccumulate(const float* dY, int64_t N, int64_t cols, float* gb, int threads) {
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t c0 = cols * t / nt, c1 = cols * (t + 1) / nt;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c) gb[c] += dY[n * cols + c];
+  }
+}
+
+void rmsnormBackward(const float* dy, const float* x, const float* rstd, const float* w, float* dx, float* gw,
+                     int64_t N, int64_t H, int threads) {
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* d = dy + n * H;
+      const float* xr = x + n * H;
+      const float r = rstd[n];
+      double dot = 0.0;
+      for (int64_t j = 0; j < H; ++j) dot += static_cast<double>(w[j] * d[j]) * xr[j];
+      const float k = static_cast<float>(dot * r * r * r / H);
+      float* o = dx + n * H;
+      for (int64_t j = 0; j < H; ++j) o[j] += r * w[j] * d[j] - xr[j] * k;
+    }
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t c0 = H * t / nt, c1 = H * (t + 1) / nt;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c) gw[c] += dy[n * H + c] * x[n * H + c] * rstd[n];
+  }
+}
+
+static inline float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+static inline void axpy(float a, const float* x, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void attendRow(const float* q, const float* K, const float* V, int64_t kvStride, int64_t count, int64_t hd, float scale,
+               float* out, float* lse) {
+  static thread_local std::vector<float> s;
+  if (static_cast<int64_t>(s.size()) < count) s.resize(count);
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < count; ++j) {
+    s[j] = dot(q, K + j * kvStride, hd) * scale;
+    mx = std::max(mx, s[j]);
+  }
+  std::memset(out, 0, hd * sizeof(float));
+  double sum = 0.0;
+  for (int64_t j = 0; j < count; ++j) {
+    const float p = std::exp(s[j] - mx);
+    sum += p;
+    axpy(p, V + j * kvStride, out, hd);
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < hd; ++i) out[i] *= inv;
+  *lse = mx + static_cast<float>(std::log(sum));
+}
+
+void attentionSpans(const AttnShape& sh, const std::vector<Span>& spans, const float* qkv, float* o, float* lse,
+                    int threads) {
+  const int64_t nTasks = static_cast<int64_t>(spans.size()) * sh.heads;
+  const int64_t group = sh.heads / sh.kvHeads, kvd = sh.kvHeads * sh.headDim;
+  const float scale = 1.f / std::sqrt(static_cast<float>(sh.headDim));
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  for (int64_t task = 0; task < nTasks; ++task) {
+    const Span& sp = spans[task / sh.heads];
+    const int64_t h = task % sh.heads, g = h / group;
+    const float* base = qkv + sp.start * sh.rowStride;
+    for (int64_t i = 0; i < sp.length; ++i)
+      attendRow(base + i * sh.rowStride + h * sh.headDim, base + sh.qd + g * sh.headDim,
+                base + sh.qd + kvd + g * sh.headDim, sh.rowStride, i + 1, sh.headDim, scale,
+                o + (sp.start + i) * sh.qd + h * sh.headDim, lse + (sp.start + i) * sh.heads + h);
+  }
+}
+
+void attentionSpansBackward(const AttnShape& sh, const std::vector<Span>& spans, const float* qkv, const float* o,
+                            const float* lse, const float* dO, float* dqkv, int threads) {
+  // p_ij = exp(s_ij - lse_i); dp_ij = dO_i . v_j; D_i = dO_i . o_i; ds_ij = p_ij (dp_ij - D_i)
+  // dq_i = scale sum_j ds_ij k_j;  dk_j += scale ds_ij q_i;  dv_j += p_ij dO_i
+  // One task per (span, kv head): the key/value gradients of a kv head are written by its task only.
+  const int64_t group = sh.heads / sh.kvHeads, kvd = sh.kvHeads * sh.headDim, hd = sh.headDim, R = sh.rowStride;
+  const int64_t nTasks = static_cast<int64_t>(spans.size()) * sh.kvHeads;
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  for (int64_t task = 0; task < nTasks; ++task) {
+    const Span& sp = spans[task / sh.kvHeads];
+    const int64_t g = task % sh.kvHeads;
+    const float* base = qkv + sp.start * R;
+    float* dbase = dqkv + sp.start * R;
+    for (int64_t h = g * group; h < (g + 1) * group; ++h)
+      for (int64_t i = 0; i < sp.length; ++i) {
+        const int64_t row = sp.start + i;
+        const float* qi = base + i * R + h * hd;
+        const float* doi = dO + row * sh.qd + h * hd;
+        const float Di = dot(doi, o + row * sh.qd + h * hd, hd);
+        const float li = lse[row * sh.heads + h];
+        float* dqi = dbase + i * R + h * hd;
+        for (int64_t j = 0; j <= i; ++j) {
+          const float* kj = base + j * R + sh.qd + g * hd;
+          const float* vj = kj + kvd;
+          const float p = std::exp(dot(qi, kj, hd) * scale - li);
+          const float ds = p * (dot(doi, vj, hd) - Di) * scale;
+          axpy(ds, kj, dqi, hd);
+          float* dkj = dbase + j * R + sh.qd + g * hd;
+          axpy(ds, qi, dkj, hd);
+          axpy(p, doi, dkj + kvd, hd);
+        }
+      }
+  }
+}
+
+RowSoftmax rowSoftmaxStats(const float* z, int64_t V, bool entropy) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
+  double sum = 0.0, pz = 0.0;
+  for (int64_t i = 0; i < V; ++i) {
+    const double e = std::exp(static_cast<double>(z[i] - mx));
+    sum += e;
+    if (entropy) pz += e * (z[i] - mx);
+  }
+  RowSoftmax r;
+  r.lse = mx + std::log(sum);
+  // H = -sum p log p = log(sum) - sum p (z - mx)
+  if (entropy) r.entropy = std::log(sum) - pz / sum;
+  return r;
+}
+
+}  // namespace clipo::engine

@@ -1,0 +1,171 @@
+// Backward pass through the whole model from d loss / d logp of the response tokens, and AdamW.
+//   d logp_t / d z = onehot(t) - softmax(z)        (z: logits of the row predicting t)
+// The logits of the response rows are recomputed chunk by chunk (never [rows x vocab] at once), then every block is
+// differentiated in reverse order with the activations kept by forwardTrain. Weight gradients accumulate into g.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/gemm.h"
+#include "engine/model.h"
+#include "engine/ops.h"
+
+namespace clipo::engine {
+
+void Model::backward(const float* gradLogp, size_t count) {
+  TrainState& st = train_;
+  if (st.N == 0 && st.tokens.empty()) throw EngineError("backward: no activations; call forwardTrain first");
+  const int64_t N = static_cast<int64_t>(st.tokens.size()), H = cfg.hidden, I = cfg.intermediate,
+                V = cfg.vocab, L = cfg.layers, nh = cfg.heads;
+  const size_t expected = st.spans.size() * static_cast<size_t>(st.T);
+  if (count != expected)
+    throw EngineError("backward: gradLogp has " + std::to_string(count) + " values, expected " +
+                      std::to_string(expected) + " (batch x max response length of the forward)");
+  for (size_t i = 0; i < count; ++i)
+    if (!std::isfinite(gradLogp[i])) throw EngineError("backward: gradLogp[" + std::to_string(i) + "] is not finite");
+  float* G = g.data();
+
+  // LM head and the final hidden states
+  std::vector<float> dres(N * H, 0.f), dxf(N * H, 0.f);
+  {
+    const int64_t R = static_cast<int64_t>(st.headRows.size());
+    const int64_t CH = std::max<int64_t>(1, std::min<int64_t>(256, (int64_t{1} << 24) / V));
+    std::vector<float> Xc(std::min(CH, std::max<int64_t>(R, 1)) * H), Z(std::min(CH, std::max<int64_t>(R, 1)) * V),
+        dX(std::min(CH, std::max<int64_t>(R, 1)) * H);
+    for (int64_t r0 = 0; r0 < R; r0 += CH) {
+      const int64_t ch = std::min(CH, R - r0);
+      bool any = false;
+      for (int64_t r = 0; r < ch; ++r) any = any || gradLogp[st.headOut[r0 + r]] != 0.f;
+      if (!any) continue;
+      for (int64_t r = 0; r < ch; ++r)
+        std::memcpy(Xc.data() + r * H, st.xf.data() + st.headRows[r0 + r] * H, H * sizeof(float));
+      matmulNT(ch, V, H, Xc.data(), P(headOff_), Z.data(), false, threads);
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t r = 0; r < ch; ++r) {
+        float* z = Z.data() + r * V;
+        const float gr = gradLogp[st.headOut[r0 + r]];
+        const float lse = static_cast<float>(rowSoftmaxStats(z, V, false).lse);
+        for (int64_t i = 0; i < V; ++i) z[i] = -gr * std::exp(z[i] - lse);
+        z[st.headTargets[r0 + r]] += gr;
+      }
+      matmulNN(ch, H, V, Z.data(), P(headOff_), dX.data(), false, threads);
+      matmulTN(V, H, ch, Z.data(), Xc.data(), G + headOff_, true, threads);
+      for (int64_t r = 0; r < ch; ++r) {
+        float* d = dxf.data() + st.headRows[r0 + r] * H;
+        for (int64_t j = 0; j < H; ++j) d[j] += dX[r * H + j];
+      }
+    }
+  }
+  rmsnormBackward(dxf.data(), st.res.data() + L * N * H, st.rstdF.data(), P(normOff_), dres.data(), G + normOff_, N, H,
+                  threads);
+  dxf = std::vector<float>();
+
+  std::vector<float> act(N * I), dact(N * I), dgu(N * 2 * I), dxn(N * H), dO(N * qd_), dqkv(N * qkv_);
+  const AttnShape shape{nh, cfg.kvHeads, cfg.headDim, qkv_, qd_};
+  for (int64_t l = L - 1; l >= 0; --l) {
+    const LayerOffsets& o = lay_[l];
+    const float* xin = st.res.data() + l * N * H;
+    const float* xn1 = st.xn1.data() + l * N * H;
+    const float* rstd1 = st.rstd1.data() + l * N;
+    const float* qkv = st.qkv.data() + l * N * qkv_;
+    const float* ao = st.o.data() + l * N * qd_;
+    const float* lse = st.lse.data() + l * N * nh;
+    const float* x1 = st.x1.data() + l * N * H;
+    const float* xn2 = st.xn2.data() + l * N * H;
+    const float* rstd2 = st.rstd2.data() + l * N;
+    const float* gu = st.gu.data() + l * N * 2 * I;
+
+    // MLP: out = x1 + down(act), act = silu(gate) * up
+    swiglu(gu, act.data(), N, I, threads);
+    matmulNN(N, I, H, dres.data(), P(o.wd), dact.data(), false, threads);
+    matmulTN(H, I, N, dres.data(), act.data(), G + o.wd, true, threads);
+    if (o.bd != kAbsent) colSumAccumulate(dres.data(), N, H, G + o.bd, threads);
+    swigluBackward(gu, dact.data(), dgu.data(), N, I, threads);
+    matmulTN(2 * I, H, N, dgu.data(), xn2, G + o.wgu, true, threads);
+    if (o.bgu != kAbsent) colSumAccumulate(dgu.data(), N, 2 * I, G + o.bgu, threads);
+    matmulNN(N, H, 2 * I, dgu.data(), P(o.wgu), dxn.data(), false, threads);
+    rmsnormBackward(dxn.data(), x1, rstd2, P(o.ln2), dres.data(), G + o.ln2, N, H, threads);
+
+    // attention: x1 = xin + o_proj(attn(rope(q), rope(k), v))
+    matmulTN(H, qd_, N, dres.data(), ao, G + o.wo, true, threads);
+    if (o.bo != kAbsent) colSumAccumulate(dres.data(), N, H, G + o.bo, threads);
+    matmulNN(N, qd_, H, dres.data(), P(o.wo), dO.data(), false, threads);
+    std::fill(dqkv.begin(), dqkv.end(), 0.f);
+    attentionSpansBackward(shape, st.spans, qkv, ao, lse, dO.data(), dqkv.data(), threads);
+    rope(dqkv.data(), qkv_, N, nh, st.pos.data(), true);
+    rope(dqkv.data() + qd_, qkv_, N, cfg.kvHeads, st.pos.data(), true);
+    matmulTN(qkv_, H, N, dqkv.data(), xn1, G + o.wqkv, true, threads);
+    if (o.bqkv != kAbsent) colSumAccumulate(dqkv.data(), N, qkv_, G + o.bqkv, threads);
+    matmulNN(N, H, qkv_, dqkv.data(), P(o.wqkv), dxn.data(), false, threads);
+    rmsnormBackward(dxn.data(), xin, rstd1, P(o.ln1), dres.data(), G + o.ln1, N, H, threads);
+  }
+
+  // embeddings: rows of the same token add up; threads split the hidden dimension, rows stay in order
+  float* gE = G + embOff_;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t c0 = H * t / nt, c1 = H * (t + 1) / nt;
+    for (int64_t n = 0; n < N; ++n) {
+      float* dst = gE + static_cast<int64_t>(st.tokens[n]) * H;
+      for (int64_t c = c0; c < c1; ++c) dst[c] += dres[n * H + c];
+    }
+  }
+}
+
+void Model::zeroGrad() {
+  if (frozen) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
+  if (!g.empty()) std::fill(g.begin(), g.end(), 0.f);
+}
+
+double Model::adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) {
+  ensureGrads();
+  if (m.empty()) {
+    m.assign(w.size(), 0.f);
+    v.assign(w.size(), 0.f);
+  }
+  // global L2 norm of the gradient: fixed chunks summed in order (independent of the thread count)
+  const size_t n = w.size(), chunk = 1 << 16, nChunks = (n + chunk - 1) / chunk;
+  std::vector<double> partial(nChunks, 0.0);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (size_t c = 0; c < nChunks; ++c) {
+    double s = 0.0;
+    for (size_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) s += static_cast<double>(g[i]) * g[i];
+    partial[c] = s;
+  }
+  double sq = 0.0;
+  for (double p : partial) sq += p;
+  const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm)) throw EngineError("adamwStep: the gradient is not finite (norm " + std::to_string(norm) + ")");
+  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
+  const double clip = maxGradNorm > 0 ? std::min(1.0, maxGradNorm / (norm + 1e-6)) : 1.0;
+  adamSteps += 1;
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(adamSteps));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(adamSteps));
+  // torch.optim.AdamW: p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+  //                    p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).  Decay only on matrices (not norms, biases).
+  for (const ParamInfo& p : params) {
+    if (cfg.tieEmbeddings && p.name == "lm_head.weight") continue;
+    const float decay = p.shape.size() >= 2 ? static_cast<float>(1.0 - lr * weightDecay) : 1.f;
+    const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2), c = static_cast<float>(clip);
+    const float stepSize = static_cast<float>(lr / bc1), sbc2 = static_cast<float>(std::sqrt(bc2));
+    const float e = static_cast<float>(eps);
+    float* W = w.data() + p.offset;
+    float* Gp = g.data() + p.offset;
+    float* Mp = m.data() + p.offset;
+    float* Vp = v.data() + p.offset;
+    const int64_t sz = static_cast<int64_t>(p.size);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < sz; ++i) {
+      const float gi = Gp[i] * c;
+      Mp[i] = b1 * Mp[i] + (1.f - b1) * gi;
+      Vp[i] = b2 * Vp[i] + (1.f - b2) * gi * gi;
+      W[i] = W[i] * decay - stepSize * Mp[i] / (std::sqrt(Vp[i]) / sbc2 + e);
+    }
+  }
+  return norm;
+}
+
+}  // namespace clipo::engine

@@ -1,0 +1,331 @@
+// The policy engine: a Qwen2/Llama transformer in the native addon (fp32, CPU), driven from TypeScript.
+// Scoring with pooled hidden states, KV-cache sampling, training forward/backward, AdamW, a frozen reference copy.
+// See docs/engine.md for the API contract and the numerics.
+import os from 'node:os';
+import { loadNative } from '../native.js';
+import type { ModelConfig, Tensor, TensorMap } from '../model/types.js';
+import { flattenBatch, isTyped, type ScoreBatch } from './batch.js';
+
+export type { ScoreBatch } from './batch.js';
+
+export interface EngineOptions {
+  /** OpenMP threads for this engine (default: all cores) */
+  threads?: number;
+}
+
+export interface GenerateRequest {
+  /** token ids per prompt (non-empty) */
+  prompts: Int32Array[];
+  /** samples per prompt (default 1); output order is prompt-major */
+  n?: number;
+  maxNewTokens: number;
+  /** 0 = greedy */
+  temperature: number;
+  /** nucleus mass, (0, 1], default 1 */
+  topP?: number;
+  seed: number;
+  /** default: config.eosTokenIds */
+  stopTokens?: number[];
+  /** mean final hidden state (after the final norm) over the generated tokens' positions */
+  returnPooled?: boolean;
+  /** most sequences decoded at once (prompts are grouped; results do not depend on it), default 64 */
+  maxBatch?: number;
+  onProgress?: (doneSequences: number, total: number) => void;
+}
+
+export interface GeneratedSequence {
+  promptIndex: number;
+  sampleIndex: number;
+  /** generated tokens only (including the stop token when one was hit) */
+  tokens: Int32Array;
+  /** log-prob of each generated token under the temperature-scaled distribution (greedy: under temperature 1) */
+  logprobs: Float32Array;
+  finishReason: 'stop' | 'length';
+  pooled?: Float32Array;
+}
+
+export interface ScoreResult {
+  /** [B*T], T = max response length; 0 where masked */
+  logprobs: Float32Array;
+  entropy?: Float32Array;
+  /** [B*hiddenSize] */
+  pooled?: Float32Array;
+  /** [B*T] response mask */
+  mask: Uint8Array;
+  length: number;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** decoupled weight decay, applied to matrices (not to norm weights or biases) */
+  weightDecay?: number;
+  /** global-norm clipping threshold; 0 or absent: no clipping */
+  maxGradNorm?: number;
+}
+
+export interface OptimizerState {
+  step: number;
+  m: TensorMap;
+  v: TensorMap;
+}
+
+interface ParamInfo {
+  name: string;
+  shape: number[];
+  offset: number;
+  size: number;
+}
+
+interface NativeEngineModel {
+  paramInfo(): ParamInfo[];
+  getWeights(): Float32Array;
+  getGradients(): Float32Array | null;
+  memoryBytes(): number;
+  logits(o: { tokens: Int32Array; batch: number; length: number }): Float32Array;
+  score(o: object): ScoreResult;
+  forwardTrain(o: object): Required<Omit<ScoreResult, 'pooled'>>;
+  backward(o: { gradLogp: Float32Array; release?: boolean }): void;
+  zeroGrad(): void;
+  adamwStep(o: AdamWOptions): number;
+  getOptimizerState(): { step: number; m: Float32Array | null; v: Float32Array | null };
+  setOptimizerState(o: { step: number; m: Float32Array; v: Float32Array }): void;
+  generate(o: object): {
+    promptIndex: Int32Array;
+    sampleIndex: Int32Array;
+    lengths: Int32Array;
+    tokens: Int32Array;
+    logprobs: Float32Array;
+    stopped: Uint8Array;
+    pooled?: Float32Array;
+  };
+  dispose(): void;
+}
+
+type EngineModelCtor = new (o: object) => NativeEngineModel;
+
+function nativeCtor(): EngineModelCtor {
+  const addon = loadNative();
+  const ctor = addon.EngineModel;
+  if (typeof ctor !== 'function') {
+    throw new Error(`the engine is not in this build of the addon (modules: ${addon.buildInfo().modules.join(', ')})`);
+  }
+  return ctor as EngineModelCtor;
+}
+
+export class Engine {
+  readonly config: ModelConfig;
+  readonly frozen: boolean;
+  private native: NativeEngineModel | null;
+  private readonly info: ParamInfo[];
+  private pending: { batchSize: number; length: number } | null = null;
+
+  private constructor(config: ModelConfig, native: NativeEngineModel, frozen: boolean) {
+    this.config = config;
+    this.native = native;
+    this.frozen = frozen;
+    this.info = native.paramInfo();
+  }
+
+  /** Builds the native model from a config and fp32 weights with HF names; a missing, extra or misshapen tensor
+   *  throws naming it. Tied embeddings: lm_head.weight may be absent. */
+  static create(config: ModelConfig, weights: TensorMap, opts: EngineOptions = {}): Engine {
+    const threads = opts.threads ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    const list = [...weights].map(([name, t]) => ({ name, shape: t.shape, data: t.data }));
+    const Ctor = nativeCtor();
+    return new Engine(config, new Ctor({ config, weights: list, threads }), false);
+  }
+
+  /** Names and shapes of the parameters this config needs (HF names, in the engine's order). */
+  parameterShapes(): Array<{ name: string; shape: number[] }> {
+    return this.info.map((p) => ({ name: p.name, shape: [...p.shape] }));
+  }
+
+  /** Number of scalar parameters. */
+  numParameters(): number {
+    return this.info.reduce((s, p) => s + p.size, 0);
+  }
+
+  /** Bytes held by parameters, gradients and Adam moments (activations excluded). */
+  stateBytes(): number {
+    return this.handle().memoryBytes();
+  }
+
+  /** Current parameters (fp32, HF names and shapes), copies. */
+  exportWeights(): TensorMap {
+    return this.split(this.handle().getWeights());
+  }
+
+  /** Accumulated gradients (null before the first backward), for tests and diagnostics. */
+  exportGradients(): TensorMap | null {
+    const g = this.handle().getGradients();
+    return g ? this.split(g) : null;
+  }
+
+  /** A frozen copy (reference policy for KL): same weights, no gradients, no optimizer state. */
+  cloneFrozen(): Engine {
+    const Ctor = nativeCtor();
+    return new Engine(this.config, new Ctor({ source: this.handle(), frozen: true }), true);
+  }
+
+  /** Frees the native model; any later call throws. */
+  dispose(): void {
+    this.native?.dispose();
+    this.native = null;
+  }
+
+  /** Full-sequence logits: tokens [batch*length] -> [batch*length*vocab]. */
+  logits(tokens: Int32Array, batch: number, length: number): Float32Array {
+    return this.handle().logits({ tokens, batch, length });
+  }
+
+  /** Batched sampling with a KV cache; deterministic for a seed whatever the batching or thread count. */
+  generate(req: GenerateRequest): { sequences: GeneratedSequence[] } {
+    if (!Array.isArray(req.prompts) || req.prompts.length === 0) throw new Error('generate: prompts must be a non-empty array');
+    const lengths = new Int32Array(req.prompts.length);
+    let total = 0;
+    req.prompts.forEach((p, i) => {
+      if (!isTyped(p, 'Int32Array')) throw new Error(`generate: prompts[${i}] must be an Int32Array`);
+      if (p.length === 0) throw new Error(`generate: prompts[${i}] is empty`);
+      lengths[i] = p.length;
+      total += p.length;
+    });
+    const tokens = new Int32Array(total);
+    let at = 0;
+    for (const p of req.prompts) {
+      tokens.set(p, at);
+      at += p.length;
+    }
+    const stops = req.stopTokens ?? this.config.eosTokenIds;
+    const r = this.handle().generate({
+      tokens,
+      promptLengths: lengths,
+      n: req.n ?? 1,
+      maxNewTokens: req.maxNewTokens,
+      temperature: req.temperature,
+      topP: req.topP ?? 1,
+      seed: req.seed,
+      stopTokens: Int32Array.from(stops),
+      returnPooled: req.returnPooled ?? false,
+      maxBatch: req.maxBatch ?? 64,
+      onProgress: req.onProgress,
+    });
+    const H = this.config.hiddenSize;
+    const sequences: GeneratedSequence[] = [];
+    let k = 0;
+    for (let i = 0; i < r.lengths.length; i++) {
+      const len = r.lengths[i];
+      const s: GeneratedSequence = {
+        promptIndex: r.promptIndex[i],
+        sampleIndex: r.sampleIndex[i],
+        tokens: r.tokens.slice(k, k + len),
+        logprobs: r.logprobs.slice(k, k + len),
+        finishReason: r.stopped[i] ? 'stop' : 'length',
+      };
+      if (r.pooled) s.pooled = r.pooled.slice(i * H, (i + 1) * H);
+      sequences.push(s);
+      k += len;
+    }
+    return { sequences };
+  }
+
+  /** Scoring pass (no grad): response log-probs, entropy, and the pooled final hidden state, in one pass. */
+  score(batch: ScoreBatch, opts: { entropy?: boolean; pooled?: boolean } = {}): ScoreResult {
+    const flat = flattenBatch(batch, this.config.vocabSize);
+    return this.handle().score({ ...flat, entropy: opts.entropy ?? false, pooled: opts.pooled ?? false });
+  }
+
+  /** Training forward keeping this micro-batch's activations (a later forwardTrain replaces them). */
+  forwardTrain(batch: ScoreBatch): { logprobs: Float32Array; entropy: Float32Array; mask: Uint8Array; length: number } {
+    this.trainable('forwardTrain');
+    const flat = flattenBatch(batch, this.config.vocabSize);
+    const r = this.handle().forwardTrain(flat);
+    this.pending = { batchSize: batch.sequences.length, length: r.length };
+    return r;
+  }
+
+  /** Backward from d loss / d logp ([B*T], the layout of forwardTrain); gradients accumulate until zeroGrad(). */
+  backward(gradLogp: Float32Array): void {
+    this.trainable('backward');
+    if (!this.pending) throw new Error('backward: no activations; call forwardTrain first');
+    const want = this.pending.batchSize * this.pending.length;
+    if (!isTyped(gradLogp, 'Float32Array') || gradLogp.length !== want) {
+      throw new Error(`backward: gradLogp must be a Float32Array of length ${want} (batch ${this.pending.batchSize} x length ${this.pending.length})`);
+    }
+    this.handle().backward({ gradLogp });
+    this.pending = null;
+  }
+
+  /** Supervised warm-up: mean token cross-entropy over response tokens (forward + backward, accumulating);
+   *  the gradient is scaled by opts.scale (default 1), e.g. 1/microBatches. */
+  crossEntropyStep(batch: ScoreBatch, opts: { scale?: number } = {}): { loss: number; tokens: number } {
+    const r = this.forwardTrain(batch);
+    let tokens = 0;
+    let sum = 0;
+    for (let i = 0; i < r.mask.length; i++) {
+      if (r.mask[i]) {
+        tokens++;
+        sum -= r.logprobs[i];
+      }
+    }
+    const g = new Float32Array(r.mask.length);
+    if (tokens > 0) {
+      const scale = opts.scale ?? 1;
+      // loss = -(1/n) sum logp  =>  d loss / d logp = -scale / n on response tokens
+      for (let i = 0; i < g.length; i++) if (r.mask[i]) g[i] = -scale / tokens;
+    }
+    this.backward(g);
+    return { loss: tokens > 0 ? sum / tokens : 0, tokens };
+  }
+
+  zeroGrad(): void {
+    this.trainable('zeroGrad');
+    this.handle().zeroGrad();
+  }
+
+  /** AdamW (decoupled weight decay) with global-norm clipping; returns the pre-clip gradient norm. */
+  adamwStep(opts: AdamWOptions): { gradNorm: number } {
+    this.trainable('adamwStep');
+    return { gradNorm: this.handle().adamwStep(opts) };
+  }
+
+  exportOptimizerState(): OptimizerState {
+    this.trainable('exportOptimizerState');
+    const s = this.handle().getOptimizerState();
+    const zeros = () => new Float32Array(this.numParameters());
+    return { step: s.step, m: this.split(s.m ?? zeros()), v: this.split(s.v ?? zeros()) };
+  }
+
+  importOptimizerState(s: OptimizerState): void {
+    this.trainable('importOptimizerState');
+    this.handle().setOptimizerState({ step: s.step, m: this.join(s.m, 'm'), v: this.join(s.v, 'v') });
+  }
+
+  private handle(): NativeEngineModel {
+    if (!this.native) throw new Error('this engine has been disposed');
+    return this.native;
+  }
+
+  private trainable(what: string): void {
+    if (this.frozen) throw new Error(`${what}: this engine is a frozen copy (no gradients or optimizer)`);
+  }
+
+  private split(flat: Float32Array): TensorMap {
+    const out: TensorMap = new Map();
+    for (const p of this.info) out.set(p.name, { shape: [...p.shape], data: flat.slice(p.offset, p.offset + p.size) });
+    return out;
+  }
+
+  private join(map: TensorMap, what: string): Float32Array {
+    const flat = new Float32Array(this.numParameters());
+    for (const p of this.info) {
+      const t: Tensor | undefined = map.get(p.name);
+      if (!t) throw new Error(`importOptimizerState: ${what} is missing tensor ${p.name}`);
+      if (t.data.length !== p.size) throw new Error(`importOptimizerState: ${what}.${p.name} has ${t.data.length} values, expected ${p.size}`);
+      flat.set(t.data, p.offset);
+    }
+    return flat;
+  }
+}
