@@ -3,5 +3,7 @@ export { loadNative, type BuildInfo } from './native.js';
 export { measureBandwidth } from './bench/bandwidth.js';
 export { Rng } from './util/rng.js';
 export { contrastiveLoss, contrastiveLossUnfused, contrastiveReward, type ContrastiveLossOptions, type ContrastiveLossResult, type ContrastiveRewardOptions } from './kernels/contrastive.js';
+export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type SurrogateMode, type SurrogateAgg } from './kernels/surrogate.js';
+export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';
 export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';

@@ -1,0 +1,270 @@
+// Fused CPU surrogate loss: one streaming pass over each response (a second pass over the same row, still in L1/L2,
+// for the sequence-level modes) computing the loss, its gradient d loss / d logp, the clip fractions and the KLs.
+// OpenMP over responses; the inner loops are branch-free so they vectorize. Row partials are summed in row order in
+// double, so the result does not depend on the thread count.
+#include "kernels/surrogate/surrogate_loss.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/surrogate/fast_math.h"
+
+namespace clipo {
+namespace surrogate {
+
+namespace {
+
+struct RowPartial {
+  double pg = 0;      // w_i * sum_t M l_t (geo_mean: -(1/Bv) A_i R_i)
+  double kl = 0;      // w_i * sum_t M k_t
+  double negDelta = 0;
+  int64_t high = 0, low = 0, dual = 0;
+};
+
+// The KL estimator and its derivative w.r.t. logp (verl's low_var_kl):
+//   x = ref - logp clamped to [-20, 20], k = e^x - x - 1 clamped to [-10, 10], dk/dlogp = 1 - e^x (0 where clamped).
+struct Kl {
+  float value, grad;
+};
+inline Kl lowVarKl(float ref, float lp) {
+  float x = ref - lp;
+  float xc = clampNan(x, -kKlLogRatioClamp, kKlLogRatioClamp);
+  float e = expApprox(xc);
+  float k = e - xc - 1.0f;
+  const bool clamped = (x < -kKlLogRatioClamp) | (x > kKlLogRatioClamp) | (k > kKlValueClamp) | (k < -kKlValueClamp);
+  return {clampNan(k, -kKlValueClamp, kKlValueClamp), clamped ? 0.0f : 1.0f - e};
+}
+
+// mode token (GRPO/DAPO): per token, with sign-split clip (exactly verl's max/min composition):
+//   A >= 0: l = -A min(rho, 1+eh)                     grad -A rho unless rho > 1+eh
+//   A <  0: l = min(-A max(rho, 1-el), -A c)          grad -A rho unless rho < 1-el or rho > c
+// The sign of A is a template parameter (it is constant over a row) so the loop body has no branches.
+template <bool kRef, int kSign>
+RowPartial tokenRowSigned(const Params& p, const float* lp, const float* old, const float* ref, const uint8_t* mk,
+                          float a, float w, float* g) {
+  const int64_t T = p.length;
+  const float up = 1.0f + p.clipHigh, lo = 1.0f - p.clipLow;
+  const float c = p.dualClip > 0 ? p.dualClip : std::numeric_limits<float>::infinity();
+  const float negAc = kSign < 0 ? -a * c : 0.0f;
+  const float wk = w * p.klCoef;
+  float sl = 0, sk = 0, snd = 0;
+  int32_t chi = 0, clo = 0, cdu = 0;
+#pragma omp simd reduction(+ : sl, sk, snd, chi, clo, cdu)
+  for (int64_t t = 0; t < T; ++t) {
+    const bool m = mk[t] != 0;
+    const float d = lp[t] - old[t];
+    const float r = expApprox(clampNan(d, -kTokenLogRatioClamp, kTokenLogRatioClamp));
+    const bool dOut = (d < -kTokenLogRatioClamp) | (d > kTokenLogRatioClamp);
+    bool h = false, L = false, du = false;
+    float l;
+    if constexpr (kSign > 0) {
+      h = r > up;
+      l = -a * (r > up ? up : r);
+    } else if constexpr (kSign < 0) {
+      L = r < lo;
+      du = r > c;
+      const float inner = -a * (r < lo ? lo : r);
+      l = negAc < inner ? negAc : inner;
+    } else {
+      l = 0.0f;
+    }
+    const float gpg = (h | L | du | dOut) ? 0.0f : -a * r;
+    float gk = 0.0f, kv = 0.0f;
+    if constexpr (kRef) {
+      Kl k = lowVarKl(ref[t], lp[t]);
+      kv = k.value;
+      gk = k.grad;
+    }
+    g[t] = m ? w * gpg + wk * gk : 0.0f;
+    sl += m ? l : 0.0f;
+    sk += m ? kv : 0.0f;
+    snd += m ? -d : 0.0f;
+    chi += (m & h) ? 1 : 0;
+    clo += (m & L) ? 1 : 0;
+    cdu += (m & du) ? 1 : 0;
+  }
+  RowPartial out;
+  out.pg = static_cast<double>(w) * sl;
+  out.kl = static_cast<double>(w) * sk;
+  out.negDelta = snd;
+  out.high = chi;
+  out.low = clo;
+  out.dual = cdu;
+  return out;
+}
+
+template <bool kRef>
+RowPartial tokenRow(const Params& p, const float* lp, const float* old, const float* ref, const uint8_t* mk, float a,
+                    float w, float* g) {
+  if (a > 0) return tokenRowSigned<kRef, 1>(p, lp, old, ref, mk, a, w, g);
+  if (a < 0) return tokenRowSigned<kRef, -1>(p, lp, old, ref, mk, a, w, g);
+  return tokenRowSigned<kRef, 0>(p, lp, old, ref, mk, a, w, g);
+}
+
+// The KL sum of a row and the final gradient write, for the sequence-level modes whose policy gradient per token is
+// gpg (uniform over the row) or 0 where the token's own clip is active (geo_mean).
+template <bool kRef, bool kGeo>
+float writeRowGrad(const Params& p, const float* lp, const float* old, const float* ref, const uint8_t* mk, float a,
+                   float gpg, float w, float* g) {
+  const int64_t T = p.length;
+  const float wk = w * p.klCoef;
+  const float eh = p.clipHigh, el = p.clipLow;
+  const bool pos = a > 0, neg = a < 0;
+  float sk = 0;
+#pragma omp simd reduction(+ : sk)
+  for (int64_t t = 0; t < T; ++t) {
+    const bool m = mk[t] != 0;
+    float gt = gpg;
+    if constexpr (kGeo) {
+      const float d = lp[t] - old[t];
+      const bool clipped = (pos & (d > eh)) | (neg & (d < -el));
+      gt = clipped ? 0.0f : gpg;
+    }
+    float gk = 0.0f, kv = 0.0f;
+    if constexpr (kRef) {
+      Kl k = lowVarKl(ref[t], lp[t]);
+      kv = k.value;
+      gk = k.grad;
+    }
+    g[t] = m ? gt + wk * gk : 0.0f;
+    sk += m ? kv : 0.0f;
+  }
+  return sk;
+}
+
+// mode sequence (GSPO): s_i = exp(min(mean_t delta_t, 10)), used per token as sg(s_i) pi/sg(pi), so each token's
+// loss is the token formula with rho = s_i (no dual clip) and d s_it / d logp_t = s_i.
+template <bool kRef>
+RowPartial sequenceRow(const Params& p, const float* lp, const float* old, const float* ref, const uint8_t* mk, float a,
+                       int32_t n, float w, float* g) {
+  const int64_t T = p.length;
+  float sd = 0;
+#pragma omp simd reduction(+ : sd)
+  for (int64_t t = 0; t < T; ++t) sd += mk[t] ? lp[t] - old[t] : 0.0f;
+  const double meanDelta = static_cast<double>(sd) / n;
+  const bool sIn = !(meanDelta > kSeqLogRatioMax);
+  const double s = std::exp(sIn ? meanDelta : static_cast<double>(kSeqLogRatioMax));
+  const double up = 1.0 + p.clipHigh, lo = 1.0 - p.clipLow;
+  const bool pos = a > 0, neg = a < 0;
+  const bool h = pos && s > up, L = neg && s < lo;
+  const double l = neg ? -a * (s < lo ? lo : s) : -a * (s > up ? up : s);
+  const float gpg = (h || L || !sIn) ? 0.0f : static_cast<float>(w * (-a * s));
+  const float sk = writeRowGrad<kRef, false>(p, lp, old, ref, mk, a, gpg, w, g);
+  RowPartial out;
+  out.pg = static_cast<double>(w) * n * l;
+  out.kl = static_cast<double>(w) * sk;
+  out.negDelta = -static_cast<double>(sd);
+  out.high = h ? n : 0;
+  out.low = L ? n : 0;
+  return out;
+}
+
+// mode geo_mean (GMPO): clip in log space, sign-aware,
+//   A > 0: dt = min(delta, eh);  A < 0: dt = max(delta, -el);  A = 0: dt = 0
+// R_i = exp(sum_t M dt / n_i), row loss -(1/Bv) A_i R_i, d/d logp_t = -(1/Bv) A_i R_i / n_i where the clip is idle.
+template <bool kRef>
+RowPartial geoRow(const Params& p, const float* lp, const float* old, const float* ref, const uint8_t* mk, float a,
+                  int32_t n, float invBv, float w, float* g) {
+  const int64_t T = p.length;
+  const float eh = p.clipHigh, el = p.clipLow;
+  const bool pos = a > 0, neg = a < 0;
+  float sdt = 0, snd = 0;
+  int32_t chi = 0, clo = 0;
+#pragma omp simd reduction(+ : sdt, snd, chi, clo)
+  for (int64_t t = 0; t < T; ++t) {
+    const bool m = mk[t] != 0;
+    const float d = lp[t] - old[t];
+    const bool h = pos & (d > eh), L = neg & (d < -el);
+    const float dt = pos ? (h ? eh : d) : (neg ? (L ? -el : d) : 0.0f);
+    sdt += m ? dt : 0.0f;
+    snd += m ? -d : 0.0f;
+    chi += (m & h) ? 1 : 0;
+    clo += (m & L) ? 1 : 0;
+  }
+  const double R = std::exp(static_cast<double>(sdt) / n);
+  const float gpg = static_cast<float>(invBv * (-a * R) / n);
+  const float sk = writeRowGrad<kRef, true>(p, lp, old, ref, mk, a, gpg, w, g);
+  RowPartial out;
+  out.pg = static_cast<double>(invBv) * (-a * R);
+  out.kl = static_cast<double>(w) * sk;
+  out.negDelta = snd;
+  out.high = chi;
+  out.low = clo;
+  return out;
+}
+
+}  // namespace
+
+Result lossCpu(const Params& p, const Inputs& in, float* grad) {
+  const int64_t B = p.batch, T = p.length;
+  // Pass 0 (1 byte per token): response lengths, N and Bv, which every weight depends on.
+  std::vector<int32_t> n(B);
+  int64_t N = 0, Bv = 0;
+#pragma omp parallel for schedule(static) reduction(+ : N, Bv)
+  for (int64_t i = 0; i < B; ++i) {
+    const uint8_t* mk = in.mask + i * T;
+    int32_t c = 0;
+#pragma omp simd reduction(+ : c)
+    for (int64_t t = 0; t < T; ++t) c += mk[t] != 0;
+    n[i] = c;
+    N += c;
+    Bv += c > 0;
+  }
+  std::vector<RowPartial> rows(B);
+  const bool hasRef = in.refLogp != nullptr;
+  const float invBv = Bv > 0 ? static_cast<float>(1.0 / static_cast<double>(Bv)) : 0.0f;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < B; ++i) {
+    const size_t off = static_cast<size_t>(i) * T;
+    float* g = grad + off;
+    if (n[i] == 0) {
+      for (int64_t t = 0; t < T; ++t) g[t] = 0.0f;
+      continue;
+    }
+    const float* lp = in.logp + off;
+    const float* old = in.oldLogp + off;
+    const float* ref = hasRef ? in.refLogp + off : nullptr;
+    const uint8_t* mk = in.mask + off;
+    const float a = in.advantages[i];
+    const float w = static_cast<float>(aggWeight(p.agg, n[i], N, Bv));
+    switch (p.mode) {
+      case Mode::Token:
+        rows[i] = hasRef ? tokenRow<true>(p, lp, old, ref, mk, a, w, g) : tokenRow<false>(p, lp, old, ref, mk, a, w, g);
+        break;
+      case Mode::Sequence:
+        rows[i] = hasRef ? sequenceRow<true>(p, lp, old, ref, mk, a, n[i], w, g)
+                         : sequenceRow<false>(p, lp, old, ref, mk, a, n[i], w, g);
+        break;
+      case Mode::GeoMean:
+        rows[i] = hasRef ? geoRow<true>(p, lp, old, ref, mk, a, n[i], invBv, w, g)
+                         : geoRow<false>(p, lp, old, ref, mk, a, n[i], invBv, w, g);
+        break;
+    }
+  }
+  Result r;
+  r.tokens = N;
+  r.sequences = Bv;
+  int64_t hi = 0, lo = 0, du = 0;
+  double nd = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    r.pgLoss += rows[i].pg;
+    r.klLoss += rows[i].kl;
+    nd += rows[i].negDelta;
+    hi += rows[i].high;
+    lo += rows[i].low;
+    du += rows[i].dual;
+  }
+  if (!hasRef) r.klLoss = 0;
+  r.loss = r.pgLoss + (hasRef ? p.klCoef * r.klLoss : 0.0);
+  if (N > 0) {
+    r.clipFracHigh = static_cast<double>(hi) / N;
+    r.clipFracLow = static_cast<double>(lo) / N;
+    r.dualClipFrac = static_cast<double>(du) / N;
+    r.approxKl = nd / N;
+  }
+  return r;
+}
+
+}  // namespace surrogate
+}  // namespace clipo

@@ -1,0 +1,450 @@
+// CUDA twin of the fused surrogate loss (same math and conventions as surrogate_loss.cpp; see surrogate_loss.h).
+//
+// Three launches on one stream, nothing copied to the host:
+//   1. countKernel   one block per response: n_i = sum_t M_it; N and Bv by integer atomics (exact, order-free).
+//                    Reads 1 byte per token; every weight w_i depends on these global counts.
+//   2. rowKernel     one block per response: (sequence / geo_mean: a first sweep for sum_t M delta_t, whose re-read
+//                    in the second sweep hits L1/L2) one sweep over logp, oldLogp, refLogp, mask that writes
+//                    d loss / d logp for every token (0 where masked) and the row's partial sums.
+//   3. finalize      one block: the B row partials summed in a fixed order in double -> Result (deterministic).
+// Loads are float4 / uchar4 when T % 4 == 0 (and the pointers are 16-byte aligned), else scalar.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "kernels/surrogate/surrogate_loss.h"
+
+namespace clipo {
+namespace surrogate {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+struct RowPartialDev {
+  double pg, kl, negDelta;
+  long long high, low, dual;
+};
+
+struct Counters {
+  unsigned long long tokens;
+  unsigned long long sequences;
+};
+
+struct Workspace {
+  int32_t* counts;
+  Counters* counters;
+  RowPartialDev* rows;
+};
+
+size_t alignUp(size_t x) { return (x + 255) & ~static_cast<size_t>(255); }
+
+Workspace carve(void* base, int64_t B) {
+  char* p = static_cast<char*>(base);
+  Workspace w;
+  w.counters = reinterpret_cast<Counters*>(p);
+  p += alignUp(sizeof(Counters));
+  w.counts = reinterpret_cast<int32_t*>(p);
+  p += alignUp(sizeof(int32_t) * B);
+  w.rows = reinterpret_cast<RowPartialDev*>(p);
+  return w;
+}
+
+__device__ __forceinline__ float clampNanD(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+// Block-wide sum; every thread gets the total. `scratch` holds kThreads/32 values.
+template <typename T>
+__device__ T blockSum(T v, T* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  T total = 0;
+  for (int w = 0; w < kThreads / 32; ++w) total += scratch[w];
+  return total;
+}
+
+__global__ void countKernel(const uint8_t* __restrict__ mask, int64_t T, int32_t* counts, Counters* counters) {
+  __shared__ int scratch[kThreads / 32];
+  const uint8_t* mk = mask + blockIdx.x * T;
+  int c = 0;
+  if ((T & 3) == 0 && (reinterpret_cast<uintptr_t>(mask) & 3) == 0) {
+    const uchar4* m4 = reinterpret_cast<const uchar4*>(mk);
+    for (int64_t j = threadIdx.x; j < T / 4; j += kThreads) {
+      uchar4 m = m4[j];
+      c += (m.x != 0) + (m.y != 0) + (m.z != 0) + (m.w != 0);
+    }
+  } else {
+    for (int64_t t = threadIdx.x; t < T; t += kThreads) c += mk[t] != 0;
+  }
+  c = blockSum(c, scratch);
+  if (threadIdx.x == 0) {
+    counts[blockIdx.x] = c;
+    atomicAdd(&counters->tokens, static_cast<unsigned long long>(c));
+    if (c > 0) atomicAdd(&counters->sequences, 1ull);
+  }
+}
+
+struct KernelArgs {
+  Params p;
+  Inputs in;
+  float* grad;
+  Workspace ws;
+};
+
+// low_var_kl and its derivative w.r.t. logp (clamps as in surrogate_loss.h)
+__device__ __forceinline__ void lowVarKl(float ref, float lp, float* value, float* grad) {
+  const float x = ref - lp;
+  const float xc = clampNanD(x, -kKlLogRatioClamp, kKlLogRatioClamp);
+  const float e = expf(xc);
+  const float k = e - xc - 1.0f;
+  const bool clamped = (x < -kKlLogRatioClamp) | (x > kKlLogRatioClamp) | (k > kKlValueClamp) | (k < -kKlValueClamp);
+  *value = clampNanD(k, -kKlValueClamp, kKlValueClamp);
+  *grad = clamped ? 0.0f : 1.0f - e;
+}
+
+// Per-row constants, fixed before the token sweep.
+struct RowConst {
+  float a, w, wk;       // advantage, aggregation weight, w * klCoef
+  float gpg;            // sequence / geo_mean: the row's policy gradient per token (before its own clip)
+  float up, lo, c, negAc, eh, el;
+};
+
+// Accumulators of one thread.
+struct Acc {
+  float loss = 0, kl = 0, negDelta = 0;
+  int high = 0, low = 0, dual = 0;
+};
+
+// One token of mode token: returns d loss / d logp (0 when masked) and accumulates the row sums.
+template <bool kRef>
+__device__ __forceinline__ float tokenOp(const RowConst& k, float lp, float old, float ref, bool m, Acc& acc) {
+  const float d = lp - old;
+  const float r = expf(clampNanD(d, -kTokenLogRatioClamp, kTokenLogRatioClamp));
+  const bool dOut = (d < -kTokenLogRatioClamp) | (d > kTokenLogRatioClamp);
+  const bool pos = k.a > 0, neg = k.a < 0;
+  const bool h = pos & (r > k.up), L = neg & (r < k.lo), du = neg & (r > k.c);
+  const float inner = neg ? -k.a * (r < k.lo ? k.lo : r) : -k.a * (r > k.up ? k.up : r);
+  const float l = (neg & (k.negAc < inner)) ? k.negAc : inner;
+  const float gpg = (h | L | du | dOut) ? 0.0f : -k.a * r;
+  float kv = 0.0f, gk = 0.0f;
+  if (kRef) lowVarKl(ref, lp, &kv, &gk);
+  acc.loss += m ? l : 0.0f;
+  acc.kl += m ? kv : 0.0f;
+  acc.negDelta += m ? -d : 0.0f;
+  acc.high += m & h;
+  acc.low += m & L;
+  acc.dual += m & du;
+  return m ? k.w * gpg + k.wk * gk : 0.0f;
+}
+
+// One token of the second sweep of sequence / geo_mean: the gradient write and the KL sum.
+template <bool kRef, bool kGeo>
+__device__ __forceinline__ float rowGradOp(const RowConst& k, float lp, float old, float ref, bool m, Acc& acc) {
+  float g = k.gpg;
+  if (kGeo) {
+    const float d = lp - old;
+    const bool clipped = ((k.a > 0) & (d > k.eh)) | ((k.a < 0) & (d < -k.el));
+    g = clipped ? 0.0f : g;
+  }
+  float kv = 0.0f, gk = 0.0f;
+  if (kRef) lowVarKl(ref, lp, &kv, &gk);
+  acc.kl += m ? kv : 0.0f;
+  return m ? g + k.wk * gk : 0.0f;
+}
+
+// First sweep of sequence / geo_mean: sum of delta (sequence) or of the log-space-clipped delta (geo_mean).
+template <bool kGeo>
+__device__ __forceinline__ void sumOp(const RowConst& k, float lp, float old, bool m, float& s, Acc& acc) {
+  const float d = lp - old;
+  if (kGeo) {
+    const bool pos = k.a > 0, neg = k.a < 0;
+    const bool h = pos & (d > k.eh), L = neg & (d < -k.el);
+    const float dt = pos ? (h ? k.eh : d) : (neg ? (L ? -k.el : d) : 0.0f);
+    s += m ? dt : 0.0f;
+    acc.high += m & h;
+    acc.low += m & L;
+  } else {
+    s += m ? d : 0.0f;
+  }
+  acc.negDelta += m ? -d : 0.0f;
+}
+
+// Sweeps a row calling op(lp, old, ref, m) -> optional gradient, with float4 loads where possible.
+template <bool kRef, bool kWrite, typename Op>
+__device__ __forceinline__ void sweep(const KernelArgs& A, int64_t row, bool vec4, Op op) {
+  const int64_t T = A.p.length;
+  const size_t off = static_cast<size_t>(row) * T;
+  const float* lp = A.in.logp + off;
+  const float* old = A.in.oldLogp + off;
+  const float* ref = kRef ? A.in.refLogp + off : nullptr;
+  const uint8_t* mk = A.in.mask + off;
+  float* g = A.grad + off;
+  if (vec4) {
+    const float4* lp4 = reinterpret_cast<const float4*>(lp);
+    const float4* old4 = reinterpret_cast<const float4*>(old);
+    const float4* ref4 = reinterpret_cast<const float4*>(ref);
+    const uchar4* mk4 = reinterpret_cast<const uchar4*>(mk);
+    float4* g4 = reinterpret_cast<float4*>(g);
+    for (int64_t j = threadIdx.x; j < T / 4; j += kThreads) {
+      const float4 x = __ldg(lp4 + j), o = __ldg(old4 + j);
+      const float4 r = kRef ? __ldg(ref4 + j) : make_float4(0.f, 0.f, 0.f, 0.f);
+      const uchar4 m = mk4[j];
+      float4 out;
+      out.x = op(x.x, o.x, r.x, m.x != 0);
+      out.y = op(x.y, o.y, r.y, m.y != 0);
+      out.z = op(x.z, o.z, r.z, m.z != 0);
+      out.w = op(x.w, o.w, r.w, m.w != 0);
+      if (kWrite) g4[j] = out;
+    }
+  } else {
+    for (int64_t t = threadIdx.x; t < T; t += kThreads) {
+      const float out = op(__ldg(lp + t), __ldg(old + t), kRef ? __ldg(ref + t) : 0.0f, mk[t] != 0);
+      if (kWrite) g[t] = out;
+    }
+  }
+}
+
+template <Mode kMode, bool kRef>
+__global__ void __launch_bounds__(kThreads) rowKernel(KernelArgs A, bool vec4) {
+  __shared__ double dscratch[kThreads / 32];
+  __shared__ long long iscratch[kThreads / 32];
+  __shared__ float fscratch[kThreads / 32];
+  const int64_t i = blockIdx.x;
+  const int64_t T = A.p.length;
+  const int n = A.ws.counts[i];
+  const long long N = static_cast<long long>(A.ws.counters->tokens);
+  const long long Bv = static_cast<long long>(A.ws.counters->sequences);
+  RowPartialDev* out = A.ws.rows + i;
+  if (n == 0) {
+    float* g = A.grad + static_cast<size_t>(i) * T;
+    for (int64_t t = threadIdx.x; t < T; t += kThreads) g[t] = 0.0f;
+    if (threadIdx.x == 0) *out = RowPartialDev{0, 0, 0, 0, 0, 0};
+    return;
+  }
+  RowConst k;
+  k.a = A.in.advantages[i];
+  k.w = static_cast<float>(aggWeight(A.p.agg, n, N, Bv));
+  k.wk = k.w * A.p.klCoef;
+  k.up = 1.0f + A.p.clipHigh;
+  k.lo = 1.0f - A.p.clipLow;
+  k.c = A.p.dualClip > 0 ? A.p.dualClip : INFINITY;
+  k.negAc = k.a < 0 ? -k.a * k.c : 0.0f;
+  k.eh = A.p.clipHigh;
+  k.el = A.p.clipLow;
+  k.gpg = 0.0f;
+  Acc acc;
+  double pgRow = 0;
+  if (kMode == Mode::Token) {
+    sweep<kRef, true>(A, i, vec4, [&](float lp, float old, float ref, bool m) { return tokenOp<kRef>(k, lp, old, ref, m, acc); });
+    pgRow = static_cast<double>(k.w) * blockSum(static_cast<double>(acc.loss), dscratch);
+  } else {
+    constexpr bool kGeo = kMode == Mode::GeoMean;
+    float s = 0;
+    sweep<false, false>(A, i, vec4, [&](float lp, float old, float, bool m) { sumOp<kGeo>(k, lp, old, m, s, acc); return 0.0f; });
+    const double S = blockSum(static_cast<double>(s), dscratch);
+    if (kGeo) {
+      const double R = exp(S / n);
+      const double invBv = 1.0 / static_cast<double>(Bv);
+      k.gpg = static_cast<float>(invBv * (-k.a * R) / n);
+      pgRow = invBv * (-k.a * R);
+    } else {
+      const double meanDelta = S / n;
+      const bool sIn = !(meanDelta > kSeqLogRatioMax);
+      const double sr = exp(sIn ? meanDelta : static_cast<double>(kSeqLogRatioMax));
+      const double up = 1.0 + A.p.clipHigh, lo = 1.0 - A.p.clipLow;
+      const bool h = k.a > 0 && sr > up, L = k.a < 0 && sr < lo;
+      const double l = k.a < 0 ? -k.a * (sr < lo ? lo : sr) : -k.a * (sr > up ? up : sr);
+      k.gpg = (h || L || !sIn) ? 0.0f : static_cast<float>(k.w * (-k.a * sr));
+      pgRow = static_cast<double>(k.w) * n * l;
+      // every token of the row shares the clip state; count them once, from thread 0
+      if (threadIdx.x == 0) {
+        acc.high = h ? n : 0;
+        acc.low = L ? n : 0;
+      }
+    }
+    sweep<kRef, true>(A, i, vec4, [&](float lp, float old, float ref, bool m) { return rowGradOp<kRef, kGeo>(k, lp, old, ref, m, acc); });
+  }
+  (void)fscratch;
+  const double kl = blockSum(static_cast<double>(acc.kl), dscratch);
+  const double nd = blockSum(static_cast<double>(acc.negDelta), dscratch);
+  const long long hi = blockSum(static_cast<long long>(acc.high), iscratch);
+  const long long lo = blockSum(static_cast<long long>(acc.low), iscratch);
+  const long long du = blockSum(static_cast<long long>(acc.dual), iscratch);
+  if (threadIdx.x == 0) *out = RowPartialDev{pgRow, static_cast<double>(k.w) * kl, nd, hi, lo, du};
+}
+
+__global__ void finalizeKernel(const RowPartialDev* rows, int64_t B, const Counters* counters, float klCoef,
+                               bool hasRef, Result* result) {
+  __shared__ double dscratch[kThreads / 32];
+  __shared__ long long iscratch[kThreads / 32];
+  double pg = 0, kl = 0, nd = 0;
+  long long hi = 0, lo = 0, du = 0;
+  for (int64_t i = threadIdx.x; i < B; i += kThreads) {
+    pg += rows[i].pg;
+    kl += rows[i].kl;
+    nd += rows[i].negDelta;
+    hi += rows[i].high;
+    lo += rows[i].low;
+    du += rows[i].dual;
+  }
+  pg = blockSum(pg, dscratch);
+  kl = blockSum(kl, dscratch);
+  nd = blockSum(nd, dscratch);
+  hi = blockSum(hi, iscratch);
+  lo = blockSum(lo, iscratch);
+  du = blockSum(du, iscratch);
+  if (threadIdx.x == 0) {
+    const long long N = static_cast<long long>(counters->tokens);
+    Result r;
+    r.tokens = N;
+    r.sequences = static_cast<int64_t>(counters->sequences);
+    r.pgLoss = pg;
+    r.klLoss = hasRef ? kl : 0.0;
+    r.loss = pg + (hasRef ? static_cast<double>(klCoef) * kl : 0.0);
+    if (N > 0) {
+      r.clipFracHigh = static_cast<double>(hi) / N;
+      r.clipFracLow = static_cast<double>(lo) / N;
+      r.dualClipFrac = static_cast<double>(du) / N;
+      r.approxKl = nd / N;
+    }
+    *result = r;
+  }
+}
+
+template <Mode kMode>
+void launchRows(const KernelArgs& A, bool vec4, cudaStream_t s) {
+  const unsigned grid = static_cast<unsigned>(A.p.batch);
+  if (A.in.refLogp) rowKernel<kMode, true><<<grid, kThreads, 0, s>>>(A, vec4);
+  else rowKernel<kMode, false><<<grid, kThreads, 0, s>>>(A, vec4);
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+thread_local std::string lastError;
+
+const char* fail(const char* where, cudaError_t e) {
+  lastError = std::string(where) + ": " + cudaGetErrorString(e);
+  cudaGetLastError();
+  return lastError.c_str();
+}
+
+// RAII device buffers for the host wrappers.
+struct DeviceBuffers {
+  float *logp = nullptr, *old = nullptr, *ref = nullptr, *adv = nullptr, *grad = nullptr;
+  uint8_t* mask = nullptr;
+  void* ws = nullptr;
+  Result* result = nullptr;
+  ~DeviceBuffers() {
+    for (void* p : {static_cast<void*>(logp), static_cast<void*>(old), static_cast<void*>(ref),
+                    static_cast<void*>(adv), static_cast<void*>(grad), static_cast<void*>(mask), ws,
+                    static_cast<void*>(result)})
+      if (p) cudaFree(p);
+  }
+};
+
+// Allocates and uploads the inputs; returns "" or an error.
+const char* upload(const Params& p, const Inputs& in, DeviceBuffers& d, Inputs& dev) {
+  const size_t n = static_cast<size_t>(p.batch) * p.length;
+  cudaError_t e;
+  if ((e = cudaMalloc(&d.logp, n * 4)) || (e = cudaMalloc(&d.old, n * 4)) || (e = cudaMalloc(&d.grad, n * 4)) ||
+      (e = cudaMalloc(&d.mask, n)) || (e = cudaMalloc(&d.adv, p.batch * 4)) ||
+      (e = cudaMalloc(&d.ws, cudaWorkspaceBytes(p))) || (e = cudaMalloc(&d.result, sizeof(Result))) ||
+      (in.refLogp && (e = cudaMalloc(&d.ref, n * 4))))
+    return fail("cudaMalloc", e);
+  if ((e = cudaMemcpy(d.logp, in.logp, n * 4, cudaMemcpyHostToDevice)) ||
+      (e = cudaMemcpy(d.old, in.oldLogp, n * 4, cudaMemcpyHostToDevice)) ||
+      (e = cudaMemcpy(d.mask, in.mask, n, cudaMemcpyHostToDevice)) ||
+      (e = cudaMemcpy(d.adv, in.advantages, p.batch * 4, cudaMemcpyHostToDevice)) ||
+      (in.refLogp && (e = cudaMemcpy(d.ref, in.refLogp, n * 4, cudaMemcpyHostToDevice))))
+    return fail("cudaMemcpy (to device)", e);
+  dev.logp = d.logp;
+  dev.oldLogp = d.old;
+  dev.refLogp = in.refLogp ? d.ref : nullptr;
+  dev.advantages = d.adv;
+  dev.mask = d.mask;
+  return "";
+}
+
+const char* download(const Params& p, const DeviceBuffers& d, float* grad, Result* result) {
+  const size_t n = static_cast<size_t>(p.batch) * p.length;
+  cudaError_t e;
+  if ((e = cudaMemcpy(grad, d.grad, n * 4, cudaMemcpyDeviceToHost)) ||
+      (e = cudaMemcpy(result, d.result, sizeof(Result), cudaMemcpyDeviceToHost)))
+    return fail("cudaMemcpy (to host)", e);
+  return "";
+}
+
+}  // namespace
+
+size_t cudaWorkspaceBytes(const Params& p) {
+  return alignUp(sizeof(Counters)) + alignUp(sizeof(int32_t) * p.batch) + alignUp(sizeof(RowPartialDev) * p.batch);
+}
+
+const char* lossCudaDevice(const Params& p, const Inputs& in, float* grad, Result* result, void* workspace,
+                           void* stream) {
+  if (p.batch <= 0 || p.length <= 0) return "batch and length must be positive";
+  if (p.batch > 2147483647LL) return "batch exceeds the grid limit";
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  KernelArgs A{p, in, grad, carve(workspace, p.batch)};
+  const bool vec4 = (p.length % 4 == 0) && aligned16(in.logp) && aligned16(in.oldLogp) && aligned16(grad) &&
+                    (!in.refLogp || aligned16(in.refLogp)) && ((reinterpret_cast<uintptr_t>(in.mask) & 3) == 0);
+  cudaError_t e = cudaMemsetAsync(A.ws.counters, 0, sizeof(Counters), s);
+  if (e != cudaSuccess) return fail("cudaMemsetAsync", e);
+  countKernel<<<static_cast<unsigned>(p.batch), kThreads, 0, s>>>(in.mask, p.length, A.ws.counts, A.ws.counters);
+  switch (p.mode) {
+    case Mode::Token: launchRows<Mode::Token>(A, vec4, s); break;
+    case Mode::Sequence: launchRows<Mode::Sequence>(A, vec4, s); break;
+    case Mode::GeoMean: launchRows<Mode::GeoMean>(A, vec4, s); break;
+  }
+  finalizeKernel<<<1, kThreads, 0, s>>>(A.ws.rows, p.batch, A.ws.counters, p.klCoef, in.refLogp != nullptr, result);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return fail("kernel launch", e);
+  return "";
+}
+
+const char* lossCudaHost(const Params& p, const Inputs& in, float* grad, Result* result, bool poisonOutput) {
+  DeviceBuffers d;
+  Inputs dev;
+  const char* err = upload(p, in, d, dev);
+  if (*err) return err;
+  cudaError_t e;
+  if (poisonOutput && (e = cudaMemset(d.grad, 0xFF, static_cast<size_t>(p.batch) * p.length * 4)) != cudaSuccess)
+    return fail("cudaMemset", e);
+  err = lossCudaDevice(p, dev, d.grad, d.result, d.ws, nullptr);
+  if (*err) return err;
+  if ((e = cudaDeviceSynchronize()) != cudaSuccess) return fail("kernel", e);
+  return download(p, d, grad, result);
+}
+
+const char* lossCudaTimed(const Params& p, const Inputs& in, int repeats, double* msOut, float* grad, Result* result) {
+  DeviceBuffers d;
+  Inputs dev;
+  const char* err = upload(p, in, d, dev);
+  if (*err) return err;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  for (int w = 0; w < 3 && !*err; ++w) err = lossCudaDevice(p, dev, d.grad, d.result, d.ws, nullptr);
+  for (int r = 0; r < repeats && !*err; ++r) {
+    cudaEventRecord(start, 0);
+    err = lossCudaDevice(p, dev, d.grad, d.result, d.ws, nullptr);
+    cudaEventRecord(stop, 0);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    msOut[r] = ms;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  if (*err) return err;
+  cudaError_t e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) return fail("kernel", e);
+  return download(p, d, grad, result);
+}
+
+}  // namespace surrogate
+}  // namespace clipo

@@ -1,0 +1,139 @@
+// N-API binding of the surrogate loss: surrogateLossCpu, surrogateLossUnfused and (CUDA builds) surrogateLossCuda,
+// surrogateLossCudaTimed. Every value is validated here (again, after the TypeScript wrapper) with napi_args.h.
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common/napi_args.h"
+#include "common/registry.h"
+#include "kernels/surrogate/surrogate_loss.h"
+
+namespace {
+
+using namespace clipo;
+using clipo::surrogate::Agg;
+using clipo::surrogate::Inputs;
+using clipo::surrogate::Mode;
+using clipo::surrogate::Params;
+using clipo::surrogate::Result;
+
+struct Call {
+  Params p;
+  Inputs in;
+  float* grad = nullptr;
+  Napi::Float32Array gradArray;
+};
+
+Call parseCall(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  Napi::Object o = argObject(info, 0, fn);
+  Call c;
+  c.p.batch = getInt(o, "batch", 1, INT32_MAX);
+  c.p.length = getInt(o, "length", 1, INT32_MAX);
+  const size_t n = checkedSize(env, {c.p.batch, c.p.length}, "batch*length");
+  c.p.mode = static_cast<Mode>(getEnum(o, "mode", {"token", "sequence", "geo_mean"}));
+  c.p.agg = static_cast<Agg>(getEnum(o, "agg", {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum"}));
+  const double clipLow = getNumber(o, "clipLow"), clipHigh = getNumber(o, "clipHigh");
+  const double lowMax = c.p.mode == Mode::GeoMean ? 20.0 : 1.0;
+  if (!(clipLow >= 0 && clipLow < lowMax))
+    throwError(env, "clipLow: expected a number in [0, " + std::to_string(static_cast<int>(lowMax)) + "), got " + std::to_string(clipLow));
+  if (!(clipHigh >= 0 && clipHigh <= 20))
+    throwError(env, "clipHigh: expected a number in [0, 20], got " + std::to_string(clipHigh));
+  c.p.clipLow = static_cast<float>(clipLow);
+  c.p.clipHigh = static_cast<float>(clipHigh);
+  if (hasField(o, "dualClip")) {
+    const double dc = getNumber(o, "dualClip");
+    if (!(dc > 1)) throwError(env, "dualClip: must be > 1 (the dual-clip bound c), got " + std::to_string(dc));
+    if (c.p.mode != Mode::Token) throwError(env, "dualClip: only applies to mode 'token'");
+    c.p.dualClip = static_cast<float>(dc);
+  }
+  c.p.klCoef = static_cast<float>(getNumberOr(o, "klCoef", 0.0));
+  if (hasField(o, "klType")) getEnum(o, "klType", {"low_var_kl"});
+  c.in.logp = getArray<float>(o, "logp", n).data;
+  c.in.oldLogp = getArray<float>(o, "oldLogp", n).data;
+  c.in.refLogp = getOptionalArray<float>(o, "refLogp", n).data;
+  c.in.advantages = getArray<float>(o, "advantages", static_cast<size_t>(c.p.batch)).data;
+  c.in.mask = getArray<uint8_t>(o, "mask", n).data;
+  if (c.p.klCoef != 0 && !c.in.refLogp) throwError(env, "klCoef: a KL coefficient needs refLogp");
+  // the gradient goes into `out` when given (reused across calls), else into a new array
+  if (hasField(o, "out")) {
+    getArray<float>(o, "out", n);
+    c.gradArray = o.Get("out").As<Napi::Float32Array>();
+  } else {
+    c.gradArray = newArray<float>(env, n);
+  }
+  c.grad = c.gradArray.Data();
+  for (const float* src : {c.in.logp, c.in.oldLogp, c.in.refLogp})
+    if (src && c.grad < src + n && src < c.grad + n) throwError(env, "out: must not overlap an input array");
+  return c;
+}
+
+Napi::Object toJs(Napi::Env env, const Result& r, const Napi::Float32Array& grad) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", r.loss);
+  out.Set("pgLoss", r.pgLoss);
+  out.Set("klLoss", r.klLoss);
+  out.Set("gradLogp", grad);
+  out.Set("clipFracHigh", r.clipFracHigh);
+  out.Set("clipFracLow", r.clipFracLow);
+  out.Set("dualClipFrac", r.dualClipFrac);
+  out.Set("approxKl", r.approxKl);
+  out.Set("tokens", static_cast<double>(r.tokens));
+  out.Set("sequences", static_cast<double>(r.sequences));
+  return out;
+}
+
+Napi::Value LossCpu(const Napi::CallbackInfo& info) {
+  Call c = parseCall(info, "surrogateLossCpu");
+  Result r = surrogate::lossCpu(c.p, c.in, c.grad);
+  return toJs(info.Env(), r, c.gradArray);
+}
+
+Napi::Value LossUnfused(const Napi::CallbackInfo& info) {
+  Call c = parseCall(info, "surrogateLossUnfused");
+  Result r = surrogate::lossUnfusedCpu(c.p, c.in, c.grad);
+  return toJs(info.Env(), r, c.gradArray);
+}
+
+#ifdef CLIPO_WITH_CUDA
+Napi::Value LossCuda(const Napi::CallbackInfo& info) {
+  Call c = parseCall(info, "surrogateLossCuda");
+  const bool poison = getBoolOr(info[0].As<Napi::Object>(), "poisonOutput", false);
+  Result r;
+  const char* err = surrogate::lossCudaHost(c.p, c.in, c.grad, &r, poison);
+  if (err && *err) throwError(info.Env(), std::string("surrogateLossCuda: ") + err);
+  return toJs(info.Env(), r, c.gradArray);
+}
+
+// surrogateLossCudaTimed({...same fields..., repeats}) -> { ms: number[], result }
+Napi::Value LossCudaTimed(const Napi::CallbackInfo& info) {
+  Call c = parseCall(info, "surrogateLossCudaTimed");
+  const int repeats = static_cast<int>(getIntOr(info[0].As<Napi::Object>(), "repeats", 10, 1, 10000));
+  std::vector<double> ms(repeats);
+  Result r;
+  const char* err = surrogate::lossCudaTimed(c.p, c.in, repeats, ms.data(), c.grad, &r);
+  if (err && *err) throwError(info.Env(), std::string("surrogateLossCudaTimed: ") + err);
+  Napi::Env env = info.Env();
+  Napi::Array times = Napi::Array::New(env, ms.size());
+  for (size_t i = 0; i < ms.size(); ++i) times.Set(static_cast<uint32_t>(i), ms[i]);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ms", times);
+  out.Set("result", toJs(env, r, c.gradArray));
+  return out;
+}
+#endif
+
+void InitSurrogate(Napi::Env env, Napi::Object exports) {
+  exports.Set("surrogateLossCpu", Napi::Function::New(env, LossCpu, "surrogateLossCpu"));
+  exports.Set("surrogateLossUnfused", Napi::Function::New(env, LossUnfused, "surrogateLossUnfused"));
+#ifdef CLIPO_WITH_CUDA
+  exports.Set("surrogateLossCuda", Napi::Function::New(env, LossCuda, "surrogateLossCuda"));
+  exports.Set("surrogateLossCudaTimed", Napi::Function::New(env, LossCudaTimed, "surrogateLossCudaTimed"));
+#endif
+}
+
+}  // namespace
+
+CLIPO_REGISTER_MODULE(surrogate, InitSurrogate);
