@@ -1,0 +1,331 @@
+// Equivalence of a normalised answer and a normalised ground truth.
+//
+// Order (cheapest first): exact text; multiple-choice letters; True/False; words; plain numbers (integers exactly,
+// decimals with a tolerance and the ground truth's rounding); structures (tuples, intervals and lists in order,
+// bare answer lists and \pm as unordered sets, unions, matrices) element by element; then each element with the
+// compute engine (isSame, isEqual) and, where the engine cannot decide, numerically at random points.
+import { compactKey } from './normalize.js';
+import { constantValue, engineEqual, numericEqual, parse, type Parsed } from './cas.js';
+
+export interface CompareResult {
+  equal: boolean;
+  reason?: string;
+}
+
+export interface CompareOptions {
+  /** give up (unequal, with a reason) after this many milliseconds between steps */
+  deadline: number;
+}
+
+export class Timeout extends Error {}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Multiple choice and booleans
+
+/** A ground truth that is one option letter: `B`, `(b)`, `B.` (theoremqa writes `(a)`). */
+export function choiceLetter(gt: string): string | null {
+  const m = /^(?:\(([A-Za-z])\)|([A-Z])\.?)$/.exec(gt);
+  return m ? (m[1] ?? m[2]).toUpperCase() : null;
+}
+
+/** The letter an answer names: `B`, `(B)`, `B.`, `B)`, `B: text`, `B. text`, `(B) text`, `Option B`. */
+export function answerLetter(ans: string): string | null {
+  const s = ans.replace(/^(?:option|answer|choice)\s*:?\s*/i, '');
+  const m = /^(?:\(([A-Za-z])\)|([A-Za-z])(?=$|[.):,\]]|\s))(.*)$/s.exec(s);
+  if (!m) return null;
+  // what follows the letter: a delimiter and the option's text, or nothing; "a + b" is algebra, not option A
+  const rest = m[3].replace(/^[.):,\]]/, '').trim();
+  if (/^[-+*/=^_<>]/.test(rest)) return null;
+  return (m[1] ?? m[2]).toUpperCase();
+}
+
+function choiceLetters(s: string): string[] | null {
+  const parts = s.split(/\s*,\s*|\s+and\s+|\s+/).filter(Boolean);
+  if (parts.length < 2) return null;
+  const out: string[] = [];
+  for (const p of parts) {
+    const m = /^\(?([A-Za-z])\)?$/.exec(p);
+    if (!m) return null;
+    out.push(m[1].toUpperCase());
+  }
+  return out;
+}
+
+const BOOL = /^(true|false)$/i;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Plain numbers
+
+const PLAIN_NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+export function isPlainNumber(s: string): boolean {
+  return PLAIN_NUMBER.test(s);
+}
+
+/** "025" -> 25n, "142.0" -> 142n, "1.5" -> null */
+function integerOf(s: string): bigint | null {
+  const m = /^([+-]?)(\d+)(?:\.0*)?$/.exec(s);
+  if (!m) return null;
+  const v = BigInt(m[2]);
+  return m[1] === '-' ? -v : v;
+}
+
+/** Decimal places of a ground truth written with a non-zero fraction (32.5 -> 1, 0.333 -> 3), else 0. */
+function decimals(s: string): number {
+  const m = /^[+-]?\d*\.(\d+)$/.exec(s);
+  if (!m || /^0+$/.test(m[1])) return 0;
+  return m[1].length;
+}
+
+/**
+ * A numeric answer `a` against a plain-number ground truth `gt` (text form `gtText`).
+ * Integers compare exactly (leading zeros and ".0" ignored); otherwise a relative tolerance of 1e-9; and a ground
+ * truth written with d decimals accepts a more precise answer that rounds to it (TheoremQA writes 0.333 for 1/3):
+ * round(a, d) == gt, when the answer is not itself a plain decimal with d or fewer decimals and the ground truth
+ * has at least 3 significant digits (so 0.45 does not pass for 0.5).
+ */
+export function numberMatches(a: number, aText: string | null, gtText: string): boolean {
+  const gInt = integerOf(gtText);
+  if (aText !== null) {
+    const aInt = integerOf(aText);
+    if (gInt !== null && aInt !== null) return gInt === aInt;
+  }
+  const g = Number(gtText);
+  if (!Number.isFinite(a) || !Number.isFinite(g)) return a === g;
+  if (a === g || Math.abs(a - g) <= 1e-9 * Math.max(Math.abs(a), Math.abs(g))) return true;
+  const sci = /^[+-]?(\d*)\.?(\d*)[eE][+-]?\d+$/.exec(gtText);
+  if (sci) {
+    // 9.9e-05: the same number of significant digits
+    const sig = (sci[1] + sci[2]).replace(/^0+/, '').length;
+    if (sig >= 1 && sig <= 15 && (aText === null || !isPlainNumber(aText) || significant(aText) > sig)) return Number(a.toPrecision(sig)) === g;
+    return false;
+  }
+  const d = decimals(gtText);
+  if (d === 0 || d > 12 || significant(gtText) < 3) return false;
+  if (aText !== null && isPlainNumber(aText) && !/[eE]/.test(aText) && decimals(aText) <= d) return false;
+  const p = 10 ** d;
+  const r = Math.round(Math.abs(a) * p + 1e-9) / p;
+  return Math.abs(Math.sign(a) * r - g) <= 1e-12 * Math.max(1, Math.abs(g));
+}
+
+function significant(s: string): number {
+  const m = /^[+-]?(\d*)\.?(\d*)/.exec(s);
+  return m ? (m[1] + m[2]).replace(/^0+/, '').length : 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Structures
+
+type Node =
+  | { kind: 'atom'; text: string }
+  | { kind: 'seq'; open: string; close: string; items: Node[]; ordered: boolean }
+  | { kind: 'union'; parts: Node[] }
+  | { kind: 'matrix'; rows: Node[][] };
+
+const OPENERS = ['\\{', '(', '['];
+const CLOSERS = ['\\}', ')', ']'];
+
+/** Splits at top-level occurrences of `sep` (a regex matched at each position), ignoring bracketed parts. */
+function splitTop(s: string, sep: RegExp): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '\\' && (s[i + 1] === '{' || s[i + 1] === '}')) {
+      depth += s[i + 1] === '{' ? 1 : -1;
+      i++;
+      continue;
+    }
+    if (c === '(' || c === '[' || c === '{') depth++;
+    else if (c === ')' || c === ']' || c === '}') depth--;
+    else if (depth === 0) {
+      sep.lastIndex = i;
+      const m = sep.exec(s);
+      if (m && m.index === i && m[0].length > 0) {
+        out.push(s.slice(start, i));
+        start = i + m[0].length;
+        i = start - 1;
+      }
+    }
+  }
+  out.push(s.slice(start));
+  return out.map((x) => x.trim());
+}
+
+/** The outer bracket pair if it encloses the whole string (kinds may differ: half-open intervals). */
+function outerBrackets(s: string): { open: string; close: string; inner: string } | null {
+  const open = OPENERS.find((o) => s.startsWith(o));
+  const close = CLOSERS.find((c) => s.endsWith(c));
+  if (!open || !close || s.length < open.length + close.length) return null;
+  const inner = s.slice(open.length, s.length - close.length);
+  // the inner part must be balanced on its own, so "(1,2)+(3,4)" is not one bracketed structure
+  let depth = 0;
+  for (let i = 0; i < inner.length; i++) {
+    const c = inner[i];
+    if (c === '\\' && (inner[i + 1] === '{' || inner[i + 1] === '}')) {
+      depth += inner[i + 1] === '{' ? 1 : -1;
+      i++;
+    } else if (c === '(' || c === '[' || c === '{') depth++;
+    else if (c === ')' || c === ']' || c === '}') depth--;
+    if (depth < 0) return null;
+  }
+  return depth === 0 ? { open, close, inner } : null;
+}
+
+const MATRIX = /^\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?([\s\S]*)\\end\{\1\}$/;
+
+/** In a set or a bare list, `1 \pm \sqrt5` stands for two elements. */
+function flattenPm(nodes: Node[]): Node[] {
+  return nodes.flatMap((n) => (n.kind === 'seq' && n.open === '' && !n.ordered ? n.items : [n]));
+}
+
+export function structure(s: string, depth = 0): Node {
+  s = s.trim();
+  if (depth > 6) return { kind: 'atom', text: s };
+  const mat = MATRIX.exec(s);
+  if (mat) {
+    const rows = mat[2].split(/\\\\/).map((r) => r.trim()).filter((r) => r !== '');
+    return { kind: 'matrix', rows: rows.map((r) => r.split('&').map((c) => structure(c, depth + 1))) };
+  }
+  const union = splitTop(s, /\\cup(?![a-zA-Z])|∪/y);
+  if (union.length > 1) return { kind: 'union', parts: union.map((p) => structure(p, depth + 1)) };
+  const br = outerBrackets(s);
+  if (br) {
+    const items = splitTop(br.inner, /,/y);
+    const isSet = br.open === '\\{';
+    if (items.length > 1 || br.open !== '(' || br.close !== ')') {
+      if (items.length === 1 && items[0] === '') return { kind: 'seq', open: br.open, close: br.close, items: [], ordered: true };
+      const nodes = items.map((x) => structure(x, depth + 1));
+      return { kind: 'seq', open: br.open, close: br.close, items: isSet ? flattenPm(nodes) : nodes, ordered: !isSet };
+    }
+    return structure(br.inner, depth + 1);
+  }
+  // bare lists: "1, -2", "0 or 4", "3; 5"
+  const items = splitTop(s, /\s*(?:,|;|\bor\b|\band\b)\s*/y).filter((x) => x !== '');
+  if (items.length > 1) return { kind: 'seq', open: '', close: '', items: flattenPm(items.map((x) => structure(x, depth + 1))), ordered: false };
+  // a \pm b -> the set {a+b, a-b}
+  const pm = splitTop(s, /\\pm(?![a-zA-Z])|±/y);
+  if (pm.length === 2) {
+    const [a, b] = pm;
+    if (b !== '') {
+      const plus = a === '' ? b : `${a}+${b}`;
+      const minus = a === '' ? `-(${b})` : `${a}-(${b})`;
+      return { kind: 'seq', open: '', close: '', items: [{ kind: 'atom', text: plus }, { kind: 'atom', text: minus }], ordered: false };
+    }
+  }
+  return { kind: 'atom', text: s };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Comparison
+
+export function compareNormalized(ans: string, gt: string, opts: CompareOptions): CompareResult {
+  if (compactKey(ans) === compactKey(gt)) return { equal: true };
+
+  const letter = choiceLetter(gt);
+  if (letter) {
+    const got = answerLetter(ans);
+    if (got === null) return { equal: false, reason: 'the ground truth is an option letter; the answer names none' };
+    return got === letter ? { equal: true } : { equal: false, reason: `option ${got}, expected ${letter}` };
+  }
+  const letters = choiceLetters(gt);
+  if (letters) {
+    // "A, D, E": options chosen; compared as sets
+    const got = choiceLetters(ans) ?? (answerLetter(ans) ? [answerLetter(ans) as string] : null);
+    if (!got) return { equal: false, reason: 'the ground truth is a list of options; the answer is not' };
+    return { equal: [...got].sort().join() === [...letters].sort().join() };
+  }
+  if (BOOL.test(gt)) {
+    const a = ans.replace(/[.!]$/, '').trim().toLowerCase();
+    return { equal: a === gt.toLowerCase(), reason: BOOL.test(a) ? undefined : 'the ground truth is True/False' };
+  }
+  if (/^[A-Za-z][A-Za-z ]{2,}$/.test(gt) && !/^(?:NaN|Inf|inf)$/.test(gt)) {
+    // a word answer ("Evelyn", "east", "not exist"): text only, never algebra (CAKE must not equal KCAE)
+    return { equal: ans.replace(/\s+/g, ' ').trim().toLowerCase() === gt.toLowerCase() };
+  }
+  return compareNodes(structure(ans), structure(gt), opts);
+}
+
+function compareNodes(a: Node, g: Node, opts: CompareOptions): CompareResult {
+  if (Date.now() > opts.deadline) throw new Timeout();
+  if (g.kind === 'atom' && a.kind === 'atom') return compareAtoms(a.text, g.text, opts);
+  if (g.kind === 'union' || a.kind === 'union') {
+    if (g.kind !== 'union' || a.kind !== 'union') return { equal: false, reason: 'a union against a non-union' };
+    if (g.parts.length !== a.parts.length) return { equal: false, reason: 'unions of different sizes' };
+    for (let k = 0; k < g.parts.length; k++) if (!compareNodes(a.parts[k], g.parts[k], opts).equal) return { equal: false };
+    return { equal: true };
+  }
+  const aItems = itemsOf(a);
+  const gItems = itemsOf(g);
+  if (!aItems || !gItems) return { equal: false, reason: `${a.kind === 'atom' ? 'a single value' : 'a list'} against ${g.kind === 'atom' ? 'a single value' : 'a list'}` };
+  if (aItems.items.length !== gItems.items.length) return { equal: false, reason: `${aItems.items.length} elements, expected ${gItems.items.length}` };
+  if (aItems.open && gItems.open && (aItems.open !== gItems.open || aItems.close !== gItems.close)) {
+    return { equal: false, reason: `brackets ${aItems.open}${aItems.close}, expected ${gItems.open}${gItems.close}` };
+  }
+  if (aItems.ordered && gItems.ordered) {
+    for (let k = 0; k < gItems.items.length; k++) if (!compareNodes(aItems.items[k], gItems.items[k], opts).equal) return { equal: false };
+    return { equal: true };
+  }
+  // unordered (sets, bare lists, \pm): a perfect matching, greedily (items are few)
+  if (gItems.items.length > 50) return { equal: false, reason: 'list too long to match' };
+  const used = new Array<boolean>(aItems.items.length).fill(false);
+  for (const gi of gItems.items) {
+    let found = false;
+    for (let k = 0; k < aItems.items.length && !found; k++) {
+      if (!used[k] && compareNodes(aItems.items[k], gi, opts).equal) {
+        used[k] = true;
+        found = true;
+      }
+    }
+    if (!found) return { equal: false };
+  }
+  return { equal: true };
+}
+
+/** Sequence view of a node: seqs as they are; single-row/column matrices as vectors. */
+function itemsOf(n: Node): { open: string; close: string; items: Node[]; ordered: boolean } | null {
+  if (n.kind === 'seq') return n;
+  if (n.kind === 'matrix') {
+    if (n.rows.every((r) => r.length === 1)) return { open: '', close: '', items: n.rows.map((r) => r[0]), ordered: true };
+    if (n.rows.length === 1) return { open: '', close: '', items: n.rows[0], ordered: true };
+    // a full matrix: rows as ordered tuples
+    return { open: '', close: '', items: n.rows.map((r) => ({ kind: 'seq', open: '', close: '', items: r, ordered: true }) as Node), ordered: true };
+  }
+  return null;
+}
+
+function compareAtoms(a: string, g: string, opts: CompareOptions): CompareResult {
+  if (compactKey(a) === compactKey(g)) return { equal: true };
+  if (a === '') return { equal: false, reason: 'empty element' };
+  const gNum = isPlainNumber(g);
+  if (gNum && isPlainNumber(a)) return { equal: numberMatches(Number(a), a, g) };
+  // infinity and the empty set are symbols the text comparison already handled
+  if (/^-?\\infty$|^\\emptyset$/.test(g)) return { equal: false };
+
+  if (Date.now() > opts.deadline) throw new Timeout();
+  const pg = parse(g, true);
+  const pa = parse(a);
+  if (!pa.valid) return { equal: false, reason: 'the answer does not parse as mathematics' };
+  if (gNum) {
+    // a numeric ground truth: the answer's value with the number rules (rounding included)
+    const v = constantValue(pa);
+    if (v && v[1] === 0) return { equal: numberMatches(v[0], null, g) };
+    if (v) return { equal: false };
+  }
+  if (!pg.valid) return { equal: false, reason: 'the ground truth does not parse; the texts differ' };
+  return casEqual(pa, pg, opts);
+}
+
+function casEqual(a: Parsed, g: Parsed, opts: CompareOptions): CompareResult {
+  const e = engineEqual(a, g);
+  if (e === true) return { equal: true };
+  if (Date.now() > opts.deadline) throw new Timeout();
+  // the engine answers undefined for identities it cannot prove (\cot x vs \cos x/\sin x): numbers at random
+  // points decide. Its false is trusted when free symbols are involved (|x| and x agree at positive points).
+  if (e === false && (a.unknowns.length || g.unknowns.length)) return { equal: false };
+  const n = numericEqual(a, g);
+  if (n === true) return { equal: true };
+  if (n === false || e === false) return { equal: false };
+  return { equal: false, reason: 'could not decide the equivalence' };
+}

@@ -1,0 +1,65 @@
+// The verifier: the training reward and the evaluation's correctness (CLIPO-SPEC section 5).
+//
+//   verify(completion, groundTruth) -> { correct, extracted, reason? }
+//
+// 1. extract the last \boxed{...} / \fbox{...} of the completion (balanced braces); the ground truth's own last
+//    box when it has one (MATH training rows hold the whole solution);
+// 2. normalise both the same way (normalize.ts);
+// 3. decide equivalence (compare.ts): text, option letters, booleans, numbers, structures, then the compute engine
+//    and a numeric check at random points.
+//
+// Synchronous. Never throws (any internal error is an incorrect answer with a reason), never executes model text,
+// and bounded in time: answers over MAX_ANSWER_CHARS or nested deeper than MAX_DEPTH are refused up front, the
+// engine only sees screened expressions, and a deadline is checked between steps.
+import { groundTruthAnswer, lastBoxed } from './extract.js';
+import { normalizeAnswer, nestingDepth } from './normalize.js';
+import { compareNormalized, Timeout } from './compare.js';
+
+export interface VerifyResult {
+  correct: boolean;
+  /** the boxed answer as written (before normalisation), or null when there is none */
+  extracted: string | null;
+  /** why it is incorrect (absent for a plain mismatch), or a note */
+  reason?: string;
+}
+
+export interface VerifyOptions {
+  /** time budget per call in milliseconds, checked between steps (default 2000) */
+  timeoutMs?: number;
+}
+
+export const MAX_ANSWER_CHARS = 1000;
+export const MAX_DEPTH = 24;
+
+export function verify(completion: string, groundTruth: string, opts: VerifyOptions = {}): VerifyResult {
+  let extracted: string | null = null;
+  try {
+    if (typeof completion !== 'string') return { correct: false, extracted: null, reason: 'completion is not a string' };
+    if (typeof groundTruth !== 'string') return { correct: false, extracted: null, reason: 'ground truth is not a string' };
+    const box = lastBoxed(completion);
+    extracted = box.content;
+    if (extracted === null) return { correct: false, extracted: null, reason: box.reason };
+    if (extracted.length > MAX_ANSWER_CHARS) return { correct: false, extracted: extracted.slice(0, 200), reason: `answer longer than ${MAX_ANSWER_CHARS} characters` };
+    const gtRaw = groundTruthAnswer(groundTruth);
+    if (gtRaw.length > MAX_ANSWER_CHARS) return { correct: false, extracted, reason: `ground truth longer than ${MAX_ANSWER_CHARS} characters` };
+    const ans = normalizeAnswer(extracted);
+    const gt = normalizeAnswer(gtRaw);
+    if (ans === '') return { correct: false, extracted, reason: 'empty answer' };
+    if (nestingDepth(ans) > MAX_DEPTH) return { correct: false, extracted, reason: `answer nested deeper than ${MAX_DEPTH} levels` };
+    const deadline = Date.now() + (opts.timeoutMs ?? 2000);
+    const r = compareNormalized(ans, gt, { deadline });
+    return r.reason && !r.equal ? { correct: r.equal, extracted, reason: r.reason } : { correct: r.equal, extracted };
+  } catch (e) {
+    if (e instanceof Timeout) return { correct: false, extracted, reason: 'comparison took too long' };
+    const msg = e instanceof Error ? e.message : String(e);
+    return { correct: false, extracted, reason: `verifier error: ${msg.slice(0, 200)}` };
+  }
+}
+
+/** The reward: 1 when correct, else 0. */
+export function reward(completion: string, groundTruth: string, opts?: VerifyOptions): number {
+  return verify(completion, groundTruth, opts).correct ? 1 : 0;
+}
+
+export { lastBoxed, groundTruthAnswer } from './extract.js';
+export { normalizeAnswer } from './normalize.js';
