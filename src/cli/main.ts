@@ -8,7 +8,9 @@ import { registerBench } from './commands/bench.js';
 import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
 import { registerServe } from './commands/serve.js';
+import { registerGenerate } from './commands/generate.js';
 import { registerModel } from './commands/model.js';
+import { registerScore } from './commands/score.js';
 import { registerPending } from './commands/pending.js';
 import { UsageError } from './errors.js';
 
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerServe(program);
   registerBench(program);
   registerModel(program);
+  registerGenerate(program);
+  registerScore(program);
   registerData(program);
   registerPending(program, ['demo']);
   return program;

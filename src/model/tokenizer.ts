@@ -101,8 +101,27 @@ export class ModelTokenizer {
     return this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? false }).ids;
   }
 
+  /**
+   * Ids -> text. A model's vocab_size is often larger than its tokenizer (padding rows); ids the tokenizer does not
+   * know would silently vanish in the library, so they are written as `<|unk:ID|>` instead.
+   */
   decode(ids: ArrayLike<number>, opts: { skipSpecialTokens?: boolean } = {}): string {
-    return this.tok.decode(Array.from(ids), { skip_special_tokens: opts.skipSpecialTokens ?? false });
+    const all = Array.from(ids);
+    const o = { skip_special_tokens: opts.skipSpecialTokens ?? false };
+    if (all.every((id) => id >= 0 && id < this.vocabSize && this.tok.id_to_token(id) !== undefined)) return this.tok.decode(all, o);
+    let out = '';
+    let run: number[] = [];
+    for (const id of all) {
+      if (id >= 0 && id < this.vocabSize && this.tok.id_to_token(id) !== undefined) {
+        run.push(id);
+        continue;
+      }
+      if (run.length) out += this.tok.decode(run, o);
+      run = [];
+      out += `<|unk:${id}|>`;
+    }
+    if (run.length) out += this.tok.decode(run, o);
+    return out;
   }
 
   tokenToId(token: string): number | undefined {
