@@ -89,7 +89,7 @@ describe('Pass@1 aggregation', () => {
 
 describe('EndpointGenerator', () => {
   const noSleep = async () => {};
-  const req = (p: number, samples: number[]): GenRequest => ({ benchmark: 'b', problem: p, messages: [{ role: 'user', content: `q${p}` }], samples, seed: 1000 + p });
+  const req = (p: number, samples: number[]): GenRequest => ({ benchmark: 'b', problem: p, messages: [{ role: 'user', content: `q${p}` }], samples, k: 8, seed: 1000 + p });
 
   test('retries 500, 503 and 429 (honouring Retry-After) and then succeeds; each sample carries its own seed', async () => {
     const server = await startFakeOpenAI((r, n) => (n === 1 ? { status: 500 } : n === 2 ? { status: 503 } : n === 3 ? { status: 429, retryAfter: 2 } : { text: `ok seed=${r.seed}` }));

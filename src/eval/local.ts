@@ -1,10 +1,12 @@
-// The local backend of `clipo eval`: a model directory on the native engine, batched. `concurrency` is the number
-// of sequences per engine call. Each sample is its own sequence (n = 1 per prompt copy), so batches can mix
-// problems and sample indices freely; prompt prefill is repeated per copy, which is small next to decoding.
+// The local backend of `clipo eval`: a model directory on the native engine, batched.
 //
-// Seeds: one engine call gets one seed, derived from the first sample in the batch. An uninterrupted run is
-// reproducible; a resumed run forms different batches, so its sampled (temperature > 0) texts can differ from the
-// ones an uninterrupted run would have drawn (same distribution). Greedy decoding is identical either way.
+// Determinism: the engine draws the randomness of a sequence from (seed, prompt index in the call, sample index,
+// step), independent of batching. So problems are cut into fixed blocks of P = max(1, floor(C / K)) consecutive
+// problems (C = --concurrency, K = --samples); a block is always generated whole (n = K for each of its P prompts)
+// with a seed derived from the block's first problem, and only the samples still missing are kept. Sample (p, s)
+// therefore gets the same tokens in an uninterrupted run and in a resumed one (for the same --samples and
+// --concurrency). A crash costs at most the blocks in flight; a block with a failed sample is redone whole.
+// `concurrency` also caps the sequences decoded at once (the engine's maxBatch).
 import path from 'node:path';
 import { ContextLengthError, LocalModel, type GenerateEngine } from './localmodel.js';
 import { deriveSeed } from './seeds.js';
@@ -22,28 +24,45 @@ export class LocalGenerator implements Generator {
   }
 
   async generate(requests: GenRequest[], params: SamplingParams, onSample: (req: GenRequest, sample: number, c: Completion) => void): Promise<void> {
-    const items: Array<{ req: GenRequest; sample: number; ids: number[] }> = [];
-    for (const req of requests) {
-      let ids: number[];
-      try {
-        ids = this.model.encodeChat(req.messages);
-        this.model.checkFits(ids, params.maxNewTokens);
-      } catch (e) {
-        // a prompt that cannot be run is recorded per sample (and reported), not fatal for the whole evaluation
-        const msg = e instanceof ContextLengthError ? e.message : `prompt: ${(e as Error).message}`;
-        for (const s of req.samples) onSample(req, s, { text: '', finishReason: null, error: msg, attempts: 1 });
-        continue;
-      }
-      for (const s of req.samples) items.push({ req, sample: s, ids });
+    const blocks = new Map<string, GenRequest[]>();
+    for (const r of requests) {
+      const per = Math.max(1, Math.floor(this.concurrency / r.k));
+      const key = `${r.benchmark}\u0000${Math.floor(r.problem / per)}`;
+      blocks.set(key, [...(blocks.get(key) ?? []), r]);
     }
-    for (let at = 0; at < items.length; at += this.concurrency) {
-      const batch = items.slice(at, at + this.concurrency);
-      const seed = deriveSeed(batch[0].req.seed, batch[0].sample);
-      const out = this.model.generate(batch.map((b) => ({ ids: b.ids, n: 1 })), { ...params, seed });
-      batch.forEach((b, i) => {
-        const c = out[i][0];
-        onSample(b.req, b.sample, { text: c.text, finishReason: c.finishReason, usage: { promptTokens: b.ids.length, completionTokens: c.completionTokens }, attempts: 1 });
-      });
+    for (const block of blocks.values()) {
+      if (!block.some((r) => r.samples.length)) continue;
+      block.sort((a, b) => a.problem - b.problem);
+      const ids: number[][] = [];
+      for (const r of block) {
+        try {
+          const p = this.model.encodeChat(r.messages);
+          this.model.checkFits(p, params.maxNewTokens);
+          ids.push(p);
+        } catch (e) {
+          // a prompt that cannot run is an error record per sample (reported at the end), not fatal for the run;
+          // a single-token placeholder keeps the other prompts' positions (and so their randomness) unchanged
+          const msg = e instanceof ContextLengthError ? e.message : `prompt: ${(e as Error).message}`;
+          for (const s of r.samples) onSample(r, s, { text: '', finishReason: null, error: msg, attempts: 1 });
+          ids.push([]);
+        }
+      }
+      const runnable = ids.map((p, i) => (p.length ? i : -1)).filter((i) => i >= 0);
+      if (runnable.length) {
+        const k = block[0].k;
+        const seed = deriveSeed(block[0].seed, 'block');
+        const placeholder = ids[runnable[0]].slice(0, 1);
+        const out = this.model.generate(
+          ids.map((p) => ({ ids: p.length ? p : placeholder, n: k })),
+          { ...params, seed, maxBatch: this.concurrency },
+        );
+        for (const i of runnable) {
+          for (const s of block[i].samples) {
+            const c = out[i][s];
+            onSample(block[i], s, { text: c.text, finishReason: c.finishReason, usage: { promptTokens: ids[i].length, completionTokens: c.completionTokens }, attempts: 1 });
+          }
+        }
+      }
       // let the store flush, the progress bar draw and signals arrive between (synchronous) engine calls
       await new Promise<void>((r) => setImmediate(r));
     }

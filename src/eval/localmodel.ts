@@ -15,6 +15,7 @@ export interface GenerateEngine {
     topP?: number;
     seed: number;
     stopTokens?: number[];
+    maxBatch?: number;
   }): { sequences: Array<{ promptIndex: number; sampleIndex: number; tokens: Int32Array; finishReason: 'stop' | 'length' }> };
 }
 
@@ -32,6 +33,8 @@ export interface TextParams {
   seed: number;
   /** stop strings: the text is cut before the first one and the finish reason becomes 'stop' */
   stop?: string[];
+  /** most sequences decoded at once (engine default when absent) */
+  maxBatch?: number;
 }
 
 export interface TextChoice {
@@ -97,6 +100,7 @@ export class LocalModel {
         topP: params.topP,
         seed: params.seed,
         stopTokens: this.stopTokens,
+        ...(params.maxBatch ? { maxBatch: params.maxBatch } : {}),
       });
       for (const s of res.sequences) out[idx[s.promptIndex]][s.sampleIndex] = this.toChoice(s.tokens, s.finishReason, params.stop);
     }
@@ -106,7 +110,8 @@ export class LocalModel {
   private toChoice(tokens: Int32Array, finish: 'stop' | 'length', stop: string[] | undefined): TextChoice {
     // the stop token itself is not part of the answer
     const body = finish === 'stop' && tokens.length > 0 && this.stopTokens.includes(tokens[tokens.length - 1]) ? tokens.subarray(0, tokens.length - 1) : tokens;
-    let text = this.tokenizer.decode(body, { skipSpecialTokens: true });
+    // (the tokenizers library refuses an empty list: a sequence that stopped at once is the empty answer)
+    let text = body.length ? this.tokenizer.decode(body, { skipSpecialTokens: true }) : '';
     let finishReason = finish;
     if (stop?.length) {
       let cut = -1;

@@ -87,7 +87,7 @@ const fmt = (v: number | null | undefined) => (v === null || v === undefined || 
 export function renderResultsMarkdown(doc: {
   title: string;
   benchmarks: Record<string, BenchmarkResult>;
-  summary: Record<string, number> | null;
+  summary: Record<string, number | null> | null;
   averageKeys: string[];
   notes: string[];
 }): string {

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { loadDataset, suiteSummary, verify, type DataRow } from './deps.js';
+import { loadDataset, suiteSummary, verify, type DataRow, type SuiteName } from './deps.js';
 import { startProgress } from './progress.js';
 import { benchmarkResult, renderResultsMarkdown, type BenchmarkPlan, type BenchmarkResult } from './results.js';
 import { deriveSeed } from './seeds.js';
@@ -15,7 +15,7 @@ export type { BenchmarkPlan, BenchmarkResult } from './results.js';
 
 export interface RunEvalOptions {
   out: string;
-  suite: 'track1' | 'track2' | null;
+  suite: SuiteName | null;
   benchmarks: BenchmarkPlan[];
   /** K samples per problem */
   samples: number;
@@ -53,7 +53,7 @@ export interface EvalResults {
   /** Pass@1 per benchmark, percent */
   scores: Record<string, number | null>;
   /** the paper's averages (suite runs with every benchmark scored), else null */
-  summary: Record<string, number> | null;
+  summary: Record<string, number | null> | null;
   complete: boolean;
   timing: { startedAt: string; finishedAt: string; wallSeconds: number; samplesThisRun: number; samplesPerSecond: number | null; perBenchmarkSeconds: Record<string, number> };
   data: Record<string, { used: number; skipped: number }>;
@@ -163,7 +163,8 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
             if (store.get(b.key, p, s)!.correct) correct++;
           } else missing.push(s);
         }
-        if (missing.length) requests.push({ benchmark: b.key, problem: p, messages: rows[p].messages, samples: missing, seed: deriveSeed(opts.seed, b.key, p) });
+        // every problem is passed, finished or not: the local backend batches fixed blocks of problems (see local.ts)
+        requests.push({ benchmark: b.key, problem: p, messages: rows[p].messages, samples: missing, k: opts.samples, seed: deriveSeed(opts.seed, b.key, p) });
       }
       const total = rows.length * opts.samples;
       const bar = startProgress(!!opts.progress, b.display, total, done, correct);
@@ -179,7 +180,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
         void task.finally(() => verifying.delete(task));
       };
       try {
-        if (requests.length) await opts.generator.generate(requests, opts.params, onSample);
+        if (requests.some((r) => r.samples.length)) await opts.generator.generate(requests, opts.params, onSample);
         await Promise.all(verifying);
       } finally {
         store.flush();
@@ -201,8 +202,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   for (const b of opts.benchmarks) benchmarks[b.key] = benchmarkResult(store, b, datasets.get(b.key)!.length, opts.samples);
   const scores = Object.fromEntries(Object.entries(benchmarks).map(([k, r]) => [k, r.pass1]));
   const complete = Object.values(benchmarks).every((r) => r.complete);
-  let summary: Record<string, number> | null = null;
-  if (opts.suite && Object.values(scores).every((v) => v !== null)) summary = suiteSummary(opts.suite, scores as Record<string, number>);
+  const summary = opts.suite ? suiteSummary(opts.suite, scores) : null;
   const wall = (Date.now() - started) / 1000;
   const results: EvalResults = {
     clipoEval: 1,

@@ -18,8 +18,10 @@ export interface GenRequest {
   benchmark: string;
   problem: number;
   messages: ChatMessage[];
-  /** sample indices (0..K-1) to produce for this problem */
+  /** sample indices (0..K-1) still to produce for this problem (may be empty: the problem is finished) */
   samples: number[];
+  /** K, the samples per problem of this evaluation */
+  k: number;
   /** the per-problem seed; a backend derives per-sample seeds from it (see seeds.ts) */
   seed: number;
 }

@@ -5,11 +5,11 @@ import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { EndpointGenerator } from '../../eval/endpoint.js';
-import { suites } from '../../eval/deps.js';
+import { datasetName } from '../../data/load.js';
+import { defaultDataRoot, isSuiteName, suites, type SuiteName } from '../../eval/deps.js';
 import { createLocalGenerator } from '../../eval/local.js';
 import { runEval, type BenchmarkPlan } from '../../eval/run.js';
 import type { Generator } from '../../eval/types.js';
-import { packageRoot } from '../../native.js';
 import { UsageError, parseNumberOption } from '../errors.js';
 import { renderTable } from '../table.js';
 
@@ -33,11 +33,6 @@ interface EvalFlags {
   out?: string;
   force?: boolean;
   json?: boolean;
-}
-
-/** The benchmark data folder: --data-root, else $CLIPO_DATA_ROOT, else ../shared/data/clipo-benchmarks. */
-export function defaultDataRoot(): string {
-  return process.env.CLIPO_DATA_ROOT ?? path.resolve(packageRoot, '..', 'shared', 'data', 'clipo-benchmarks');
 }
 
 export function registerEval(program: Command): void {
@@ -99,7 +94,7 @@ export function registerEval(program: Command): void {
         } else {
           const row: Record<string, string> = { model: results.generator.model };
           for (const [k, b] of Object.entries(results.benchmarks)) row[b.display] = b.pass1 === null ? '-' : b.pass1.toFixed(2);
-          if (results.summary) for (const a of ['M-Avg', 'G-Avg', 'C-Avg', 'Avg']) if (a in results.summary) row[a] = results.summary[a].toFixed(2);
+          if (results.summary) for (const a of ['M-Avg', 'G-Avg', 'C-Avg', 'Avg']) if (a in results.summary) row[a] = results.summary[a]?.toFixed(2) ?? '-';
           console.log(renderTable([row]));
           console.log(chalk.dim(`written: ${path.join(plan.out, 'results.json')}, results.md, generations.jsonl`));
         }
@@ -117,7 +112,7 @@ export interface EvalPlan {
   model?: string;
   endpoint?: string;
   servedModel?: string;
-  suite: 'track1' | 'track2' | null;
+  suite: SuiteName | null;
   benchmarks: BenchmarkPlan[];
   samples: number;
   temperature: number;
@@ -145,12 +140,12 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   if (f.model) {
     if (!existsSync(f.model) || !statSync(f.model).isDirectory()) throw new UsageError(`--model: not a directory: ${f.model}`);
   }
-  let suite: 'track1' | 'track2' | null = null;
+  let suite: SuiteName | null = null;
   let benchmarks: BenchmarkPlan[];
   let defaults = { samples: 1, temperature: 0, topP: 1, maxNewTokens: 2048 };
   if (f.suite) {
+    if (!isSuiteName(f.suite)) throw new UsageError(`--suite: unknown suite '${f.suite}' (known: ${Object.keys(suites).join(', ')})`);
     const def = suites[f.suite];
-    if (!def) throw new UsageError(`--suite: unknown suite '${f.suite}' (known: ${Object.keys(suites).join(', ')})`);
     suite = def.name;
     defaults = def.defaults;
     const root = path.resolve(f.dataRoot ?? defaultDataRoot());
@@ -162,9 +157,10 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
     const used = new Set<string>();
     benchmarks = f.data!.map((file) => {
       if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError(`--data: file not found: ${file}`);
-      if (!/\.(parquet|jsonl)$/i.test(file)) throw new UsageError(`--data: expected a .parquet or .jsonl file, got ${file}`);
-      let key = path.basename(file).replace(/\.(parquet|jsonl)$/i, '');
-      for (let i = 2; used.has(key); i++) key = `${path.basename(file).replace(/\.(parquet|jsonl)$/i, '')}_${i}`;
+      if (!/\.(parquet|jsonl|ndjson|json)$/i.test(file)) throw new UsageError(`--data: expected a .parquet, .jsonl or .json file, got ${file}`);
+      const base = datasetName(file);
+      let key = base;
+      for (let i = 2; used.has(key); i++) key = `${base}_${i}`;
       used.add(key);
       return { key, display: key, file: path.resolve(file) };
     });
