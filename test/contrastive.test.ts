@@ -208,6 +208,38 @@ describe('contrastiveLoss gradients against finite differences of the float64 re
     }
 });
 
+describe('contrastiveLoss at medium sizes (full register tiles and ragged edges of the CPU GEMMs)', () => {
+  for (const head of ['linear', 'mlp'] as const)
+    test(`${head}: every loss type; gradients by directional finite differences`, () => {
+      const rng = new Rng(31 + (head === 'mlp' ? 1 : 0));
+      for (const lossType of contrastiveLossTypes) {
+        const labels = makeLabels(rng, [8, 8, 9, 7, 6]);
+        const c = makeCase(rng, { lossType, level: 'cross', distance: 'cosine', head, maskedLabel: -1, skipTrivial: true, input: 'tokens', H: 70, D: 45, L: 9, temperature: 0.1, labels });
+        const r = contrastiveLoss(c.opts);
+        expectMatchesRef(r, c, `medium ${lossType}/${head}`);
+        const ref = { ...c.ref, positives: r.positives };
+        // d/dh L(W + h V) at h = 0 equals <gradW, V>; central differences on the float64 reference
+        const keys = head === 'linear' ? (['weight'] as const) : (['weight', 'weight1'] as const);
+        for (const key of keys) {
+          const grad = key === 'weight1' ? r.gradWeight1! : (r.gradWeight ?? r.gradWeight2!);
+          const w = Float64Array.from(ref[key]!);
+          for (let dir = 0; dir < 3; dir++) {
+            const V = Float64Array.from(w, () => rng.normal());
+            const shift = (s: number) => Float64Array.from(w, (x, k) => x + s * V[k]!);
+            const h = 1e-6;
+            const fd = (refContrastive({ ...ref, [key]: shift(h) }).loss - refContrastive({ ...ref, [key]: shift(-h) }).loss) / (2 * h);
+            let dot = 0, norm = 0;
+            for (let k = 0; k < w.length; k++) {
+              dot += grad[k]! * V[k]!;
+              norm += Math.abs(grad[k]! * V[k]!);
+            }
+            if (!(Math.abs(dot - fd) <= 1e-3 * (norm + 1e-3))) throw new Error(`${lossType}/${head}/${key}: <grad, V> ${dot} vs finite difference ${fd}`);
+          }
+        }
+      }
+    });
+});
+
 describe('contrastiveLoss: InfoNCE positives', () => {
   test('the seeded draw is the reference hash, differs across seeds, and given positives are used', () => {
     const rng = new Rng(5);
