@@ -7,3 +7,5 @@ export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type Surrogat
 export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';
 export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
+export { runEval, type RunEvalOptions, type EvalResults, EndpointGenerator, LocalGenerator, loadLocalModel, type Generator, type SampleRecord } from './eval/index.js';
+export { startServer, createServeHandler } from './serve/server.js';
