@@ -5,7 +5,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { loadDataset } from '../src/data/load.js';
 import { packageRoot } from '../src/native.js';
+import { reward } from '../src/verify/index.js';
 import { TASK_SPLITS, generateTaskSplits, solutionText } from '../src/task/generator.js';
 import { TASK_FILES, promptContent } from '../src/task/records.js';
 
@@ -46,6 +48,22 @@ describe('clipo data make-task', () => {
     const manifest = JSON.parse(readFileSync(path.join(out, 'task.json'), 'utf8'));
     expect(manifest.seed).toBe(5);
     expect(manifest.sizes.p2).toBe(25);
+  });
+
+  test('the project data loader reads every file and the verifier accepts each worked solution', async () => {
+    const out = path.join(tmp, 'pq');
+    const expected = generateTaskSplits({ seed: 5, train: 60, test: 25 });
+    for (const split of TASK_SPLITS) {
+      const ds = await loadDataset(path.join(out, TASK_FILES[split]));
+      expect(ds.used).toBe(expected[split].length);
+      ds.rows.forEach((row, i) => {
+        const p = expected[split][i]!;
+        expect(row.messages).toEqual([{ role: 'user', content: promptContent(p) }]);
+        expect(row.groundTruth).toBe(String(p.answer));
+        expect(reward(solutionText(p), row.groundTruth)).toBe(1);
+        expect(reward(solutionText(p).replace(/\\boxed\{\d+\}/, `\\boxed{${p.answer + 1}}`), row.groundTruth)).toBe(0);
+      });
+    }
   });
 
   test('jsonl files carry the same rows', () => {

@@ -5,6 +5,7 @@ import { Template } from '@huggingface/jinja';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { TASK_SPLITS, generateTaskSplits, problemText, solutionText } from '../src/task/generator.js';
+import { ModelTokenizer } from '../src/model/tokenizer.js';
 import { promptContent } from '../src/task/records.js';
 import { TASK_SPECIAL_TOKENS, buildTaskTokenizer, taskTokenizerDir } from '../src/task/tokenizer.js';
 import { HELDOUT_NAMES, TRAIN_NAMES } from '../src/task/templates.js';
@@ -69,6 +70,17 @@ describe('task tokenizer', () => {
     expect(ids.includes(unk)).toBe(false);
     expect(tok.decode(ids)).toBe(text);
     expect(tokens.slice(0, 3)).toEqual(['Z', 'e', 'b']);
+  });
+
+  test('the project model tokenizer loads it and renders the chat prompt', () => {
+    const mt = ModelTokenizer.fromDir(dir);
+    expect(mt.vocabSize).toBe(Object.keys(vocab).length);
+    expect(mt.eosTokenId).toBe(vocab['<|im_end|>']);
+    expect(mt.padTokenId).toBe(vocab['<|pad|>']);
+    const p = generateTaskSplits({ seed: 2, train: 1, test: 0 }).train[0]!;
+    const ids = mt.encodeChat([{ role: 'user', content: promptContent(p) }], { addGenerationPrompt: true });
+    expect(mt.decode(ids)).toBe(`<|im_start|>user\n${promptContent(p)}<|im_end|>\n<|im_start|>assistant\n`);
+    expect(mt.decode(mt.encode(solutionText(p)))).toBe(solutionText(p));
   });
 
   test('the chat template renders a Qwen2-style prompt that encodes with single special tokens', () => {

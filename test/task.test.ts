@@ -177,6 +177,20 @@ describe('task generator', () => {
     expect([...ops].sort()).toEqual(['*', '+', '-', '/']);
   });
 
+  test('difficulty knobs: fewer operations and smaller values', () => {
+    const easy = generateTaskSplits({ seed: 4, train: 200, test: 40, maxOps: 3, maxValue: 30 });
+    for (const s of TASK_SPLITS) {
+      for (const p of easy[s]) {
+        for (const e of p.equations) expect(e.result).toBeLessThanOrEqual(30);
+        const extra = s === 'p1' ? 1 : s === 'p2' ? 2 : 0;
+        expect(p.numOps).toBeLessThanOrEqual(3 + extra);
+        expect(checkSolution(solutionText(p), p.answer)).toBe(p.numOps);
+      }
+    }
+    expect(() => generateTaskSplits({ seed: 0, train: 1, test: 1, maxOps: 7 })).toThrow(/maxOps/);
+    expect(() => generateTaskSplits({ seed: 0, train: 1, test: 1, maxValue: 5 })).toThrow(/maxValue/);
+  });
+
   test('bad sizes and seeds are refused with a message', () => {
     expect(() => generateTaskSplits({ seed: -1, train: 1, test: 1 })).toThrow(/seed/);
     expect(() => generateTaskSplits({ seed: 0, train: 1.5, test: 1 })).toThrow(/train size/);

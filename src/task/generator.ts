@@ -240,6 +240,10 @@ export interface TaskSizes {
   train: number;
   /** Size of each evaluation split (test, symbolic, p1, p2, noop). */
   test: number;
+  /** Difficulty: most operations of a base problem (2..6, default 4; p1/p2 add one/two). */
+  maxOps?: number;
+  /** Difficulty: largest value any intermediate result may take (20..10000, default 100). */
+  maxValue?: number;
 }
 
 /** Splits get independent random streams derived from the seed, so changing one split's size leaves the others. */
@@ -268,24 +272,29 @@ function drawDistinct(n: number, split: TaskSplit, draw: () => TaskProblem | und
 /** All six splits, deterministic in (seed, train, test). Evaluation problems never repeat a train problem's text,
  *  and p1/p2/noop start from problems that are not in train either. */
 export function generateTaskSplits(sizes: TaskSizes): Record<TaskSplit, TaskProblem[]> {
-  const { seed, train, test } = sizes;
+  const { seed, train, test, maxOps = 4, maxValue = TRAIN_RANGES.maxValue } = sizes;
   if (!Number.isSafeInteger(seed) || seed < 0 || seed >= 2 ** 40) throw new Error(`task seed: expected an integer in [0, 2^40), got ${seed}`);
   for (const [k, v] of [['train', train], ['test', test]] as const) {
     if (!Number.isInteger(v) || v < 0) throw new Error(`task ${k} size: expected a non-negative integer, got ${v}`);
   }
+  if (!Number.isInteger(maxOps) || maxOps < 2 || maxOps > 6) throw new Error(`task maxOps: expected an integer in [2, 6], got ${maxOps}`);
+  if (!Number.isInteger(maxValue) || maxValue < 20 || maxValue > 10000) throw new Error(`task maxValue: expected an integer in [20, 10000], got ${maxValue}`);
+  const ranges: NumberRanges = { ...TRAIN_RANGES, maxValue };
+  const symbolicRanges: NumberRanges = { ...SYMBOLIC_RANGES, maxValue };
+  const base = { ranges, maxOps };
   const rngs = Object.fromEntries(TASK_SPLITS.map((s) => [s, splitRng(seed, s)])) as Record<TaskSplit, Rng>;
-  const trainProblems = drawDistinct(train, 'train', () => drawProblem(rngs.train, 'train'), new Set());
+  const trainProblems = drawDistinct(train, 'train', () => drawProblem(rngs.train, 'train', base), new Set());
   const inTrain = new Set(trainProblems.map(problemText));
   const fresh = (split: TaskSplit): TaskProblem | undefined => {
-    const base = drawProblem(rngs[split], split);
-    return inTrain.has(problemText(base)) ? undefined : base;
+    const p = drawProblem(rngs[split], split, base);
+    return inTrain.has(problemText(p)) ? undefined : p;
   };
   return {
     train: trainProblems,
     test: drawDistinct(test, 'test', () => fresh('test'), inTrain),
-    symbolic: drawDistinct(test, 'symbolic', () => drawProblem(rngs.symbolic, 'symbolic', { names: HELDOUT_NAMES, ranges: SYMBOLIC_RANGES, requireNewNumbers: true }), inTrain),
-    p1: drawDistinct(test, 'p1', () => { const b = fresh('p1'); return b && perturbProblem(rngs.p1, b, 1, 'p1'); }, inTrain),
-    p2: drawDistinct(test, 'p2', () => { const b = fresh('p2'); return b && perturbProblem(rngs.p2, b, 2, 'p2'); }, inTrain),
+    symbolic: drawDistinct(test, 'symbolic', () => drawProblem(rngs.symbolic, 'symbolic', { names: HELDOUT_NAMES, ranges: symbolicRanges, maxOps, requireNewNumbers: true }), inTrain),
+    p1: drawDistinct(test, 'p1', () => { const b = fresh('p1'); return b && perturbProblem(rngs.p1, b, 1, 'p1', ranges); }, inTrain),
+    p2: drawDistinct(test, 'p2', () => { const b = fresh('p2'); return b && perturbProblem(rngs.p2, b, 2, 'p2', ranges); }, inTrain),
     noop: drawDistinct(test, 'noop', () => { const b = fresh('noop'); return b && addNoop(rngs.noop, b, 'noop'); }, inTrain),
   };
 }

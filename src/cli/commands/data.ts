@@ -12,6 +12,8 @@ interface MakeTaskOptions {
   train: string;
   test: string;
   format: string;
+  maxOps: string;
+  maxValue: string;
 }
 
 export function registerData(program: Command): void {
@@ -26,21 +28,27 @@ export function registerData(program: Command): void {
     .option('--train <n>', 'number of training problems', '2000')
     .option('--test <n>', 'number of problems in each evaluation split', '200')
     .option('--format <fmt>', 'parquet or jsonl', 'parquet')
+    .option('--max-ops <n>', 'difficulty: most operations in a base problem (2-6; p1/p2 add one/two)', '4')
+    .option('--max-value <n>', 'difficulty: largest intermediate value (20-10000)', '100')
     .action((opts: MakeTaskOptions) => {
       const seed = parseNumberOption('--seed', opts.seed, { integer: true, min: 0, max: 2 ** 40 - 1 });
       const train = parseNumberOption('--train', opts.train, { integer: true, min: 0, max: 1_000_000 });
       const test = parseNumberOption('--test', opts.test, { integer: true, min: 0, max: 100_000 });
+      const maxOps = parseNumberOption('--max-ops', opts.maxOps, { integer: true, min: 2, max: 6 });
+      const maxValue = parseNumberOption('--max-value', opts.maxValue, { integer: true, min: 20, max: 10000 });
       if (opts.format !== 'parquet' && opts.format !== 'jsonl') throw new UsageError(`--format: expected parquet or jsonl, got '${opts.format}'`);
       const format = opts.format as TaskFormat;
       const dir = path.resolve(opts.out!);
-      const splits = generateTaskSplits({ seed, train, test });
+      const splits = generateTaskSplits({ seed, train, test, maxOps, maxValue });
       const files = writeTaskSplits(dir, splits, format);
       writeTaskManifest(dir, {
         generator: 'clipo built-in arithmetic task',
         seed,
+        maxOps,
+        maxValue,
         sizes: Object.fromEntries(TASK_SPLITS.map((s) => [s, splits[s].length])),
         format,
-        ranges: { train: TRAIN_RANGES, symbolic: SYMBOLIC_RANGES },
+        ranges: { train: { ...TRAIN_RANGES, maxValue }, symbolic: { ...SYMBOLIC_RANGES, maxValue } },
         files: files.map((f) => path.relative(dir, f)),
       });
       for (const f of files) console.log(`${chalk.green('wrote')} ${path.relative(process.cwd(), f) || f}`);
