@@ -2,6 +2,10 @@
 export { loadNative, type BuildInfo } from './native.js';
 export { measureBandwidth } from './bench/bandwidth.js';
 export { Rng } from './util/rng.js';
+export { verify, reward, type VerifyResult, type VerifyOptions } from './verify/index.js';
+export { loadDataset, type DataRow, type LoadOptions, type LoadedDataset, DataRowError } from './data/load.js';
+export { suites, suiteSummary, defaultDataRoot, type SuiteName, type SuiteDef, type SuiteBenchmark } from './data/suites.js';
+export { buildMessages, buildPrompt, MATH_INSTRUCTION, choiceInstruction, type ChatMessage } from './data/prompt.js';
 export { contrastiveLoss, contrastiveLossUnfused, contrastiveReward, type ContrastiveLossOptions, type ContrastiveLossResult, type ContrastiveRewardOptions } from './kernels/contrastive.js';
 export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type SurrogateMode, type SurrogateAgg } from './kernels/surrogate.js';
 export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';

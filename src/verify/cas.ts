@@ -18,6 +18,18 @@ export interface Parsed {
   safe: boolean;
 }
 
+/** Runs an engine call with console.error/warn/info muted: on malformed input the engine logs its internal errors. */
+function quiet<T>(fn: () => T): T {
+  const saved = [console.error, console.warn, console.info, console.group, console.groupEnd] as const;
+  const mute = () => undefined;
+  console.error = console.warn = console.info = console.group = console.groupEnd = mute;
+  try {
+    return fn();
+  } finally {
+    [console.error, console.warn, console.info, console.group, console.groupEnd] = saved;
+  }
+}
+
 let engine: ComputeEngine | null = null;
 let parsesSinceNew = 0;
 // The engine declares every new symbol it meets in its scope; a fresh engine now and then bounds that state.
@@ -54,9 +66,10 @@ export function parse(latex: string, cacheAsGroundTruth = false): Parsed {
   }
   const eng = ce();
   parsesSinceNew++;
-  const expr = eng.parse(latexForEngine(latex));
-  const json = expr.json;
-  const valid = expr.isValid;
+  const { expr, json, valid } = quiet(() => {
+    const e = eng.parse(latexForEngine(latex));
+    return { expr: e, json: e.json as unknown, valid: e.isValid };
+  });
   let unknowns: string[] = [];
   let safe = false;
   if (valid) {
@@ -128,9 +141,11 @@ function screen(json: unknown): boolean {
 /** The engine's verdict: true, false, or undefined when it cannot decide (or the input did not pass the screen). */
 export function engineEqual(a: Parsed, b: Parsed): boolean | undefined {
   if (!a.valid || !b.valid) return undefined;
-  if (a.expr.isSame(b.expr)) return true;
-  if (!a.safe || !b.safe) return undefined;
-  return a.expr.isEqual(b.expr);
+  return quiet(() => {
+    if (a.expr.isSame(b.expr)) return true;
+    if (!a.safe || !b.safe) return undefined;
+    return a.expr.isEqual(b.expr);
+  });
 }
 
 /**
