@@ -205,30 +205,47 @@ void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t
   }
 }
 
+// MB x NB dot products over K, one vector accumulator per dot (lane j sums k = j mod VL), then a fixed horizontal
+// sum and a scalar tail: each dot's rounding depends only on K, not on MB, NB or the thread count.
+template <int MB, int NB>
+inline void dotTile(int64_t K, const float* X, int64_t ldx, const float* W, int64_t ldw, float* Y, int64_t ldy) {
+  vec acc[MB][NB];
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) acc[i][j] = vzero();
+  int64_t k = 0;
+  for (; k + VL <= K; k += VL) {
+    vec w[NB];
+    for (int j = 0; j < NB; ++j) w[j] = vload(W + j * ldw + k);
+    for (int i = 0; i < MB; ++i) {
+      const vec x = vload(X + i * ldx + k);
+      for (int j = 0; j < NB; ++j) acc[i][j] = vfma(x, w[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) {
+      float s = vsum(acc[i][j]);
+      for (int64_t t = k; t < K; ++t) s += X[i * ldx + t] * W[j * ldw + t];
+      Y[i * ldy + j] = s;
+    }
+}
+
+template <int NB>
+inline void dotRows(int64_t M, int64_t K, const float* X, const float* W, int64_t ldw, float* Y, int64_t ldy) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) dotTile<4, NB>(K, X + m * K, K, W, ldw, Y + m * ldy, ldy);
+  for (; m < M; ++m) dotTile<1, NB>(K, X + m * K, K, W, ldw, Y + m * ldy, ldy);
+}
+
 void matmulNTRows(int64_t M, int64_t N, int64_t K, const float* X, const float* W, float* Y, int threads) {
-  // Blocks of 4 weight rows: each W row is read once per block of up to 4 X rows, from L1.
+  // Blocks of 4 weight rows, each read from memory once and reused from L1 by all X rows.
   const int64_t nBlocks = (N + 3) / 4;
 #pragma omp parallel for num_threads(std::max(1, threads)) schedule(static)
   for (int64_t nb = 0; nb < nBlocks; ++nb) {
-    const int64_t n0 = nb * 4, nn = std::min<int64_t>(4, N - n0);
-    for (int64_t m = 0; m < M; ++m) {
-      const float* x = X + m * K;
-      for (int64_t j = 0; j < nn; ++j) {
-        const float* w = W + (n0 + j) * K;
-        // fixed order: 4 vector partial sums over K, a scalar tail, then the sum of the partials
-        vec s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
-        int64_t k = 0;
-        for (; k + 4 * VL <= K; k += 4 * VL) {
-          s0 = vfma(vload(x + k), vload(w + k), s0);
-          s1 = vfma(vload(x + k + VL), vload(w + k + VL), s1);
-          s2 = vfma(vload(x + k + 2 * VL), vload(w + k + 2 * VL), s2);
-          s3 = vfma(vload(x + k + 3 * VL), vload(w + k + 3 * VL), s3);
-        }
-        for (; k + VL <= K; k += VL) s0 = vfma(vload(x + k), vload(w + k), s0);
-        float s = vsum(vadd(vadd(s0, s1), vadd(s2, s3)));
-        for (; k < K; ++k) s += x[k] * w[k];
-        Y[m * N + n0 + j] = s;
-      }
+    const int64_t n0 = nb * 4;
+    if (n0 + 4 <= N) {
+      dotRows<4>(M, K, X, W + n0 * K, K, Y + n0, N);
+    } else {
+      for (int64_t n = n0; n < N; ++n) dotRows<1>(M, K, X, W + n * K, K, Y + n, N);
     }
   }
 }

@@ -34,8 +34,9 @@ double uniformAt(uint64_t seed, uint64_t prompt, uint64_t sample, uint64_t step)
 }
 
 // Picks a token from logits z. temperature 0: argmax, logprob under the untempered softmax. Otherwise softmax(z/T),
-// restricted to the smallest top set whose mass reaches topP, renormalised; the logprob reported is under the full
-// temperature-scaled distribution.
+// restricted to the nucleus {i : p_i >= theta} with theta the largest threshold whose set holds topP of the mass
+// (the smallest top set; tokens tied at the boundary are all kept), renormalised, walked in token order. The
+// logprob reported is under the full temperature-scaled distribution.
 int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, double u, float* logprob,
                   std::vector<float>& e, std::vector<int32_t>& idx) {
   if (temperature <= 0.0) {
@@ -46,55 +47,51 @@ int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, do
     return static_cast<int32_t>(best);
   }
   const float invT = static_cast<float>(1.0 / temperature);
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i] * invT);
+  const float mx = maxOf(z, V) * invT;
   e.resize(V);
   double sum = 0.0;
-  for (int64_t i = 0; i < V; ++i) {
-    e[i] = std::exp(z[i] * invT - mx);
-    sum += e[i];
-  }
+  expShifted(z, V, invT, mx, e.data(), &sum, nullptr);
   int64_t pick = -1;
-  if (topP >= 1.0) {
-    const double target = u * sum;
-    double c = 0.0;
-    for (int64_t i = 0; i < V; ++i) {
-      c += e[i];
-      if (c > target) {
-        pick = i;
-        break;
-      }
-    }
-    if (pick < 0)  // rounding at the very end: the last token with mass
-      for (int64_t i = V - 1; i >= 0 && pick < 0; --i)
-        if (e[i] > 0.f) pick = i;
-  } else {
-    // nucleus: sort a growing prefix of candidates until it holds topP of the mass
+  // the candidate set: every token (topP = 1) or the nucleus {p_i >= theta}
+  float theta = 0.f;
+  if (topP < 1.0) {
+    const double need = topP * sum;
+    // peaked distributions: the top 64 usually hold the mass; sort just those
+    const int64_t k = std::min<int64_t>(V, 64);
     idx.resize(V);
     std::iota(idx.begin(), idx.end(), 0);
-    auto byProb = [&](int32_t a, int32_t b) { return e[a] > e[b] || (e[a] == e[b] && a < b); };
-    int64_t k = std::min<int64_t>(V, 64), kept = 0;
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return e[a] > e[b] || (e[a] == e[b] && a < b); });
     double cum = 0.0;
-    for (;;) {
-      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), byProb);
-      cum = 0.0;
-      kept = 0;
-      while (kept < k && cum < topP * sum) cum += e[idx[kept++]];
-      if (cum >= topP * sum || k == V) break;
-      k = std::min<int64_t>(V, k * 4);
-    }
-    const double target = u * cum;
-    double c = 0.0;
-    pick = idx[kept - 1];
-    for (int64_t j = 0; j < kept; ++j) {
-      c += e[idx[j]];
-      if (c > target) {
-        pick = idx[j];
-        break;
+    int64_t kept = 0;
+    while (kept < k && cum < need) cum += e[idx[kept++]];
+    if (cum >= need) {
+      theta = e[idx[kept - 1]];
+    } else {
+      // flat distributions: bisect the threshold theta so that sum_{p >= theta} p reaches topP (O(V) per step)
+      float lo = 0.f, hi = e[idx[0]];
+      for (int it = 0; it < 40; ++it) {
+        const float mid = 0.5f * (lo + hi);
+        double m = 0.0;
+        for (int64_t i = 0; i < V; ++i) m += e[i] >= mid ? e[i] : 0.f;
+        if (m >= need) lo = mid; else hi = mid;
       }
+      theta = lo;
     }
   }
-  *logprob = static_cast<float>(z[pick] * invT - mx - std::log(sum));
+  {
+    double kept = 0.0;
+    for (int64_t i = 0; i < V; ++i) kept += e[i] >= theta ? e[i] : 0.f;
+    const double target = u * kept;
+    double c = 0.0;
+    for (int64_t i = 0; i < V; ++i) {
+      if (e[i] < theta || e[i] <= 0.f) continue;
+      c += e[i];
+      pick = i;
+      if (c > target) break;
+    }
+  }
+  *logprob = static_cast<float>((z[pick] * invT - mx) - std::log(sum));
   return static_cast<int32_t>(pick);
 }
 

@@ -247,7 +247,7 @@ void Model::forwardStream(const std::vector<int32_t>& tokens, const std::vector<
 }
 
 void Model::headLogprobs(const float* xf, const std::vector<int64_t>& rows, const std::vector<int64_t>& targets,
-                         float* logp, float* entropy) {
+                         float* logp, float* entropy, float* keepProbs) {
   const int64_t H = cfg.hidden, V = cfg.vocab;
   const int64_t R = static_cast<int64_t>(rows.size());
   // logits are made CH rows at a time, never [rows x vocab] at once
@@ -260,7 +260,7 @@ void Model::headLogprobs(const float* xf, const std::vector<int64_t>& rows, cons
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < ch; ++r) {
       const float* z = Lc.data() + r * V;
-      const RowSoftmax sm = rowSoftmaxStats(z, V, entropy != nullptr);
+      const RowSoftmax sm = rowSoftmaxStats(z, V, entropy != nullptr, keepProbs ? keepProbs + (r0 + r) * V : nullptr);
       logp[r0 + r] = static_cast<float>(z[targets[r0 + r]] - sm.lse);
       if (entropy) entropy[r0 + r] = static_cast<float>(sm.entropy);
     }
@@ -379,7 +379,10 @@ ScoreResult Model::forwardTrain(const std::vector<int32_t>& tokens, const std::v
     }
   }
   std::vector<float> lp(st.headRows.size()), ent(st.headRows.size());
-  headLogprobs(st.xf.data(), st.headRows, st.headTargets, lp.data(), ent.data());
+  // keep the head's probabilities for the backward pass when they take at most 256 MiB; otherwise recompute them
+  const size_t headFloats = st.headRows.size() * static_cast<size_t>(cfg.vocab);
+  if (headFloats <= (size_t{1} << 26)) st.probs.resize(headFloats);
+  headLogprobs(st.xf.data(), st.headRows, st.headTargets, lp.data(), ent.data(), st.probs.empty() ? nullptr : st.probs.data());
   for (size_t r = 0; r < st.headRows.size(); ++r) {
     res.logprobs[st.headOut[r]] = lp[r];
     res.entropy[st.headOut[r]] = ent[r];

@@ -121,6 +121,7 @@ class Model {
     std::vector<int32_t> pos;
     std::vector<float> res, xn1, rstd1, qkv, o, lse, x1, xn2, rstd2, gu, xf, rstdF;
     std::vector<int64_t> headRows, headTargets, headOut;  // row that predicts, token predicted, index in [B*T]
+    std::vector<float> probs;  // [rows x vocab] softmax of the head rows, kept when small enough (else recomputed)
   };
   TrainState train_;
 
@@ -143,7 +144,7 @@ class Model {
                      float* xf, KVCache* cache, const std::vector<std::vector<int64_t>>* prefillSlots);
   // log-softmax over the vocabulary, row by row, for rows of xf; fills logp, entropy (optional)
   void headLogprobs(const float* xf, const std::vector<int64_t>& rows, const std::vector<int64_t>& targets,
-                    float* logp, float* entropy);
+                    float* logp, float* entropy, float* keepProbs = nullptr);
 };
 
 }  // namespace clipo::engine

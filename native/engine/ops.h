@@ -42,7 +42,10 @@ void attentionSpansBackward(const AttnShape& s, const std::vector<Span>& spans, 
 struct RowSoftmax {
   double lse = 0.0, entropy = 0.0;
 };
-// log-sum-exp of a logits row and (optionally) the entropy  H = lse - sum_i p_i z_i
-RowSoftmax rowSoftmaxStats(const float* z, int64_t V, bool entropy);
+// log-sum-exp of a logits row, optionally the entropy H = lse - sum_i p_i z_i and the probabilities (probs may be z)
+RowSoftmax rowSoftmaxStats(const float* z, int64_t V, bool entropy, float* probs = nullptr);
+float maxOf(const float* z, int64_t V);
+// out[i] = exp(z[i]*scale - shift) (out may be null); *sum = sum of them, *sumZ = sum of out[i]*(z[i]*scale - shift)
+float expShifted(const float* z, int64_t V, float scale, float shift, float* out, double* sum, double* sumZ);
 
 }  // namespace clipo::engine

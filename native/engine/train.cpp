@@ -41,13 +41,15 @@ void Model::backward(const float* gradLogp, size_t count) {
       if (!any) continue;
       for (int64_t r = 0; r < ch; ++r)
         std::memcpy(Xc.data() + r * H, st.xf.data() + st.headRows[r0 + r] * H, H * sizeof(float));
-      matmulNT(ch, V, H, Xc.data(), P(headOff_), Z.data(), false, threads);
+      const bool kept = !st.probs.empty();
+      if (!kept) matmulNT(ch, V, H, Xc.data(), P(headOff_), Z.data(), false, threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
       for (int64_t r = 0; r < ch; ++r) {
         float* z = Z.data() + r * V;
         const float gr = gradLogp[st.headOut[r0 + r]];
-        const float lse = static_cast<float>(rowSoftmaxStats(z, V, false).lse);
-        for (int64_t i = 0; i < V; ++i) z[i] = -gr * std::exp(z[i] - lse);
+        const float* p = kept ? st.probs.data() + (r0 + r) * V : z;
+        if (!kept) rowSoftmaxStats(z, V, false, z);
+        for (int64_t i = 0; i < V; ++i) z[i] = -gr * p[i];
         z[st.headTargets[r0 + r]] += gr;
       }
       matmulNN(ch, H, V, Z.data(), P(headOff_), dX.data(), false, threads);
