@@ -2,14 +2,14 @@
 // the data loaders use), with the same problems as the generator; jsonl too; bad flags fail with a message.
 import { parquetReadObjects } from 'hyparquet';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadDataset } from '../src/data/load.js';
 import { packageRoot } from '../src/native.js';
 import { reward } from '../src/verify/index.js';
 import { TASK_SPLITS, generateTaskSplits, solutionText } from '../src/task/generator.js';
-import { TASK_FILES, promptContent } from '../src/task/records.js';
+import { TASK_FILES, ensureTaskData, promptContent } from '../src/task/records.js';
 
 const bin = path.join(packageRoot, 'bin', 'clipo');
 function clipo(...args: string[]) {
@@ -75,6 +75,22 @@ describe('clipo data make-task', () => {
     expect(rows.map((x) => x.prompt[0].content)).toEqual(expected.map(promptContent));
     expect(rows.map((x) => x.reward_model.ground_truth)).toEqual(expected.map((p) => String(p.answer)));
     expect(existsSync(path.join(out, 'train', 'task.jsonl'))).toBe(true);
+  });
+
+  test('ensureTaskData reuses matching files and regenerates when the options change', () => {
+    const dir = path.join(tmp, 'cache');
+    const first = ensureTaskData(dir, { seed: 1, train: 20, test: 5 });
+    expect(first.reused).toBe(false);
+    expect(first.manifest.files.p1).toBe(TASK_FILES.p1);
+    const trainFile = path.join(dir, TASK_FILES.train);
+    const mtime = statSync(trainFile).mtimeMs;
+    const again = ensureTaskData(dir, { seed: 1, train: 20, test: 5 });
+    expect(again.reused).toBe(true);
+    expect(statSync(trainFile).mtimeMs).toBe(mtime);
+    expect(ensureTaskData(dir, { seed: 2, train: 20, test: 5 }).reused).toBe(false);
+    rmSync(path.join(dir, TASK_FILES.noop));
+    expect(ensureTaskData(dir, { seed: 2, train: 20, test: 5 }).reused).toBe(false);
+    expect(existsSync(path.join(dir, TASK_FILES.noop))).toBe(true);
   });
 
   test('bad flags fail with a clear message', () => {

@@ -1,11 +1,11 @@
 // The built-in task written in the layout of the paper's benchmark files (verl-style rows; see the data README):
 // data_source, prompt [{role: 'user', content}], ability, reward_model {ground_truth, style}, extra_info
 // {index, split, ...}. The worked solution rides in extra_info.solution for supervised warm-up.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { TASK_SPLITS, type TaskProblem, type TaskSplit, problemText, solutionText } from './generator.js';
+import { SYMBOLIC_RANGES, TASK_SPLITS, TRAIN_RANGES, type TaskProblem, type TaskSizes, type TaskSplit, generateTaskSplits, problemText, solutionText } from './generator.js';
 import { INSTRUCTION } from './templates.js';
 
 export interface TaskRecord {
@@ -101,7 +101,71 @@ export function writeTaskSplits(dir: string, splits: Record<TaskSplit, TaskProbl
   return written;
 }
 
-/** A small manifest next to the files, so a run can tell which generator settings produced them. */
-export function writeTaskManifest(dir: string, manifest: Record<string, unknown>): void {
+/** Bump whenever the same options would generate different problems (templates, word lists, ranges, format). */
+export const TASK_GENERATOR_VERSION = 1;
+
+export interface MakeTaskOptions extends TaskSizes {
+  format?: TaskFormat;
+}
+
+/** task.json, written next to the files: what produced them, so a cache can tell whether they still fit. */
+export interface TaskManifest {
+  generator: 'clipo built-in arithmetic task';
+  version: number;
+  seed: number;
+  maxOps: number;
+  maxValue: number;
+  format: TaskFormat;
+  sizes: Record<TaskSplit, number>;
+  ranges: { train: typeof TRAIN_RANGES; symbolic: typeof SYMBOLIC_RANGES };
+  /** split -> file relative to the folder (splits of size 0 have none) */
+  files: Partial<Record<TaskSplit, string>>;
+}
+
+function settings(opts: MakeTaskOptions) {
+  return { seed: opts.seed, train: opts.train, test: opts.test, maxOps: opts.maxOps ?? 4, maxValue: opts.maxValue ?? TRAIN_RANGES.maxValue, format: opts.format ?? 'parquet' };
+}
+
+/** Generates every split and writes the files and task.json under `dir`. */
+export function makeTaskData(dir: string, opts: MakeTaskOptions): TaskManifest {
+  const s = settings(opts);
+  const splits = generateTaskSplits(s);
+  const written = writeTaskSplits(dir, splits, s.format);
+  const files: Partial<Record<TaskSplit, string>> = {};
+  for (const split of TASK_SPLITS) {
+    const f = written.find((w) => w.endsWith(s.format === 'parquet' ? TASK_FILES[split] : TASK_FILES[split].replace(/\.parquet$/, '.jsonl')));
+    if (f) files[split] = path.relative(dir, f);
+  }
+  const manifest: TaskManifest = {
+    generator: 'clipo built-in arithmetic task',
+    version: TASK_GENERATOR_VERSION,
+    seed: s.seed,
+    maxOps: s.maxOps,
+    maxValue: s.maxValue,
+    format: s.format,
+    sizes: Object.fromEntries(TASK_SPLITS.map((x) => [x, splits[x].length])) as Record<TaskSplit, number>,
+    ranges: { train: { ...TRAIN_RANGES, maxValue: s.maxValue }, symbolic: { ...SYMBOLIC_RANGES, maxValue: s.maxValue } },
+    files,
+  };
   writeJsonAtomic(path.join(dir, 'task.json'), manifest);
+  return manifest;
+}
+
+/** The task data under `dir`: reused when its task.json says the same generator version and options produced it
+ *  and every file is there, else generated afresh. */
+export function ensureTaskData(dir: string, opts: MakeTaskOptions): { manifest: TaskManifest; reused: boolean } {
+  const s = settings(opts);
+  const file = path.join(dir, 'task.json');
+  if (existsSync(file)) {
+    try {
+      const m = JSON.parse(readFileSync(file, 'utf8')) as TaskManifest;
+      const same =
+        m.version === TASK_GENERATOR_VERSION && m.seed === s.seed && m.maxOps === s.maxOps && m.maxValue === s.maxValue && m.format === s.format &&
+        m.sizes?.train === s.train && m.sizes?.test === s.test && Object.values(m.files ?? {}).every((f) => existsSync(path.join(dir, f)));
+      if (same) return { manifest: m, reused: true };
+    } catch {
+      // an unreadable manifest: regenerate
+    }
+  }
+  return { manifest: makeTaskData(dir, opts), reused: false };
 }

@@ -2,11 +2,10 @@
 import chalk from 'chalk';
 import type { Command } from 'commander';
 import path from 'node:path';
-import { TASK_SPLITS, TRAIN_RANGES, SYMBOLIC_RANGES, generateTaskSplits } from '../../task/generator.js';
-import { type TaskFormat, writeTaskManifest, writeTaskSplits } from '../../task/records.js';
+import { type TaskFormat, makeTaskData } from '../../task/records.js';
 import { UsageError, parseNumberOption } from '../errors.js';
 
-interface MakeTaskOptions {
+interface MakeTaskFlags {
   out?: string;
   seed: string;
   train: string;
@@ -30,7 +29,7 @@ export function registerData(program: Command): void {
     .option('--format <fmt>', 'parquet or jsonl', 'parquet')
     .option('--max-ops <n>', 'difficulty: most operations in a base problem (2-6; p1/p2 add one/two)', '4')
     .option('--max-value <n>', 'difficulty: largest intermediate value (20-10000)', '100')
-    .action((opts: MakeTaskOptions) => {
+    .action((opts: MakeTaskFlags) => {
       const seed = parseNumberOption('--seed', opts.seed, { integer: true, min: 0, max: 2 ** 40 - 1 });
       const train = parseNumberOption('--train', opts.train, { integer: true, min: 0, max: 1_000_000 });
       const test = parseNumberOption('--test', opts.test, { integer: true, min: 0, max: 100_000 });
@@ -39,18 +38,8 @@ export function registerData(program: Command): void {
       if (opts.format !== 'parquet' && opts.format !== 'jsonl') throw new UsageError(`--format: expected parquet or jsonl, got '${opts.format}'`);
       const format = opts.format as TaskFormat;
       const dir = path.resolve(opts.out!);
-      const splits = generateTaskSplits({ seed, train, test, maxOps, maxValue });
-      const files = writeTaskSplits(dir, splits, format);
-      writeTaskManifest(dir, {
-        generator: 'clipo built-in arithmetic task',
-        seed,
-        maxOps,
-        maxValue,
-        sizes: Object.fromEntries(TASK_SPLITS.map((s) => [s, splits[s].length])),
-        format,
-        ranges: { train: { ...TRAIN_RANGES, maxValue }, symbolic: { ...SYMBOLIC_RANGES, maxValue } },
-        files: files.map((f) => path.relative(dir, f)),
-      });
+      const manifest = makeTaskData(dir, { seed, train, test, maxOps, maxValue, format });
+      const files = Object.values(manifest.files).map((f) => path.join(dir, f));
       for (const f of files) console.log(`${chalk.green('wrote')} ${path.relative(process.cwd(), f) || f}`);
     });
 }
