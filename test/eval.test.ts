@@ -290,3 +290,41 @@ describe('runEval against a scripted server', () => {
     }
   });
 });
+
+describe('EndpointGenerator timeouts', () => {
+  test('a request slower than the timeout is retried, then recorded as a timeout', async () => {
+    const server = await startFakeOpenAI(() => ({ text: 'late', delayMs: 400 }));
+    try {
+      const run = async (maxRetries: number) => {
+        const gen = new EndpointGenerator({ baseURL: server.url, model: 'fake-model', concurrency: 1, timeoutMs: 50, maxRetries, sleep: async () => {} });
+        const got: Completion[] = [];
+        await gen.generate([{ benchmark: 'b', problem: 0, messages: [{ role: 'user', content: 'q' }], samples: [0], k: 1, seed: 1 }], { temperature: 0, topP: 1, maxNewTokens: 8 }, (_r, _s, c) => got.push(c));
+        return got[0];
+      };
+      expect(await run(0)).toMatchObject({ error: 'request timed out', attempts: 1 });
+      expect(server.requests.length).toBe(1);
+      // retried (a retry may also meet the connection the timed-out request left behind)
+      expect(await run(2)).toMatchObject({ error: expect.stringMatching(/timed out|connection/), attempts: 3 });
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('run identity', () => {
+  test('two local checkpoints with the same directory name cannot share an --out', async () => {
+    const dir = tmpDir();
+    const { file } = writeArithmeticJsonl(dir, 'arith.jsonl', 2);
+    const fakeLocal = (d: string) => ({
+      info: { backend: 'local' as const, model: 'policy', dir: d, fingerprint: '10 bytes' },
+      async generate(requests: GenRequest[], _p: unknown, onSample: (r: GenRequest, s: number, c: Completion) => void) {
+        for (const r of requests) for (const s of r.samples) onSample(r, s, { text: '\\boxed{0}', finishReason: 'stop' });
+      },
+    });
+    const run = (d: string) =>
+      runEval({ out: path.join(dir, 'out'), suite: null, benchmarks: [{ key: 'arith', display: 'Arith', file }], samples: 1, params: { temperature: 0, topP: 1, maxNewTokens: 8 }, seed: 0, generator: fakeLocal(d) });
+    const first = await run('/ckpt/step100/policy');
+    expect(first.benchmarks.arith).toMatchObject({ finished: 2, correct: 0 });
+    await expect(run('/ckpt/step200/policy')).rejects.toThrow(/model: "\/ckpt\/step100\/policy \(10 bytes\)" -> "\/ckpt\/step200\/policy \(10 bytes\)"/);
+  });
+});

@@ -124,6 +124,7 @@ export class EndpointGenerator implements Generator {
     const seed = deriveSeed(req.seed, sample);
     let last = '';
     for (let attempt = 0; attempt <= this.opts.maxRetries; attempt++) {
+      const t0 = Date.now();
       try {
         const res = await this.client.chat.completions.create({
           model: this.opts.model,
@@ -144,6 +145,9 @@ export class EndpointGenerator implements Generator {
         };
       } catch (e) {
         const c = classifyError(e);
+        // the client reports an aborted-on-timeout request as a timeout only when the abort error comes from its
+        // own realm; the elapsed time says it either way
+        if (e instanceof OpenAI.APIConnectionError && Date.now() - t0 >= this.opts.timeoutMs) c.message = 'request timed out';
         last = c.message;
         if (c.fatal) throw new FatalEndpointError(`${this.opts.baseURL} (model '${this.opts.model}'): ${c.message}`);
         if (!c.retry || attempt === this.opts.maxRetries) return { text: '', finishReason: null, error: c.message, attempts: attempt + 1 };

@@ -7,6 +7,7 @@
 // therefore gets the same tokens in an uninterrupted run and in a resumed one (for the same --samples and
 // --concurrency). A crash costs at most the blocks in flight; a block with a failed sample is redone whole.
 // `concurrency` also caps the sequences decoded at once (the engine's maxBatch).
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ContextLengthError, LocalModel, type GenerateEngine } from './localmodel.js';
 import { deriveSeed } from './seeds.js';
@@ -20,7 +21,7 @@ export class LocalGenerator implements Generator {
     private readonly concurrency: number,
     dir: string,
   ) {
-    this.info = { backend: 'local', model: model.name, dir: path.resolve(dir) };
+    this.info = { backend: 'local', model: model.name, dir: path.resolve(dir), fingerprint: weightsFingerprint(dir) };
   }
 
   async generate(requests: GenRequest[], params: SamplingParams, onSample: (req: GenRequest, sample: number, c: Completion) => void): Promise<void> {
@@ -67,6 +68,19 @@ export class LocalGenerator implements Generator {
       await new Promise<void>((r) => setImmediate(r));
     }
   }
+}
+
+/** Size and modification time of the weight files: changes when a checkpoint is overwritten in place. */
+export function weightsFingerprint(dir: string): string {
+  let bytes = 0;
+  let mtime = 0;
+  for (const f of readdirSync(dir)) {
+    if (!f.endsWith('.safetensors')) continue;
+    const st = statSync(path.join(dir, f));
+    bytes += st.size;
+    mtime = Math.max(mtime, st.mtimeMs);
+  }
+  return `${bytes} bytes, ${new Date(Math.floor(mtime)).toISOString()}`;
 }
 
 /** Loads a model directory (weights, tokenizer with chat template) onto the native engine. */

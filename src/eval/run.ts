@@ -107,9 +107,12 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const log = opts.log ?? (() => {});
   const started = Date.now();
   const out = path.resolve(opts.out);
+  const info = opts.generator.info;
   const identity: RunIdentity = {
-    backend: opts.generator.info.backend,
-    model: opts.generator.info.model,
+    backend: info.backend,
+    // a local model is identified by its resolved directory and a fingerprint of its weight files (two
+    // checkpoints both called 'policy' must not share an --out); an endpoint by the served model name
+    model: info.backend === 'local' ? `${String(info.dir ?? info.model)}${info.fingerprint ? ` (${String(info.fingerprint)})` : ''}` : info.model,
     temperature: opts.params.temperature,
     topP: opts.params.topP,
     maxNewTokens: opts.params.maxNewTokens,
@@ -146,6 +149,9 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
     process.once('SIGTERM', onSignal);
   }
 
+  // samples arriving slowly are still on disk within about a second
+  const flushTimer = setInterval(() => store.maybeFlush(), 1000);
+  flushTimer.unref();
   let samplesThisRun = 0;
   const perBenchmarkSeconds: Record<string, number> = {};
   try {
@@ -191,6 +197,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
       log(`${b.key}: Pass@1 ${r.pass1 === null ? '-' : r.pass1.toFixed(2)} (${r.finished}/${r.expected} samples${r.errors ? `, ${r.errors} failed` : ''}) in ${perBenchmarkSeconds[b.key].toFixed(1)} s`);
     }
   } finally {
+    clearInterval(flushTimer);
     store.close();
     if (opts.handleSignals) {
       process.off('SIGINT', onSignal);
