@@ -130,6 +130,7 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
 // Device entry: every pointer of `in` and `out` is a device pointer (loss and validAnchors too). Runs on `stream`
 // (a cudaStream_t passed as void* so this header stays free of CUDA includes). `workspace` of
 // contrastiveCudaWorkspaceBytes(p) bytes, device memory. Returns a cudaError_t as int (0 = success).
+// contrastiveCudaWorkspaceBytes(p): p.length > 0 sizes it for token input, p.length == 0 for pooled input.
 size_t contrastiveCudaWorkspaceBytes(const Params& p);
 int contrastiveCudaDevice(const Params& p, const Inputs& in, const Outputs& out, void* workspace, void* stream);
 
@@ -139,6 +140,11 @@ const char* contrastiveCudaHost(const Params& p, const Inputs& in, const Outputs
 
 // Number of CUDA devices visible (0 when none or no driver).
 int cudaDeviceCount();
+
+// Benchmark of the device entry on device-resident random inputs (no host buffers, no copies in the timing):
+// median milliseconds of the whole call and of the pooling pass alone over `repeats` runs, timed with events.
+// Returns an error message, empty on success.
+const char* contrastiveCudaBenchmark(const Params& p, DType type, int repeats, double* ms, double* poolMs);
 #endif
 
 }  // namespace clipo::contrastive

@@ -5,6 +5,7 @@
 //   contrastiveLoss(opts)          fused CPU kernel
 //   contrastiveLossUnfused(opts)   the unfused CPU baseline (benchmarks, tests)
 //   contrastiveLossCuda(opts)      CUDA twin through host copies (builds with CUDA only)
+//   contrastiveCudaBench(opts)     the CUDA device entry timed on device-resident inputs (benchmarks)
 //   contrastiveCudaDevices()       number of visible CUDA devices (0 without CUDA in the build)
 #include <napi.h>
 
@@ -165,6 +166,41 @@ Napi::Value ContrastiveLossCuda(const Napi::CallbackInfo& info) {
   if (err && *err) clipo::throwError(info.Env(), std::string("contrastiveLoss (cuda): ") + err);
   return finish(r, loss, valid);
 }
+
+// contrastiveCudaBench({ batch, length, hiddenSize, outSize, head?, dtype?, repeats?, lossType, level, distance,
+//   temperature, maskedLabel, skipTrivial }) -> { ms, poolMs, bytes }: the device entry on device-resident random
+// inputs (full masks); bytes = tokens + mask read, weights read, weight gradient written.
+Napi::Value ContrastiveCudaBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = clipo::argObject(info, 0, "contrastiveCudaBench");
+  Params p;
+  p.batch = clipo::getInt(o, "batch", 1, 4096);
+  p.length = clipo::getInt(o, "length", 1, 1 << 20);
+  p.hidden = clipo::getInt(o, "hiddenSize", 1, 1 << 16);
+  p.out = clipo::getInt(o, "outSize", 1, 1 << 16);
+  p.head = static_cast<Head>(clipo::hasField(o, "head") ? clipo::getEnum(o, "head", {"linear", "mlp"}) : 0);
+  p.loss = static_cast<LossType>(clipo::getEnum(o, "lossType", {"infonce", "supcon_in", "supcon_out", "soft_nn"}));
+  p.level = static_cast<Level>(clipo::getEnum(o, "level", {"group", "cross", "batch"}));
+  p.distance = static_cast<Distance>(clipo::getEnum(o, "distance", {"cosine", "l2"}));
+  p.temperature = static_cast<float>(clipo::getNumber(o, "temperature"));
+  if (!(p.temperature > 0.f)) clipo::throwError(env, "temperature: must be > 0");
+  p.maskedLabel = static_cast<int>(clipo::getInt(o, "maskedLabel", -1, 1));
+  p.skipTrivial = clipo::getBoolOr(o, "skipTrivial", true);
+  const DType type = static_cast<DType>(clipo::hasField(o, "dtype") ? clipo::getEnum(o, "dtype", {"f32", "bf16"}) : 0);
+  const int repeats = static_cast<int>(clipo::getIntOr(o, "repeats", 20, 1, 10000));
+  if (cudaDeviceCount() <= 0) clipo::throwError(env, "contrastiveCudaBench: no CUDA device is visible");
+  double ms = 0, poolMs = 0;
+  const char* err = contrastiveCudaBenchmark(p, type, repeats, &ms, &poolMs);
+  if (err && *err) clipo::throwError(env, std::string("contrastiveCudaBench: ") + err);
+  const double tokenBytes = static_cast<double>(p.batch) * p.length * p.hidden * (type == DType::BF16 ? 2 : 4);
+  const double weightBytes = 2.0 * p.out * p.hidden * 4 + (p.head == Head::Mlp ? 2.0 * p.hidden * p.hidden * 4 : 0.0);
+  Napi::Object res = Napi::Object::New(env);
+  res.Set("ms", ms);
+  res.Set("poolMs", poolMs);
+  res.Set("bytes", tokenBytes + static_cast<double>(p.batch) * p.length + weightBytes);
+  res.Set("poolBytes", tokenBytes + static_cast<double>(p.batch) * p.length);
+  return res;
+}
 #endif
 
 Napi::Value ContrastiveCudaDevices(const Napi::CallbackInfo& info) {
@@ -180,6 +216,7 @@ void InitContrastive(Napi::Env env, Napi::Object exports) {
   exports.Set("contrastiveLossUnfused", Napi::Function::New(env, ContrastiveLossUnfused, "contrastiveLossUnfused"));
 #if defined(CLIPO_WITH_CUDA)
   exports.Set("contrastiveLossCuda", Napi::Function::New(env, ContrastiveLossCuda, "contrastiveLossCuda"));
+  exports.Set("contrastiveCudaBench", Napi::Function::New(env, ContrastiveCudaBench, "contrastiveCudaBench"));
 #endif
   exports.Set("contrastiveCudaDevices", Napi::Function::New(env, ContrastiveCudaDevices, "contrastiveCudaDevices"));
 }
