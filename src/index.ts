@@ -13,3 +13,10 @@ export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequenc
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
 export { runEval, type RunEvalOptions, type EvalResults, EndpointGenerator, LocalGenerator, loadLocalModel, type Generator, type SampleRecord } from './eval/index.js';
 export { startServer, createServeHandler } from './serve/server.js';
+export { generateTaskSplits, problemText, solutionText, TASK_SPLITS, type TaskSplit, type TaskProblem, type TaskSizes } from './task/generator.js';
+export { makeTaskData, ensureTaskData, toRecord, promptContent, TASK_FILES, type TaskRecord, type TaskManifest } from './task/records.js';
+export { buildTaskTokenizer, taskTokenizerDir } from './task/tokenizer.js';
+export { writeReport, readMetricsJsonl, summarizeEvals, type ReportInput, type ReportSummary, type EvalResult, type RunMetrics, type EmbeddingSnapshot } from './report/report.js';
+export { metricsChartSpec, embeddingMapSpec, renderSvg } from './report/charts.js';
+export { embed2d } from './report/embedding.js';
+export { pairedDifference, meanWithSE, studentTQuantile, type PairedDifference } from './report/stats.js';
