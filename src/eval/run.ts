@@ -140,6 +140,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
     try {
       store.flush();
     } finally {
+      if (process.stderr.isTTY) process.stderr.write('\u001b[?25h'); // the progress bar hid the cursor
       process.stderr.write(`\nclipo eval: ${sig}: finished samples are saved; run the same command to continue\n`);
       process.exit(sig === 'SIGINT' ? 130 : 143);
     }
