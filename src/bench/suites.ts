@@ -2,12 +2,17 @@
 import { bandwidthSuite } from './bandwidth.js';
 import { contrastiveSuite } from './contrastive.js';
 import { engineSuite } from './engine.js';
+import { backendsSuite, surrogateSuite } from './surrogate.js';
+import { trainSuite } from './train.js';
 import type { BenchSuite } from './types.js';
 
 export const benchSuites: BenchSuite[] = [
   bandwidthSuite,
   contrastiveSuite,
   engineSuite,
+  surrogateSuite,
+  backendsSuite,
+  trainSuite,
 ];
 
 export const defaultBenchGroup = 'kernels';

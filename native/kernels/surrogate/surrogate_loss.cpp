@@ -2,6 +2,13 @@
 // for the sequence-level modes) computing the loss, its gradient d loss / d logp, the clip fractions and the KLs.
 // OpenMP over responses; the inner loops are branch-free so they vectorize. Row partials are summed in row order in
 // double, so the result does not depend on the thread count.
+// No floating-point traps are ever enabled here, so tell GCC (NaN and Inf semantics are unchanged: this is not
+// -ffast-math). Without it, GCC keeps the clamp-then-exp of each token as a branch (a multiply on one arm "could
+// trap") and the token loops are not vectorized: 7 ns instead of about 0.5 ns per token.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "kernels/surrogate/surrogate_loss.h"
 
 #include <cmath>
@@ -22,18 +29,27 @@ struct RowPartial {
   int64_t high = 0, low = 0, dual = 0;
 };
 
-// The KL estimator and its derivative w.r.t. logp (verl's low_var_kl):
-//   x = ref - logp clamped to [-20, 20], k = e^x - x - 1 clamped to [-10, 10], dk/dlogp = 1 - e^x (0 where clamped).
-struct Kl {
-  float value, grad;
-};
-inline Kl lowVarKl(float ref, float lp) {
-  float x = ref - lp;
-  float xc = clampNan(x, -kKlLogRatioClamp, kKlLogRatioClamp);
-  float e = expApprox(xc);
-  float k = e - xc - 1.0f;
-  const bool clamped = (x < -kKlLogRatioClamp) | (x > kKlLogRatioClamp) | (k > kKlValueClamp) | (k < -kKlValueClamp);
-  return {clampNan(k, -kKlValueClamp, kKlValueClamp), clamped ? 0.0f : 1.0f - e};
+// The KL term of one row, added to the row's gradient: verl's low_var_kl,
+//   x = ref - logp clamped to [-20, 20], k = e^x - x - 1 clamped to [-10, 10], dk/dlogp = 1 - e^x (0 where clamped),
+// times wk = w_i klCoef. It runs right after the policy sweep over the same row, whose logp and gradient are still in
+// L1/L2, so the row still crosses DRAM once; kept as its own loop because GCC does not vectorize the combined body.
+float klRowAdd(int64_t T, const float* lp, const float* ref, const uint8_t* mk, float wk, float* g) {
+  float sk = 0;
+#pragma omp simd reduction(+ : sk)
+  for (int64_t t = 0; t < T; ++t) {
+    const bool m = mk[t] != 0;
+    const float x = ref[t] - lp[t];
+    const float xc = clampNan(x, -kKlLogRatioClamp, kKlLogRatioClamp);
+    const float e = expApprox(xc);
+    const float k = e - xc - 1.0f;
+    const bool clamped = (x < -kKlLogRatioClamp) | (x > kKlLogRatioClamp) | (k > kKlValueClamp) | (k < -kKlValueClamp);
+    const float gk = clamped ? 0.0f : wk * (1.0f - e);
+    const float kv = clampNan(k, -kKlValueClamp, kKlValueClamp);
+    const float gv = g[t] + gk;
+    g[t] = m ? gv : 0.0f;
+    sk += m ? kv : 0.0f;
+  }
+  return sk;
 }
 
 // mode token (GRPO/DAPO): per token, with sign-split clip (exactly verl's max/min composition):
@@ -50,40 +66,30 @@ RowPartial tokenRowSigned(const Params& p, const float* lp, const float* old, co
   const float wk = w * p.klCoef;
   float sl = 0, sk = 0, snd = 0;
   int32_t chi = 0, clo = 0, cdu = 0;
-#pragma omp simd reduction(+ : sl, sk, snd, chi, clo, cdu)
+  (void)ref;
+#pragma omp simd reduction(+ : sl, snd, chi, clo, cdu)
   for (int64_t t = 0; t < T; ++t) {
     const bool m = mk[t] != 0;
     const float d = lp[t] - old[t];
     const float r = expApprox(clampNan(d, -kTokenLogRatioClamp, kTokenLogRatioClamp));
     const bool dOut = (d < -kTokenLogRatioClamp) | (d > kTokenLogRatioClamp);
-    bool h = false, L = false, du = false;
-    float l;
-    if constexpr (kSign > 0) {
-      h = r > up;
-      l = -a * (r > up ? up : r);
-    } else if constexpr (kSign < 0) {
-      L = r < lo;
-      du = r > c;
-      const float inner = -a * (r < lo ? lo : r);
-      l = negAc < inner ? negAc : inner;
-    } else {
-      l = 0.0f;
-    }
-    const float gpg = (h | L | du | dOut) ? 0.0f : -a * r;
-    float gk = 0.0f, kv = 0.0f;
-    if constexpr (kRef) {
-      Kl k = lowVarKl(ref[t], lp[t]);
-      kv = k.value;
-      gk = k.grad;
-    }
-    g[t] = m ? w * gpg + wk * gk : 0.0f;
+    const bool h = (kSign > 0) & (r > up);
+    const bool L = (kSign < 0) & (r < lo);
+    const bool du = (kSign < 0) & (r > c);
+    const float rLo = r < lo ? lo : r, rUp = r > up ? up : r;
+    const float inner = kSign < 0 ? -a * rLo : -a * rUp;
+    const float l = kSign < 0 ? (negAc < inner ? negAc : inner) : (kSign > 0 ? inner : 0.0f);
+    const float live = -a * r;
+    const float gpg = (h | L | du | dOut) ? 0.0f : live;
+    const float gv = w * gpg;
+    g[t] = m ? gv : 0.0f;
     sl += m ? l : 0.0f;
-    sk += m ? kv : 0.0f;
     snd += m ? -d : 0.0f;
     chi += (m & h) ? 1 : 0;
     clo += (m & L) ? 1 : 0;
     cdu += (m & du) ? 1 : 0;
   }
+  if constexpr (kRef) sk = klRowAdd(T, lp, ref, mk, wk, g);
   RowPartial out;
   out.pg = static_cast<double>(w) * sl;
   out.kl = static_cast<double>(w) * sk;
@@ -111,26 +117,16 @@ float writeRowGrad(const Params& p, const float* lp, const float* old, const flo
   const float wk = w * p.klCoef;
   const float eh = p.clipHigh, el = p.clipLow;
   const bool pos = a > 0, neg = a < 0;
-  float sk = 0;
-#pragma omp simd reduction(+ : sk)
+#pragma omp simd
   for (int64_t t = 0; t < T; ++t) {
     const bool m = mk[t] != 0;
-    float gt = gpg;
-    if constexpr (kGeo) {
-      const float d = lp[t] - old[t];
-      const bool clipped = (pos & (d > eh)) | (neg & (d < -el));
-      gt = clipped ? 0.0f : gpg;
-    }
-    float gk = 0.0f, kv = 0.0f;
-    if constexpr (kRef) {
-      Kl k = lowVarKl(ref[t], lp[t]);
-      kv = k.value;
-      gk = k.grad;
-    }
-    g[t] = m ? gt + wk * gk : 0.0f;
-    sk += m ? kv : 0.0f;
+    const float d = kGeo ? lp[t] - old[t] : 0.0f;
+    const bool clipped = kGeo & ((pos & (d > eh)) | (neg & (d < -el)));
+    const float gt = clipped ? 0.0f : gpg;
+    g[t] = m ? gt : 0.0f;
   }
-  return sk;
+  if constexpr (kRef) return klRowAdd(T, lp, ref, mk, wk, g);
+  return 0.0f;
 }
 
 // mode sequence (GSPO): s_i = exp(min(mean_t delta_t, 10)), used per token as sg(s_i) pi/sg(pi), so each token's
@@ -214,7 +210,7 @@ Result lossCpu(const Params& p, const Inputs& in, float* grad) {
   std::vector<RowPartial> rows(B);
   const bool hasRef = in.refLogp != nullptr;
   const float invBv = Bv > 0 ? static_cast<float>(1.0 / static_cast<double>(Bv)) : 0.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
   for (int64_t i = 0; i < B; ++i) {
     const size_t off = static_cast<size_t>(i) * T;
     float* g = grad + off;

@@ -2,6 +2,7 @@
 // every elementwise op is its own pass over [B*T] buffers, every reduction another pass. Same math and the same exp
 // as the fused kernel, parallel in the same way, so the benchmark's speed-up measures the fusion and nothing else.
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <vector>
 
@@ -14,6 +15,19 @@ namespace surrogate {
 namespace {
 
 using Buf = std::vector<float>;
+
+// Intermediate buffers are kept between calls, as PyTorch's caching allocator keeps them: the comparison is about
+// the passes over memory, not about page faults of fresh allocations.
+struct Pool {
+  std::deque<Buf> bufs;  // deque: references to earlier buffers stay valid as it grows
+  size_t used = 0;
+  Buf& take(size_t n) {
+    if (used == bufs.size()) bufs.emplace_back();
+    Buf& b = bufs[used++];
+    b.resize(n);
+    return b;
+  }
+};
 
 template <typename F>
 void each(size_t n, F f) {
@@ -46,10 +60,14 @@ Result lossUnfusedCpu(const Params& p, const Inputs& in, float* grad) {
   const int64_t B = p.batch, T = p.length;
   const size_t n = static_cast<size_t>(B) * T;
   const bool hasRef = in.refLogp != nullptr;
+  static thread_local Pool pool;
+  pool.used = 0;
   const float up = 1.0f + p.clipHigh, lo = 1.0f - p.clipLow;
   const float c = p.dualClip > 0 ? p.dualClip : std::numeric_limits<float>::infinity();
 
-  Buf mask(n), adv(n);
+  Buf& mask = pool.take(n);
+
+  Buf& adv = pool.take(n);
   each(n, [&](size_t k) { mask[k] = in.mask[k] ? 1.0f : 0.0f; });
   each(n, [&](size_t k) { adv[k] = in.advantages[k / T]; });  // advantages broadcast to tokens, as verl stores them
   std::vector<double> len = rowSum(mask, B, T);
@@ -57,10 +75,13 @@ Result lossUnfusedCpu(const Params& p, const Inputs& in, float* grad) {
   for (int64_t i = 0; i < B; ++i) { N += len[i]; Bv += len[i] > 0; }
 
   // d loss / d (per-token loss) of the aggregation, as a [B*T] buffer (what autograd materializes)
-  Buf wtok(n);
+  Buf& wtok = pool.take(n);
   each(n, [&](size_t k) { wtok[k] = static_cast<float>(aggWeight(p.agg, static_cast<int64_t>(len[k / T]), N, Bv)) * mask[k]; });
 
-  Buf delta(n), negDelta(n), gpg(n);
+  Buf& delta = pool.take(n);
+
+  Buf& negDelta = pool.take(n);
+
   each(n, [&](size_t k) { delta[k] = in.logp[k] - in.oldLogp[k]; });
   each(n, [&](size_t k) { negDelta[k] = -delta[k] * mask[k]; });
   Result r;
@@ -69,12 +90,23 @@ Result lossUnfusedCpu(const Params& p, const Inputs& in, float* grad) {
   double hi = 0, low = 0, du = 0;
 
   if (p.mode == Mode::Token || p.mode == Mode::Sequence) {
-    Buf logRatio(n), ratio(n), pg1(n), clipped(n), pg2(n), pgMax(n), pg3(n), pg(n), isHi(n), isLo(n), isDu(n), lossMat(n);
-    Buf dRatio(n);
+    Buf& logRatio = pool.take(n);
+    Buf& ratio = pool.take(n);
+    Buf& pg1 = pool.take(n);
+    Buf& clipped = pool.take(n);
+    Buf& pg2 = pool.take(n);
+    Buf& pgMax = pool.take(n);
+    Buf& pg3 = pool.take(n);
+    Buf& pg = pool.take(n);
+    Buf& isHi = pool.take(n);
+    Buf& isLo = pool.take(n);
+    Buf& isDu = pool.take(n);
+    Buf& lossMat = pool.take(n);
+    Buf& dRatio = pool.take(n);
     if (p.mode == Mode::Token) {
       each(n, [&](size_t k) { logRatio[k] = clampNan(delta[k], -kTokenLogRatioClamp, kTokenLogRatioClamp); });
     } else {
-      Buf md(n);
+      Buf& md = pool.take(n);
       each(n, [&](size_t k) { md[k] = delta[k] * mask[k]; });
       std::vector<double> sd = rowSum(md, B, T);
       each(n, [&](size_t k) { double l = len[k / T]; logRatio[k] = static_cast<float>(sd[k / T] / (l > 0 ? l : 1)); });
@@ -97,7 +129,9 @@ Result lossUnfusedCpu(const Params& p, const Inputs& in, float* grad) {
     low = sum(isLo);
     du = sum(isDu);
     // backward, op by op: through the where/min, the max, the clamp and the exp
-    Buf dPg(n), dPgMax(n), dPg1(n);
+    Buf& dPg = pool.take(n);
+    Buf& dPgMax = pool.take(n);
+    Buf& dPg1 = pool.take(n);
     each(n, [&](size_t k) { dPg[k] = wtok[k]; });
     each(n, [&](size_t k) { dPgMax[k] = (adv[k] < 0 && pg3[k] < pgMax[k]) ? 0.0f : dPg[k]; });
     each(n, [&](size_t k) { dPg1[k] = pg2[k] > pg1[k] ? 0.0f : dPgMax[k]; });
@@ -112,7 +146,15 @@ Result lossUnfusedCpu(const Params& p, const Inputs& in, float* grad) {
       each(n, [&](size_t k) { grad[k] = logRatio[k] >= kSeqLogRatioMax ? 0.0f : dRatio[k] * ratio[k]; });
     }
   } else {  // geo_mean
-    Buf sgn(n), dcl(n), sdc(n), sd(n), dmin(n), dt(n), mdt(n), isHi(n), isLo(n);
+    Buf& sgn = pool.take(n);
+    Buf& dcl = pool.take(n);
+    Buf& sdc = pool.take(n);
+    Buf& sd = pool.take(n);
+    Buf& dmin = pool.take(n);
+    Buf& dt = pool.take(n);
+    Buf& mdt = pool.take(n);
+    Buf& isHi = pool.take(n);
+    Buf& isLo = pool.take(n);
     each(n, [&](size_t k) { sgn[k] = adv[k] > 0 ? 1.0f : (adv[k] < 0 ? -1.0f : 0.0f); });
     each(n, [&](size_t k) { dcl[k] = clampNan(delta[k], -p.clipLow, p.clipHigh); });
     each(n, [&](size_t k) { sdc[k] = sgn[k] * dcl[k]; });
@@ -134,12 +176,18 @@ Result lossUnfusedCpu(const Params& p, const Inputs& in, float* grad) {
     r.pgLoss = pgl;
     hi = sum(isHi);
     low = sum(isLo);
-    Buf dDt(n);
+    Buf& dDt = pool.take(n);
     each(n, [&](size_t k) { dDt[k] = static_cast<float>(coef[k / T]) * mask[k]; });
     each(n, [&](size_t k) { grad[k] = sdc[k] < sd[k] ? 0.0f : dDt[k]; });
   }
   if (hasRef) {
-    Buf x(n), xc(n), e(n), kraw(n), kv(n), kw(n), dk(n);
+    Buf& x = pool.take(n);
+    Buf& xc = pool.take(n);
+    Buf& e = pool.take(n);
+    Buf& kraw = pool.take(n);
+    Buf& kv = pool.take(n);
+    Buf& kw = pool.take(n);
+    Buf& dk = pool.take(n);
     each(n, [&](size_t k) { x[k] = in.refLogp[k] - in.logp[k]; });
     each(n, [&](size_t k) { xc[k] = clampNan(x[k], -kKlLogRatioClamp, kKlLogRatioClamp); });
     each(n, [&](size_t k) { e[k] = expApprox(xc[k]); });

@@ -1,0 +1,188 @@
+// `clipo bench surrogate`: the fused surrogate loss against the memory limit measured in the same run and against
+// the unfused (eager-style) version of the same math; with CUDA, against the device-to-device copy bandwidth.
+import { readFileSync } from 'node:fs';
+import { availableBackends } from '../kernels/backend.js';
+import { surrogateLoss, surrogateLossUnfused, type SurrogateInput, type SurrogateMode } from '../kernels/surrogate.js';
+import { nativeFunction } from '../native.js';
+import { Rng } from '../util/rng.js';
+import { median, timeRepeats } from '../util/stats.js';
+import { measureBandwidth, round } from './bandwidth.js';
+import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
+
+/** The algorithms' settings (CLIPO-SPEC section 3), one benchmark row each. */
+const configs: Array<{ name: string; mode: SurrogateMode; ref: boolean; set: Partial<SurrogateInput> }> = [
+  { name: 'GRPO (token, dual clip, KL)', mode: 'token', ref: true, set: { clipLow: 0.2, clipHigh: 0.2, dualClip: 3, agg: 'token-mean', klCoef: 0.001 } },
+  { name: 'DAPO (token, no KL)', mode: 'token', ref: false, set: { clipLow: 0.2, clipHigh: 0.28, agg: 'token-mean' } },
+  { name: 'GSPO (sequence)', mode: 'sequence', ref: false, set: { clipLow: 3e-4, clipHigh: 4e-4, agg: 'seq-mean-token-mean' } },
+  { name: 'GMPO (geo_mean)', mode: 'geo_mean', ref: false, set: { clipLow: 0.4, clipHigh: 0.4, agg: 'token-mean' } },
+];
+
+/** Realistic inputs: log-probs in (-3, 0), log-ratios ~ N(0, 0.2^2), responses filling 50-100% of the row. */
+export function surrogateBenchInput(batch: number, length: number, seed = 1): Required<Pick<SurrogateInput, 'logp' | 'oldLogp' | 'refLogp' | 'advantages' | 'mask'>> {
+  const rng = new Rng(seed);
+  const n = batch * length;
+  const logp = new Float32Array(n);
+  const oldLogp = new Float32Array(n);
+  const refLogp = new Float32Array(n);
+  const mask = new Uint8Array(n);
+  const advantages = new Float32Array(batch);
+  for (let i = 0; i < batch; i++) {
+    advantages[i] = rng.normal();
+    const len = Math.floor(length * (0.5 + 0.5 * rng.next()));
+    mask.fill(1, i * length, i * length + len);
+  }
+  for (let k = 0; k < n; k++) {
+    const lp = -3 * rng.next();
+    logp[k] = lp;
+    oldLogp[k] = lp + 0.4 * (rng.next() - 0.5);
+    refLogp[k] = lp + 0.4 * (rng.next() - 0.5);
+  }
+  return { logp, oldLogp, refLogp, advantages, mask };
+}
+
+/** Bytes a single pass must move: logp, oldLogp (+ refLogp), mask and advantages in; gradLogp out. */
+function trafficBytes(batch: number, length: number, ref: boolean) {
+  const tokens = batch * length;
+  return { read: tokens * (4 + 4 + (ref ? 4 : 0) + 1) + batch * 4, write: tokens * 4 };
+}
+
+/** Last-level cache size in bytes (Linux sysfs), or 64 MiB when unknown. */
+function lastLevelCacheBytes(): number {
+  for (const idx of [3, 2]) {
+    try {
+      const txt = readFileSync(`/sys/devices/system/cpu/cpu0/cache/index${idx}/size`, 'utf8').trim();
+      const m = /^(\d+)([KMG]?)$/.exec(txt);
+      if (m) return Number(m[1]) * ({ '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 } as Record<string, number>)[m[2]!]!;
+    } catch {
+      // no sysfs: fall through
+    }
+  }
+  return 64 * 2 ** 20;
+}
+
+type BenchData = ReturnType<typeof surrogateBenchInput>;
+
+/** Enough copies of the inputs (and outputs) that cycling through them never finds the previous call's data in
+ *  the last-level cache: each timed call then reads from memory, as it does in training. */
+function rotatingCopies(data: BenchData, bytesPerCall: number): Array<BenchData & { out: Float32Array; out2: Float32Array }> {
+  const k = Math.max(2, Math.ceil((3 * lastLevelCacheBytes()) / bytesPerCall));
+  const copies = [];
+  for (let c = 0; c < k; c++) {
+    copies.push({
+      logp: data.logp.slice(), oldLogp: data.oldLogp.slice(), refLogp: data.refLogp.slice(), advantages: data.advantages.slice(),
+      mask: data.mask.slice(), out: new Float32Array(data.logp.length), out2: new Float32Array(data.logp.length),
+    });
+  }
+  return copies;
+}
+
+async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
+  const [B, T] = ctx.quick ? [64, 512] : [512, 2048];
+  ctx.log(`surrogate (cpu): generating B=${B} x T=${T} inputs`);
+  const data = surrogateBenchInput(B, T);
+  const bw = measureBandwidth({ megabytes: ctx.quick ? 64 : 256, repeats: ctx.repeats });
+  const all = trafficBytes(B, T, true);
+  const copies = rotatingCopies(data, all.read + all.write);
+  let allBw = true;
+  let allFusion = true;
+  for (const c of configs) {
+    const inputs: SurrogateInput[] = copies.map((d) => ({
+      ...d, refLogp: c.ref ? d.refLogp : undefined, batch: B, length: T, mode: c.mode,
+      clipLow: 0.2, clipHigh: 0.2, agg: 'token-mean', ...c.set, backend: 'cpu',
+    }));
+    let k = 0;
+    const fused = median(timeRepeats(() => surrogateLoss(inputs[k++ % inputs.length]!), ctx.repeats));
+    const unfused = median(timeRepeats(() => {
+      const x = inputs[k++ % inputs.length]!;
+      surrogateLossUnfused({ ...x, out: copies[k % copies.length]!.out2 });
+    }, Math.max(3, Math.ceil(ctx.repeats / 3))));
+    const { read, write } = trafficBytes(B, T, c.ref);
+    // The fair limit: the read stream at the measured read bandwidth, and each written byte at the extra cost a
+    // memcpy pays for it (copy moves b bytes in and b out in 2b/copyGBs, of which b/readGBs is the read).
+    const tMin = read / (bw.readGBs * 1e9) + write * (2 / (bw.copyGBs * 1e9) - 1 / (bw.readGBs * 1e9));
+    const frac = tMin / fused;
+    const speedup = unfused / fused;
+    allBw &&= frac >= 0.5;
+    allFusion &&= speedup >= 3;
+    rows.push({
+      backend: 'cpu', config: c.name, B, T, ms: round(fused * 1e3), GBs: round((read + write) / fused / 1e9),
+      limitGBs: round((read + write) / tMin / 1e9), fractionOfLimit: round(frac), unfusedMs: round(unfused * 1e3), speedup: round(speedup),
+    });
+  }
+  notes.push(
+    `cpu: inputs cycled through ${copies.length} copies (${round((copies.length * (all.read + all.write)) / 2 ** 20)} MiB) so no call finds its data in the ${round(lastLevelCacheBytes() / 2 ** 20)} MiB last-level cache.`,
+    `cpu: machine read ${round(bw.readGBs)} GB/s, copy ${round(bw.copyGBs)} GB/s (${bw.threads} threads); limit = reads at the read rate + writes at a memcpy's marginal write cost.`,
+    `cpu: target >= 50% of the limit: ${allBw ? 'met' : 'NOT met'} for every config; fused >= 3x unfused: ${allFusion ? 'met' : 'NOT met'}.`,
+  );
+}
+
+interface CudaTimed {
+  ms: number[];
+  result: { loss: number };
+}
+
+async function cudaRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
+  const avail = availableBackends();
+  if (!avail.cuda) {
+    if (ctx.backend === 'cuda') throw new Error(`surrogate: --backend cuda, but CUDA is not available: ${avail.reason}`);
+    notes.push(`cuda: not measured (${avail.reason})`);
+    return;
+  }
+  const dev = nativeFunction<(o: object) => { copyGBs: number }>('measureDeviceBandwidth')({ megabytes: 1024, repeats: Math.max(10, ctx.repeats) });
+  const timed = nativeFunction<(o: object) => CudaTimed>('surrogateLossCudaTimed');
+  // Track II: 2048 responses per step, responses up to 4096 tokens; the whole step's tokens at once, and a
+  // 256-response micro-batch.
+  const T = ctx.quick ? 1024 : 4096;
+  const sizes = ctx.quick ? [256] : [2048, 256];
+  ctx.log(`surrogate (cuda): generating ${sizes[0]} x ${T} inputs`);
+  const data = surrogateBenchInput(sizes[0]!, T, 2);
+  let all = true;
+  for (const B of sizes) {
+    const n = B * T;
+    const part = {
+      logp: data.logp.subarray(0, n), oldLogp: data.oldLogp.subarray(0, n), refLogp: data.refLogp.subarray(0, n),
+      advantages: data.advantages.subarray(0, B), mask: data.mask.subarray(0, n),
+    };
+    for (const c of configs) {
+      const r = timed({ ...part, refLogp: c.ref ? part.refLogp : undefined, batch: B, length: T, mode: c.mode, clipLow: 0.2, clipHigh: 0.2, agg: 'token-mean', ...c.set, repeats: Math.max(20, ctx.repeats) });
+      const ms = median(r.ms);
+      const { read, write } = trafficBytes(B, T, c.ref);
+      const GBs = (read + write) / (ms * 1e-3) / 1e9;
+      all &&= GBs / dev.copyGBs >= 0.8;
+      rows.push({ backend: 'cuda', config: c.name, B, T, ms: round(ms), GBs: round(GBs), limitGBs: round(dev.copyGBs), fractionOfLimit: round(GBs / dev.copyGBs), unfusedMs: null, speedup: null });
+    }
+  }
+  notes.push(
+    `cuda: ${avail.device}; device-to-device copy ${round(dev.copyGBs)} GB/s (read + write) in this run is the limit.`,
+    `cuda: target >= 80% of the copy bandwidth: ${all ? 'met' : 'NOT met'} for every config (PyTorch eager: scripts/gpu/torch_surrogate.py).`,
+  );
+}
+
+export const surrogateSuite: BenchSuite = {
+  name: 'surrogate',
+  groups: ['kernels'],
+  description: 'fused clipped surrogate loss + gradient (GRPO/DAPO/GSPO/GMPO) vs memory bandwidth and vs unfused passes',
+  async run(ctx: BenchContext): Promise<BenchReport> {
+    const rows: BenchRow[] = [];
+    const notes: string[] = [];
+    if (ctx.backend !== 'cuda') await cpuRows(ctx, rows, notes);
+    if (ctx.backend !== 'cpu') await cudaRows(ctx, rows, notes);
+    return { suite: 'surrogate', rows, notes };
+  },
+};
+
+export const backendsSuite: BenchSuite = {
+  name: 'backends',
+  groups: ['machine'],
+  description: 'what this build of the addon has compiled in and what is usable now (cpu, cuda)',
+  async run(): Promise<BenchReport> {
+    const a = availableBackends();
+    const info = nativeFunction<() => { devices: Array<{ name: string; memoryBytes: number; computeCapability: string }>; driverVersion?: number; runtimeVersion?: number }>('cudaDeviceInfo')();
+    const rows: BenchRow[] = [{ backend: 'cpu', compiled: true, usable: true, device: 'host CPU (OpenMP)', detail: '' }];
+    rows.push({
+      backend: 'cuda', compiled: a.cudaCompiled, usable: a.cuda, device: a.device ?? null,
+      detail: a.cuda ? info.devices.map((d) => `${d.name} sm_${d.computeCapability.replace('.', '')} ${round(d.memoryBytes / 2 ** 30)} GiB`).join('; ') + ` (runtime ${info.runtimeVersion}, driver ${info.driverVersion})` : a.reason ?? '',
+    });
+    return { suite: 'backends', rows };
+  },
+};
