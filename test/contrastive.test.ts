@@ -284,6 +284,16 @@ describe('contrastiveLoss edge cases', () => {
     }
   });
 
+  test('grad: false gives the same forward and no gradient arrays', () => {
+    const c = makeCase(new Rng(15), { ...base, head: 'mlp', input: 'tokens' });
+    const full = contrastiveLoss(c.opts);
+    const fwd = contrastiveLoss({ ...c.opts, grad: false });
+    expect(fwd.gradWeight1).toBeUndefined();
+    expect(fwd.gradWeight2).toBeUndefined();
+    expect(fwd.loss).toBe(full.loss);
+    expect(Array.from(fwd.perSample)).toEqual(Array.from(full.perSample));
+  });
+
   test('a group with 2 correct and 1 incorrect is the smallest with signal', () => {
     const c = makeCase(new Rng(10), { ...base, labels: labelsOf([1, 0, 1], [4, 4, 4]) });
     const r = contrastiveLoss(c.opts);
@@ -418,6 +428,23 @@ describe('contrastiveLoss CUDA against CPU', () => {
           expectClose(gpu.gradWeight ?? gpu.gradWeight2!, cpu.gradWeight ?? cpu.gradWeight2!, 1e-3, `${what} grad`);
           if (v.head === 'mlp') expectClose(gpu.gradWeight1!, cpu.gradWeight1!, 1e-3, `${what} grad1`);
         }
+  });
+
+  cudaTest('odd hidden size (scalar-load fallback), given positives, forward only', () => {
+    const rng = new Rng(4444);
+    for (const input of ['tokens', 'bf16', 'pooled'] as const) {
+      const c = makeCase(rng, { lossType: 'infonce', level: 'cross', distance: 'l2', head: 'mlp', maskedLabel: -1, skipTrivial: true, input, H: 37, D: 19, L: 33, temperature: 0.1 });
+      const cpu = contrastiveLoss({ ...c.opts, backend: 'cpu' });
+      const given = Int32Array.from(cpu.positives);
+      const gpu = contrastiveLoss({ ...c.opts, backend: 'cuda', positives: given, seed: 12345 });
+      expect(Array.from(gpu.positives)).toEqual(Array.from(given));
+      expectClose(gpu.perSample, cpu.perSample, 1e-3, `${input} perSample`);
+      expectClose(gpu.gradWeight2!, cpu.gradWeight2!, 1e-3, `${input} grad2`);
+      expectClose(gpu.gradWeight1!, cpu.gradWeight1!, 1e-3, `${input} grad1`);
+      const fwd = contrastiveLoss({ ...c.opts, backend: 'cuda', grad: false });
+      expect(fwd.gradWeight2).toBeUndefined();
+      expectClose([fwd.loss], [cpu.loss], 1e-3, `${input} forward-only loss`);
+    }
   });
 
   cudaTest('larger sizes (B=64, H=512, D=256, L=300) in bf16 and fp32', () => {
