@@ -66,6 +66,8 @@ export function normalizeAnswer(input: string): string {
   s = s.replace(/(?<!\.)\.\s*$/, '').replace(/[,;]\s*$/, '').trim();
   // thousands separators: the whole answer is a number like 11,111,100 or 32,348.50
   if (/^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
+  // ... or thin spaces: 2\,000 (now "2 000")
+  if (/^[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/ /g, '');
   // base subscripts: 52_8, 4210_{5} -> the digits
   const base = /^(\d+)\s*_\s*\{?\s*(\d+)\s*\}?$/.exec(s);
   if (base) s = base[1];
