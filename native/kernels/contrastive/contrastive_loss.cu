@@ -189,8 +189,8 @@ constexpr int TM = 64, TN = 64, TK = 16;
 __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t K, const float* __restrict__ A,
                                                   int64_t sam, int64_t sak, const float* __restrict__ Bm, int64_t sbk,
                                                   int64_t sbn, float* __restrict__ C, int64_t kPerSplit) {
-  __shared__ float As[TK][TM + 4];
-  __shared__ float Bs[TK][TN + 4];
+  __shared__ __align__(16) float As[TK][TM + 4];  // +4: rows stay 16-byte aligned, stores spread over banks
+  __shared__ __align__(16) float Bs[TK][TN + 4];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * TM, n0 = static_cast<int64_t>(blockIdx.x) * TN;
   const int64_t kBegin = blockIdx.z * kPerSplit, kEnd = K < kBegin + kPerSplit ? K : kBegin + kPerSplit;
@@ -212,11 +212,10 @@ __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t 
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < TK; ++kk) {
-      float a[4], b[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) a[r] = As[kk][ty + 16 * r];
-#pragma unroll
-      for (int c = 0; c < 4; ++c) b[c] = Bs[kk][tx + 16 * c];
+      // each thread owns rows 4*ty..4*ty+3 and columns 4*tx..4*tx+3: two 16-byte shared loads per 16 FMAs
+      const float4 a4 = *reinterpret_cast<const float4*>(&As[kk][4 * ty]);
+      const float4 b4 = *reinterpret_cast<const float4*>(&Bs[kk][4 * tx]);
+      const float a[4] = {a4.x, a4.y, a4.z, a4.w}, b[4] = {b4.x, b4.y, b4.z, b4.w};
 #pragma unroll
       for (int r = 0; r < 4; ++r)
 #pragma unroll
@@ -229,7 +228,7 @@ __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t 
   for (int r = 0; r < 4; ++r)
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
-      const int64_t gm = m0 + ty + 16 * r, gn = n0 + tx + 16 * c;
+      const int64_t gm = m0 + 4 * ty + r, gn = n0 + 4 * tx + c;
       if (gm < M && gn < N) Cz[gm * N + gn] = acc[r][c];
     }
 }
