@@ -1,0 +1,63 @@
+// Small CUDA kernel runs for compute-sanitizer (scripts/gpu/run-all.sh): every surrogate variant on both load paths
+// (T % 4 == 0: float4, else scalar), the device bandwidth probe, and the contrastive kernel when it is built.
+// Exits non-zero if a call throws; memory errors are compute-sanitizer's to report.
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+const dist = path.resolve(root, process.env.CLIPO_DIST_DIR ?? 'dist');
+const lib = await import(pathToFileURL(path.join(dist, 'src', 'index.js')).href);
+const native = lib.loadNative();
+
+let x = 12345;
+const rand = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+let failures = 0;
+function run(name, fn) {
+  try {
+    fn();
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e.message}`);
+  }
+}
+
+for (const T of [37, 64]) {
+  const B = 5;
+  const n = B * T;
+  const logp = Float32Array.from({ length: n }, () => -3 * rand());
+  const oldLogp = logp.map((v) => v + 0.6 * (rand() - 0.5));
+  const refLogp = logp.map((v) => v + 0.4 * (rand() - 0.5));
+  const mask = Uint8Array.from({ length: n }, (_, k) => (k % T < T - (k / T | 0) * 3 && k >= T) ? 1 : 0);
+  const advantages = Float32Array.from({ length: B }, () => rand() - 0.5);
+  for (const mode of ['token', 'sequence', 'geo_mean']) {
+    for (const agg of ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum']) {
+      for (const ref of [false, true]) {
+        run(`surrogate ${mode} ${agg} ref=${ref} T=${T}`, () => {
+          const r = native.surrogateLossCuda({
+            logp, oldLogp, refLogp: ref ? refLogp : undefined, advantages, mask, batch: B, length: T, mode, agg,
+            clipLow: 0.2, clipHigh: 0.28, dualClip: mode === 'token' ? 3 : undefined, klCoef: ref ? 0.01 : 0, poisonOutput: true,
+          });
+          if (!r.gradLogp.every(Number.isFinite)) throw new Error('unwritten gradient elements');
+        });
+      }
+    }
+  }
+}
+run('measureDeviceBandwidth', () => native.measureDeviceBandwidth({ megabytes: 16, repeats: 2 }));
+
+if (typeof lib.contrastiveLoss === 'function') {
+  const B = 8, H = 16, D = 8, L = 12;
+  const common = {
+    batch: B, hiddenSize: H, outSize: D, weight: Float32Array.from({ length: D * H }, () => rand() - 0.5),
+    correct: Uint8Array.from([1, 1, 0, 1, 0, 1, 1, 0]), group: Int32Array.from([0, 0, 0, 0, 1, 1, 1, 1]),
+    lossType: 'infonce', level: 'group', distance: 'cosine', temperature: 0.05, maskedLabel: 0, skipTrivial: true, seed: 1,
+    backend: 'cuda',
+  };
+  run('contrastive pooled', () => lib.contrastiveLoss({ ...common, pooled: Float32Array.from({ length: B * H }, () => rand() - 0.5) }));
+  run('contrastive tokens', () => lib.contrastiveLoss({
+    ...common, length: L, tokens: Float32Array.from({ length: B * L * H }, () => rand() - 0.5),
+    mask: Uint8Array.from({ length: B * L }, (_, k) => (k % L < 9 ? 1 : 0)),
+  }));
+}
+process.exitCode = failures ? 1 : 0;
