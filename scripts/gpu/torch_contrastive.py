@@ -65,7 +65,7 @@ def bench_one(B, L, H, D, dtype, repeats, device):
     bytes_ = B * L * H * elem + B * L + 2 * D * H * 4  # same byte count as the native benchmark
     del hidden
     torch.cuda.empty_cache()
-    return {"B": B, "L": L, "H": H, "D": D, "tokens": "bf16" if dtype == torch.bfloat16 else "f32",
+    return {"B": B, "L": L, "H": H, "D": D, "dtype": "bf16" if dtype == torch.bfloat16 else "f32",
             "ms": round(ms, 4), "GBs": round(bytes_ / (ms / 1e3) / 1e9, 1)}
 
 
