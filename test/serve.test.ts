@@ -190,3 +190,26 @@ describe('clipo serve (HTTP layer)', () => {
     });
   });
 });
+
+describe('clipo serve flags', () => {
+  const parse = async (...args: string[]) => {
+    const { Command } = await import('commander');
+    const { registerServe } = await import('../src/cli/commands/serve.js');
+    const program = new Command().exitOverride();
+    registerServe(program);
+    program.commands[0].exitOverride();
+    return program.parseAsync(['node', 'clipo', 'serve', ...args]).then(() => null, (e: Error) => e);
+  };
+  test.each([
+    [[], /--model DIR is required/],
+    [['--model', '/nonexistent/dir'], /--model: not a directory/],
+    [['--model', '.', '--port', '70000'], /--port: must be at most 65535/],
+    [['--model', '.', '--port', 'x'], /--port: expected a number/],
+    [['--model', '.', '--threads', '0'], /--threads: must be at least 1/],
+    [['--model', '.', '--served-model-name', ' '], /--served-model-name: must not be empty/],
+  ] as Array<[string[], RegExp]>)('%j is refused', async (args, msg) => {
+    const e = await parse(...args);
+    expect(e?.name).toBe('UsageError');
+    expect(e?.message).toMatch(msg);
+  });
+});

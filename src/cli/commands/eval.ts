@@ -43,7 +43,7 @@ export function registerEval(program: Command): void {
     .option('--served-model <name>', 'model name to request from --endpoint')
     .option('--api-key <key>', 'API key for --endpoint (default: $OPENAI_API_KEY, else none)')
     .option('--suite <name>', 'track1 (GSM8K ... MMLU) or track2 (MATH500 ... AIME25)')
-    .option('--data <files...>', 'parquet or jsonl files to evaluate instead of a suite')
+    .option('--data <files...>', 'parquet, jsonl or json files to evaluate instead of a suite')
     .option('--data-root <dir>', 'folder with the suites\' test/*.parquet (default: $CLIPO_DATA_ROOT or ../shared/data/clipo-benchmarks)')
     .option('--samples <k>', 'samples per problem (suite default: track1 1, track2 16; --data: 1)')
     .option('--temperature <t>', 'sampling temperature, 0 = greedy (track1 0, track2 0.6; --data: 0)')
