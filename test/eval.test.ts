@@ -328,3 +328,23 @@ describe('run identity', () => {
     await expect(run('/ckpt/step200/policy')).rejects.toThrow(/model: "\/ckpt\/step100\/policy \(10 bytes\)" -> "\/ckpt\/step200\/policy \(10 bytes\)"/);
   });
 });
+
+describe('data identity', () => {
+  test('an edited data file is a changed configuration; the same file elsewhere is not', async () => {
+    const dir = tmpDir();
+    const { file } = writeArithmeticJsonl(dir, 'arith.jsonl', 2);
+    const gen = {
+      info: { backend: 'endpoint' as const, model: 'm' },
+      async generate(requests: GenRequest[], _p: unknown, onSample: (r: GenRequest, s: number, c: Completion) => void) {
+        for (const r of requests) for (const s of r.samples) onSample(r, s, { text: '\\boxed{0}', finishReason: 'stop' });
+      },
+    };
+    const run = (f: string) => runEval({ out: path.join(dir, 'out'), suite: null, benchmarks: [{ key: 'arith', display: 'Arith', file: f }], samples: 1, params: { temperature: 0, topP: 1, maxNewTokens: 8 }, seed: 0, generator: gen });
+    await run(file);
+    const moved = path.join(tmpDir(), 'arith.jsonl');
+    writeFileSync(moved, readFileSync(file));
+    expect((await run(moved)).timing.samplesThisRun).toBe(0);
+    writeArithmeticJsonl(path.dirname(moved), 'arith.jsonl', 3);
+    await expect(run(moved)).rejects.toThrow(/data for 'arith': arith\.jsonl sha256:\w+ -> arith\.jsonl sha256:\w+/);
+  });
+});

@@ -1,5 +1,6 @@
 // `clipo eval` as a library call: plan -> resume check -> generate the missing samples -> verify -> store ->
 // results.json / results.md. See docs/eval.md for the file formats and the resume rules.
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../cli/errors.js';
@@ -40,7 +41,7 @@ export interface RunIdentity {
   topP: number;
   maxNewTokens: number;
   seed: number;
-  /** benchmark key -> data file (absolute) */
+  /** benchmark key -> data file name and content hash (moving the data folder is fine, editing a file is not) */
   files: Record<string, string>;
 }
 
@@ -117,7 +118,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
     topP: opts.params.topP,
     maxNewTokens: opts.params.maxNewTokens,
     seed: opts.seed,
-    files: Object.fromEntries(opts.benchmarks.map((b) => [b.key, path.resolve(b.file)])),
+    files: Object.fromEntries(opts.benchmarks.map((b) => [b.key, fileIdentity(b.file)])),
   };
 
   // Load every data file first: a bad file fails the run before any generation.
@@ -184,7 +185,8 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
           bar.tick(r.error !== undefined ? null : !!r.correct);
         });
         verifying.add(task);
-        void task.finally(() => verifying.delete(task));
+        // (a failure surfaces through Promise.all below; this derived promise must not be an unhandled rejection)
+        task.finally(() => verifying.delete(task)).catch(() => {});
       };
       try {
         if (requests.some((r) => r.samples.length)) await opts.generator.generate(requests, opts.params, onSample);
@@ -232,6 +234,11 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const averageKeys = opts.suite ? ['M-Avg', opts.suite === 'track1' ? 'G-Avg' : 'C-Avg', 'Avg'] : [];
   writeFileAtomic(path.join(out, 'results.md'), renderResultsMarkdown({ title: `Pass@1: ${opts.generator.info.model}`, benchmarks, summary, averageKeys, notes }));
   return results;
+}
+
+function fileIdentity(file: string): string {
+  const hash = createHash('sha256').update(readFileSync(file)).digest('hex');
+  return `${path.basename(file)} sha256:${hash.slice(0, 16)}`;
 }
 
 async function record(row: DataRow, req: GenRequest, sample: number, c: Completion): Promise<SampleRecord> {
