@@ -108,10 +108,14 @@ __global__ void poolPartialKernel(const T* __restrict__ X, const uint8_t* __rest
   constexpr int U = 8;  // tokens in flight per thread
   int64_t t = t0;
   for (; t + U <= t1; t += U) {
+    // the U mask bytes first (one wait for all of them), then up to U independent 16-byte loads in flight
+    uint8_t mk[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) mk[u] = m[t + u];
     float v[U][VEC];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      if (m[t + u]) {
+      if (mk[u]) {
         if constexpr (VEC == 1) v[u][0] = loadOne(x + (t + u) * H);
         else loadVec(x + (t + u) * H, v[u]);
       } else {
@@ -183,41 +187,56 @@ void launchPool(const Params& p, const PoolPlan& pl, const T* X, const uint8_t* 
 }
 
 // ---------------------------------------------------------------- GEMM
-// C[M x N] = sum_k A(m, k) B(k, n), A(m, k) = A[m*sam + k*sak], B(k, n) = B[k*sbk + n*sbn]. 64 x 64 tiles, 16-deep
-// k steps through shared memory, 4 x 4 outputs per thread. gridDim.z splits K; split z writes C + z*M*N.
-constexpr int TM = 64, TN = 64, TK = 16;
+// C[M x N] = sum_k A(m, k) B(k, n), A(m, k) = A[m*sam + k*sak], B(k, n) = B[k*sbk + n*sbn]. Tiles of
+// (16*RM) x 64 with 16-deep k steps through shared memory, RM x 4 outputs per thread (RM = 4 normally; 1 or 2 when
+// M is a micro-batch of 16 or 32, so no thread computes rows that do not exist). gridDim.z splits K; split z
+// writes C + z*M*N.
+constexpr int TN = 64, TK = 16;
+template <int RM>
 __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t K, const float* __restrict__ A,
                                                   int64_t sam, int64_t sak, const float* __restrict__ Bm, int64_t sbk,
                                                   int64_t sbn, float* __restrict__ C, int64_t kPerSplit) {
+  constexpr int TM = 16 * RM;
   __shared__ __align__(16) float As[TK][TM + 4];  // +4: rows stay 16-byte aligned, stores spread over banks
   __shared__ __align__(16) float Bs[TK][TN + 4];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * TM, n0 = static_cast<int64_t>(blockIdx.x) * TN;
   const int64_t kBegin = blockIdx.z * kPerSplit, kEnd = K < kBegin + kPerSplit ? K : kBegin + kPerSplit;
-  float acc[4][4] = {};
+  float acc[RM][4] = {};
   for (int64_t k0 = kBegin; k0 < kEnd; k0 += TK) {
-    // 1024 elements per tile, 4 per thread; the fastest-varying index follows the unit stride for coalescing
+    // the fastest-varying index of each load follows the unit stride, for coalescing
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < RM; ++r) {  // A tile: TM * 16 elements, RM per thread
       const int e = tid + r * 256;
       int mm, kk;
       if (sak == 1) { kk = e % TK; mm = e / TK; } else { mm = e % TM; kk = e / TM; }
       const int64_t gm = m0 + mm, gk = k0 + kk;
       As[kk][mm] = (gm < M && gk < kEnd) ? A[gm * sam + gk * sak] : 0.f;
-      int nn;
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {  // B tile: 16 * 64 elements, 4 per thread
+      const int e = tid + r * 256;
+      int nn, kk;
       if (sbk == 1) { kk = e % TK; nn = e / TK; } else { nn = e % TN; kk = e / TN; }
-      const int64_t gn = n0 + nn, gk2 = k0 + kk;
-      Bs[kk][nn] = (gn < N && gk2 < kEnd) ? Bm[gk2 * sbk + gn * sbn] : 0.f;
+      const int64_t gn = n0 + nn, gk = k0 + kk;
+      Bs[kk][nn] = (gn < N && gk < kEnd) ? Bm[gk * sbk + gn * sbn] : 0.f;
     }
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < TK; ++kk) {
-      // each thread owns rows 4*ty..4*ty+3 and columns 4*tx..4*tx+3: two 16-byte shared loads per 16 FMAs
-      const float4 a4 = *reinterpret_cast<const float4*>(&As[kk][4 * ty]);
-      const float4 b4 = *reinterpret_cast<const float4*>(&Bs[kk][4 * tx]);
-      const float a[4] = {a4.x, a4.y, a4.z, a4.w}, b[4] = {b4.x, b4.y, b4.z, b4.w};
+      // each thread owns rows RM*ty .. RM*ty+RM-1 and columns 4*tx .. 4*tx+3
+      float a[RM];
+      if constexpr (RM == 4) {
+        const float4 a4 = *reinterpret_cast<const float4*>(&As[kk][4 * ty]);
+        a[0] = a4.x, a[1] = a4.y, a[2] = a4.z, a[3] = a4.w;
+      } else {
 #pragma unroll
-      for (int r = 0; r < 4; ++r)
+        for (int r = 0; r < RM; ++r) a[r] = As[kk][RM * ty + r];
+      }
+      const float4 b4 = *reinterpret_cast<const float4*>(&Bs[kk][4 * tx]);
+      const float b[4] = {b4.x, b4.y, b4.z, b4.w};
+#pragma unroll
+      for (int r = 0; r < RM; ++r)
 #pragma unroll
         for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(a[r], b[c], acc[r][c]);
     }
@@ -225,13 +244,16 @@ __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t 
   }
   float* Cz = C + static_cast<int64_t>(blockIdx.z) * M * N;
 #pragma unroll
-  for (int r = 0; r < 4; ++r)
+  for (int r = 0; r < RM; ++r)
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
-      const int64_t gm = m0 + 4 * ty + r, gn = n0 + 4 * tx + c;
+      const int64_t gm = m0 + RM * ty + r, gn = n0 + 4 * tx + c;
       if (gm < M && gn < N) Cz[gm * N + gn] = acc[r][c];
     }
 }
+
+// rows per thread for a GEMM with M rows: the smallest tile height (16, 32, 64) that covers M, capped at 64
+int gemmRows(int64_t M) { return M <= 16 ? 1 : M <= 32 ? 2 : 4; }
 
 __global__ void sumSplitsKernel(const float* __restrict__ parts, int splits, int64_t n, float* __restrict__ C) {
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n; k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -242,6 +264,7 @@ __global__ void sumSplitsKernel(const float* __restrict__ parts, int splits, int
 }
 
 int gemmSplits(int64_t M, int64_t N, int64_t K) {
+  const int64_t TM = 16 * gemmRows(M);
   const int64_t tiles = ((M + TM - 1) / TM) * ((N + TN - 1) / TN);
   const int64_t want = 2LL * smCount();
   if (tiles >= want) return 1;
@@ -258,8 +281,12 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t 
   int64_t kPer = (K + s - 1) / s;
   kPer = (kPer + TK - 1) / TK * TK;
   const int splits = static_cast<int>((K + kPer - 1) / kPer);
+  const int rm = gemmRows(M), TM = 16 * rm;
   dim3 grid(static_cast<unsigned>((N + TN - 1) / TN), static_cast<unsigned>((M + TM - 1) / TM), splits);
-  gemmKernel<<<grid, 256, 0, st>>>(M, N, K, A, sam, sak, Bm, sbk, sbn, splits > 1 ? scratch : C, kPer);
+  float* dst = splits > 1 ? scratch : C;
+  if (rm == 1) gemmKernel<1><<<grid, 256, 0, st>>>(M, N, K, A, sam, sak, Bm, sbk, sbn, dst, kPer);
+  else if (rm == 2) gemmKernel<2><<<grid, 256, 0, st>>>(M, N, K, A, sam, sak, Bm, sbk, sbn, dst, kPer);
+  else gemmKernel<4><<<grid, 256, 0, st>>>(M, N, K, A, sam, sak, Bm, sbk, sbn, dst, kPer);
   if (splits > 1) sumSplitsKernel<<<std::min<int64_t>((M * N + 255) / 256, 4096), 256, 0, st>>>(scratch, splits, M * N, C);
 }
 
