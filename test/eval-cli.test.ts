@@ -157,14 +157,16 @@ describe('clipo eval --endpoint', () => {
     }
   });
 
-  test('a wrong --served-model stops at once with the server\'s answer', async () => {
+  test('a wrong --served-model stops before the first sample, naming the served models', async () => {
     const dir = tmpDir();
     const { file } = writeArithmeticJsonl(dir, 'a.jsonl', 2);
     const server = await startFakeOpenAI(() => ({ text: 'x' }));
     try {
       const r = await clipo(['eval', '--endpoint', server.url, '--served-model', 'other', '--data', file, '--out', path.join(dir, 'o')]).done;
       expect(r.code).toBe(1);
-      expect(r.err).toMatch(/HTTP 404.*model 'other' not found/);
+      expect(existsSync(path.join(dir, 'o'))).toBe(false);
+      expect(r.err).toMatch(/does not serve 'other' \(it serves: fake-model\)/);
+      expect(server.requests.length).toBe(0);
     } finally {
       await server.close();
     }

@@ -149,6 +149,30 @@ describe('EndpointGenerator', () => {
     expect(got[0]).toMatchObject({ error: expect.stringMatching(/connection/i), attempts: 3 });
   });
 
+  test('prepare(): an unreachable server or an unserved model stops the run before it starts', async () => {
+    const server = await startFakeOpenAI(() => ({ text: 'x' }));
+    try {
+      await expect(new EndpointGenerator({ baseURL: server.url, model: 'fake-model', concurrency: 1 }).prepare()).resolves.toBeUndefined();
+      await expect(new EndpointGenerator({ baseURL: server.url, model: 'nope', concurrency: 1 }).prepare()).rejects.toThrow(/does not serve 'nope' \(it serves: fake-model\)/);
+    } finally {
+      await server.close();
+    }
+    await expect(new EndpointGenerator({ baseURL: server.url, model: 'fake-model', concurrency: 1 }).prepare()).rejects.toThrow(/cannot reach .* is the server running/);
+  });
+
+  test('a server that keeps failing stops the run after a run of exhausted samples, keeping what finished', async () => {
+    const server = await startFakeOpenAI((_r, n) => (n <= 2 ? { text: 'fine' } : { status: 503 }));
+    try {
+      const gen = new EndpointGenerator({ baseURL: server.url, model: 'fake-model', concurrency: 1, maxRetries: 1, maxConsecutiveFailures: 3, sleep: noSleep });
+      const got: Completion[] = [];
+      await expect(gen.generate([req(0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])], { temperature: 0, topP: 1, maxNewTokens: 8 }, (_r, _s, c) => got.push(c))).rejects.toThrow(/3 samples in a row failed after 1 retries .*run the same command again/);
+      expect(got.map((c) => c.error === undefined)).toEqual([true, true, false, false, false]);
+      expect(server.requests.length).toBe(2 + 3 * 2);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('normaliseBaseURL adds /v1 to a bare host and rejects non-http URLs', () => {
     expect(normaliseBaseURL('http://127.0.0.1:8000')).toBe('http://127.0.0.1:8000/v1');
     expect(normaliseBaseURL('http://127.0.0.1:8000/v1/')).toBe('http://127.0.0.1:8000/v1');

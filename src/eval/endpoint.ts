@@ -9,6 +9,9 @@
 //   the request's fault (e.g. a prompt longer than the context) and become an error record at once, except
 //   401/403/404, which mean the endpoint or model name is wrong for every request: those stop the run.
 // - A sample still failing after the last retry becomes an error record (see store.ts: retried on the next run).
+// - A server that stops answering altogether (many samples in a row failing after all their retries) stops the
+//   run rather than turning every remaining sample into an error record; a server that cannot be reached at all,
+//   or does not serve the model, is caught before the first sample by a GET /models (prepare()).
 import OpenAI from 'openai';
 import { deriveSeed } from './seeds.js';
 import type { Completion, GenRequest, Generator, SamplingParams } from './types.js';
@@ -31,6 +34,8 @@ export interface EndpointOptions {
   sleep?: (ms: number) => Promise<void>;
   /** called on each retry (for logging) */
   onRetry?: (info: { attempt: number; delayMs: number; error: string }) => void;
+  /** consecutive samples failing after all retries that stop the run (default max(8, 2 x concurrency)) */
+  maxConsecutiveFailures?: number;
 }
 
 export function normaliseBaseURL(raw: string): string {
@@ -92,10 +97,27 @@ export class EndpointGenerator implements Generator {
       backoffMaxMs: opts.backoffMaxMs ?? 30_000,
       sleep: opts.sleep ?? defaultSleep,
       onRetry: opts.onRetry,
+      maxConsecutiveFailures: opts.maxConsecutiveFailures ?? Math.max(8, 2 * opts.concurrency),
     };
     // maxRetries 0: the retry policy is ours (above), so that it is visible, logged and the same for every server.
     this.client = new OpenAI({ baseURL, apiKey: opts.apiKey ?? process.env.OPENAI_API_KEY ?? 'EMPTY', maxRetries: 0, timeout: this.opts.timeoutMs });
     this.info = { backend: 'endpoint', model: opts.model, endpoint: baseURL };
+  }
+
+  /** Checks that the server answers and serves the model (servers without /models are let through). */
+  async prepare(): Promise<void> {
+    let ids: string[];
+    try {
+      const page = await this.client.models.list({ timeout: Math.min(this.opts.timeoutMs, 30_000) });
+      ids = page.data.map((m) => m.id);
+    } catch (e) {
+      if (e instanceof OpenAI.APIConnectionError) throw new FatalEndpointError(`cannot reach ${this.opts.baseURL} (${e.message}); is the server running?`);
+      if (e instanceof OpenAI.APIError && (e.status === 401 || e.status === 403)) throw new FatalEndpointError(`${this.opts.baseURL}: HTTP ${e.status}: ${e.message} (check --api-key)`);
+      return; // no usable /models: the first request will tell
+    }
+    if (ids.length && !ids.includes(this.opts.model)) {
+      throw new FatalEndpointError(`${this.opts.baseURL} does not serve '${this.opts.model}' (it serves: ${ids.slice(0, 10).join(', ')})`);
+    }
   }
 
   async generate(requests: GenRequest[], params: SamplingParams, onSample: (req: GenRequest, sample: number, c: Completion) => void): Promise<void> {
@@ -103,11 +125,17 @@ export class EndpointGenerator implements Generator {
     for (const r of requests) for (const s of r.samples) work.push([r, s]);
     let next = 0;
     let fatal: Error | undefined;
+    let failuresInARow = 0;
     const worker = async () => {
       while (!fatal && next < work.length) {
         const [req, sample] = work[next++];
         try {
-          onSample(req, sample, await this.one(req, sample, params));
+          const c = await this.one(req, sample, params);
+          onSample(req, sample, c);
+          if (c.error === undefined) failuresInARow = 0;
+          else if (c.retriesExhausted && ++failuresInARow >= this.opts.maxConsecutiveFailures && !fatal) {
+            fatal = new FatalEndpointError(`${this.opts.baseURL}: ${failuresInARow} samples in a row failed after ${this.opts.maxRetries} retries (last: ${c.error}); stopping, finished samples are saved, run the same command again to continue`);
+          }
         } catch (e) {
           if (e instanceof FatalEndpointError) fatal = e;
           else throw e;
@@ -120,7 +148,7 @@ export class EndpointGenerator implements Generator {
   }
 
   /** One sample with retries; resolves to a completion or an error record, throws only FatalEndpointError. */
-  private async one(req: GenRequest, sample: number, params: SamplingParams): Promise<Completion> {
+  private async one(req: GenRequest, sample: number, params: SamplingParams): Promise<Completion & { retriesExhausted?: boolean }> {
     const seed = deriveSeed(req.seed, sample);
     let last = '';
     for (let attempt = 0; attempt <= this.opts.maxRetries; attempt++) {
@@ -150,13 +178,14 @@ export class EndpointGenerator implements Generator {
         if (e instanceof OpenAI.APIConnectionError && Date.now() - t0 >= this.opts.timeoutMs) c.message = 'request timed out';
         last = c.message;
         if (c.fatal) throw new FatalEndpointError(`${this.opts.baseURL} (model '${this.opts.model}'): ${c.message}`);
-        if (!c.retry || attempt === this.opts.maxRetries) return { text: '', finishReason: null, error: c.message, attempts: attempt + 1 };
+        if (!c.retry) return { text: '', finishReason: null, error: c.message, attempts: attempt + 1 };
+        if (attempt === this.opts.maxRetries) return { text: '', finishReason: null, error: c.message, attempts: attempt + 1, retriesExhausted: true };
         const cap = Math.min(this.opts.backoffMaxMs, this.opts.backoffBaseMs * 2 ** attempt);
         const delayMs = c.retryAfterMs !== undefined ? Math.min(c.retryAfterMs, this.opts.backoffMaxMs) : Math.random() * cap;
         this.opts.onRetry?.({ attempt: attempt + 1, delayMs, error: c.message });
         await this.opts.sleep(delayMs);
       }
     }
-    return { text: '', finishReason: null, error: last, attempts: this.opts.maxRetries + 1 };
+    return { text: '', finishReason: null, error: last, attempts: this.opts.maxRetries + 1, retriesExhausted: true };
   }
 }

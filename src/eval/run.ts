@@ -132,6 +132,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
     log(`${b.key}: ${ds.rows.length} problems from ${b.file}${ds.skipped ? ` (${ds.skipped} rows skipped)` : ''}`);
   }
 
+  await opts.generator.prepare?.();
   prepareOut(out, identity, !!opts.force, log);
   const store = GenerationStore.open(path.join(out, 'generations.jsonl'));
   if (store.openInfo.tornBytes) log(`generations.jsonl: dropped a torn last line (${store.openInfo.tornBytes} bytes) from an interrupted run`);

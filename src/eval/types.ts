@@ -50,6 +50,8 @@ export interface Generator {
    * with `error`, never thrown (a thrown error means the backend itself is unusable and the run should stop).
    */
   generate(requests: GenRequest[], params: SamplingParams, onSample: (req: GenRequest, sample: number, c: Completion) => void): Promise<void>;
+  /** checks run once before any data is generated (e.g. that a server is reachable); throws to stop the run */
+  prepare?(): Promise<void>;
   close?(): Promise<void>;
 }
 
