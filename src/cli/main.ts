@@ -12,6 +12,7 @@ import { registerGenerate } from './commands/generate.js';
 import { registerModel } from './commands/model.js';
 import { registerScore } from './commands/score.js';
 import { registerPending } from './commands/pending.js';
+import { registerTrain } from './commands/train.js';
 import { UsageError } from './errors.js';
 
 export function packageVersion(): string {
@@ -26,7 +27,7 @@ export function buildProgram(): Command {
     .description('RLVR for language models with CLIPO (contrastive learning in policy optimization)')
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)');
-  registerPending(program, ['train']);
+  registerTrain(program);
   registerEval(program);
   registerServe(program);
   registerBench(program);

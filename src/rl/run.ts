@@ -1,0 +1,127 @@
+// A whole training run from a resolved config: model, tokenizer and data in; engine, reference policy and trainer
+// built (or restored from the newest checkpoint with `resume`); then the loop.
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { TrainConfig } from '../config/load.js';
+import { loadDataset, type DataRow } from '../data/load.js';
+import { Engine } from '../engine/engine.js';
+import { loadModelDir, saveModelDir } from '../model/hfdir.js';
+import type { ModelTokenizer } from '../model/tokenizer.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { reward } from '../verify/index.js';
+import { listCheckpoints, loadCheckpoint } from './checkpoint.js';
+import { ContrastiveHead } from './head.js';
+import { runLoop, truncateMetrics } from './loop.js';
+import { Trainer, type StepDetail, type StepMetrics } from './trainer.js';
+import type { PolicyEngine, TrainPrompt } from './types.js';
+
+export interface RunOptions {
+  resume?: boolean;
+  onStart?: (info: { totalSteps: number; startStep: number; stepsPerEpoch: number; warmupSteps: number; prompts: number; filtered: number }) => void;
+  onStep?: (m: StepMetrics, d: StepDetail) => void;
+  /** stop after this many steps of this call (tests: a run that is killed) */
+  stopAfter?: number;
+}
+
+export interface RunResult {
+  outputDir: string;
+  steps: number;
+  totalSteps: number;
+  lastCheckpoint: string | null;
+  last: StepMetrics | null;
+}
+
+/** Config fields that may change between a run and its resumption (they do not alter the steps already taken). */
+function configForCheck(c: TrainConfig): Record<string, unknown> {
+  const copy = JSON.parse(JSON.stringify(c)) as Record<string, Record<string, unknown>>;
+  delete copy.output;
+  delete copy.optim!.max_steps;
+  delete copy.optim!.epochs;
+  delete copy.model!.threads;
+  return copy;
+}
+
+function diffKeys(a: unknown, b: unknown, prefix = ''): string[] {
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || '(root)'];
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].flatMap((k) => diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+}
+
+/** Renders and tokenizes the training prompts; overlong prompts are dropped (or are an error). */
+export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: string; content: string }>; groundTruth: string; source?: string; index?: number }>, tok: ModelTokenizer, c: TrainConfig): { prompts: TrainPrompt[]; filtered: number } {
+  const prompts: TrainPrompt[] = [];
+  let filtered = 0;
+  const useTemplate = c.model.chat_template && tok.chatTemplate !== null;
+  for (const r of rows) {
+    const ids = useTemplate ? tok.encodeChat(r.messages as never, { addGenerationPrompt: true }) : tok.encode(r.messages.map((m) => m.content).join('\n'));
+    if (ids.length === 0) throw new Error(`training row ${r.id}${r.source ? ` of ${r.source}` : ''}: the prompt is empty`);
+    if (ids.length > c.data.max_prompt_tokens) {
+      if (c.data.filter_overlong_prompts) {
+        filtered++;
+        continue;
+      }
+      throw new Error(`training row ${r.id}${r.source ? ` of ${r.source}` : ''}: the prompt has ${ids.length} tokens, more than data.max_prompt_tokens (${c.data.max_prompt_tokens}); set data.filter_overlong_prompts to drop such rows`);
+    }
+    prompts.push({ id: r.id, tokens: Int32Array.from(ids), groundTruth: r.groundTruth });
+  }
+  return { prompts, filtered };
+}
+
+export async function runTraining(c: TrainConfig, o: RunOptions = {}): Promise<RunResult> {
+  const outputDir = path.resolve(c.output.dir);
+  const checkpoints = listCheckpoints(outputDir);
+  if (!o.resume && (checkpoints.length > 0 || existsSync(path.join(outputDir, 'metrics.jsonl')))) {
+    throw new Error(`${c.output.dir} already holds a run; pass --resume to continue it or choose another output.dir`);
+  }
+  const ckpt = o.resume && checkpoints.length ? loadCheckpoint(checkpoints.at(-1)!.dir) : null;
+  if (ckpt) {
+    const diff = diffKeys(ckpt.state.config, configForCheck(c));
+    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.* and model.threads may change)`);
+  }
+
+  const base = loadModelDir(c.model.path);
+  if (!base.tokenizer) throw new Error(`${c.model.path}: no tokenizer.json (training needs a tokenizer to render prompts and read answers)`);
+  const tok = base.tokenizer;
+  const rows: DataRow[] = [];
+  for (const f of c.data.train_files) {
+    const d = await loadDataset(f, c.data.limit ? { limit: c.data.limit - rows.length } : {});
+    rows.push(...d.rows);
+    if (c.data.limit && rows.length >= c.data.limit) break;
+  }
+  const { prompts, filtered } = buildPrompts(rows, tok, c);
+
+  const threads = c.model.threads;
+  const policyWeights = ckpt ? loadModelDir(ckpt.policyDir, { tokenizer: false }).weights : base.weights;
+  const policy = Engine.create(base.config, policyWeights, threads ? { threads } : {}) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
+  let reference: PolicyEngine | null = null;
+  try {
+    if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
+    if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, threads ? { threads } : {}) as unknown as PolicyEngine) : policy.cloneFrozen();
+    const head = ckpt?.head && ckpt.state.head ? ContrastiveHead.fromTensors(ckpt.state.head.kind, ckpt.state.head.hiddenSize, ckpt.state.head.outSize, ckpt.head.weights, ckpt.head.optimizer, ckpt.state.head.step) : null;
+    const trainer = new Trainer({
+      config: c, policy, reference, prompts,
+      io: {
+        decode: (t) => tok.decode(t, { skipSpecialTokens: true }),
+        reward: (text, gt) => reward(text, gt),
+      },
+      resume: ckpt ? { step: ckpt.state.step, stream: ckpt.state.stream, head } : undefined,
+    });
+    mkdirSync(outputDir, { recursive: true });
+    if (ckpt) truncateMetrics(outputDir, ckpt.state.metricsRows);
+    else writeJsonAtomic(path.join(outputDir, 'train-config.json'), c);
+    o.onStart?.({ totalSteps: trainer.schedule.totalSteps, startStep: trainer.step, stepsPerEpoch: trainer.schedule.stepsPerEpoch, warmupSteps: trainer.schedule.warmupSteps, prompts: prompts.length, filtered });
+    const r = runLoop(trainer, {
+      outputDir,
+      saveEvery: c.output.save_every,
+      keepLast: c.output.keep_last,
+      configForCheck: configForCheck(c),
+      savePolicy: (dir) => saveModelDir(dir, base.config, policy.exportWeights(), { dtype: c.model.save_dtype, copyFrom: c.model.path }),
+      onStep: o.onStep,
+      stopAfter: o.stopAfter,
+    });
+    return { outputDir, steps: r.steps, totalSteps: trainer.schedule.totalSteps, lastCheckpoint: r.lastCheckpoint, last: r.last };
+  } finally {
+    reference?.dispose();
+    policy.dispose();
+  }
+}

@@ -1,0 +1,390 @@
+// The RL step loop (CLIPO-SPEC section 1) on the policy engine:
+//
+//   prompts → n rollouts each (engine sampling) → verifier rewards r_v
+//   → scoring pass: old log-probs and, from the same pass, the pooled final hidden states
+//   → contrastive loss and reward r_c (head before its step) → head AdamW step
+//   → total reward r = r_v + r_c → group advantages
+//   → PPO mini-batches: surrogate kernel → engine backward → AdamW (reference log-probs when the preset has KL)
+//
+// During the head warm-up (the first epoch by default) the policy is frozen: rollouts, scoring and the head step
+// run, the PPO update does not.
+import { contrastiveLoss, contrastiveReward } from '../kernels/contrastive.js';
+import { resolveBackend, type Backend } from '../kernels/backend.js';
+import { surrogateLoss } from '../kernels/surrogate.js';
+import type { TrainConfig } from '../config/load.js';
+import { computeAdvantages, groupHasSpread } from './advantages.js';
+import type { CheckpointPayload, CheckpointState } from './checkpoint.js';
+import { CHECKPOINT_FORMAT } from './checkpoint.js';
+import { contrastiveDiagnostics } from './diagnostics.js';
+import { ContrastiveHead } from './head.js';
+import { deriveSeed, makeSchedule, PromptStream, type Schedule } from './schedule.js';
+import { microBatchWeight, surrogateSettings } from './policy-loss.js';
+import { NonFiniteError, type PolicyEngine, type TrainIO, type TrainPrompt } from './types.js';
+
+/** One row of metrics.jsonl. Figures that do not apply to a step are null. */
+export interface StepMetrics {
+  step: number;
+  epoch: number;
+  /** head warm-up step: the policy was not updated */
+  warmup: boolean;
+  reward_mean: number;
+  /** verifier accuracy over every rollout sampled in the step (before dynamic-sampling filtering) */
+  accuracy: number;
+  /** verifier accuracy over the trained batch */
+  batch_accuracy: number;
+  advantage_abs_mean: number;
+  contrastive_loss: number | null;
+  contrastive_valid_anchors: number | null;
+  contrastive_correct_loss_mean: number | null;
+  contrastive_correct_loss_min: number | null;
+  contrastive_correct_loss_max: number | null;
+  contrastive_incorrect_loss_mean: number | null;
+  contrastive_reward_mean: number | null;
+  contrastive_signal_group_frac: number | null;
+  positive_cos_mean: number | null;
+  head_stepped: boolean | null;
+  policy_loss: number | null;
+  clip_frac_high: number | null;
+  clip_frac_low: number | null;
+  approx_kl: number | null;
+  kl_loss: number | null;
+  entropy: number | null;
+  grad_norm: number | null;
+  response_length_mean: number;
+  response_length_max: number;
+  kept_groups: number;
+  sampling_rounds: number;
+  tokens_per_s: number;
+  time_rollout_s: number;
+  time_scoring_s: number;
+  time_clipo_s: number;
+  time_update_s: number;
+  time_step_s: number;
+}
+
+/** Per-step detail beyond metrics, for reports (embedding maps) and tests. */
+export interface StepDetail {
+  step: number;
+  correct: Uint8Array;
+  group: Int32Array;
+  rewards: Float32Array;
+  advantages: Float32Array;
+  /** head embeddings [B × D] before the head's step (CLIPO only) */
+  embeddings: Float32Array | null;
+  outSize: number;
+}
+
+export interface TrainerState {
+  step: number;
+  stream: { epoch: number; offset: number };
+  head: ContrastiveHead | null;
+}
+
+export interface TrainerOptions {
+  config: TrainConfig;
+  policy: PolicyEngine;
+  /** the frozen reference policy (needed when algorithm.kl_coef > 0) */
+  reference: PolicyEngine | null;
+  prompts: TrainPrompt[];
+  io: TrainIO;
+  /** resume from this state (step count, data position, head with its optimizer) */
+  resume?: TrainerState;
+}
+
+interface Rollout {
+  prompt: Int32Array;
+  response: Int32Array;
+  rv: number;
+  group: number;
+}
+
+const now = () => performance.now() / 1000;
+
+function checkFinite(a: Float32Array, mask: Uint8Array | null, what: string, step: number): void {
+  for (let i = 0; i < a.length; i++) if ((!mask || mask[i]) && !Number.isFinite(a[i]!)) throw new NonFiniteError(`step ${step}: ${what} (${a[i]})`);
+}
+
+export class Trainer {
+  readonly cfg: TrainConfig;
+  readonly schedule: Schedule;
+  readonly policy: PolicyEngine;
+  readonly reference: PolicyEngine | null;
+  readonly prompts: TrainPrompt[];
+  readonly io: TrainIO;
+  readonly stream: PromptStream;
+  head: ContrastiveHead | null;
+  /** steps completed */
+  step: number;
+  /** kernel backend, resolved once (probing for a GPU on every call would cost more than the call) */
+  readonly backend: Backend;
+
+  constructor(o: TrainerOptions) {
+    this.cfg = o.config;
+    this.policy = o.policy;
+    this.reference = o.reference;
+    this.prompts = o.prompts;
+    this.io = o.io;
+    const c = this.cfg;
+    this.schedule = makeSchedule({ numPrompts: o.prompts.length, promptsPerStep: c.optim.prompts_per_step, epochs: c.optim.epochs, maxSteps: c.optim.max_steps, warmup: c.clipo.warmup_steps, clipoEnabled: c.clipo.enabled });
+    if (c.algorithm.kl_coef > 0 && !this.reference) throw new Error('algorithm.kl_coef > 0 needs a reference policy');
+    this.step = o.resume?.step ?? 0;
+    this.backend = resolveBackend('auto');
+    this.stream = new PromptStream(o.prompts.length, c.optim.seed, c.data.shuffle, o.resume?.stream);
+    const H = this.policy.config.hiddenSize;
+    this.head = c.clipo.enabled ? (o.resume?.head ?? ContrastiveHead.init(c.clipo.head, H, c.clipo.out_size, deriveSeed(c.optim.seed, 0x4ead))) : null;
+    if (this.head && (this.head.hiddenSize !== H || this.head.outSize !== c.clipo.out_size || this.head.kind !== c.clipo.head)) {
+      throw new Error(`contrastive head (${this.head.kind}, H ${this.head.hiddenSize}, D ${this.head.outSize}) does not fit the config (${c.clipo.head}, H ${H}, D ${c.clipo.out_size})`);
+    }
+  }
+
+  get done(): boolean {
+    return this.step >= this.schedule.totalSteps;
+  }
+
+  /** Runs one RL step; returns its metrics row and detail. */
+  runStep(): { metrics: StepMetrics; detail: StepDetail } {
+    const c = this.cfg;
+    const alg = c.algorithm;
+    const stepNo = this.step + 1;
+    const warmup = this.step < this.schedule.warmupSteps;
+    const n = c.rollout.n;
+    const P = c.optim.prompts_per_step;
+    const tStep = now();
+
+    // --- rollouts (DAPO dynamic sampling: drop groups whose verifier rewards are all equal, sample again) ---
+    const kept: Rollout[][] = [];
+    let sampled = 0, sampledCorrect = 0, generatedTokens = 0, rounds = 0, epoch = -1;
+    const maxRounds = alg.dynamic_sampling ? alg.max_sampling_tries : 1;
+    while (rounds < maxRounds && kept.length < P) {
+      const idx = this.stream.next(P);
+      if (epoch < 0) epoch = this.stream.pos.epoch;
+      const gen = this.policy.generate({
+        prompts: idx.map((i) => this.prompts[i]!.tokens),
+        n,
+        maxNewTokens: c.data.max_response_tokens,
+        temperature: c.rollout.temperature,
+        topP: c.rollout.top_p,
+        seed: deriveSeed(c.optim.seed, 0x9e4, stepNo, rounds),
+      });
+      rounds++;
+      if (gen.sequences.length !== idx.length * n) throw new Error(`engine returned ${gen.sequences.length} sequences for ${idx.length} prompts × ${n}`);
+      const rv = new Float32Array(gen.sequences.length);
+      gen.sequences.forEach((s, k) => {
+        const p = this.prompts[idx[s.promptIndex]!]!;
+        rv[k] = this.io.reward(this.io.decode(s.tokens), p.groundTruth);
+        generatedTokens += s.tokens.length;
+      });
+      for (let g = 0; g < idx.length; g++) {
+        for (let j = 0; j < n; j++) sampledCorrect += rv[g * n + j]! > 0 ? 1 : 0;
+        sampled += n;
+        if (kept.length >= P) continue;
+        if (alg.dynamic_sampling && !groupHasSpread(rv, g * n, n)) continue;
+        kept.push(gen.sequences.slice(g * n, (g + 1) * n).map((s, j) => ({ prompt: this.prompts[idx[g]!]!.tokens, response: s.tokens, rv: rv[g * n + j]!, group: kept.length })));
+      }
+    }
+    const batch = kept.flat();
+    const B = batch.length;
+    const tRollout = now() - tStep;
+
+    const correct = Uint8Array.from(batch, (r) => (r.rv > 0 ? 1 : 0));
+    const group = Int32Array.from(batch, (r) => r.group);
+    const lengths = batch.map((r) => r.response.length);
+
+    // --- scoring pass: old log-probs and pooled states (and reference log-probs when the loss has KL) ---
+    const t1 = now();
+    const update = !warmup && B > 0;
+    const old = B > 0 ? this.scoreAll(this.policy, batch, !!this.head) : { logp: [], pooled: null };
+    const ref = update && alg.kl_coef > 0 ? this.scoreAll(this.reference!, batch, false).logp : null;
+    const tScoring = now() - t1;
+
+    // --- CLIPO: contrastive loss and reward from the head before its step, then the head step ---
+    const t2 = now();
+    let rc: Float32Array | null = null;
+    let closs: number | null = null, headStepped: boolean | null = null;
+    let diag: ReturnType<typeof contrastiveDiagnostics> | null = null;
+    let embeddings: Float32Array | null = null;
+    if (this.head && B > 0) {
+      const k = c.clipo;
+      const H = this.head.hiddenSize;
+      const res = contrastiveLoss({
+        pooled: old.pooled!, batch: B, hiddenSize: H, outSize: k.out_size, ...this.head.kernelWeights(),
+        correct, group, lossType: k.loss_type, level: k.level, distance: k.distance, temperature: k.temperature,
+        maskedLabel: k.masked_label, skipTrivial: k.skip_trivial, seed: deriveSeed(c.optim.seed, 0xc1, stepNo), backend: this.backend,
+      });
+      if (!Number.isFinite(res.loss)) throw new NonFiniteError(`step ${stepNo}: the contrastive loss is non-finite (${res.loss})`);
+      closs = res.loss;
+      embeddings = res.embeddings;
+      rc = contrastiveReward({ perSample: res.perSample, correct, lambda: k.lambda, constant: k.constant, clampMin: k.clamp });
+      diag = contrastiveDiagnostics({ embeddings: res.embeddings, outSize: k.out_size, perSample: res.perSample, correct, group }, { level: k.level, distance: k.distance, lossType: k.loss_type, temperature: k.temperature, maskedLabel: k.masked_label, skipTrivial: k.skip_trivial });
+      headStepped = !k.fixed_head && res.validAnchors > 0;
+      if (headStepped) {
+        const r = res as unknown as { gradWeight?: Float32Array; gradWeight1?: Float32Array; gradWeight2?: Float32Array };
+        const grads = this.head.kind === 'linear' ? [r.gradWeight!] : [r.gradWeight1!, r.gradWeight2!];
+        this.head.adamwStep(grads, { lr: k.lr, weightDecay: k.weight_decay });
+      }
+    }
+    const tClipo = now() - t2;
+
+    // --- rewards and advantages ---
+    const rewards = new Float32Array(B);
+    for (let i = 0; i < B; i++) rewards[i] = batch[i]!.rv + (rc ? rc[i]! : 0);
+    const adv = computeAdvantages(rewards, group, { estimator: alg.adv_estimator, eps: alg.adv_eps });
+
+    // --- PPO update ---
+    const t3 = now();
+    const upd = update ? this.updatePolicy(batch, old.logp, ref, adv, stepNo) : null;
+    const tUpdate = now() - t3;
+    this.step++;
+
+    const stepTime = now() - tStep;
+    const mean = (a: ArrayLike<number>) => {
+      let t = 0;
+      for (let i = 0; i < a.length; i++) t += a[i]!;
+      return a.length ? t / a.length : 0;
+    };
+    const metrics: StepMetrics = {
+      step: stepNo,
+      epoch: epoch + 1,
+      warmup,
+      reward_mean: mean(rewards),
+      accuracy: sampled ? sampledCorrect / sampled : 0,
+      batch_accuracy: mean(correct),
+      advantage_abs_mean: mean(Array.from(adv, Math.abs)),
+      contrastive_loss: closs,
+      contrastive_valid_anchors: diag?.validAnchors ?? null,
+      contrastive_correct_loss_mean: diag?.correctLossMean ?? null,
+      contrastive_correct_loss_min: diag?.correctLossMin ?? null,
+      contrastive_correct_loss_max: diag?.correctLossMax ?? null,
+      contrastive_incorrect_loss_mean: diag?.incorrectLossMean ?? null,
+      contrastive_reward_mean: rc ? mean(rc) : null,
+      contrastive_signal_group_frac: diag?.signalGroupFraction ?? null,
+      positive_cos_mean: diag?.positiveCosineMean ?? null,
+      head_stepped: headStepped,
+      policy_loss: upd?.loss ?? null,
+      clip_frac_high: upd?.clipFracHigh ?? null,
+      clip_frac_low: upd?.clipFracLow ?? null,
+      approx_kl: upd?.approxKl ?? null,
+      kl_loss: upd?.klLoss ?? null,
+      entropy: upd?.entropy ?? null,
+      grad_norm: upd?.gradNorm ?? null,
+      response_length_mean: mean(lengths),
+      response_length_max: lengths.length ? Math.max(...lengths) : 0,
+      kept_groups: kept.length,
+      sampling_rounds: rounds,
+      tokens_per_s: stepTime > 0 ? generatedTokens / stepTime : 0,
+      time_rollout_s: tRollout,
+      time_scoring_s: tScoring,
+      time_clipo_s: tClipo,
+      time_update_s: tUpdate,
+      time_step_s: stepTime,
+    };
+    return { metrics, detail: { step: stepNo, correct, group, rewards, advantages: adv, embeddings, outSize: c.clipo.out_size } };
+  }
+
+  /** Scores the batch in micro-batches: per-sequence log-probs of the response tokens and pooled states [B × H]. */
+  private scoreAll(engine: PolicyEngine, batch: Rollout[], pooled: boolean): { logp: Float32Array[]; pooled: Float32Array | null } {
+    const H = engine.config.hiddenSize;
+    const mb = this.cfg.optim.micro_batch;
+    const logp: Float32Array[] = [];
+    const pooledAll = pooled ? new Float32Array(batch.length * H) : null;
+    for (let s = 0; s < batch.length; s += mb) {
+      const part = batch.slice(s, s + mb);
+      const r = engine.score({ sequences: part.map((x) => ({ prompt: x.prompt, response: x.response })) }, { pooled });
+      part.forEach((x, b) => logp.push(r.logprobs.slice(b * r.length, b * r.length + x.response.length)));
+      checkFinite(r.logprobs, r.mask, `the scoring pass gave non-finite log-probabilities`, this.step + 1);
+      if (r.pooled) checkFinite(r.pooled, null, `the scoring pass gave non-finite pooled states`, this.step + 1);
+      if (pooledAll) {
+        if (!r.pooled || r.pooled.length !== part.length * H) throw new Error('engine.score did not return pooled states of the expected size');
+        pooledAll.set(r.pooled, s * H);
+      }
+    }
+    return { logp, pooled: pooledAll };
+  }
+
+  /**
+   * PPO epochs over mini-batches of ppo_mini_batch groups. Each mini-batch's gradient is accumulated over
+   * micro-batches; the kernel's per-micro-batch mean is reweighted so the sum equals the mini-batch's aggregate
+   * (token-mean: tokens_micro / tokens_mini; sequence means: seqs_micro / seqs_mini), whatever the micro-batch size.
+   */
+  private updatePolicy(batch: Rollout[], oldLogp: Float32Array[], refLogp: Float32Array[] | null, adv: Float32Array, stepNo: number) {
+    const c = this.cfg;
+    const alg = c.algorithm;
+    const n = c.rollout.n;
+    const miniSeqs = c.optim.ppo_mini_batch * n;
+    const micro = c.optim.micro_batch;
+    const settings = surrogateSettings(alg, refLogp !== null);
+    const acc = { loss: 0, clipFracHigh: 0, clipFracLow: 0, approxKl: 0, klLoss: 0, entropy: 0, gradNorm: 0 };
+    let minis = 0;
+    for (let e = 0; e < c.optim.ppo_epochs; e++) {
+      for (let m0 = 0; m0 < batch.length; m0 += miniSeqs) {
+        const mEnd = Math.min(batch.length, m0 + miniSeqs);
+        let miniTokens = 0;
+        for (let i = m0; i < mEnd; i++) miniTokens += batch[i]!.response.length;
+        const fig = { loss: 0, clipFracHigh: 0, clipFracLow: 0, approxKl: 0, klLoss: 0, entropy: 0 };
+        this.policy.zeroGrad();
+        for (let s = m0; s < mEnd; s += micro) {
+          const end = Math.min(mEnd, s + micro);
+          const part = batch.slice(s, end);
+          const b = part.length;
+          const ft = this.policy.forwardTrain({ sequences: part.map((x) => ({ prompt: x.prompt, response: x.response })) });
+          const T = ft.length;
+          checkFinite(ft.logprobs, ft.mask, 'the training forward gave non-finite log-probabilities', stepNo);
+          const oldPacked = new Float32Array(b * T);
+          const refPacked = refLogp ? new Float32Array(b * T) : undefined;
+          let tokens = 0;
+          for (let k = 0; k < b; k++) {
+            oldPacked.set(oldLogp[s + k]!, k * T);
+            if (refPacked) refPacked.set(refLogp![s + k]!, k * T);
+            tokens += part[k]!.response.length;
+          }
+          const sl = surrogateLoss({
+            logp: ft.logprobs, oldLogp: oldPacked, refLogp: refPacked, advantages: adv.slice(s, end), mask: ft.mask, batch: b, length: T,
+            ...settings,
+            backend: this.backend,
+          });
+          if (!Number.isFinite(sl.loss)) throw new NonFiniteError(`step ${stepNo}: the policy loss is non-finite (${sl.loss})`);
+          const w = microBatchWeight(settings, tokens, miniTokens, b, mEnd - m0);
+          const grad = new Float32Array(sl.gradLogp.length);
+          for (let i = 0; i < grad.length; i++) grad[i] = sl.gradLogp[i]! * w;
+          this.policy.backward(grad);
+          let ent = 0;
+          for (let i = 0; i < ft.mask.length; i++) if (ft.mask[i]) ent += ft.entropy[i]!;
+          fig.loss += w * sl.pgLoss;
+          fig.clipFracHigh += w * sl.clipFracHigh;
+          fig.clipFracLow += w * sl.clipFracLow;
+          fig.approxKl += w * sl.approxKl;
+          fig.klLoss += w * (sl.klLoss ?? 0);
+          fig.entropy += tokens ? (ent / tokens) * (tokens / miniTokens) : 0;
+        }
+        const { gradNorm } = this.policy.adamwStep({
+          lr: c.optim.lr, beta1: c.optim.beta1, beta2: c.optim.beta2, eps: c.optim.eps, weightDecay: c.optim.weight_decay,
+          maxGradNorm: c.optim.grad_clip > 0 ? c.optim.grad_clip : undefined,
+        });
+        if (!Number.isFinite(gradNorm)) throw new NonFiniteError(`step ${stepNo}: the policy gradient norm is non-finite (${gradNorm})`);
+        for (const k of Object.keys(fig) as Array<keyof typeof fig>) acc[k] += fig[k];
+        acc.gradNorm += gradNorm;
+        minis++;
+      }
+    }
+    const out = { ...acc };
+    for (const k of Object.keys(out) as Array<keyof typeof out>) out[k] /= Math.max(1, minis);
+    return { ...out, klLoss: refLogp ? out.klLoss : null };
+  }
+
+  /** The state a checkpoint stores (besides the policy, which the caller saves). */
+  checkpointPayload(savePolicy: (dir: string) => void, metricsRows: number, configForCheck: unknown): CheckpointPayload {
+    const opt = this.policy.exportOptimizerState();
+    const state: CheckpointState = {
+      format: CHECKPOINT_FORMAT,
+      step: this.step,
+      stream: { ...this.stream.pos },
+      seed: this.cfg.optim.seed,
+      policyOptimizerStep: opt.step,
+      head: this.head ? { kind: this.head.kind, hiddenSize: this.head.hiddenSize, outSize: this.head.outSize, step: this.head.step } : null,
+      metricsRows,
+      config: configForCheck,
+      createdAt: new Date().toISOString(),
+    };
+    return { state, savePolicy, policyOptimizer: { m: opt.m, v: opt.v }, head: this.head ? this.head.toTensors() : null };
+  }
+}

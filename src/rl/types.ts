@@ -1,0 +1,61 @@
+// What the trainer needs from its collaborators, as structural types: the policy engine (src/engine/engine.ts
+// implements it), the text codec (tokenizer + chat template) and the verifier. Tests can supply small stand-ins.
+import type { ModelConfig, TensorMap } from '../model/types.js';
+
+export interface ScoreBatch {
+  sequences: Array<{ prompt: Int32Array; response: Int32Array }>;
+}
+
+export interface GeneratedSequence {
+  promptIndex: number;
+  sampleIndex: number;
+  tokens: Int32Array;
+  logprobs: Float32Array;
+  finishReason: 'stop' | 'length';
+  pooled?: Float32Array;
+}
+
+export interface PolicyEngine {
+  readonly config: ModelConfig;
+  generate(req: {
+    prompts: Int32Array[];
+    n?: number;
+    maxNewTokens: number;
+    temperature: number;
+    topP?: number;
+    seed: number;
+    stopTokens?: number[];
+    returnPooled?: boolean;
+  }): { sequences: GeneratedSequence[] };
+  score(batch: ScoreBatch, opts?: { entropy?: boolean; pooled?: boolean }): { logprobs: Float32Array; entropy?: Float32Array; pooled?: Float32Array; mask: Uint8Array; length: number };
+  forwardTrain(batch: ScoreBatch): { logprobs: Float32Array; entropy: Float32Array; mask: Uint8Array; length: number };
+  backward(gradLogp: Float32Array): void;
+  zeroGrad(): void;
+  adamwStep(opts: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number }): { gradNorm: number };
+  exportWeights(): TensorMap;
+  exportOptimizerState(): { step: number; m: TensorMap; v: TensorMap };
+  importOptimizerState(s: { step: number; m: TensorMap; v: TensorMap }): void;
+  dispose(): void;
+}
+
+/** A training prompt, already rendered and tokenized. */
+export interface TrainPrompt {
+  id: string;
+  tokens: Int32Array;
+  groundTruth: string;
+}
+
+export interface TrainIO {
+  /** response tokens -> text for the verifier (special tokens dropped) */
+  decode(tokens: Int32Array): string;
+  /** 1 when the response is correct, else 0 */
+  reward(text: string, groundTruth: string): number;
+}
+
+/** Raised when a loss or gradient is NaN/Inf: the run stops and keeps its last good checkpoint. */
+export class NonFiniteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteError';
+  }
+}
