@@ -56,6 +56,8 @@ export interface EvalResults {
   /** the paper's averages (suite runs with every benchmark scored), else null */
   summary: Record<string, number | null> | null;
   complete: boolean;
+  /** why samples failed, most frequent first (at most 5) */
+  errorReasons: Array<{ reason: string; count: number }>;
   timing: { startedAt: string; finishedAt: string; wallSeconds: number; samplesThisRun: number; samplesPerSecond: number | null; perBenchmarkSeconds: Record<string, number> };
   data: Record<string, { used: number; skipped: number }>;
 }
@@ -214,6 +216,16 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const scores = Object.fromEntries(Object.entries(benchmarks).map(([k, r]) => [k, r.pass1]));
   const complete = Object.values(benchmarks).every((r) => r.complete);
   const summary = opts.suite ? suiteSummary(opts.suite, scores) : null;
+  const reasons = new Map<string, number>();
+  for (const b of opts.benchmarks) {
+    for (let p = 0; p < datasets.get(b.key)!.length; p++) {
+      for (let s = 0; s < opts.samples; s++) {
+        const e = store.get(b.key, p, s)?.error;
+        if (e !== undefined) reasons.set(e, (reasons.get(e) ?? 0) + 1);
+      }
+    }
+  }
+  const errorReasons = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([reason, count]) => ({ reason, count }));
   const wall = (Date.now() - started) / 1000;
   const results: EvalResults = {
     clipoEval: 1,
@@ -224,6 +236,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
     scores,
     summary,
     complete,
+    errorReasons,
     timing: { startedAt: new Date(started).toISOString(), finishedAt: new Date().toISOString(), wallSeconds: wall, samplesThisRun, samplesPerSecond: samplesThisRun ? samplesThisRun / wall : null, perBenchmarkSeconds },
     data,
   };

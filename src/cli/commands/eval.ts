@@ -99,7 +99,11 @@ export function registerEval(program: Command): void {
         }
         if (!results.complete) {
           const failed = Object.values(results.benchmarks).reduce((a, b) => a + b.errors, 0);
-          throw new UsageError(`${failed} sample(s) failed after retries (recorded in generations.jsonl); run the same command again to retry them`, 1);
+          const common = results.errorReasons[0];
+          throw new UsageError(
+            `${failed} sample(s) failed after retries (recorded in generations.jsonl${common ? `; most common: ${common.reason} (${common.count}x)` : ''}); run the same command again to retry them`,
+            1,
+          );
         }
       } finally {
         await generator.close?.();
