@@ -5,6 +5,7 @@ import { engineSuite } from './engine.js';
 import { backendsSuite, surrogateSuite } from './surrogate.js';
 import { trainSuite } from './train.js';
 import type { BenchSuite } from './types.js';
+import { verifySuite } from './verify.js';
 
 export const benchSuites: BenchSuite[] = [
   bandwidthSuite,
@@ -13,6 +14,7 @@ export const benchSuites: BenchSuite[] = [
   surrogateSuite,
   backendsSuite,
   trainSuite,
+  verifySuite,
 ];
 
 export const defaultBenchGroup = 'kernels';

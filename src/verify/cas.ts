@@ -32,23 +32,33 @@ function quiet<T>(fn: () => T): T {
 
 let engine: ComputeEngine | null = null;
 let parsesSinceNew = 0;
-// The engine declares every new symbol it meets in its scope; a fresh engine now and then bounds that state.
+// A fresh engine now and then bounds whatever state the engine keeps beyond the scopes below.
 const RENEW_EVERY = 20000;
 
 function ce(): ComputeEngine {
   if (!engine || parsesSinceNew >= RENEW_EVERY) {
     engine = new ComputeEngine();
     parsesSinceNew = 0;
-    gtCache.clear();
   }
   return engine;
 }
 
-// Ground truths repeat (k samples per problem, every epoch): their parse is cached.
-const gtCache = new Map<string, Parsed>();
-const GT_CACHE_MAX = 20000;
+/**
+ * Runs one comparison in its own scope of the engine. The engine declares every new symbol it meets, with a type
+ * inferred from that use (`a_i` makes `a` indexable, after which `9a` no longer parses): without a scope per
+ * comparison, a verdict would depend on the answers verified before it.
+ */
+export function inScope<T>(fn: () => T): T {
+  const eng = ce();
+  eng.pushScope();
+  try {
+    return fn();
+  } finally {
+    eng.popScope();
+  }
+}
 
-/** LaTeX fixes the engine's parser needs: \frac9{19}, \frac{270}7, \sqrt2 -> braced arguments. */
+/** LaTeX fixes the engine's parser needs: \frac9{19}, \frac{270}7, \sqrt2 -> braced arguments; * -> \times. */
 export function latexForEngine(s: string): string {
   return s
     .replace(/\\frac\s*(\d)\s*(\d)/g, '\\frac{$1}{$2}')
@@ -59,11 +69,7 @@ export function latexForEngine(s: string): string {
     .replace(/\*/g, '\\times ');
 }
 
-export function parse(latex: string, cacheAsGroundTruth = false): Parsed {
-  if (cacheAsGroundTruth) {
-    const hit = gtCache.get(latex);
-    if (hit && engine && parsesSinceNew < RENEW_EVERY) return hit;
-  }
+export function parse(latex: string): Parsed {
   const eng = ce();
   parsesSinceNew++;
   const { expr, json, valid } = quiet(() => {
@@ -80,12 +86,7 @@ export function parse(latex: string, cacheAsGroundTruth = false): Parsed {
       safe = false;
     }
   }
-  const p: Parsed = { latex, expr, json, valid, unknowns, safe };
-  if (cacheAsGroundTruth) {
-    if (gtCache.size >= GT_CACHE_MAX) gtCache.clear();
-    gtCache.set(latex, p);
-  }
-  return p;
+  return { latex, expr, json, valid, unknowns, safe };
 }
 
 const UNSAFE_HEADS = new Set(['Sum', 'Product', 'Integrate', 'Limit', 'D', 'Derivative', 'Gamma', 'Factorial2', 'Loop', 'Function', 'Assign', 'Declare', 'Error', 'Tuple', 'List', 'Set', 'Matrix', 'Sequence', 'Interval', 'Union', 'Intersection', 'Equal', 'Less', 'Greater', 'LessEqual', 'GreaterEqual', 'NotEqual', 'Element', 'Subscript', 'At', 'LatexString', 'PlusMinus']);

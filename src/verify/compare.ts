@@ -5,7 +5,7 @@
 // bare answer lists and \pm as unordered sets, unions, matrices) element by element; then each element with the
 // compute engine (isSame, isEqual) and, where the engine cannot decide, numerically at random points.
 import { compactKey } from './normalize.js';
-import { constantValue, engineEqual, numericEqual, parse, type Parsed } from './cas.js';
+import { constantValue, engineEqual, inScope, numericEqual, parse, type Parsed } from './cas.js';
 
 export interface CompareResult {
   equal: boolean;
@@ -244,7 +244,7 @@ export function compareNormalized(ans: string, gt: string, opts: CompareOptions)
     // a word answer ("Evelyn", "east", "not exist"): text only, never algebra (CAKE must not equal KCAE)
     return { equal: ans.replace(/\s+/g, ' ').trim().toLowerCase() === gt.toLowerCase() };
   }
-  return compareNodes(structure(ans), structure(gt), opts);
+  return inScope(() => compareNodes(structure(ans), structure(gt), opts));
 }
 
 function compareNodes(a: Node, g: Node, opts: CompareOptions): CompareResult {
@@ -304,7 +304,7 @@ function compareAtoms(a: string, g: string, opts: CompareOptions): CompareResult
   if (/^-?\\infty$|^\\emptyset$/.test(g)) return { equal: false };
 
   if (Date.now() > opts.deadline) throw new Timeout();
-  const pg = parse(g, true);
+  const pg = parse(g);
   const pa = parse(a);
   if (!pa.valid) return { equal: false, reason: 'the answer does not parse as mathematics' };
   if (gNum) {
@@ -318,6 +318,16 @@ function compareAtoms(a: string, g: string, opts: CompareOptions): CompareResult
 }
 
 function casEqual(a: Parsed, g: Parsed, opts: CompareOptions): CompareResult {
+  // fast path for constants (no free symbols): float64 values that agree to 1e-12, or differ by more than 1e-6,
+  // decide without the engine's exact evaluation (which runs in arbitrary precision and costs milliseconds)
+  const va = constantValue(a);
+  const vg = constantValue(g);
+  if (va && vg && Number.isFinite(va[0] + va[1] + vg[0] + vg[1])) {
+    const scale = Math.max(Math.abs(va[0]), Math.abs(va[1]), Math.abs(vg[0]), Math.abs(vg[1]));
+    const diff = Math.max(Math.abs(va[0] - vg[0]), Math.abs(va[1] - vg[1]));
+    if (diff <= 1e-12 * scale) return { equal: true };
+    if (diff > 1e-6 * scale) return { equal: false };
+  }
   const e = engineEqual(a, g);
   if (e === true) return { equal: true };
   if (Date.now() > opts.deadline) throw new Timeout();
