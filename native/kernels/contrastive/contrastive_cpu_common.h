@@ -21,7 +21,7 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 inline void gemmAB(int64_t M, int64_t N, int64_t K, const float* A, int64_t am, int64_t ak, const float* B, float* C) {
   constexpr int64_t MR = 6, NR = 32;
   const int64_t mBlocks = (M + MR - 1) / MR, nBlocks = (N + NR - 1) / NR;
-#pragma omp parallel for schedule(static) collapse(2) if (M * N * K > (1 << 18))
+#pragma omp parallel for schedule(dynamic, 4) collapse(2) if (M * N * K > (1 << 18))
   for (int64_t nb = 0; nb < nBlocks; ++nb)
     for (int64_t mb = 0; mb < mBlocks; ++mb) {
       const int64_t m0 = mb * MR, n0 = nb * NR;
