@@ -137,6 +137,8 @@ const EQUIVALENT: [string, string, ...string[]][] = [
   ['\\emptyset', '\\varnothing', '\\{\\}'],
   ['+\\infty', '\\infty'],
   ['100! + 101', '101+100!'],
+  ['5x - 7y + 11z + 4 = 0', '-5x+7y-11z-4=0', '5x-7y+11z=-4', '10x - 14y + 22z + 8 = 0'],
+  ['24', '48/2 = 24', '\\frac{48}{2}=24'],
 ];
 
 // [ground truth, wrong answers...]
@@ -174,6 +176,8 @@ const DIFFERENT: [string, string, ...string[]][] = [
   ['\\emptyset', '0'],
   ['\\infty', '-\\infty'],
   ['9e-10', '9\\times 10^{-9}'],
+  ['5x - 7y + 11z + 4 = 0', '5x-7y+11z=4', '5x - 7y + 11z + 4', '5x+7y+11z+4=0'],
+  ['24', '24 = 25'],
 ];
 
 describe('equivalence', () => {
@@ -189,6 +193,14 @@ describe('equivalence', () => {
       const r = verify(box(a), gt);
       if (r.correct) throw new Error(`expected \\boxed{${a}} NOT to match ${gt}`);
     }
+  });
+
+  test('a verdict does not depend on the answers verified before it', () => {
+    const probe = () => verify(box('\\frac{11+9a}{20}'), '\\frac{11+9a}{20}+0').correct;
+    expect(probe()).toBe(true);
+    // these declare `a` as indexable / as an integer in the compute engine's scope
+    for (const poison of ['a_i', 'a \\in \\mathbb{Z}', '\\prod_{i=1}^n a_i', 'a(x)']) verify(box(poison), 'a_i');
+    expect(probe()).toBe(true);
   });
 
   test('the comparison is deterministic (the numeric fallback uses fixed points)', () => {

@@ -5,6 +5,7 @@
 // bare answer lists and \pm as unordered sets, unions, matrices) element by element; then each element with the
 // compute engine (isSame, isEqual) and, where the engine cannot decide, numerically at random points.
 import { compactKey } from './normalize.js';
+import { evaluate, samplePoints, Unsupported } from './numeric.js';
 import { constantValue, engineEqual, inScope, numericEqual, parse, type Parsed } from './cas.js';
 
 export interface CompareResult {
@@ -244,6 +245,11 @@ export function compareNormalized(ans: string, gt: string, opts: CompareOptions)
     // a word answer ("Evelyn", "east", "not exist"): text only, never algebra (CAKE must not equal KCAE)
     return { equal: ans.replace(/\s+/g, ' ').trim().toLowerCase() === gt.toLowerCase() };
   }
+  // "48/2 = 24" against a ground truth without "=": the last side is the answer
+  if (!gt.includes('=') && ans.includes('=')) {
+    const sides = splitTop(ans, /=/y);
+    if (sides.length > 1 && sides[sides.length - 1] !== '') ans = sides[sides.length - 1];
+  }
   return inScope(() => compareNodes(structure(ans), structure(gt), opts));
 }
 
@@ -304,6 +310,9 @@ function compareAtoms(a: string, g: string, opts: CompareOptions): CompareResult
   if (/^-?\\infty$|^\\emptyset$/.test(g)) return { equal: false };
 
   if (Date.now() > opts.deadline) throw new Timeout();
+  const ge = splitTop(g, /=/y);
+  const ae = splitTop(a, /=/y);
+  if (ge.length === 2 && ae.length === 2) return equationEqual(ae, ge);
   const pg = parse(g);
   const pa = parse(a);
   if (!pa.valid) return { equal: false, reason: 'the answer does not parse as mathematics' };
@@ -315,6 +324,36 @@ function compareAtoms(a: string, g: string, opts: CompareOptions): CompareResult
   }
   if (!pg.valid) return { equal: false, reason: 'the ground truth does not parse; the texts differ' };
   return casEqual(pa, pg, opts);
+}
+
+/**
+ * Two equations are the same when lhs - rhs of one is a non-zero constant multiple of the other's
+ * (5x - 7y + 11z + 4 = 0 and -5x + 7y = 11z + 4 ... scaled): the ratio is compared at random points.
+ */
+function equationEqual(a: string[], g: string[]): CompareResult {
+  const pa = parse(`(${a[0]})-(${a[1]})`);
+  const pg = parse(`(${g[0]})-(${g[1]})`);
+  if (!pa.valid || !pg.valid) return { equal: false, reason: 'the equation does not parse' };
+  const vars = [...new Set([...pa.unknowns, ...pg.unknowns])].sort();
+  if (vars.length === 0 || vars.length > 8) return { equal: false };
+  let ratio: number | null = null;
+  let usable = 0;
+  try {
+    for (const p of samplePoints(vars, 6, true)) {
+      const x = evaluate(pa.json, p);
+      const y = evaluate(pg.json, p);
+      if (x[1] !== 0 || y[1] !== 0 || !Number.isFinite(x[0]) || !Number.isFinite(y[0]) || y[0] === 0) continue;
+      const r = x[0] / y[0];
+      if (r === 0 || !Number.isFinite(r)) return { equal: false };
+      if (ratio === null) ratio = r;
+      else if (Math.abs(r - ratio) > 1e-9 * Math.abs(ratio)) return { equal: false };
+      usable++;
+    }
+  } catch (e) {
+    if (e instanceof Unsupported) return { equal: false, reason: 'could not decide the equivalence' };
+    throw e;
+  }
+  return usable >= 2 ? { equal: true } : { equal: false, reason: 'could not decide the equivalence' };
 }
 
 function casEqual(a: Parsed, g: Parsed, opts: CompareOptions): CompareResult {
