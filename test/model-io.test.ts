@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { modelConfigToJson, parseModelConfig } from '../src/model/config.js';
 import { loadModelDir, saveModelDir } from '../src/model/hfdir.js';
-import { initConfigJson, initModel, type InitShape } from '../src/model/init.js';
+import { fillNormal, initConfigJson, initModel, type InitShape } from '../src/model/init.js';
 import { f32ToBf16Bits, f32ToF16Bits, readSafetensors, readSafetensorsDir, writeSafetensors, writeSafetensorsDir } from '../src/model/safetensors.js';
 import { expectedTensors, parameterCount } from '../src/model/tensors.js';
 import type { Tensor } from '../src/model/types.js';
@@ -318,6 +318,25 @@ describe('model directories', () => {
         for (let i = 0; i < t.data.length; i += 7) expect(got[i]).toBe(nearestRepresentable(t.data[i]!, truncBf16, bf16Value));
       }
     }
+  });
+
+  test('init normals: mean 0, variance std^2, kurtosis 3, tails present', () => {
+    const a = new Float32Array(200001);
+    fillNormal(new Rng(3), a, 0.5);
+    let m1 = 0;
+    for (const x of a) m1 += x / a.length;
+    let m2 = 0;
+    let m4 = 0;
+    let tail = 0;
+    for (const x of a) {
+      m2 += (x - m1) ** 2 / a.length;
+      m4 += (x - m1) ** 4 / a.length;
+      if (Math.abs(x) > 1.5) tail++; // |z| > 3: expected fraction 0.0027
+    }
+    expect(Math.abs(m1)).toBeLessThan(0.005);
+    expect(Math.abs(m2 / 0.25 - 1)).toBeLessThan(0.02);
+    expect(Math.abs(m4 / m2 ** 2 - 3)).toBeLessThan(0.1);
+    expect(Math.abs(tail / a.length - 0.0027)).toBeLessThan(0.0007);
   });
 
   test('same seed, same weights; different seed, different weights', () => {
