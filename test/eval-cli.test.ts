@@ -21,14 +21,14 @@ function clipoSync(...args: string[]) {
 }
 
 /** Async spawn: the fake server lives in this process, so its event loop must keep running. */
-function clipo(args: string[]): { done: Promise<{ code: number | null; signal: string | null; out: string; err: string }>; kill: () => void } {
+function clipo(args: string[]): { done: Promise<{ code: number | null; signal: string | null; out: string; err: string }>; kill: (sig?: NodeJS.Signals) => void } {
   const child = spawn(process.execPath, [bin, ...args], { env });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (err += d));
   const done = new Promise<{ code: number | null; signal: string | null; out: string; err: string }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, out, err })));
-  return { done, kill: () => child.kill('SIGKILL') };
+  return { done, kill: (sig: NodeJS.Signals = 'SIGKILL') => child.kill(sig) };
 }
 
 function readLines(file: string): SampleRecord[] {
@@ -93,7 +93,7 @@ describe('clipo eval --endpoint', () => {
       const problem = (Number(q.match(/What is (\d+)/)![1]) - 3) / 7;
       const right = problem % 3 === 0 || r.seed! % 2 === 0;
       const gt = answers.get(q)!;
-      return { text: `so \\boxed{${right ? gt : gt + '1'}}`, delayMs: 40 };
+      return { text: `so \\boxed{${right ? gt : gt + '1'}}`, delayMs: 100 };
     };
     const slow = await startFakeOpenAI(script);
     const args = (out: string, url: string) => ['eval', '--endpoint', url, '--served-model', 'fake-model', '--data', file, '--samples', String(K), '--temperature', '0.8', '--concurrency', '2', '--out', out];
@@ -107,7 +107,8 @@ describe('clipo eval --endpoint', () => {
       expect(JSON.parse(readFileSync(path.join(refOut, 'results.json'), 'utf8'))).toEqual(refDoc);
       const before = slow.requests.length;
 
-      // interrupted run: kill it once some samples are on disk
+      // interrupted run: kill it once some samples are on disk (the first flush comes after about 1 s, when roughly
+      // 20 of the 48 samples (2 in flight, 100 ms each) are done)
       const out = path.join(dir, 'killed');
       const gens = path.join(out, 'generations.jsonl');
       const run = clipo(args(out, slow.url));
@@ -141,6 +142,33 @@ describe('clipo eval --endpoint', () => {
       expect(before).toBe(problems * K);
     } finally {
       await slow.close();
+    }
+  });
+
+  test('Ctrl-C (SIGINT) saves the finished samples, exits 130 and says how to continue', async () => {
+    const dir = tmpDir();
+    const { file, answers } = writeArithmeticJsonl(dir, 'a.jsonl', 20);
+    const server = await startFakeOpenAI((r) => ({ text: `\\boxed{${answers.get(questionOf(r))}}`, delayMs: 100 }));
+    try {
+      const out = path.join(dir, 'o');
+      const args = ['eval', '--endpoint', server.url, '--served-model', 'fake-model', '--data', file, '--concurrency', '2', '--out', out];
+      const run = clipo(args);
+      const t0 = Date.now();
+      while (server.requests.length < 5 && Date.now() - t0 < 20000) await new Promise((r) => setTimeout(r, 10));
+      run.kill('SIGINT');
+      const r = await run.done;
+      expect(r.code).toBe(130);
+      expect(r.err).toMatch(/SIGINT: finished samples are saved; run the same command to continue/);
+      const text = readFileSync(path.join(out, 'generations.jsonl'), 'utf8');
+      expect(text.endsWith('\n')).toBe(true);
+      // everything answered before the signal was written (the in-flight requests may or may not have been)
+      expect(readLines(path.join(out, 'generations.jsonl')).length).toBeGreaterThanOrEqual(3);
+      const again = await clipo([...args, '--json']).done;
+      expect(again.code).toBe(0);
+      expect(JSON.parse(again.out).benchmarks.a).toMatchObject({ finished: 20, correct: 20 });
+      expect(readLines(path.join(out, 'generations.jsonl')).length).toBe(20);
+    } finally {
+      await server.close();
     }
   });
 
