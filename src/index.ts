@@ -11,6 +11,13 @@ export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type Surrogat
 export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';
 export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
+export { loadModelDir, loadModelConfig, saveModelDir, type ModelDir, type SaveOptions } from './model/hfdir.js';
+export { parseModelConfig, modelConfigToJson, ConfigError } from './model/config.js';
+export { readSafetensors, readSafetensorsDir, writeSafetensors, writeSafetensorsDir, SafetensorsError } from './model/safetensors.js';
+export { ModelTokenizer, byteTokenizerDir } from './model/tokenizer.js';
+export { initModel, type InitShape } from './model/init.js';
+export { expectedTensors, parameterCount, checkWeights } from './model/tensors.js';
+export type { ModelConfig, Tensor, TensorMap } from './model/types.js';
 export { runEval, type RunEvalOptions, type EvalResults, EndpointGenerator, LocalGenerator, loadLocalModel, type Generator, type SampleRecord } from './eval/index.js';
 export { startServer, createServeHandler } from './serve/server.js';
 export { generateTaskSplits, problemText, solutionText, TASK_SPLITS, type TaskSplit, type TaskProblem, type TaskSizes } from './task/generator.js';
