@@ -11,7 +11,9 @@ import {
   type ContrastiveLossResult,
 } from '../src/kernels/contrastive.js';
 import { availableBackends } from '../src/kernels/backend.js';
-import { nativeFunction } from '../src/native.js';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { nativeFunction, packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
 import { refContrastive, refPositiveHash, type RefInput } from './reference/contrastive_ref.js';
 
@@ -399,6 +401,18 @@ describe('contrastiveReward (CLIPO-SPEC section 1 step 5)', () => {
     expect(() => contrastiveReward({ perSample, correct: new Uint8Array(2), lambda: 0.2 })).toThrow(/correct: expected length 3/);
     expect(() => contrastiveReward({ perSample, correct: new Uint8Array(3), lambda: NaN })).toThrow(/lambda/);
     expect(() => contrastiveReward({ perSample: [1, 2, 3] as unknown as Float32Array, correct: new Uint8Array(3), lambda: 1 })).toThrow(/perSample: expected a Float32Array/);
+  });
+});
+
+describe('clipo bench contrastive', () => {
+  test('--quick --json reports fused and unfused timings, bandwidth fraction and speed-up', () => {
+    const r = spawnSync(process.execPath, [path.join(packageRoot, 'bin', 'clipo'), 'bench', 'contrastive', '--quick', '--json', '--repeats', '1', '--backend', 'cpu'], {
+      encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' },
+    });
+    expect(r.status).toBe(0);
+    const rows = JSON.parse(r.stdout).reports[0].rows as Record<string, number | string>[];
+    expect(rows.map((x) => `${x.dtype} ${x.mask}`)).toEqual(['f32 full', 'f32 ragged [L/2,L]', 'bf16 full']);
+    for (const row of rows) for (const k of ['fusedMs', 'unfusedMs', 'GBs', 'ofBandwidth', 'speedup']) expect(row[k]).toBeGreaterThan(0);
   });
 });
 
