@@ -269,7 +269,8 @@ function compareNodes(a: Node, g: Node, opts: CompareOptions): CompareResult {
   if (aItems.open && gItems.open && (aItems.open !== gItems.open || aItems.close !== gItems.close)) {
     return { equal: false, reason: `brackets ${aItems.open}${aItems.close}, expected ${gItems.open}${gItems.close}` };
   }
-  if (aItems.ordered && gItems.ordered) {
+  // in order when either side is a tuple, interval, list or vector; as sets only when both are sets or bare lists
+  if (aItems.ordered || gItems.ordered) {
     for (let k = 0; k < gItems.items.length; k++) if (!compareNodes(aItems.items[k], gItems.items[k], opts).equal) return { equal: false };
     return { equal: true };
   }
