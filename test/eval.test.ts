@@ -372,3 +372,43 @@ describe('data identity', () => {
     await expect(run(moved)).rejects.toThrow(/data for 'arith': arith\.jsonl sha256:\w+ -> arith\.jsonl sha256:\w+/);
   });
 });
+
+describe('one writer per --out', () => {
+  test('a live lock holder is refused; a stale lock (its process gone) is taken over and released', async () => {
+    const dir = tmpDir();
+    const { file } = writeArithmeticJsonl(dir, 'arith.jsonl', 2);
+    const out = path.join(dir, 'out');
+    const gen = {
+      info: { backend: 'endpoint' as const, model: 'm' },
+      async generate(requests: GenRequest[], _p: unknown, onSample: (r: GenRequest, s: number, c: Completion) => void) {
+        for (const r of requests) for (const s of r.samples) onSample(r, s, { text: '\\boxed{0}', finishReason: 'stop' });
+      },
+    };
+    const run = () => runEval({ out, suite: null, benchmarks: [{ key: 'arith', display: 'Arith', file }], samples: 1, params: { temperature: 0, topP: 1, maxNewTokens: 8 }, seed: 0, generator: gen });
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(out, { recursive: true });
+    writeFileSync(path.join(out, '.lock'), String(process.ppid)); // a live process
+    await expect(run()).rejects.toThrow(new RegExp(`another clipo eval \\(pid ${process.ppid}\\) is writing to`));
+    writeFileSync(path.join(out, '.lock'), '2147483646'); // no such process
+    expect((await run()).benchmarks.arith.finished).toBe(2);
+    expect(existsSync(path.join(out, '.lock'))).toBe(false);
+  });
+
+  test('samples delivered before a backend failure are saved', async () => {
+    const dir = tmpDir();
+    const { file } = writeArithmeticJsonl(dir, 'arith.jsonl', 4);
+    const out = path.join(dir, 'out');
+    const gen = {
+      info: { backend: 'endpoint' as const, model: 'm' },
+      async generate(requests: GenRequest[], _p: unknown, onSample: (r: GenRequest, s: number, c: Completion) => void) {
+        onSample(requests[0], 0, { text: '\\boxed{1}', finishReason: 'stop' });
+        onSample(requests[1], 0, { text: '\\boxed{2}', finishReason: 'stop' });
+        throw new Error('backend exploded');
+      },
+    };
+    await expect(runEval({ out, suite: null, benchmarks: [{ key: 'arith', display: 'Arith', file }], samples: 1, params: { temperature: 0, topP: 1, maxNewTokens: 8 }, seed: 0, generator: gen })).rejects.toThrow(/backend exploded/);
+    const lines = readFileSync(path.join(out, 'generations.jsonl'), 'utf8').trimEnd().split('\n');
+    expect(lines.length).toBe(2);
+    expect(existsSync(path.join(out, '.lock'))).toBe(false);
+  });
+});

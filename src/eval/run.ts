@@ -1,7 +1,7 @@
 // `clipo eval` as a library call: plan -> resume check -> generate the missing samples -> verify -> store ->
 // results.json / results.md. See docs/eval.md for the file formats and the resume rules.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
@@ -135,14 +135,23 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   }
 
   await opts.generator.prepare?.();
-  prepareOut(out, identity, !!opts.force, log);
-  const store = GenerationStore.open(path.join(out, 'generations.jsonl'));
+  mkdirSync(out, { recursive: true });
+  const releaseLock = lockOut(out);
+  let store: GenerationStore;
+  try {
+    prepareOut(out, identity, !!opts.force, log);
+    store = GenerationStore.open(path.join(out, 'generations.jsonl'));
+  } catch (e) {
+    releaseLock();
+    throw e;
+  }
   if (store.openInfo.tornBytes) log(`generations.jsonl: dropped a torn last line (${store.openInfo.tornBytes} bytes) from an interrupted run`);
   if (store.openInfo.lines) log(`resuming: ${store.openInfo.lines} lines already in ${store.file}`);
 
   const onSignal = (sig: NodeJS.Signals) => {
     try {
       store.flush();
+      releaseLock();
     } finally {
       if (process.stderr.isTTY) process.stderr.write('\u001b[?25h'); // the progress bar hid the cursor
       process.stderr.write(`\nclipo eval: ${sig}: finished samples are saved; run the same command to continue\n`);
@@ -191,13 +200,19 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
         // (a failure surfaces through Promise.all below; this derived promise must not be an unhandled rejection)
         task.finally(() => verifying.delete(task)).catch(() => {});
       };
+      let genError: unknown;
       try {
         if (requests.some((r) => r.samples.length)) await opts.generator.generate(requests, opts.params, onSample);
-        await Promise.all(verifying);
-      } finally {
-        store.flush();
-        bar.stop();
+      } catch (e) {
+        genError = e;
       }
+      // even when the backend failed, the samples it delivered are verified and saved before giving up
+      const settled = await Promise.allSettled([...verifying]);
+      store.flush();
+      bar.stop();
+      if (genError !== undefined) throw genError;
+      const failed = settled.find((x) => x.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
       perBenchmarkSeconds[b.key] = (Date.now() - t0) / 1000;
       const r = benchmarkResult(store, b, rows.length, opts.samples);
       log(`${b.key}: Pass@1 ${r.pass1 === null ? '-' : r.pass1.toFixed(2)} (${r.finished}/${r.expected} samples${r.errors ? `, ${r.errors} failed` : ''}) in ${perBenchmarkSeconds[b.key].toFixed(1)} s`);
@@ -205,6 +220,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   } finally {
     clearInterval(flushTimer);
     store.close();
+    releaseLock();
     if (opts.handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
@@ -248,6 +264,42 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const averageKeys = opts.suite ? ['M-Avg', opts.suite === 'track1' ? 'G-Avg' : 'C-Avg', 'Avg'] : [];
   writeFileAtomic(path.join(out, 'results.md'), renderResultsMarkdown({ title: `Pass@1: ${opts.generator.info.model}`, benchmarks, summary, averageKeys, notes }));
   return results;
+}
+
+/**
+ * One writer per --out: a lock file holding the pid, created exclusively. A lock whose process is gone (a killed
+ * run) is taken over. Returns the release function.
+ */
+function lockOut(out: string): () => void {
+  const lock = path.join(out, '.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        rmSync(lock, { force: true });
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number(readFileSync(lock, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new UsageError(`another clipo eval (pid ${pid}) is writing to ${out}; wait for it or stop it (or remove ${lock} if that process is not clipo)`);
+      }
+      rmSync(lock, { force: true }); // stale: its process is gone
+    }
+  }
+  throw new UsageError(`cannot lock ${out} (${lock} keeps appearing)`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function fileIdentity(file: string): string {
