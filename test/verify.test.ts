@@ -249,6 +249,24 @@ describe('pathological input', () => {
     expect(verify(box(deep('(', ')', 30)), '1').reason).toMatch(/nested deeper/);
   });
 
+  test('random LaTeX token soup: never throws, always bounded, deterministic', () => {
+    const toks = ['\\frac', '{', '}', '(', ')', '[', ']', '^', '_', '\\sqrt', '1', '9', '0', 'x', 'a', '+', '-', '*', '/', '\\pi', '\\infty', ',', '\\pm', '\\cup', '!', '\\sum', '\\int', 'e', 'i', '\\log', '\\sin', '\\left(', '\\right)', '\\text{', '\\begin{pmatrix}', '\\end{pmatrix}', '\\\\', '&', '.', '=', '\\{', '\\}', '10^{', '99999', '\\cdot', ' ', '\\!', '$', '\\boxed{', '|', '\\lfloor', '\\%'];
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const gts = ['5', 'x^2+1', '(1,2)', '\\frac{\\pi}{2}', 'B', '0.333', '[1, 2]', '(3,4]'];
+    let worst = 0;
+    for (let n = 0; n < 300; n++) {
+      let a = '';
+      for (let k = 1 + Math.floor(rnd() * 30); k > 0; k--) a += toks[Math.floor(rnd() * toks.length)];
+      const t0 = performance.now();
+      const r1 = verify(box(a), gts[n % gts.length]);
+      worst = Math.max(worst, performance.now() - t0);
+      const r2 = verify(box(a), gts[n % gts.length]);
+      expect(r2).toEqual(r1);
+    }
+    expect(worst).toBeLessThan(3000);
+  });
+
   test('non-string input never throws', () => {
     expect(verify(undefined as unknown as string, '5').correct).toBe(false);
     expect(verify(box('5'), null as unknown as string).correct).toBe(false);
