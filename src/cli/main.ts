@@ -11,8 +11,8 @@ import { registerServe } from './commands/serve.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerModel } from './commands/model.js';
 import { registerScore } from './commands/score.js';
-import { registerPending } from './commands/pending.js';
 import { registerTrain } from './commands/train.js';
+import { registerDemo } from './commands/demo.js';
 import { UsageError } from './errors.js';
 
 export function packageVersion(): string {
@@ -35,7 +35,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerScore(program);
   registerData(program);
-  registerPending(program, ['demo']);
+  registerDemo(program);
   return program;
 }
 

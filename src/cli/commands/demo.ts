@@ -1,0 +1,109 @@
+// `clipo demo [--out DIR] [--seeds N] [--steps N] [--quick] [--json] [--cache DIR]`: the built-in end-to-end demo.
+// Progress bars on stderr (one per phase; plain lines when stderr is not a terminal); the report's path, the
+// Pass@1 table and the phase times at the end (or a JSON summary on stdout with --json).
+import chalk from 'chalk';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import path from 'node:path';
+import { UsageError, parseNumberOption } from '../errors.js';
+import { renderTable } from '../table.js';
+
+interface DemoCliOptions {
+  out?: string;
+  seeds: string;
+  steps?: string;
+  quick?: boolean;
+  json?: boolean;
+  cache?: string;
+}
+
+/** runs/demo-2026-11-21T20-05-03 (local time would collide less, but UTC sorts the same everywhere) */
+export function demoDirName(d = new Date()): string {
+  return `demo-${d.toISOString().slice(0, 19).replace(/:/g, '-')}`;
+}
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('the built-in end-to-end demo: warm-up (cached), GRPO vs GRPO+CLIPO from the same start, eval on every split, report.md with pictures')
+    .option('--out <dir>', 'output folder (default: runs/demo-<timestamp>)')
+    .option('--seeds <n>', 'paired seeds per arm (with 2 or more the report gives the CLIPO − GRPO difference with a 95% CI over seeds)', '1')
+    .option('--steps <n>', 'RL steps per arm (default: 30; --quick: 3)')
+    .option('--quick', 'a tiny smoke run (well under a minute)')
+    .option('--json', 'print a JSON summary on stdout at the end (no progress bars)')
+    .option('--cache <dir>', 'cache for the task data and the warm-up model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
+    .action(async (opts: DemoCliOptions) => {
+      const seeds = parseNumberOption('--seeds', opts.seeds, { integer: true, min: 1, max: 100 });
+      const steps = opts.steps === undefined ? undefined : parseNumberOption('--steps', opts.steps, { integer: true, min: 1, max: 100000 });
+      // loaded on use: the engine and the report's plotting libraries are only needed once a demo runs
+      const { DEFAULT_SETTINGS, QUICK_SETTINGS } = await import('../../demo/settings.js');
+      const { defaultCacheDir } = await import('../../demo/warmup.js');
+      const { runDemo } = await import('../../demo/run.js');
+      const settings = structuredClone(opts.quick ? QUICK_SETTINGS : DEFAULT_SETTINGS);
+      if (steps !== undefined) settings.rl.steps = steps;
+      const outDir = path.resolve(opts.out ?? path.join('runs', demoDirName()));
+      const cacheDir = path.resolve(opts.cache ?? process.env.CLIPO_CACHE_DIR ?? defaultCacheDir());
+      if (opts.out !== undefined && opts.out.trim() === '') throw new UsageError('--out: expected a folder');
+
+      const tty = !!process.stderr.isTTY && !opts.json;
+      const log = (s: string) => {
+        if (!opts.json) process.stderr.write(chalk.dim(s) + '\n');
+      };
+      const phase = (name: string) => {
+        if (!tty) {
+          // no terminal: one line when a phase starts and one when it ends
+          let t0 = 0;
+          let last: Record<string, string> = {};
+          return {
+            start: (total: number) => {
+              t0 = performance.now();
+              log(`${name}: ${total} ...`);
+            },
+            update: (_v: number, f?: Record<string, string>) => {
+              if (f) last = { ...last, ...f };
+            },
+            stop: () => log(`${name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s ${Object.entries(last).map(([k, v]) => `${k} ${v}`).join(' ')}`),
+          };
+        }
+        const bar = new cliProgress.SingleBar(
+          { format: `${name.padEnd(26)} {bar} {value}/{total} | {info} | {duration_formatted} (eta {eta_formatted})`, stream: process.stderr, hideCursor: true, barsize: 24, fps: 4 },
+          cliProgress.Presets.shades_classic,
+        );
+        let fields: Record<string, string> = {};
+        const info = () => Object.entries(fields).map(([k, v]) => `${k} ${v}`).join(' ');
+        return {
+          start: (total: number, f?: Record<string, string>) => {
+            fields = { ...f };
+            bar.start(total, 0, { info: info() });
+          },
+          update: (v: number, f?: Record<string, string>) => {
+            fields = { ...fields, ...f };
+            bar.update(v, { info: info() });
+          },
+          stop: () => bar.stop(),
+        };
+      };
+
+      log(`clipo demo (${opts.quick ? 'quick' : 'default'} settings, ${seeds} seed${seeds > 1 ? 's' : ''}) -> ${outDir}`);
+      const r = await runDemo({ settings, outDir, cacheDir, seeds, hooks: { phase, log }, label: opts.quick ? 'quick' : 'default' });
+
+      const arms = [...new Set(r.summary.splits.flatMap((sp) => Object.keys(sp.arms)))];
+      const diffCol = 'CLIPO − GRPO (95% CI)';
+      const rows = r.summary.splits.map((sp) => {
+        const row: Record<string, string> = { split: sp.split };
+        for (const a of arms) row[a] = sp.arms[a] ? `${sp.arms[a]!.mean.toFixed(1)} ± ${sp.arms[a]!.se.toFixed(1)}` : '-';
+        row[diffCol] = sp.difference ? `${sp.difference.mean >= 0 ? '+' : ''}${sp.difference.mean.toFixed(1)} [${sp.difference.lo.toFixed(1)}, ${sp.difference.hi.toFixed(1)}]` : '-';
+        return row;
+      });
+      if (opts.json) {
+        console.log(JSON.stringify({ outDir: r.outDir, report: r.report, warmup: r.warmup, splits: r.summary.splits, timings: r.timings, totalSeconds: r.summary.totalSeconds }, null, 2));
+        return;
+      }
+      process.stderr.write('\n');
+      console.log('Pass@1 (%)');
+      console.log(renderTable(rows, ['split', ...arms, diffCol]));
+      console.log('');
+      console.log(renderTable([...r.timings.map((t) => ({ phase: t.phase, seconds: t.seconds.toFixed(1) })), { phase: 'total', seconds: r.summary.totalSeconds.toFixed(1) }]));
+      console.log(`\n${chalk.green('report')} ${r.report}`);
+    });
+}

@@ -1,0 +1,142 @@
+// `clipo demo --quick` end to end as a user runs it (a child process): the report with its table, figures and
+// times; the per-arm runs; a second demo that reuses the cached warm-up (same starting model, same start scores)
+// and pairs two seeds; flag errors. Plus the pieces the report's claims rest on: both arms get the same config
+// except CLIPO, the warm-up cache key covers the settings, the warm-up learning-rate schedule.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { armConfig, EVAL_SPLITS } from '../src/demo/run.js';
+import { DEFAULT_SETTINGS, QUICK_SETTINGS } from '../src/demo/settings.js';
+import { warmupKey, warmupLr } from '../src/demo/warmup.js';
+import { packageRoot } from '../src/native.js';
+
+const bin = path.join(packageRoot, 'bin', 'clipo');
+function clipo(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'clipo-demo-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const cache = path.join(tmp, 'cache');
+
+interface DemoJson {
+  outDir: string;
+  report: string;
+  warmup: { reused: boolean; steps: number; modelDir: string };
+  splits: Array<{ split: string; arms: Record<string, { mean: number; se: number; n: number; seeds: number }>; difference: { unit: string; n: number } | null }>;
+  timings: Array<{ phase: string; seconds: number }>;
+}
+
+describe('clipo demo --quick', () => {
+  let first: DemoJson;
+  const outA = path.join(tmp, 'a');
+
+  test('writes report.md with the table, the figures and the times, and the runs of both arms', () => {
+    const r = clipo('demo', '--quick', '--out', outA, '--cache', cache, '--json');
+    expect(r.err).not.toMatch(/Error/);
+    expect(r.code).toBe(0);
+    first = JSON.parse(r.out) as DemoJson;
+    expect(first.warmup.reused).toBe(false);
+    expect(first.warmup.steps).toBeGreaterThan(0);
+
+    const md = readFileSync(path.join(outA, 'report.md'), 'utf8');
+    expect(md).toMatch(/^\| split \| GRPO \| GRPO\+CLIPO \| start \(warm-up\) \| GRPO\+CLIPO − GRPO \(95% CI\) \| reading \|$/m);
+    for (const split of EVAL_SPLITS) expect(md).toMatch(new RegExp(`^\\| ${split} \\| \\d+\\.\\d ± `, 'm'));
+    for (const fig of ['reward-accuracy', 'contrastive', 'embeddings']) {
+      expect(md).toContain(`(figures/${fig}.svg)`);
+      expect(readFileSync(path.join(outA, 'figures', `${fig}.svg`), 'utf8')).toMatch(/^<svg/);
+    }
+    expect(md).toMatch(/^\| supervised warm-up \| \d+\.\d \|$/m);
+    expect(md).toMatch(/^\| RL GRPO\+CLIPO \| \d+\.\d \|$/m);
+    expect(md).toMatch(/^\| total \| \d+\.\d \|$/m);
+
+    // every split evaluated for all three arms on the same problems, one seed
+    expect(first.splits.map((s) => s.split)).toEqual([...EVAL_SPLITS]);
+    for (const s of first.splits) {
+      expect(Object.keys(s.arms).sort()).toEqual(['GRPO', 'GRPO+CLIPO', 'start (warm-up)']);
+      for (const a of Object.values(s.arms)) expect(a.n).toBe(QUICK_SETTINGS.evalProblems);
+      expect(s.difference?.unit).toBe('problems');
+    }
+
+    // the RL runs: one metrics row per step; only the CLIPO arm has contrastive figures
+    const rows = (arm: string) => readFileSync(path.join(outA, 'runs', `${arm}-seed1`, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const grpo = rows('grpo');
+    const clipoRows = rows('grpo-clipo');
+    expect(grpo.map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(clipoRows.map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(grpo.every((m) => m.contrastive_loss === null)).toBe(true);
+    expect(clipoRows.every((m) => typeof m.contrastive_loss === 'number')).toBe(true);
+    // checkpoints are removed once evaluated (the report keeps the numbers)
+    expect(existsSync(path.join(outA, 'runs', 'grpo-seed1', 'checkpoints'))).toBe(false);
+  }, 60_000);
+
+  test('a second demo reuses the cached warm-up and pairs seeds', () => {
+    const outB = path.join(tmp, 'b');
+    const r = clipo('demo', '--quick', '--seeds', '2', '--steps', '2', '--out', outB, '--cache', cache, '--json');
+    expect(r.code).toBe(0);
+    const second = JSON.parse(r.out) as DemoJson;
+    expect(second.warmup.reused).toBe(true);
+    expect(second.warmup.modelDir).toBe(first.warmup.modelDir);
+    expect(second.timings.find((t) => t.phase.startsWith('supervised warm-up'))!.phase).toBe('supervised warm-up (cached)');
+    // the same starting model gives the same greedy scores
+    for (let i = 0; i < EVAL_SPLITS.length; i++) expect(second.splits[i]!.arms['start (warm-up)']!.mean).toBe(first.splits[i]!.arms['start (warm-up)']!.mean);
+    for (const s of second.splits) {
+      expect(s.arms['GRPO']!.seeds).toBe(2);
+      expect(s.difference).toMatchObject({ unit: 'seeds', n: 2 });
+    }
+    expect(existsSync(path.join(outB, 'runs', 'grpo-clipo-seed2', 'metrics.jsonl'))).toBe(true);
+    expect(readFileSync(path.join(outB, 'report.md'), 'utf8')).toMatch(/supervised warm-up \(cached\)/);
+  }, 60_000);
+
+  test('bad flags are usage errors', () => {
+    const a = clipo('demo', '--quick', '--seeds', '0', '--cache', cache);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/--seeds: must be at least 1/);
+    const b = clipo('demo', '--quick', '--steps', 'many', '--cache', cache);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/--steps: expected a number/);
+  });
+});
+
+describe('demo pieces', () => {
+  test('both arms get the same config except clipo.enabled (same start, seed, data and budget)', () => {
+    const o = { modelDir: '/m', trainFile: '/t.parquet', outDir: '/o', seed: 3 };
+    const g = armConfig(DEFAULT_SETTINGS, { ...o, clipo: false });
+    const c = armConfig(DEFAULT_SETTINGS, { ...o, clipo: true });
+    expect(c.clipo.enabled).toBe(true);
+    expect(g.clipo.enabled).toBe(false);
+    expect({ ...c, clipo: { ...c.clipo, enabled: false } }).toEqual(g);
+    expect(g.optim.seed).toBe(3);
+    expect(g.optim.max_steps).toBe(DEFAULT_SETTINGS.rl.steps);
+    expect(g.algorithm.preset).toBe('grpo');
+  });
+
+  test('the warm-up cache key changes with anything that changes the warm-up, and only then', () => {
+    const base = warmupKey(DEFAULT_SETTINGS);
+    expect(warmupKey(structuredClone(DEFAULT_SETTINGS))).toBe(base);
+    const changed = (f: (s: typeof DEFAULT_SETTINGS) => void) => {
+      const s = structuredClone(DEFAULT_SETTINGS);
+      f(s);
+      return warmupKey(s);
+    };
+    expect(changed((s) => (s.model.hidden = 96))).not.toBe(base);
+    expect(changed((s) => (s.task.seed = 5))).not.toBe(base);
+    expect(changed((s) => (s.warmup.maxSteps += 1))).not.toBe(base);
+    expect(changed((s) => (s.warmup.targetAccuracy = 0.5))).not.toBe(base);
+    // RL settings do not touch the warm-up
+    expect(changed((s) => (s.rl.steps = 99))).toBe(base);
+    expect(changed((s) => (s.clipo.lambda = 0.5))).toBe(base);
+  });
+
+  test('warm-up learning rate: linear ramp, then cosine from the peak down to 10%', () => {
+    const total = 200, peak = 1e-3;
+    expect(warmupLr(1, total, peak)).toBeCloseTo(peak / 10, 12);
+    expect(warmupLr(10, total, peak)).toBeCloseTo(peak, 12);
+    expect(warmupLr(total, total, peak)).toBeCloseTo(0.1 * peak, 12);
+    const mid = 10 + (total - 10) / 2;
+    expect(warmupLr(mid, total, peak)).toBeCloseTo(0.55 * peak, 12);
+    for (let s = 11; s < total; s++) expect(warmupLr(s + 1, total, peak)).toBeLessThanOrEqual(warmupLr(s, total, peak));
+  });
+});
