@@ -98,6 +98,10 @@ describe('clipo model init / info', () => {
       expect(r.code).toBe(2);
       expect(r.err).toMatch(re);
     }
+    // a missing required flag is reported (not a process.exit from inside commander)
+    const missing = await clipoHere('model', 'init', '--arch', 'llama');
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/required option '--layers <n>' not specified/);
     // --force replaces a non-empty directory
     const dir = path.join(tmpRoot, 'forced');
     mkdirSync(dir);
@@ -118,7 +122,7 @@ describe('clipo model init / info', () => {
 });
 
 describe('clipo generate / score', () => {
-  test('score prints log p(x_i | x_<i) for every token after the first, equal to the engine logits', () => {
+  test('score prints log p(x_i | x_<i) for every token after the first, equal to the engine logits', async () => {
     const tokens = [104, 105, 32, 257, 3, 200];
     const r = clipo('score', '--model', byteModel, '--tokens', tokens.join(','), '--json');
     expect(r.err).toBe('');
@@ -133,13 +137,13 @@ describe('clipo generate / score', () => {
       expect(Math.abs(doc.logprobs[i] - logSoftmaxAt(logits, i, 272, tokens[i + 1]!))).toBeLessThan(1e-4);
     }
     // text mode: a table and the sum
-    const t = clipo('score', '--model', byteModel, '--text', 'hi!');
+    const t = await clipoHere('score', '--model', byteModel, '--text', 'hi!');
     expect(t.code).toBe(0);
     expect(t.out).toMatch(/position\s+token\s+text\s+logprob/);
     expect(t.out).toMatch(/^sum -\d+\.\d{4}/m);
   });
 
-  test('generate: same seed same output; sampling log-probs equal score; greedy is the argmax', () => {
+  test('generate: same seed same output; sampling log-probs equal score; greedy is the argmax', async () => {
     const args = ['generate', '--model', byteModel, '--prompt', 'Hi', '--chat', '--max-new-tokens', '12', '--temperature', '1', '--seed', '7', '--n', '3', '--json'];
     const a = clipo(...args);
     expect(a.err).toBe('');
@@ -150,18 +154,18 @@ describe('clipo generate / score', () => {
     expect(doc.prompt.tokens[0]).toBe(256);
     expect(doc.samples.length).toBe(3);
     expect(new Set(doc.samples.map((s: { tokens: number[] }) => s.tokens.join(','))).size).toBeGreaterThan(1);
-    const other = JSON.parse(clipo(...args.slice(0, -5), '--seed', '8', '--n', '3', '--json').out);
+    const other = JSON.parse((await clipoHere(...args.slice(0, -5), '--seed', '8', '--n', '3', '--json')).out);
     expect(other.samples.map((s: { tokens: number[] }) => s.tokens)).not.toEqual(doc.samples.map((s: { tokens: number[] }) => s.tokens));
 
     const s0 = doc.samples[0] as { tokens: number[]; logprobs: number[]; finishReason: string; text: string };
     expect(s0.logprobs.length).toBe(s0.tokens.length);
     expect(s0.finishReason === 'stop' ? s0.tokens.at(-1) === 257 : s0.tokens.length === 12).toBe(true);
     const full = [...doc.prompt.tokens, ...s0.tokens];
-    const scored = JSON.parse(clipo('score', '--model', byteModel, '--tokens', full.join(','), '--json').out).logprobs as number[];
+    const scored = JSON.parse((await clipoHere('score', '--model', byteModel, '--tokens', full.join(','), '--json')).out).logprobs as number[];
     const tail = scored.slice(doc.prompt.tokens.length - 1);
     for (let i = 0; i < s0.tokens.length; i++) expect(Math.abs(tail[i]! - s0.logprobs[i]!)).toBeLessThan(1e-3);
 
-    const g = JSON.parse(clipo('generate', '--model', bareModel, '--prompt-tokens', '4,5,6', '--max-new-tokens', '5', '--temperature', '0', '--json').out);
+    const g = JSON.parse((await clipoHere('generate', '--model', bareModel, '--prompt-tokens', '4,5,6', '--max-new-tokens', '5', '--temperature', '0', '--json')).out);
     const m = loadModelDir(bareModel);
     const engine = Engine.create(m.config, m.weights, { threads: 1 });
     const seq = [4, 5, 6, ...g.samples[0].tokens];
@@ -174,11 +178,11 @@ describe('clipo generate / score', () => {
     expect(g.samples[0].text).toBeUndefined(); // no tokenizer: ids only
   });
 
-  test('text output decodes the sample and marks ids the tokenizer does not know', () => {
-    const r = clipo('generate', '--model', byteModel, '--prompt', 'ab', '--max-new-tokens', '40', '--temperature', '3', '--seed', '1');
+  test('text output decodes the sample and marks ids the tokenizer does not know', async () => {
+    const r = await clipoHere('generate', '--model', byteModel, '--prompt', 'ab', '--max-new-tokens', '40', '--temperature', '3', '--seed', '1');
     expect(r.code).toBe(0);
     expect(r.out.length).toBeGreaterThan(0);
-    const j = JSON.parse(clipo('generate', '--model', byteModel, '--prompt', 'ab', '--max-new-tokens', '40', '--temperature', '3', '--seed', '1', '--json').out);
+    const j = JSON.parse((await clipoHere('generate', '--model', byteModel, '--prompt', 'ab', '--max-new-tokens', '40', '--temperature', '3', '--seed', '1', '--json')).out);
     const unknown = (j.samples[0].tokens as number[]).filter((t) => t >= 259);
     for (const t of unknown) expect(j.samples[0].text).toContain(`<|unk:${t}|>`);
   });

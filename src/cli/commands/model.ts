@@ -83,6 +83,9 @@ export function registerModel(program: Command): void {
       if (opts.json) console.log(JSON.stringify(info, null, 2));
       else for (const [k, v] of Object.entries(info)) console.log(`${chalk.bold(k.padEnd(15))} ${typeof v === 'object' ? JSON.stringify(v) : v}`);
     });
+
+  // Flag errors in subcommands throw (and main() reports them) instead of calling process.exit directly.
+  for (const c of model.commands) c.exitOverride();
 }
 
 function runInit(opts: InitOptions): void {
