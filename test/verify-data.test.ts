@@ -7,6 +7,7 @@ import path from 'node:path';
 import { loadDataset } from '../src/data/load.js';
 import { defaultDataRoot, suites } from '../src/data/suites.js';
 import { verify } from '../src/verify/index.js';
+import { mathRewrite } from '../src/bench/verify.js';
 
 const root = defaultDataRoot();
 const have = existsSync(path.join(root, 'test'));
@@ -29,8 +30,11 @@ function perturb(gt: string): string {
   return `${gt}+1`;
 }
 
-/** GT written another accepted way (null when there is no obvious other way). */
+/** GT written another accepted way (null when there is no obvious other way); LaTeX fractions and roots in a form
+ * only the compute engine can match. */
 function rewrite(gt: string): string | null {
+  const engineForm = mathRewrite(gt);
+  if (engineForm) return engineForm;
   if (/^\d+$/.test(gt)) return gt.length > 3 ? Number(gt).toLocaleString('en-US').replace(/,/g, ',\\!') : `${gt}.0`;
   if (/^0\d+$/.test(gt)) return String(Number(gt));
   const dec = /^(-?\d+)\.(\d+)$/.exec(gt);
