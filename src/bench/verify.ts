@@ -36,7 +36,7 @@ function gsmVariant(gt: string, k: number): string {
   return k % 2 === 0 ? `x = ${gt}` : `${gt} \\text{ dollars}`;
 }
 
-/** GT in a form only the compute engine can match: \\frac{a}{b} -> ((a)/(b)), \\sqrt{x} -> ((x)^{1/2}). */
+/** GT in a form only the compute engine can match: \frac{a}{b} -> ((a)/(b)), \sqrt{x} -> ((x)^{1/2}). */
 export function mathRewrite(gt: string): string | null {
   // a mixed number (1\frac{4}{5}) would become a product
   if (/\d\s*\\d?frac/.test(gt)) return null;
