@@ -155,6 +155,13 @@ describe('safetensors', () => {
   test('corrupt headers give errors naming the file and the tensor', () => {
     const ok = { a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 16] } };
     expect(readSafetensors(rawFile(ok, 16)).tensors.get('a')!.shape).toEqual([2, 2]);
+    // F64 narrows to fp32
+    const f64 = tmp('f64') + '.safetensors';
+    const hdr = Buffer.from(JSON.stringify({ d: { dtype: 'F64', shape: [2], data_offsets: [0, 16] } }));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hdr.length));
+    writeFileSync(f64, Buffer.concat([len, hdr, Buffer.from(new Float64Array([Math.PI, -1e-3]).buffer)]));
+    expect(Array.from(readSafetensors(f64).tensors.get('d')!.data)).toEqual([Math.fround(Math.PI), Math.fround(-1e-3)]);
     const cases: Array<[string, RegExp]> = [
       [rawFile(ok, 16, { lenOverride: 1n << 40n }), /header length \d+ exceeds/],
       [rawFile(ok, 0, { lenOverride: 5000n }), /header length 5000 runs past the end of the file/],
@@ -258,6 +265,8 @@ describe('config.json', () => {
     bad({ num_key_value_heads: 3 }, /key 'num_key_value_heads': 3 does not divide num_attention_heads = 28/);
     bad({ hidden_act: 'gelu' }, /key 'hidden_act': 'gelu' is not supported/);
     bad({ use_sliding_window: true }, /key 'use_sliding_window'/);
+    bad({ layer_types: Array(28).fill('full_attention').fill('sliding_attention', 20) }, /key 'layer_types.20': 'sliding_attention' is not supported/);
+    bad({ layer_types: ['full_attention'] }, /key 'layer_types': has 1 entries but num_hidden_layers = 28/);
     bad({ eos_token_id: 200000 }, /key 'eos_token_id': token id 200000 is outside the vocabulary/);
     bad({ eos_token_id: 'x' }, /key 'eos_token_id'/);
     bad({ rope_scaling: { type: 'yarn', factor: 4 } }, /key 'rope_scaling.rope_type': "yarn" is not supported/);

@@ -36,6 +36,7 @@ const rawSchema = z.looseObject({
   attention_bias: z.boolean().optional(),
   mlp_bias: z.boolean().optional(),
   use_sliding_window: z.boolean().optional(),
+  layer_types: z.array(z.string()).optional(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });
@@ -79,6 +80,14 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
   }
   if (c.use_sliding_window === true) {
     throw err('use_sliding_window', 'sliding-window attention is not supported; set it to false');
+  }
+  // transformers 5 lists the attention kind per layer
+  if (c.layer_types) {
+    if (c.layer_types.length !== c.num_hidden_layers) {
+      throw err('layer_types', `has ${c.layer_types.length} entries but num_hidden_layers = ${c.num_hidden_layers}`);
+    }
+    const i = c.layer_types.findIndex((t) => t !== 'full_attention');
+    if (i >= 0) throw err(`layer_types.${i}`, `'${c.layer_types[i]}' is not supported (only 'full_attention')`);
   }
 
   const numHeads = c.num_attention_heads;

@@ -1,7 +1,8 @@
 // Hugging Face model directories: config.json + safetensors (+ tokenizer files) in, the same layout out, so a
 // directory clipo writes loads in transformers or vLLM and a trained policy replaces the original in place.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { writeJsonAtomic } from '../util/atomic.js';
 import { modelConfigToJson, parseModelConfig, type SaveDtype } from './config.js';
 import { readSafetensorsDir, writeSafetensorsDir, type StoredDtype } from './safetensors.js';
 import { checkWeights, expectedTensors } from './tensors.js';
@@ -82,7 +83,7 @@ export function saveModelDir(dir: string, config: ModelConfig, weights: TensorMa
   mkdirSync(tmp);
   try {
     const written = writeSafetensorsDir(tmp, ordered, { dtype: dtype === 'bf16' ? 'BF16' : 'F32', maxShardBytes: opts.maxShardBytes });
-    writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(modelConfigToJson(config, dtype), null, 2) + '\n');
+    writeJsonAtomic(path.join(tmp, 'config.json'), modelConfigToJson(config, dtype));
     written.push('config.json');
     if (opts.copyFrom) {
       for (const f of [...tokenizerFiles, ...(opts.copyGenerationConfig === false ? [] : ['generation_config.json'])]) {

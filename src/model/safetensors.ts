@@ -7,7 +7,7 @@
 // Reading converts BF16/F16/F32/F64 to fp32. Every tensor is read straight from the file into its own
 // Float32Array (fp32 data lands in place; half-precision data goes through one bounded chunk buffer), so a file is
 // never held in memory twice. Sharded checkpoints use model.safetensors.index.json { weight_map: { name: file } }.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Tensor, TensorMap } from './types.js';
@@ -313,6 +313,7 @@ export function writeSafetensors(file: string, tensors: Array<[string, Tensor]>,
     for (const [, t] of tensors) {
       for (let i = 0; i < t.data.length; i += per) writeAll(fd, encodeChunk(t.data.subarray(i, Math.min(t.data.length, i + per)), dtype));
     }
+    fsyncSync(fd); // on disk before the directory holding it is renamed into place
   } finally {
     closeSync(fd);
   }
@@ -359,6 +360,7 @@ export function writeSafetensorsDir(dir: string, tensors: Array<[string, Tensor]
   const fd = openSync(path.join(dir, INDEX_FILE), 'w');
   try {
     writeAll(fd, Buffer.from(JSON.stringify(index, null, 2) + '\n', 'utf8'));
+    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
