@@ -1,5 +1,5 @@
 // The training config: YAML + --set overrides, validated with messages that name the key; presets; the recipes.
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { applySet, loadTrainConfig, parseTrainConfig } from '../src/config/load.js';
@@ -12,6 +12,7 @@ function yamlFile(text: string): string {
   writeFileSync(f, text);
   return f;
 }
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const minimal = 'model: {path: m}\ndata: {train_files: a.parquet}\n';
 
 describe('training config', () => {

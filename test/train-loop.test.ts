@@ -2,7 +2,7 @@
 // training raises reward for every preset, CLIPO with λ = 0 equals the base algorithm, micro-batching does not
 // change the update, a killed run resumes to the same trajectory, the warm-up freezes the policy, dynamic sampling
 // keeps only groups with a signal, and a NaN stops the run keeping the last good checkpoint.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseTrainConfig, type TrainConfig } from '../src/config/load.js';
@@ -56,7 +56,15 @@ function runSteps(t: Trainer) {
 
 const weightsOf = (t: Trainer) => [...t.policy.exportWeights().values()].map((x) => Array.from(x.data));
 const stripTimes = (m: StepMetrics) => Object.fromEntries(Object.entries(m).filter(([k]) => !k.startsWith('time_') && k !== 'tokens_per_s'));
-const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'clipo-train-'));
+const made: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(path.join(os.tmpdir(), 'clipo-train-'));
+  made.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 describe('trainer on a tiny policy', () => {
   test.each(['grpo', 'dapo', 'gspo', 'gmpo'])('%s raises training reward (with and without CLIPO)', (preset) => {
