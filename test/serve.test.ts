@@ -42,10 +42,10 @@ function fakeEngine(reply: (prompt: string, sample: number, seed: number, temper
   return { engine, calls };
 }
 
-async function withServer<T>(reply: Parameters<typeof fakeEngine>[0], fn: (url: string, calls: ReturnType<typeof fakeEngine>['calls']) => Promise<T>, ctx?: number): Promise<T> {
+async function withServer<T>(reply: Parameters<typeof fakeEngine>[0], fn: (url: string, calls: ReturnType<typeof fakeEngine>['calls']) => Promise<T>, ctx?: number, opts: { batchWindowMs?: number; maxBatchSequences?: number } = {}): Promise<T> {
   const { engine, calls } = fakeEngine(reply, ctx);
   const model = new LocalModel(engine, ModelTokenizer.byte(), 'tiny');
-  const s = await startServer(model, { port: 0 });
+  const s = await startServer(model, { port: 0, ...opts });
   try {
     return await fn(s.url, calls);
   } finally {
@@ -166,6 +166,34 @@ describe('clipo serve (HTTP layer)', () => {
     });
   });
 
+  test('queued greedy requests with the same max_tokens and n share one engine call; each keeps its own stop strings', async () => {
+    await withServer((p) => `echo ${p.slice(7)} end`, async (url, calls) => {
+      const body = (i: number, extra: object = {}) => ({ model: 'tiny', prompt: `prompt ${i}`.padEnd(14, '.'), max_tokens: 30, temperature: 0, ...extra });
+      const rs = await Promise.all([
+        post(url, '/completions', body(0)),
+        post(url, '/completions', body(1, { stop: ' end' })),
+        post(url, '/completions', body(2, { seed: 99 })),
+        post(url, '/completions', body(3, { max_tokens: 31 })), // other max_tokens: not in the batch
+        post(url, '/completions', body(4, { temperature: 0.5 })), // sampled: alone
+      ]);
+      expect(rs.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(rs.map((r) => r.json.choices[0].text)).toEqual(['echo 0...... end', 'echo 1......', 'echo 2...... end', 'echo 3...... end', 'echo 4...... end']);
+      expect(rs[1].json.choices[0].finish_reason).toBe('stop');
+      expect(calls.map((c) => c.prompts.length).sort()).toEqual([1, 1, 3]);
+      const batched = calls.find((c) => c.prompts.length === 3)!;
+      expect(batched).toMatchObject({ temperature: 0, maxNewTokens: 30 });
+    }, 512, { batchWindowMs: 300 });
+  });
+
+  test('a batch never exceeds maxBatchSequences', async () => {
+    await withServer((p) => p, async (url, calls) => {
+      const rs = await Promise.all(Array.from({ length: 5 }, (_, i) => post(url, '/completions', { model: 'tiny', prompt: `p${i}`, max_tokens: 4, temperature: 0 })));
+      expect(rs.every((r) => r.status === 200)).toBe(true);
+      expect(Math.max(...calls.map((c) => c.prompts.length))).toBeLessThanOrEqual(2);
+      expect(calls.reduce((a, c) => a + c.prompts.length, 0)).toBe(5);
+    }, 512, { batchWindowMs: 300, maxBatchSequences: 2 });
+  });
+
   test('clipo eval --endpoint against it: the whole path from data file to results', async () => {
     const dir = tmpDir();
     const { file, answers } = writeArithmeticJsonl(dir, 'arith.jsonl', 5);
@@ -206,6 +234,8 @@ describe('clipo serve flags', () => {
     [['--model', '.', '--port', '70000'], /--port: must be at most 65535/],
     [['--model', '.', '--port', 'x'], /--port: expected a number/],
     [['--model', '.', '--threads', '0'], /--threads: must be at least 1/],
+    [['--model', '.', '--max-batch', '0'], /--max-batch: must be at least 1/],
+    [['--model', '.', '--batch-window', '-5'], /--batch-window: must be at least 0/],
     [['--model', '.', '--served-model-name', ' '], /--served-model-name: must not be empty/],
   ] as Array<[string[], RegExp]>)('%j is refused', async (args, msg) => {
     const e = await parse(...args);

@@ -24,6 +24,8 @@ export interface TextRequest {
   ids: number[];
   /** samples of this prompt */
   n: number;
+  /** stop strings for this request (overrides params.stop) */
+  stop?: string[];
 }
 
 export interface TextParams {
@@ -102,7 +104,7 @@ export class LocalModel {
         stopTokens: this.stopTokens,
         ...(params.maxBatch ? { maxBatch: params.maxBatch } : {}),
       });
-      for (const s of res.sequences) out[idx[s.promptIndex]][s.sampleIndex] = this.toChoice(s.tokens, s.finishReason, params.stop);
+      for (const s of res.sequences) out[idx[s.promptIndex]][s.sampleIndex] = this.toChoice(s.tokens, s.finishReason, requests[idx[s.promptIndex]].stop ?? params.stop);
     }
     return out;
   }

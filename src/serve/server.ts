@@ -1,7 +1,11 @@
 // `clipo serve`: an OpenAI-compatible HTTP server over a LocalModel (native engine + tokenizer), on node:http.
-// Routes: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (non-streaming). The engine is used by
-// one request at a time (a promise queue); requests wait their turn. Errors are JSON in OpenAI's shape:
-// {"error": {"message", "type", "param", "code"}}.
+// Routes: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (non-streaming). Errors are JSON in
+// OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+//
+// Scheduling: one engine call at a time, from a queue in arrival order. Greedy requests (temperature 0) waiting
+// in the queue with the same max_tokens and n are decoded together in one batched call: greedy decoding uses no
+// randomness and the engine's rows are computed independently, so each answer is exactly what it would be alone.
+// Sampled requests run one per call, so each keeps its own seed.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ContextLengthError, type LocalModel, type TextChoice, type TextParams } from '../eval/localmodel.js';
@@ -24,18 +28,63 @@ export interface ServeOptions {
   /** default max_tokens when a request gives none: chat fills the context (capped here), completions 16 as OpenAI */
   defaultMaxTokens?: number;
   log?: (msg: string) => void;
+  /** most sequences in one batched greedy call (default 32) */
+  maxBatchSequences?: number;
+  /** wait this long before starting an engine call, to gather more greedy requests (default 0: next tick) */
+  batchWindowMs?: number;
 }
 
 export function createServeHandler(model: LocalModel, opts: ServeOptions = {}): http.RequestListener {
-  let queue: Promise<unknown> = Promise.resolve();
   let counter = 0;
   const log = opts.log ?? (() => {});
-  /** runs engine work strictly one at a time, in arrival order */
-  const serial = <T>(work: () => T): Promise<T> => {
-    const p = queue.then(work);
-    queue = p.catch(() => {});
-    return p;
+  const maxBatch = opts.maxBatchSequences ?? 32;
+  interface Job {
+    ids: number[];
+    n: number;
+    params: TextParams;
+    resolve: (c: TextChoice[]) => void;
+    reject: (e: unknown) => void;
+  }
+  const pending: Job[] = [];
+  let busy = false;
+  let scheduled = false;
+  const batchable = (a: Job, b: Job) => a.params.temperature === 0 && b.params.temperature === 0 && a.params.maxNewTokens === b.params.maxNewTokens && a.n === b.n;
+  /** Starts the next engine call once the engine is free; deferred so requests that arrived meanwhile are queued. */
+  const schedule = () => {
+    if (busy || scheduled || pending.length === 0) return;
+    scheduled = true;
+    const start = () => {
+      scheduled = false;
+      if (busy || pending.length === 0) return;
+      busy = true;
+      const head = pending.shift()!;
+      const batch = [head];
+      for (let i = 0; i < pending.length && (batch.length + 1) * head.n <= maxBatch; ) {
+        if (batchable(head, pending[i])) batch.push(...pending.splice(i, 1));
+        else i++;
+      }
+      try {
+        const t0 = Date.now();
+        const out = model.generate(batch.map((j) => ({ ids: j.ids, n: j.n, stop: j.params.stop ?? [] })), head.params);
+        const tokens = out.reduce((a, cs) => a + cs.reduce((b, c) => b + c.completionTokens, 0), 0);
+        const ms = Date.now() - t0;
+        log(`engine: ${batch.length} request(s), ${batch.length * head.n} sequence(s), ${tokens} tokens in ${ms} ms (${((1000 * tokens) / Math.max(1, ms)).toFixed(0)} tokens/s)`);
+        batch.forEach((j, i) => j.resolve(out[i]));
+      } catch (e) {
+        for (const j of batch) j.reject(e);
+      } finally {
+        busy = false;
+        schedule();
+      }
+    };
+    if (opts.batchWindowMs) setTimeout(start, opts.batchWindowMs);
+    else setImmediate(start);
   };
+  const enqueue = (ids: number[], n: number, params: TextParams) =>
+    new Promise<TextChoice[]>((resolve, reject) => {
+      pending.push({ ids, n, params, resolve, reject });
+      schedule();
+    });
 
   const params = (r: ChatRequest | CompletionRequest, maxTokens: number): TextParams => ({
     temperature: r.temperature ?? 1,
@@ -57,7 +106,7 @@ export function createServeHandler(model: LocalModel, opts: ServeOptions = {}): 
       if (e instanceof ContextLengthError) throw new HttpError(400, e.message, 'invalid_request_error', 'messages');
       throw e;
     }
-    return serial(() => model.generate([{ ids, n }], p)[0]);
+    return enqueue(ids, n, p);
   };
 
   const usage = (promptTokens: number, choices: TextChoice[]) => {

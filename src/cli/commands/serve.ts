@@ -13,6 +13,8 @@ interface ServeFlags {
   host: string;
   servedModelName?: string;
   threads?: string;
+  maxBatch: string;
+  batchWindow: string;
   quiet?: boolean;
 }
 
@@ -25,18 +27,22 @@ export function registerServe(program: Command): void {
     .option('--host <addr>', 'address to bind; anything but loopback exposes the model without authentication', '127.0.0.1')
     .option('--served-model-name <name>', 'the model name clients must send (default: the directory name)')
     .option('--threads <n>', 'engine threads (default: all cores)')
+    .option('--max-batch <n>', 'most sequences in one batched call of queued greedy requests', '32')
+    .option('--batch-window <ms>', 'wait this long before each engine call to gather more greedy requests', '0')
     .option('--quiet', 'no per-request log lines')
     .action(async (f: ServeFlags) => {
       if (!f.model) throw new UsageError('--model DIR is required');
       if (!existsSync(f.model) || !statSync(f.model).isDirectory()) throw new UsageError(`--model: not a directory: ${f.model}`);
       const port = parseNumberOption('--port', f.port, { integer: true, min: 0, max: 65535 });
       const threads = f.threads === undefined ? undefined : parseNumberOption('--threads', f.threads, { integer: true, min: 1, max: 1024 });
+      const maxBatchSequences = parseNumberOption('--max-batch', f.maxBatch, { integer: true, min: 1, max: 4096 });
+      const batchWindowMs = parseNumberOption('--batch-window', f.batchWindow, { min: 0, max: 60_000 });
       if (f.servedModelName !== undefined && f.servedModelName.trim() === '') throw new UsageError('--served-model-name: must not be empty');
       const log = (m: string) => process.stderr.write(chalk.dim(m) + '\n');
       const model = await loadLocalModel(f.model, { name: f.servedModelName, threads });
       let s;
       try {
-        s = await startServer(model, { host: f.host, port, log: f.quiet ? undefined : log });
+        s = await startServer(model, { host: f.host, port, maxBatchSequences, batchWindowMs, log: f.quiet ? undefined : log });
       } catch (e) {
         throw new UsageError(`cannot listen on ${f.host}:${port}: ${(e as Error).message}`, 1);
       }
