@@ -83,7 +83,7 @@ const qwen25Template =
   "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
 /** A miniature Qwen2-style tokenizer directory: byte-level BPE with a few merges and ChatML specials. */
-function writeQwenStyle(dir: string, template: string | null, templateFile = false): void {
+function writeQwenStyle(dir: string, template: string | null, templateFile = false, arrayMerges = false): void {
   mkdirSync(dir, { recursive: true });
   const b2u = bytesToUnicode();
   const vocab: Record<string, number> = {};
@@ -99,7 +99,7 @@ function writeQwenStyle(dir: string, template: string | null, templateFile = fal
     version: '1.0', truncation: null, padding: null, added_tokens: specials, normalizer: { type: 'NFC' },
     pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: qwenRegex }, behavior: 'Isolated', invert: false }, bl] },
     post_processor: bl, decoder: bl,
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: merges.map((m) => m.join(' ')) },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: arrayMerges ? merges : merges.map((m) => m.join(' ')) },
   };
   const config: Record<string, unknown> = { bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', clean_up_tokenization_spaces: false, tokenizer_class: 'Qwen2Tokenizer' };
   if (template !== null && !templateFile) config.chat_template = template;
@@ -120,6 +120,10 @@ describe('standard tokenizer.json (byte-level BPE, Qwen2 layout)', () => {
     expect(tok.encode('the the')).toEqual([116, 257, 258]);
     expect(tok.encode('12')).toEqual([49, 50]);
     expect(tok.encode('x<|im_end|>')).toEqual([120, 262]);
+    // tokenizers >= 0.20 write merges as pairs instead of "a b" strings
+    const dirPairs = path.join(tmpRoot, 'qwen-pairs');
+    writeQwenStyle(dirPairs, null, false, true);
+    expect(ModelTokenizer.fromDir(dirPairs).encode('the the 12')).toEqual(tok.encode('the the 12'));
     const rng = new Rng(9);
     for (let i = 0; i < 20; i++) {
       const text = randomText(rng, 40).normalize('NFC');
