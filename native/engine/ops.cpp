@@ -21,6 +21,8 @@ void addInPlace(float* y, const float* x, int64_t n, int threads) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
+float expShifted(const float* z, int64_t V, float scale, float shift, float* out, double* sum, double* sumZ);
+
 static inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 
 void swiglu(const float* gu, float* act, int64_t N, int64_t I, int threads) {
@@ -111,11 +113,8 @@ void attendRow(const float* q, const float* K, const float* V, int64_t kvStride,
   }
   std::memset(out, 0, hd * sizeof(float));
   double sum = 0.0;
-  for (int64_t j = 0; j < count; ++j) {
-    const float p = std::exp(s[j] - mx);
-    sum += p;
-    axpy(p, V + j * kvStride, out, hd);
-  }
+  expShifted(s.data(), count, 1.f, mx, s.data(), &sum, nullptr);
+  for (int64_t j = 0; j < count; ++j) axpy(s[j], V + j * kvStride, out, hd);
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < hd; ++i) out[i] *= inv;
   *lse = mx + static_cast<float>(std::log(sum));
