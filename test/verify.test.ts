@@ -167,7 +167,7 @@ const DIFFERENT: [string, string, ...string[]][] = [
   ['1 \\pm \\sqrt{19}', '1+\\sqrt{19}'],
   ['(0,9) \\cup (9,36)', '(0,36)'],
   ['True', 'False', 'yes'],
-  ['B', 'C', '(C)', 'a+b', 'none'],
+  ['B', 'C', '(C)', 'a+b', 'none', 'B, C', 'B and C', 'B or D', '(B) or (C)'],
   ['A', 'a + b'],
   ['T', 'J'],
   ['(a)', '(b)'],

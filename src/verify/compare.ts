@@ -37,6 +37,8 @@ export function answerLetter(ans: string): string | null {
   // what follows the letter: a delimiter and the option's text, or nothing; "a + b" is algebra, not option A
   const rest = m[3].replace(/^[.):,\]]/, '').trim();
   if (/^[-+*/=^_<>]/.test(rest)) return null;
+  // "B, C", "B and C", "B or C": more than one option is no answer
+  if (/^\s*(?:[,;&/]|\b(?:and|or)\b)\s*\(?[A-Za-z]\)?(?:$|[\s,.;)])/i.test(m[3])) return null;
   return (m[1] ?? m[2]).toUpperCase();
 }
 
