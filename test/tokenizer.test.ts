@@ -1,8 +1,9 @@
 // Tokenizers: the shipped byte-level tokenizer (ids = UTF-8 bytes, round trip of any text), a standard byte-level
 // BPE tokenizer.json (Qwen2's pre-tokenizer regex and merges) through @huggingface/tokenizers, chat templates.
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { packageRoot } from '../src/native.js';
 import { BYTE_TOKENIZER_VOCAB, ModelTokenizer } from '../src/model/tokenizer.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -167,5 +168,33 @@ describe('standard tokenizer.json (byte-level BPE, Qwen2 layout)', () => {
     writeFileSync(path.join(broken, 'tokenizer.json'), '{"model": ');
     expect(() => ModelTokenizer.fromDir(broken)).toThrow(/tokenizer\.json: not valid JSON/);
     expect(() => ModelTokenizer.fromDir(path.join(tmpRoot, 'nowhere'))).toThrow(/no tokenizer\.json/);
+  });
+});
+
+// A BPE tokenizer trained by the Rust `tokenizers` library in the Qwen2 layout, with the Rust library's encodings of
+// awkward strings (contractions, whitespace runs, CJK, emoji, decomposed accents, special tokens) as reference.
+const bpeFixture = path.join(packageRoot, 'test', 'fixtures', 'tokenizer-bpe');
+const describeBpe = existsSync(path.join(bpeFixture, 'reference.json')) ? describe : describe.skip;
+describeBpe('Rust tokenizers reference (test/fixtures/tokenizer-bpe, from scripts/reference/make_hf_fixtures.py)', () => {
+  const ref = JSON.parse(readFileSync(path.join(bpeFixture, 'reference.json'), 'utf8')) as {
+    probes: Array<{ text: string; ids: number[]; decoded: string }>;
+    chat: Array<{ role: string; content: string }>;
+    chat_text: string;
+    chat_ids: number[];
+    vocab_size: number;
+  };
+  const tok = ModelTokenizer.fromDir(bpeFixture);
+
+  test('same ids and decoded text as the Rust library for every probe', () => {
+    expect(tok.vocabSize).toBe(ref.vocab_size);
+    for (const p of ref.probes) {
+      expect({ text: p.text, ids: tok.encode(p.text) }).toEqual({ text: p.text, ids: p.ids });
+      expect(tok.decode(p.ids)).toBe(p.decoded);
+    }
+  });
+
+  test("Qwen2.5 chat template renders and tokenizes as transformers' apply_chat_template", () => {
+    expect(tok.applyChatTemplate(ref.chat, { addGenerationPrompt: true })).toBe(ref.chat_text);
+    expect(tok.encodeChat(ref.chat)).toEqual(ref.chat_ids);
   });
 });

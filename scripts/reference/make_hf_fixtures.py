@@ -184,6 +184,82 @@ def build(spec, out_root):
     return size
 
 
+# A byte-level BPE tokenizer in the Qwen2 layout (its pre-tokenizer regex, NFC, ByteLevel, ChatML specials), trained
+# by the Rust `tokenizers` library on a synthetic corpus, with the Rust encodings of awkward strings as reference.
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN25_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) "
+    "or (message.role == \"assistant\" and not message.tool_calls) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+TOKENIZER_PROBES = [
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+    "I'll say it's DON'T  and   they'RE\n\n\tdone.\r\nNext line   ",
+    "Let $x^2 + 2x + 1 = 0$. Then \\boxed{-1}; 3.14159 * 1000000 = 3141590",
+    "答案是 72。Ünïcödé façade — naïve café 🙂👍🏽 Приве́т мир",
+    "  leading spaces and trailing   ",
+    "a<|im_end|>b<|im_start|>user\nhi",
+    "e\u0301 (decomposed) vs \u00e9 (composed)",
+]
+
+
+def corpus(rng, n):
+    words = ("the a of to and in is was for on that with as by at from it an be are this which or have one had not but "
+             "what all were when we there can more if no out so said she he they her his about many then them these "
+             "clips sold friends april may half altogether how apples oranges total cost dollars each price step "
+             "answer therefore number sum product divide multiply equals").split()
+    extra = ["答案", "café", "naïve", "Привет", "🙂", "x^2", "\\frac{1}{2}", "I'll", "don't", "WE'RE", "3.14", "1000"]
+    lines = []
+    for _ in range(n):
+        k = int(rng.integers(5, 25))
+        toks = [words[int(i)] if rng.random() < 0.9 else extra[int(rng.integers(len(extra)))] for i in rng.integers(0, len(words), k)]
+        lines.append(" ".join(toks) + rng.choice([".", "?", "!", ":\n", "\n\n"]) + str(int(rng.integers(0, 10 ** int(rng.integers(1, 6))))))
+    return lines
+
+
+def build_bpe_tokenizer(out_root):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    out = out_root / "tokenizer-bpe"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus(np.random.default_rng(0), 3000), trainer=trainer)
+    tok.save(str(out / "tokenizer.json"))
+    config = {"tokenizer_class": "Qwen2TokenizerFast", "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+              "unk_token": None, "clean_up_tokenization_spaces": False, "model_max_length": 32768, "chat_template": QWEN25_TEMPLATE}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    hf = AutoTokenizer.from_pretrained(out)
+    probes = []
+    for text in TOKENIZER_PROBES:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        assert ids == hf.encode(text, add_special_tokens=False), "tokenizers and transformers disagree"
+        probes.append({"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
+    chat = [{"role": "user", "content": TOKENIZER_PROBES[0]}]
+    chat_text = hf.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    ref = {"probes": probes, "chat": chat, "chat_text": chat_text, "chat_ids": hf.encode(chat_text, add_special_tokens=False),
+           "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+           "generator": {"tokenizers": __import__("tokenizers").__version__, "transformers": transformers.__version__}}
+    (out / "reference.json").write_text(json.dumps(ref, ensure_ascii=False) + "\n", encoding="utf-8")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"tokenizer-bpe: {ref['vocab_size']} tokens, {size / 1024:.0f} KiB", file=sys.stderr)
+    return size
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(REPO / "test" / "fixtures" / "hf"))
@@ -191,7 +267,7 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.use_deterministic_algorithms(True)
-    total = sum(build(spec, out) for spec in MODELS)
+    total = sum(build(spec, out) for spec in MODELS) + build_bpe_tokenizer(out.parent)
     print(f"wrote {out} ({total / 1024:.0f} KiB)", file=sys.stderr)
     if total > 1024 * 1024:
         sys.exit("fixtures exceed 1 MiB; shrink the models")
