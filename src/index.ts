@@ -27,3 +27,9 @@ export { writeReport, readMetricsJsonl, summarizeEvals, type ReportInput, type R
 export { metricsChartSpec, embeddingMapSpec, renderSvg } from './report/charts.js';
 export { embed2d } from './report/embedding.js';
 export { pairedDifference, meanWithSE, studentTQuantile, type PairedDifference } from './report/stats.js';
+export { loadTrainConfig, parseTrainConfig, applySet, ConfigError as TrainConfigError, type TrainConfig } from './config/load.js';
+export { presets, resolveAlgorithm, type AlgorithmSettings } from './config/presets.js';
+export { runTraining, buildPrompts, type RunOptions, type RunResult } from './rl/run.js';
+export { Trainer, type StepMetrics, type StepDetail, type TrainerOptions } from './rl/trainer.js';
+export { ContrastiveHead } from './rl/head.js';
+export { computeAdvantages } from './rl/advantages.js';
