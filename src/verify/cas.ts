@@ -9,7 +9,8 @@ type Boxed = ReturnType<ComputeEngine['parse']>;
 
 export interface Parsed {
   latex: string;
-  expr: Boxed;
+  /** the engine's expression, parsed in the current scope on first use */
+  expr(): Boxed;
   json: unknown;
   valid: boolean;
   /** free symbols */
@@ -69,8 +70,13 @@ export function latexForEngine(s: string): string {
     .replace(/\*/g, '\\times ');
 }
 
-export function parse(latex: string): Parsed {
-  const eng = ce();
+// Ground truths repeat (k samples per problem, every epoch): their parse is cached as plain data (tree, validity,
+// free symbols, screen). Each is parsed alone in a scope of its own, so the cached tree does not depend on what
+// was parsed before; the engine's expression object is re-created in the comparison's scope when it is needed.
+const gtCache = new Map<string, Omit<Parsed, 'expr'>>();
+const GT_CACHE_MAX = 20000;
+
+function parseData(eng: ComputeEngine, latex: string): { data: Omit<Parsed, 'expr'>; expr: Boxed } {
   parsesSinceNew++;
   const { expr, json, valid } = quiet(() => {
     const e = eng.parse(latexForEngine(latex));
@@ -86,7 +92,35 @@ export function parse(latex: string): Parsed {
       safe = false;
     }
   }
-  return { latex, expr, json, valid, unknowns, safe };
+  return { data: { latex, json, valid, unknowns, safe }, expr };
+}
+
+function lazyExpr(latex: string): () => Boxed {
+  let e: Boxed | undefined;
+  return () => (e ??= quiet(() => ce().parse(latexForEngine(latex))));
+}
+
+/** Parses `latex` in the current scope (an answer). */
+export function parse(latex: string): Parsed {
+  const { data, expr } = parseData(ce(), latex);
+  return { ...data, expr: () => expr };
+}
+
+/** Parses a ground truth: cached, each parsed in a fresh scope. */
+export function parseGroundTruth(latex: string): Parsed {
+  let data = gtCache.get(latex);
+  if (!data) {
+    const eng = ce();
+    eng.pushScope();
+    try {
+      data = parseData(eng, latex).data;
+    } finally {
+      eng.popScope();
+    }
+    if (gtCache.size >= GT_CACHE_MAX) gtCache.clear();
+    gtCache.set(latex, data);
+  }
+  return { ...data, expr: lazyExpr(latex) };
 }
 
 const UNSAFE_HEADS = new Set(['Sum', 'Product', 'Integrate', 'Limit', 'D', 'Derivative', 'Gamma', 'Factorial2', 'Loop', 'Function', 'Assign', 'Declare', 'Error', 'Tuple', 'List', 'Set', 'Matrix', 'Sequence', 'Interval', 'Union', 'Intersection', 'Equal', 'Less', 'Greater', 'LessEqual', 'GreaterEqual', 'NotEqual', 'Element', 'Subscript', 'At', 'LatexString', 'PlusMinus']);
@@ -143,9 +177,11 @@ function screen(json: unknown): boolean {
 export function engineEqual(a: Parsed, b: Parsed): boolean | undefined {
   if (!a.valid || !b.valid) return undefined;
   return quiet(() => {
-    if (a.expr.isSame(b.expr)) return true;
+    const ea = a.expr();
+    const eb = b.expr();
+    if (ea.isSame(eb)) return true;
     if (!a.safe || !b.safe) return undefined;
-    return a.expr.isEqual(b.expr);
+    return ea.isEqual(eb);
   });
 }
 

@@ -6,7 +6,7 @@
 // compute engine (isSame, isEqual) and, where the engine cannot decide, numerically at random points.
 import { compactKey } from './normalize.js';
 import { evaluate, samplePoints, Unsupported } from './numeric.js';
-import { constantValue, engineEqual, inScope, numericEqual, parse, type Parsed } from './cas.js';
+import { constantValue, engineEqual, inScope, numericEqual, parse, parseGroundTruth, type Parsed } from './cas.js';
 
 export interface CompareResult {
   equal: boolean;
@@ -316,7 +316,7 @@ function compareAtoms(a: string, g: string, opts: CompareOptions): CompareResult
   const ge = splitTop(g, /=/y);
   const ae = splitTop(a, /=/y);
   if (ge.length === 2 && ae.length === 2) return equationEqual(ae, ge);
-  const pg = parse(g);
+  const pg = parseGroundTruth(g);
   const pa = parse(a);
   if (!pa.valid) return { equal: false, reason: 'the answer does not parse as mathematics' };
   if (gNum) {
