@@ -8,6 +8,7 @@ import { loadModelDir, saveModelDir } from '../src/model/hfdir.js';
 import { fillNormal, initConfigJson, initModel, type InitShape } from '../src/model/init.js';
 import { f32ToBf16Bits, f32ToF16Bits, readSafetensors, readSafetensorsDir, writeSafetensors, writeSafetensorsDir } from '../src/model/safetensors.js';
 import { expectedTensors, parameterCount } from '../src/model/tensors.js';
+import { byteTokenizerDir } from '../src/model/tokenizer.js';
 import type { Tensor } from '../src/model/types.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -371,6 +372,19 @@ describe('model directories', () => {
     writeFileSync(path.join(dir2, 'config.json'), JSON.stringify(modelConfigToJson(config, 'f32')));
     writeSafetensors(path.join(dir2, 'model.safetensors'), [...withHead]);
     expect(loadModelDir(dir2).weights.has('lm_head.weight')).toBe(false);
+  });
+
+  test('stop tokens: config eos + generation_config eos + tokenizer eos', () => {
+    const { config, weights } = initModel(tiny('qwen2', { vocabSize: 300, eosTokenIds: [5] }), 1);
+    const dir = tmp('stops');
+    saveModelDir(dir, config, weights);
+    expect(loadModelDir(dir).stopTokenIds).toEqual([5]);
+    writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [5, 9, 1000] }));
+    expect(loadModelDir(dir).stopTokenIds).toEqual([5, 9]); // 1000 is outside the vocabulary
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) writeFileSync(path.join(dir, f), readFileSync(path.join(byteTokenizerDir, f)));
+    expect(loadModelDir(dir).stopTokenIds).toEqual([5, 9, 257]);
+    writeFileSync(path.join(dir, 'generation_config.json'), '{broken');
+    expect(loadModelDir(dir).stopTokenIds).toEqual([5, 257]);
   });
 
   test('sharded save loads back', () => {

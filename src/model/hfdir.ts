@@ -17,6 +17,11 @@ export interface ModelDir {
   tokenizer?: ModelTokenizer;
   /** storage dtype of each tensor as found on disk */
   dtypes: Map<string, StoredDtype>;
+  /**
+   * Tokens that end a generation: config.json's eos_token_id, generation_config.json's eos_token_id (instruct models
+   * list their end-of-turn token there) and the tokenizer's eos token, without duplicates.
+   */
+  stopTokenIds: number[];
 }
 
 /** Reads and validates config.json of a model directory. */
@@ -45,7 +50,24 @@ export function loadModelDir(dir: string, opts: { tokenizer?: boolean } = {}): M
       throw new Error(`${dir}: the tokenizer has ids up to ${tokenizer.vocabSize - 1} but config.json vocab_size is ${config.vocabSize}`);
     }
   }
-  return { dir, config, weights, tokenizer, dtypes };
+  const stop = new Set(config.eosTokenIds);
+  for (const id of generationEos(dir)) if (id < config.vocabSize) stop.add(id);
+  const tokEos = tokenizer?.eosTokenId;
+  if (tokEos != null) stop.add(tokEos);
+  return { dir, config, weights, tokenizer, dtypes, stopTokenIds: [...stop] };
+}
+
+/** eos_token_id of generation_config.json (a number or a list), [] when absent or unreadable. */
+function generationEos(dir: string): number[] {
+  const file = path.join(dir, 'generation_config.json');
+  if (!existsSync(file)) return [];
+  try {
+    const eos = (JSON.parse(readFileSync(file, 'utf8')) as { eos_token_id?: unknown }).eos_token_id;
+    const list = Array.isArray(eos) ? eos : [eos];
+    return list.filter((x): x is number => Number.isSafeInteger(x) && (x as number) >= 0);
+  } catch {
+    return []; // generation_config.json only tunes defaults; a broken one must not stop the model from loading
+  }
 }
 
 export interface SaveOptions {

@@ -61,7 +61,7 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling mass in (0, 1]', '1')
     .option('--seed <n>', 'random seed', '0')
     .option('--n <k>', 'samples per prompt', '1')
-    .option('--stop-tokens <ids>', "token ids that end a sample (default: the model's eos_token_id)")
+    .option('--stop-tokens <ids>', 'token ids that end a sample (default: eos_token_id of config.json and generation_config.json, and the tokenizer eos)')
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--json', 'print one JSON document with tokens, log-probs and text')
     .action((opts: GenerateOptions) => runGenerate(opts));
@@ -99,7 +99,7 @@ function runGenerate(opts: GenerateOptions): void {
   if (prompt.length + maxNewTokens > config.maxPositionEmbeddings) {
     throw new UsageError(`prompt (${prompt.length} tokens) + --max-new-tokens ${maxNewTokens} exceeds the model's max_position_embeddings (${config.maxPositionEmbeddings})`);
   }
-  const stopTokens = opts.stopTokens !== undefined ? Array.from(parseTokenList('--stop-tokens', opts.stopTokens, config.vocabSize)) : config.eosTokenIds;
+  const stopTokens = opts.stopTokens !== undefined ? Array.from(parseTokenList('--stop-tokens', opts.stopTokens, config.vocabSize)) : m.stopTokenIds;
 
   const engine = Engine.create(config, m.weights, { threads });
   m.weights.clear(); // the engine holds its own copy
