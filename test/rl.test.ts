@@ -125,3 +125,30 @@ describe('contrastive diagnostics', () => {
     expect(d).toMatchObject({ validAnchors: 0, signalGroupFraction: 0, positiveCosineMean: null, correctLossMean: null });
   });
 });
+
+describe('contrastive diagnostics at levels cross and batch', () => {
+  // three groups of two, D = 2: embeddings at angles; labels [1,1 | 1,0 | 0,0]
+  const ang = [0, 0.3, 0.6, 1.2, 2.0, 2.4];
+  const e = Float32Array.from(ang.flatMap((a) => [Math.cos(a), Math.sin(a)]));
+  const correct = Uint8Array.of(1, 1, 1, 0, 0, 0);
+  const group = Int32Array.of(0, 0, 1, 1, 2, 2);
+  const per = new Float32Array(6);
+  const base = { distance: 'cosine' as const, lossType: 'infonce' as const, temperature: 1, skipTrivial: true };
+
+  test('batch level: positives over the batch, by brute force', () => {
+    const d = contrastiveDiagnostics({ embeddings: e, outSize: 2, perSample: per, correct, group }, { ...base, level: 'batch', maskedLabel: -1 });
+    let sum = 0, n = 0;
+    for (let i = 0; i < 6; i++) for (let j = 0; j < 6; j++) if (i !== j && correct[i] === correct[j]) { sum += Math.cos(ang[i]! - ang[j]!); n++; }
+    expect(d.validAnchors).toBe(6);
+    expect(d.positiveCosineMean).toBeCloseTo(sum / n, 6);
+    expect(d.incorrectLossMean).toBeNull();
+  });
+
+  test('cross level: positives from the group, negatives from the batch', () => {
+    const d = contrastiveDiagnostics({ embeddings: e, outSize: 2, perSample: per, correct, group }, { ...base, level: 'cross', maskedLabel: 0 });
+    // correct anchors with a same-group correct partner: 0 and 1 (anchor 2's partner is incorrect)
+    expect(d.validAnchors).toBe(2);
+    expect(d.positiveCosineMean).toBeCloseTo(Math.cos(0.3), 6);
+    expect(d.signalGroupFraction).toBeCloseTo(1 / 3, 6);
+  });
+});

@@ -1,6 +1,6 @@
 // Contrastive diagnostics for metrics.jsonl (CLIPO-SPEC section 2 masks), computed in float64 from the head's
-// embeddings and the kernel's per-anchor losses. Pairwise work is limited to each anchor's A(i): within a group
-// for level `group` (the default), the whole batch for `cross` and `batch`.
+// embeddings and the kernel's per-anchor losses. Cost O(B·n·D) for groups of n: pairwise work stays inside groups
+// (level `batch` uses per-label embedding sums), so it is negligible next to a step at the paper's batch sizes.
 
 export interface ContrastiveSetup {
   level: 'group' | 'cross' | 'batch';
@@ -22,7 +22,8 @@ export interface ContrastiveDiagnostics {
   correctLossMin: number | null;
   correctLossMax: number | null;
   /** mean loss of incorrect anchors that have a positive and a negative; InfoNCE's random positive is replaced by
-   *  its expectation (the mean over P(i)), so this is a diagnostic even when incorrect anchors are masked out */
+   *  its expectation (the mean over P(i)), so this is a diagnostic even when incorrect anchors are masked out.
+   *  Level `group` only (null otherwise: A(i) would be the whole batch) */
   incorrectLossMean: number | null;
   /** mean cosine similarity z_i·z_p over valid anchors i and their positives p (paper Figure 5) */
   positiveCosineMean: number | null;
@@ -34,21 +35,12 @@ interface Sets {
   hasNeg: boolean;
 }
 
-function anchorSets(i: number, correct: ArrayLike<number>, group: ArrayLike<number>, members: Map<number, number[]>, B: number, level: ContrastiveSetup['level']): Sets {
+/** P(i) and A(i) within the anchor's group (level `group`); other levels never build A(i) explicitly. */
+function groupSets(i: number, correct: ArrayLike<number>, same: number[]): Sets {
   const yi = correct[i]! > 0;
-  const same = members.get(group[i]!)!;
-  const candidatesP = level === 'batch' ? rangeOf(B) : same;
-  const pos = candidatesP.filter((j) => j !== i && correct[j]! > 0 === yi);
-  const all = (level === 'group' ? same : rangeOf(B)).filter((j) => j !== i);
-  const posSet = new Set(pos);
-  const hasNeg = all.some((j) => !posSet.has(j));
-  return { pos, all, hasNeg };
-}
-
-let rangeCache: number[] = [];
-function rangeOf(n: number): number[] {
-  if (rangeCache.length !== n) rangeCache = Array.from({ length: n }, (_, i) => i);
-  return rangeCache;
+  const pos = same.filter((j) => j !== i && correct[j]! > 0 === yi);
+  const all = same.filter((j) => j !== i);
+  return { pos, all, hasNeg: all.length > pos.length };
 }
 
 export function contrastiveDiagnostics(
@@ -70,6 +62,17 @@ export function contrastiveDiagnostics(
     return t;
   };
   const sim = (i: number, j: number): number => (s.distance === 'cosine' ? dot(i, j) : 1 - Math.sqrt(Math.max(2 - 2 * dot(i, j), eps)));
+  // level `batch`: positives are every same-label response, so Σ_p z_i·z_p = z_i·(S_label − z_i) with S_label the
+  // label's embedding sum: O(B·D) instead of O(B²·D)
+  const labelCount = [0, 0];
+  const labelSum = [new Float64Array(D), new Float64Array(D)];
+  if (s.level === 'batch') {
+    for (let i = 0; i < B; i++) {
+      const y = o.correct[i]! > 0 ? 1 : 0;
+      labelCount[y]!++;
+      for (let d = 0; d < D; d++) labelSum[y]![d]! += o.embeddings[i * D + d]!;
+    }
+  }
 
   let valid = 0;
   const signalGroups = new Set<number>();
@@ -78,22 +81,36 @@ export function contrastiveDiagnostics(
   let cosSum = 0, cosN = 0;
   for (let i = 0; i < B; i++) {
     const yi = o.correct[i]! > 0;
-    const st = anchorSets(i, o.correct, o.group, members, B, s.level);
-    const nonTrivial = st.pos.length >= 1 && st.hasNeg;
+    const same = members.get(o.group[i]!)!;
+    let st: Sets | null = null;
+    let nPos: number, hasNeg: boolean;
+    if (s.level === 'batch') {
+      nPos = labelCount[yi ? 1 : 0]! - 1;
+      hasNeg = labelCount[yi ? 0 : 1]! > 0;
+    } else {
+      st = groupSets(i, o.correct, same);
+      nPos = st.pos.length;
+      hasNeg = s.level === 'group' ? st.hasNeg : B - 1 > nPos;
+    }
+    const nonTrivial = nPos >= 1 && hasNeg;
     const labelOk = s.maskedLabel === -1 || (s.maskedLabel === 0 ? yi : !yi);
     const isValid = labelOk && (!s.skipTrivial || nonTrivial);
     if (isValid) {
       valid++;
       signalGroups.add(o.group[i]!);
-      for (const p of st.pos) {
-        cosSum += dot(i, p);
-        cosN++;
+      if (st) {
+        for (const p of st.pos) cosSum += dot(i, p);
+      } else {
+        const S = labelSum[yi ? 1 : 0]!;
+        for (let d = 0; d < D; d++) cosSum += o.embeddings[i * D + d]! * (S[d]! - o.embeddings[i * D + d]!);
       }
+      cosN += nPos;
       if (yi) correctLosses.push(o.perSample[i]!);
     }
-    if (!yi && nonTrivial) {
+    // incorrect anchors: only at level `group`, where A(i) is the group (other levels would need the B×B matrix)
+    if (!yi && nonTrivial && s.level === 'group') {
       if (isValid && s.lossType !== 'infonce') incorrectLosses.push(o.perSample[i]!);
-      else incorrectLosses.push(anchorLoss(i, st, sim, s, eps));
+      else incorrectLosses.push(anchorLoss(i, st!, sim, s, eps));
     }
   }
   const stats = (a: number[]) => (a.length ? { mean: a.reduce((x, y) => x + y, 0) / a.length, min: Math.min(...a), max: Math.max(...a) } : null);
