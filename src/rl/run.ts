@@ -107,8 +107,9 @@ export async function runTraining(c: TrainConfig, o: RunOptions = {}): Promise<R
       resume: ckpt ? { step: ckpt.state.step, stream: ckpt.state.stream, head } : undefined,
     });
     mkdirSync(outputDir, { recursive: true });
-    if (ckpt) truncateMetrics(outputDir, ckpt.state.metricsRows);
-    else writeJsonAtomic(path.join(outputDir, 'train-config.json'), c);
+    // resuming drops metrics rows past the checkpoint; a run killed before its first checkpoint starts over
+    truncateMetrics(outputDir, ckpt ? ckpt.state.metricsRows : 0);
+    if (!ckpt) writeJsonAtomic(path.join(outputDir, 'train-config.json'), c);
     o.onStart?.({ totalSteps: trainer.schedule.totalSteps, startStep: trainer.step, stepsPerEpoch: trainer.schedule.stepsPerEpoch, warmupSteps: trainer.schedule.warmupSteps, prompts: prompts.length, filtered });
     const r = runLoop(trainer, {
       outputDir,
