@@ -2,6 +2,7 @@
 // samples (CLIPO-SPEC section 5); with every sample present that equals the mean over all samples. Scores are in
 // percent, like the paper. Samples still missing or failed are left out of the mean and the benchmark is marked
 // incomplete, so a partial number is never passed off as a final one.
+import path from 'node:path';
 import type { GenerationStore } from './store.js';
 
 export interface BenchmarkPlan {
@@ -105,7 +106,7 @@ export function renderResultsMarkdown(doc: {
     const b = doc.benchmarks[k];
     const trunc = b.finished ? (100 * (b.finishReasons.length ?? 0)) / b.finished : null;
     lines.push(
-      `| ${b.display} | ${escapeCell(b.file)} | ${b.problems} | ${b.samplesPerProblem} | ${b.finished} | ${b.errors} | ${b.correct} | ${fmt(b.pass1)} | ${trunc === null ? '–' : trunc.toFixed(1) + '%'} | ${b.meanCompletionTokens === null ? '–' : b.meanCompletionTokens.toFixed(0)} |`,
+      `| ${b.display} | ${escapeCell(path.basename(b.file))} | ${b.problems} | ${b.samplesPerProblem} | ${b.finished} | ${b.errors} | ${b.correct} | ${fmt(b.pass1)} | ${trunc === null ? '–' : trunc.toFixed(1) + '%'} | ${b.meanCompletionTokens === null ? '–' : b.meanCompletionTokens.toFixed(0)} |`,
     );
   }
   if (doc.notes.length) lines.push('', ...doc.notes.map((n) => `- ${n}`));
