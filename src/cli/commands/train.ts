@@ -50,6 +50,7 @@ export function registerTrain(program: Command): void {
         onStart: (info) => {
           const clipo = config.clipo.enabled ? ` + CLIPO (head warm-up ${info.warmupSteps} steps)` : '';
           log(chalk.dim(`train ${config.algorithm.preset}${clipo}: ${info.prompts} prompts (${info.filtered} overlong dropped), ${info.stepsPerEpoch} steps/epoch, steps ${info.startStep + 1}..${info.totalSteps} -> ${config.output.dir}`));
+          if (info.warmupSteps >= info.totalSteps) log(chalk.yellow(`note: all ${info.totalSteps} steps are head warm-up (policy frozen); lower clipo.warmup_steps to train the policy`));
           if (tty) {
             bar = new cliProgress.SingleBar(
               { format: 'train {bar} {value}/{total} | {phase} | reward {reward} | acc {acc} | closs {closs} | cos {cos} | kl {kl} | len {len} | {sps}s/step | eta {eta_formatted}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 },
