@@ -70,8 +70,10 @@ describe('normalisation', () => {
   test('words and variables are not unit-stripped', () => {
     expect(normalizeAnswer('\\text{east}')).toBe('east');
     expect(normalizeAnswer('2k')).toBe('2k');
-    expect(normalizeAnswer('5 m')).toBe('5');
+    expect(normalizeAnswer('5 cm')).toBe('5');
+    expect(normalizeAnswer('5 m')).toBe('5 m');
     expect(normalizeAnswer('5m')).toBe('5m');
+    expect(verify(box('4 m'), '4m').correct).toBe(true);
   });
 });
 

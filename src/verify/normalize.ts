@@ -6,12 +6,13 @@
 const TEXT_WRAPPERS = /\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|mathrm|mathbf|mathit|mathsf|mathtt|mathnormal|mbox|hbox|operatorname\*?|boldsymbol|bm)\s*\{([^{}]*)\}/g;
 
 // Unit words that may follow a number ("5.4 cents", "864 inches^2", "\frac{270}{7} degrees"). Only stripped after
-// something numeric, so a word answer ("east") or a variable ("2k") is never touched.
+// something numeric, so a word answer ("east") or a variable ("2k") is never touched; no one-letter units (m, s, g,
+// h, l), which would turn the product "4 m" into 4.
 const UNITS = [
   'degrees?', 'deg', 'radians?', 'rad', 'percent', 'cents?', 'dollars?', 'euros?', 'pounds?', 'lbs?', 'ounces?', 'oz',
-  'inch(?:es)?', 'in', 'feet', 'foot', 'ft', 'yards?', 'yd', 'miles?', 'mi', 'meters?', 'metres?', 'm', 'cm', 'mm', 'km',
-  'square', 'sq', 'cubic', 'units?', 'grams?', 'g', 'kg', 'mg', 'liters?', 'litres?', 'l', 'ml', 'mL', 'gallons?',
-  'seconds?', 'secs?', 's', 'minutes?', 'mins?', 'hours?', 'hrs?', 'h', 'days?', 'weeks?', 'months?', 'years?',
+  'inch(?:es)?', 'feet', 'foot', 'ft', 'yards?', 'yd', 'miles?', 'meters?', 'metres?', 'cm', 'mm', 'km',
+  'square', 'sq', 'cubic', 'units?', 'grams?', 'kg', 'mg', 'liters?', 'litres?', 'ml', 'mL', 'gallons?',
+  'seconds?', 'secs?', 'minutes?', 'mins?', 'hours?', 'hrs?', 'days?', 'weeks?', 'months?', 'years?',
   'mph', 'kmh', 'people', 'persons?', 'students?', 'times', 'ways', 'points?', 'marbles?', 'apples?', 'books?',
 ];
 const UNIT_TAIL = new RegExp(`(?:\\s|^)(?:${UNITS.join('|')})(?:\\s*\\^\\s*\\{?[23]\\}?)?\\s*$`);
