@@ -1,7 +1,7 @@
 // SGEMM in the BLIS style: C is cut into NC-wide column blocks; K into KC-deep slices; for each slice a KC x NC block
 // of B is packed into NR-wide panels and an MC x KC block of A into MR-high panels; an MR x NR micro-kernel keeps
 // its tile of C in registers and runs KC rank-1 updates (one broadcast of A, NR/VL loads of B, MR*NR/VL FMAs each).
-// Threads split the NR panels of B (the jr loop); A and B packing is shared work.
+// Threads split the columns of C (whole NR panels) and pack privately, with no barrier inside a product.
 #include "engine/gemm.h"
 
 #include <immintrin.h>
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 namespace clipo::engine {
@@ -159,29 +160,34 @@ void sgemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t
       for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, N * sizeof(float));
     return;
   }
-  // Packing buffers live with the calling thread and are reused across calls (no page faults per call).
-  static thread_local AlignedBuffer bufA, bufB;
-  float* Ap = bufA.get(MC * KC);
-  float* Bp = bufB.get(KC * ((NC + NR - 1) / NR) * NR);
   if (threads < 1) threads = 1;
+  // Small products are not worth waking a second thread.
+  const int64_t nPanelsAll = (N + NR - 1) / NR;
+  if (static_cast<double>(M) * N * K < 4.0e6 || nPanelsAll < 2) threads = 1;
+  threads = static_cast<int>(std::min<int64_t>(threads, nPanelsAll));
 
+  // Each thread owns a contiguous range of NR-wide column panels and packs its own A and B blocks: no barrier
+  // inside the product, so a descheduled thread never stalls the other (the machine may be shared). Packing A
+  // once per thread costs M*K per NC block, small next to the 2*M*N*K/threads of arithmetic.
 #pragma omp parallel num_threads(threads)
   {
+    static thread_local AlignedBuffer bufA, bufB;
+    float* Ap = bufA.get(MC * KC);
+    float* Bp = bufB.get(KC * ((NC + NR - 1) / NR) * NR);
     alignas(64) float edge[MR * NR];
-    for (int64_t jc = 0; jc < N; jc += NC) {
-      const int64_t nc = std::min(NC, N - jc);
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t jBegin = nPanelsAll * t / nt * NR, jEnd = std::min(N, nPanelsAll * (t + 1) / nt * NR);
+    for (int64_t jc = jBegin; jc < jEnd; jc += NC) {
+      const int64_t nc = std::min(NC, jEnd - jc);
       const int64_t nPanels = (nc + NR - 1) / NR;
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const bool acc = accumulate || pc > 0;
-#pragma omp for schedule(static)
         for (int64_t jp = 0; jp < nPanels; ++jp) packB(B, rsb, csb, jc, nc, pc, kc, Bp, jp);
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
           const int64_t mPanels = (mc + MR - 1) / MR;
-#pragma omp for schedule(static)
           for (int64_t ip = 0; ip < mPanels; ++ip) packA(A, rsa, csa, ic, mc, pc, kc, Ap, ip);
-#pragma omp for schedule(static)
           for (int64_t jp = 0; jp < nPanels; ++jp) {
             const int64_t j = jc + jp * NR;
             const int64_t cols = std::min<int64_t>(NR, N - j);
@@ -239,6 +245,7 @@ inline void dotRows(int64_t M, int64_t K, const float* X, const float* W, int64_
 void matmulNTRows(int64_t M, int64_t N, int64_t K, const float* X, const float* W, float* Y, int threads) {
   // Blocks of 4 weight rows, each read from memory once and reused from L1 by all X rows.
   const int64_t nBlocks = (N + 3) / 4;
+  if (static_cast<double>(M) * N * K < 2.0e6) threads = 1;
 #pragma omp parallel for num_threads(std::max(1, threads)) schedule(static)
   for (int64_t nb = 0; nb < nBlocks; ++nb) {
     const int64_t n0 = nb * 4;
@@ -250,32 +257,37 @@ void matmulNTRows(int64_t M, int64_t N, int64_t K, const float* X, const float* 
   }
 }
 
-double measureFmaPeak(int threads, double seconds) {
+FmaPeak measureFmaPeak(int threads, double seconds) {
   if (threads < 1) threads = 1;
   const int64_t iters = 1 << 22;
-  double best = 0.0;
+  FmaPeak best;
   const auto start = std::chrono::steady_clock::now();
   volatile float sink = 0.f;
   for (;;) {
+    double cpuSeconds = 0.0;
     auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) reduction(+ : cpuSeconds)
     {
+      timespec c0, c1;
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
       // 12 independent accumulators hide the FMA latency (4 cycles x 2-3 pipes); values stay bounded (x*1 + 0).
       vec a[12];
       for (int i = 0; i < 12; ++i) a[i] = vzero();
       float onef = 1.0f - 1e-7f * static_cast<float>(omp_get_thread_num()), smallf = 1e-7f;
       vec one = vbroadcast(&onef), small = vbroadcast(&smallf);
-      for (int64_t it = 0; it < iters; ++it) {
+      for (int64_t it = 0; it < iters; ++it)
         for (int i = 0; i < 12; ++i) a[i] = vfma(a[i], one, small);
-      }
       float s = 0.f;
       for (int i = 0; i < 12; ++i) s += vsum(a[i]);
       sink = sink + s;
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+      cpuSeconds += (c1.tv_sec - c0.tv_sec) + 1e-9 * (c1.tv_nsec - c0.tv_nsec);
     }
     auto t1 = std::chrono::steady_clock::now();
     double dt = std::chrono::duration<double>(t1 - t0).count();
     double flops = 2.0 * VL * 12.0 * static_cast<double>(iters) * threads;
-    best = std::max(best, flops / dt / 1e9);
+    best.gflops = std::max(best.gflops, flops / dt / 1e9);
+    best.gflopsPerCpuSecond = std::max(best.gflopsPerCpuSecond, flops / cpuSeconds / 1e9);
     if (std::chrono::duration<double>(t1 - start).count() > seconds) break;
   }
   return best;

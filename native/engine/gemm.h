@@ -31,8 +31,13 @@ inline void matmulTN(int64_t M, int64_t N, int64_t K, const float* A, const floa
 // Each element's summation order depends only on K, so a row's result is independent of M and of the thread count.
 void matmulNTRows(int64_t M, int64_t N, int64_t K, const float* X, const float* W, float* Y, int threads);
 
-// The machine's fp32 FMA peak (GFLOP/s) with `threads` threads: independent FMA chains on registers only.
-double measureFmaPeak(int threads, double seconds);
+// The machine's fp32 FMA peak with `threads` threads: independent FMA chains on registers only; best of repeated
+// runs for `seconds`. gflops: by wall clock (all threads); gflopsPerCpuSecond: per second of thread CPU time (one
+// core's peak, unaffected by other processes taking the cores).
+struct FmaPeak {
+  double gflops = 0.0, gflopsPerCpuSecond = 0.0;
+};
+FmaPeak measureFmaPeak(int threads, double seconds);
 
 // Which micro-kernel was compiled in ("avx512 12x32", "avx2 6x16", "scalar").
 const char* gemmKernelName();
