@@ -190,6 +190,7 @@ describe('clipo generate / score', () => {
   test('errors: no tokenizer, out-of-range ids, too few tokens, missing model, conflicting flags', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['generate', '--model', bareModel, '--prompt', 'x'], /--prompt: .* has no tokenizer\.json; use --prompt-tokens/],
+      [['generate', '--model', byteModel, '--prompt', ''], /--prompt: the prompt encodes to no tokens/],
       [['generate', '--model', byteModel, '--prompt-tokens', '1,999'], /--prompt-tokens: item 1: token id 999 is out of range \(vocab_size = 272\)/],
       [['generate', '--model', byteModel, '--prompt-tokens', '1,x'], /--prompt-tokens: item 1 \('x'\) is not a non-negative integer/],
       [['generate', '--model', byteModel, '--prompt', 'a', '--prompt-tokens', '1'], /exactly one of --prompt TEXT or --prompt-tokens/],
