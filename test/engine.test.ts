@@ -258,6 +258,27 @@ describe('training', () => {
     e.dispose();
   });
 
+  test('gradients and scores do not depend on the thread count', () => {
+    // large enough that the matrix products run on both threads
+    const mid = smallConfig('qwen2', { vocab: 1000, hidden: 128, layers: 1, heads: 4, kvHeads: 2, intermediate: 384 });
+    const w = randomWeights(mid, { seed: 8, std: 0.1 });
+    const rng = new Rng(3);
+    const big: ScoreBatch = { sequences: [0, 1].map(() => ({ prompt: randomTokens(rng, 60, 1000), response: randomTokens(rng, 60, 1000) })) };
+    const runs = [1, 2].map((threads) => {
+      const e = Engine.create(mid, w, { threads });
+      const batch = big;
+      const f = e.forwardTrain(batch);
+      const g = Float32Array.from(f.logprobs, (_, i) => (f.mask[i] ? Math.sin(i + 1) : 0));
+      e.backward(g);
+      const out = { lp: f.logprobs, grads: e.exportGradients()!, pooled: e.score(batch, { pooled: true }).pooled! };
+      e.dispose();
+      return out;
+    });
+    expect(Array.from(runs[1].lp)).toEqual(Array.from(runs[0].lp));
+    expect(Array.from(runs[1].pooled)).toEqual(Array.from(runs[0].pooled));
+    for (const [name, t] of runs[0].grads) expect(maxAbsDiff(runs[1].grads.get(name)!.data, t.data)).toBe(0);
+  });
+
   test('AdamW with clipping and decoupled decay equals a float64 reference, two steps; state round-trips', () => {
     const w = weightsFor(config, 5);
     const e = Engine.create(config, w, { threads: 2 });

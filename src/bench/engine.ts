@@ -60,7 +60,9 @@ function activationBytes(c: ModelConfig, tokens: number): number {
   const kept = tokens * (c.numLayers * perLayer + 3 * H + 1);
   const scratch = tokens * (4 * I + 3 * H + qd + qkv + I);
   const headChunk = 2 * Math.min(256, Math.floor(2 ** 24 / c.vocabSize)) * (c.vocabSize + H);
-  return 4 * (kept + scratch + headChunk);
+  // the head's softmax over the predicting rows is kept for the backward pass when it fits in 2^26 floats
+  const headRows = tokens * c.vocabSize <= 2 ** 26 ? tokens * c.vocabSize : 0;
+  return 4 * (kept + scratch + headChunk + headRows);
 }
 
 function batchOf(rng: () => number, c: ModelConfig, batch: number, seqLen: number): ScoreBatch {
