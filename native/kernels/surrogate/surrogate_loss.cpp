@@ -37,17 +37,20 @@ float klRowAdd(int64_t T, const float* lp, const float* ref, const uint8_t* mk, 
   float sk = 0;
 #pragma omp simd reduction(+ : sk)
   for (int64_t t = 0; t < T; ++t) {
-    const bool m = mk[t] != 0;
     const float x = ref[t] - lp[t];
     const float xc = clampNan(x, -kKlLogRatioClamp, kKlLogRatioClamp);
     const float e = expApprox(xc);
     const float k = e - xc - 1.0f;
-    const bool clamped = (x < -kKlLogRatioClamp) | (x > kKlLogRatioClamp) | (k > kKlValueClamp) | (k < -kKlValueClamp);
-    const float gk = clamped ? 0.0f : wk * (1.0f - e);
     const float kv = clampNan(k, -kKlValueClamp, kKlValueClamp);
+    // zero gradient where a clamp binds; a chain of selects (GCC does not vectorize an OR of the four conditions)
+    const float g0 = wk * (1.0f - e);
+    const float g1 = x < -kKlLogRatioClamp ? 0.0f : g0;
+    const float g2 = x > kKlLogRatioClamp ? 0.0f : g1;
+    const float g3 = k > kKlValueClamp ? 0.0f : g2;
+    const float gk = k < -kKlValueClamp ? 0.0f : g3;
     const float gv = g[t] + gk;
-    g[t] = m ? gv : 0.0f;
-    sk += m ? kv : 0.0f;
+    g[t] = mk[t] ? gv : 0.0f;
+    sk += mk[t] ? kv : 0.0f;
   }
   return sk;
 }
