@@ -129,13 +129,13 @@ void Model::ensureGrads() {
 
 void Model::embed(const int32_t* tokens, int64_t N, float* x) const {
   const int64_t H = cfg.hidden;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threadsFor(N * H, threads)) schedule(static)
   for (int64_t n = 0; n < N; ++n) std::memcpy(x + n * H, P(embOff_) + tokens[n] * H, H * sizeof(float));
 }
 
 void Model::rmsnorm(const float* x, const float* weight, float* y, float* rstd, int64_t N) const {
   const int64_t H = cfg.hidden;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threadsFor(N * H * 3, threads)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const float* xr = x + n * H;
     double ss = 0.0;
@@ -150,7 +150,7 @@ void Model::rmsnorm(const float* x, const float* weight, float* y, float* rstd, 
 void Model::rope(float* x, int64_t rowStride, int64_t N, int64_t nHeads, const int32_t* pos, bool inverse) const {
   const int64_t hd = cfg.headDim, half = hd / 2;
   const float sign = inverse ? -1.f : 1.f;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threadsFor(N * nHeads * hd * 2, threads)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const float* c = cos_.data() + static_cast<int64_t>(pos[n]) * half;
     const float* s = sin_.data() + static_cast<int64_t>(pos[n]) * half;

@@ -11,13 +11,13 @@
 namespace clipo::engine {
 
 void addBias(float* Y, const float* b, int64_t N, int64_t cols, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threadsFor(N * cols, threads)) schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < cols; ++c) Y[n * cols + c] += b[c];
 }
 
 void addInPlace(float* y, const float* x, int64_t n, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threadsFor(n, threads)) schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
@@ -26,7 +26,7 @@ float expShifted(const float* z, int64_t V, float scale, float shift, float* out
 static inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 
 void swiglu(const float* gu, float* act, int64_t N, int64_t I, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threadsFor(N * I * 8, threads)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const float* gate = gu + n * 2 * I;
     const float* up = gate + I;
@@ -36,7 +36,7 @@ void swiglu(const float* gu, float* act, int64_t N, int64_t I, int threads) {
 }
 
 void swigluBackward(const float* gu, const float* dact, float* dgu, int64_t N, int64_t I, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threadsFor(N * I * 8, threads)) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const float* gate = gu + n * 2 * I;
     const float* up = gate + I;
@@ -59,7 +59,7 @@ void meanRows(const float* X, int64_t start, int64_t count, int64_t cols, float*
 }
 
 void colSumAccumulate(const float* dY, int64_t N, int64_t cols, float* gb, int threads) {
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threadsFor(N * cols, threads))
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t c0 = cols * t / nt, c1 = cols * (t + 1) / nt;
@@ -70,7 +70,7 @@ void colSumAccumulate(const float* dY, int64_t N, int64_t cols, float* gb, int t
 
 void rmsnormBackward(const float* dy, const float* x, const float* rstd, const float* w, float* dx, float* gw,
                      int64_t N, int64_t H, int threads) {
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threadsFor(N * H * 4, threads))
   {
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {

@@ -9,6 +9,9 @@
 
 namespace clipo::engine {
 
+// Threads worth using for `work` element operations: waking a second thread costs more than ~32k simple ops.
+inline int threadsFor(int64_t work, int threads) { return work < (int64_t{1} << 15) ? 1 : threads; }
+
 struct AttnShape {
   int64_t heads, kvHeads, headDim;
   int64_t rowStride;  // floats between rows of the packed [q | k | v] matrix
