@@ -212,7 +212,6 @@ template <Mode kMode, bool kRef>
 __global__ void __launch_bounds__(kThreads) rowKernel(KernelArgs A, bool vec4) {
   __shared__ double dscratch[kThreads / 32];
   __shared__ long long iscratch[kThreads / 32];
-  __shared__ float fscratch[kThreads / 32];
   const int64_t i = blockIdx.x;
   const int64_t T = A.p.length;
   const int n = A.ws.counts[i];
@@ -268,7 +267,6 @@ __global__ void __launch_bounds__(kThreads) rowKernel(KernelArgs A, bool vec4) {
     }
     sweep<kRef, true>(A, i, vec4, [&](float lp, float old, float ref, bool m) { return rowGradOp<kRef, kGeo>(k, lp, old, ref, m, acc); });
   }
-  (void)fscratch;
   const double kl = blockSum(static_cast<double>(acc.kl), dscratch);
   const double nd = blockSum(static_cast<double>(acc.negDelta), dscratch);
   const long long hi = blockSum(static_cast<long long>(acc.high), iscratch);
