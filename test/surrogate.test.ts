@@ -1,6 +1,8 @@
 // The surrogate policy loss kernel (CLIPO-SPEC section 3) against a float64 reference written after verl's code:
 // every mode x aggregation x KL on/off x dual clip, finite differences of d loss / d logp, hand-checked tiny cases,
 // edge cases, bad inputs, and (where a GPU is present) CUDA against CPU with NaN-poisoned outputs.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { availableBackends } from '../src/kernels/backend.js';
 import {
   surrogateAggs,
@@ -10,7 +12,7 @@ import {
   type SurrogateInput,
   type SurrogateMode,
 } from '../src/kernels/surrogate.js';
-import { loadNative } from '../src/native.js';
+import { loadNative, packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
 import { surrogateRef, type SurrogateRefOutput } from './reference/surrogate_ref.js';
 
@@ -323,5 +325,26 @@ describe(`surrogate loss: CUDA against CPU${avail.cuda ? ` (${avail.device})` : 
     const empty = native().surrogateLossCuda!({ ...input, mask: new Uint8Array(24), poisonOutput: true });
     expect(empty.loss).toBe(0);
     expect(empty.gradLogp.every((g) => g === 0)).toBe(true);
+  });
+});
+
+describe('clipo bench: backends and surrogate suites', () => {
+  const clipo = (...args: string[]) =>
+    spawnSync(process.execPath, [path.join(packageRoot, 'bin', 'clipo'), ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+
+  test('`bench backends --json` lists cpu and cuda with what is compiled and usable', () => {
+    const r = clipo('bench', 'backends', '--json');
+    expect(r.status).toBe(0);
+    const rows = JSON.parse(r.stdout).reports[0].rows as Array<{ backend: string; compiled: boolean; usable: boolean }>;
+    expect(rows.map((x) => x.backend)).toEqual(['cpu', 'cuda']);
+    expect(rows[1]).toMatchObject({ compiled: availableBackends().cudaCompiled, usable: availableBackends().cuda });
+  });
+
+  test('`bench surrogate --quick --backend cpu` reports every config with positive figures', () => {
+    const r = clipo('bench', 'surrogate', '--quick', '--backend', 'cpu', '--repeats', '2', '--json');
+    expect(r.status).toBe(0);
+    const rows = JSON.parse(r.stdout).reports[0].rows as Array<{ config: string; ms: number; GBs: number; speedup: number }>;
+    expect(rows.map((x) => x.config)).toEqual(['GRPO (token, dual clip, KL)', 'DAPO (token, no KL)', 'GSPO (sequence)', 'GMPO (geo_mean)']);
+    for (const row of rows) for (const v of [row.ms, row.GBs, row.speedup]) expect(v).toBeGreaterThan(0);
   });
 });
