@@ -18,8 +18,9 @@ status() { echo "$1=$2" >> "$OUT/status.txt"; }
 
 step "environment"
 export PATH="/usr/local/cuda/bin:$PATH"
-if [ -s .devnode/node.xz ]; then
-  xz -dc .devnode/node.xz > /tmp/node && chmod +x /tmp/node && export PATH="/tmp:$PATH"
+if ! command -v node >/dev/null && [ -s .devnode/node.xz ]; then
+  mkdir -p .devnode/bin && xz -dc .devnode/node.xz > .devnode/bin/node && chmod +x .devnode/bin/node
+  export PATH="$ROOT/.devnode/bin:$PATH"
 fi
 [ -d node_modules ] || { [ -s .devnode/node_modules.tar.xz ] && tar -xJf .devnode/node_modules.tar.xz; }
 DIST=dist
