@@ -296,6 +296,15 @@ describe('contrastiveLoss edge cases', () => {
     expect(Array.from(fwd.perSample)).toEqual(Array.from(full.perSample));
   });
 
+  test('threads: 1 gives bit-identical results (each response and each GEMM tile is summed by one thread)', () => {
+    const c = makeCase(new Rng(16), { ...base, head: 'mlp', input: 'tokens', H: 70, D: 40, L: 30, labels: makeLabels(new Rng(17), [9, 9, 9]) });
+    const all = contrastiveLoss(c.opts);
+    const one = contrastiveLoss({ ...c.opts, threads: 1 });
+    expect(one.loss).toBe(all.loss);
+    expect(Array.from(one.gradWeight1!)).toEqual(Array.from(all.gradWeight1!));
+    expect(Array.from(one.gradWeight2!)).toEqual(Array.from(all.gradWeight2!));
+  });
+
   test('a group with 2 correct and 1 incorrect is the smallest with signal', () => {
     const c = makeCase(new Rng(10), { ...base, labels: labelsOf([1, 0, 1], [4, 4, 4]) });
     const r = contrastiveLoss(c.opts);
@@ -360,6 +369,7 @@ describe('contrastiveLoss rejects bad input with a clear Error', () => {
     ['positive of self', { positives: Int32Array.from({ length: 12 }, (_, i) => (i === 0 ? 0 : -1)) }, /positives: entry 0 = 0 is not -1 and not in the positive set/],
     ['positive out of range', { positives: Int32Array.from({ length: 12 }, (_, i) => (i === 0 ? 99 : -1)) }, /positives: entry 0 = 99/],
     ['bad seed', { seed: -1 }, /seed/],
+    ['bad threads', { threads: 1.5 }, /threads: expected an integer/],
   ];
   for (const [name, patch, re] of bad) {
     test(name, () => {

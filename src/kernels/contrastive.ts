@@ -47,6 +47,8 @@ export interface ContrastiveLossOptions {
   seed?: number;
   /** compute the weight gradients (default true) */
   grad?: boolean;
+  /** CPU only: OpenMP threads for this call (default: all) */
+  threads?: number;
   backend?: BackendRequest;
 }
 
@@ -129,6 +131,7 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
   if (typeof o.skipTrivial !== 'boolean') fail(`skipTrivial: expected a boolean, got ${String(o.skipTrivial)}`);
   if (o.grad !== undefined && typeof o.grad !== 'boolean') fail(`grad: expected a boolean, got ${String(o.grad)}`);
   if (o.seed !== undefined) checkInt('seed', o.seed, 0, 2 ** 32 - 1);
+  if (o.threads !== undefined) checkInt('threads', o.threads, 0, 4096);
   if (o.backend !== undefined) checkEnum('backend', o.backend, ['cpu', 'cuda', 'auto'] as const);
 
   const hasPooled = o.pooled !== undefined, hasTokens = o.tokens !== undefined;

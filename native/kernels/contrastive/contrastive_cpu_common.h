@@ -13,6 +13,23 @@
 
 namespace clipo::contrastive::cpu {
 
+// Sets the OpenMP thread count for one kernel call and restores the caller's setting afterwards.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int threads) : prev_(omp_get_max_threads()), set_(threads > 0) {
+    if (set_) omp_set_num_threads(threads);
+  }
+  ~ThreadScope() {
+    if (set_) omp_set_num_threads(prev_);
+  }
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int prev_;
+  bool set_;
+};
+
 // C[M x N] = sum_k A(m, k) B[k, :]  with A(m, k) = A[m * am + k * ak] (so A or A^T), B row-major [K x N].
 // Register-blocked: a 6 x 32 tile of C lives in 12 vector registers while k runs; each step loads two vectors of a
 // B row and broadcasts six scalars of A (12 FMAs for 2 loads + 6 broadcasts). Edge tiles take the plain loop.

@@ -197,6 +197,7 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
 }
 
 void contrastiveCpu(const Params& p, const Inputs& in, const Outputs& out) {
+  cpu::ThreadScope threads(p.threads);
   const int64_t B = p.batch, H = p.hidden, D = p.out;
   std::vector<float> pooledBuf;
   const float* Hm = in.pooled;

@@ -44,6 +44,7 @@ struct Params {
   bool skipTrivial = true;   // an anchor needs |P(i)| >= 1 and a negative in A(i)
   uint32_t seed = 0;         // InfoNCE positive draw (when no positives are given)
   bool computeGrad = true;   // false: forward only (gradWeight outputs untouched)
+  int threads = 0;           // CPU: OpenMP threads for this call (0: the OpenMP default)
 };
 
 // All pointers are host pointers for the CPU functions and device pointers for the CUDA device entry.

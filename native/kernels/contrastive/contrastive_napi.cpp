@@ -50,6 +50,7 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
   p.skipTrivial = clipo::getBoolOr(o, "skipTrivial", true);
   p.seed = static_cast<uint32_t>(clipo::getIntOr(o, "seed", 0, 0, UINT32_MAX));
   p.computeGrad = clipo::getBoolOr(o, "grad", true);
+  p.threads = static_cast<int>(clipo::getIntOr(o, "threads", 0, 0, 4096));
   const size_t B = static_cast<size_t>(p.batch), H = static_cast<size_t>(p.hidden), D = static_cast<size_t>(p.out);
 
   const bool hasPooled = clipo::hasField(o, "pooled"), hasTokens = clipo::hasField(o, "tokens");

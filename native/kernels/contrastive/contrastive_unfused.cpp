@@ -16,6 +16,7 @@
 namespace clipo::contrastive {
 
 void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out) {
+  cpu::ThreadScope threads(p.threads);
   const int64_t B = p.batch, H = p.hidden, D = p.out, L = p.length;
   const float eps = p.eps, invT = 1.f / p.temperature;
 
