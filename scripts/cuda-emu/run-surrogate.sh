@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Checks the surrogate CUDA kernel's logic on a machine without a GPU: surrogate_loss.cu is rewritten for host
+# emulation (launch_to_emu.py, cuda_emu.h + surrogate_emu.h: one std::thread per CUDA thread, blocks in turn) and
+# compared with the CPU kernel (surrogate_check.cpp). Blind to timing and to what only hardware shows (the memory
+# model, --use_fast_math's exp); the GPU tests remain the real check.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+python3 "$here/launch_to_emu.py" "$root/native/kernels/surrogate/surrogate_loss.cu" "$tmp/surrogate_emu.cpp"
+sed -i 's|#include "cuda_emu.h"|#include "surrogate_emu.h"|' "$tmp/surrogate_emu.cpp"
+g++ -std=c++20 -O1 -DCLIPO_WITH_CUDA -I"$here" -I"$root/native" -fopenmp \
+  "$here/surrogate_check.cpp" "$tmp/surrogate_emu.cpp" "$root/native/kernels/surrogate/surrogate_loss.cpp" \
+  -o "$tmp/check" -lpthread
+OMP_NUM_THREADS=1 "$tmp/check"
