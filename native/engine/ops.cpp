@@ -151,6 +151,7 @@ void attentionSpansBackward(const AttnShape& sh, const std::vector<Span>& spans,
     const int64_t g = task % sh.kvHeads;
     const float* base = qkv + sp.start * R;
     float* dbase = dqkv + sp.start * R;
+    std::vector<float> sc(sp.length);
     for (int64_t h = g * group; h < (g + 1) * group; ++h)
       for (int64_t i = 0; i < sp.length; ++i) {
         const int64_t row = sp.start + i;
@@ -159,10 +160,14 @@ void attentionSpansBackward(const AttnShape& sh, const std::vector<Span>& spans,
         const float Di = dot(doi, o + row * sh.qd + h * hd, hd);
         const float li = lse[row * sh.heads + h];
         float* dqi = dbase + i * R + h * hd;
+        // the row of probabilities first (one vectorized exp), then the three accumulations
+        for (int64_t j = 0; j <= i; ++j) sc[j] = dot(qi, base + j * R + sh.qd + g * hd, hd) * scale;
+        double unused;
+        expShifted(sc.data(), i + 1, 1.f, li, sc.data(), &unused, nullptr);
         for (int64_t j = 0; j <= i; ++j) {
           const float* kj = base + j * R + sh.qd + g * hd;
           const float* vj = kj + kvd;
-          const float p = std::exp(dot(qi, kj, hd) * scale - li);
+          const float p = sc[j];
           const float ds = p * (dot(doi, vj, hd) - Di) * scale;
           axpy(ds, kj, dqi, hd);
           float* dkj = dbase + j * R + sh.qd + g * hd;

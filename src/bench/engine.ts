@@ -118,10 +118,10 @@ export const engineSuite: BenchSuite = {
       const c = s.config;
       const params = countParameters(c);
       ctx.log(`engine: ${s.label} model (${(params / 1e6).toFixed(1)}M parameters)`);
-      const engine = Engine.create(c, randomWeights(c, { seed: 1 }), { threads });
+      const engine = Engine.create(c, randomWeights(c, { seed: 1, uniform: true }), { threads });
       const batch = batchOf(rng, c, s.batch, s.seqLen);
       const tokens = s.batch * s.seqLen;
-      const reps = s.label === '~100M' ? Math.min(ctx.repeats, 3) : ctx.repeats;
+      const reps = s.label === '~100M' ? Math.min(ctx.repeats, 3) : Math.min(ctx.repeats, 5);
       const flops = forwardFlops(c, s.batch, s.seqLen);
 
       const tFwd = timeIt(() => engine.score(batch, { pooled: true }), reps);
@@ -154,7 +154,7 @@ export const engineSuite: BenchSuite = {
       const tGen = timeIt(() => {
         const r = engine.generate({ prompts, n: s.samples, maxNewTokens: s.newTokens, temperature: 1, topP: 0.95, seed: 7, stopTokens: [] });
         generated = r.sequences.reduce((a, q) => a + q.tokens.length, 0);
-      }, Math.min(reps, 3));
+      }, Math.min(reps, 2));
       rows.push({ measure: `sampling (${s.prompts}x${s.samples} seqs, ${s.promptLen}+${s.newTokens} tokens)`, model: s.label, value: round(generated / tGen), unit: 'tokens/s', peakFraction: null });
 
       expectedPeak = Math.max(expectedPeak, engine.stateBytes() + activationBytes(c, tokens));

@@ -37,9 +37,9 @@ export function countParameters(c: ModelConfig): number {
   return parameterShapes(c).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
 }
 
-/** Random weights: matrices ~ N(0, std^2) (HF's initializer_range, 0.02 by default), norm weights = 1 (+ optional
- *  jitter so tests exercise them), biases ~ N(0, std^2). */
-export function randomWeights(c: ModelConfig, opts: { seed?: number; std?: number; normJitter?: number } = {}): TensorMap {
+/** Random weights: matrices ~ N(0, std^2) (HF's initializer_range, 0.02 by default; `uniform`: U(-a, a) with the
+ *  same std), norm weights = 1 (+ optional jitter so tests exercise them), biases like matrices. */
+export function randomWeights(c: ModelConfig, opts: { seed?: number; std?: number; normJitter?: number; uniform?: boolean } = {}): TensorMap {
   const rng = new Rng(opts.seed ?? 0);
   const std = opts.std ?? 0.02;
   const jitter = opts.normJitter ?? 0;
@@ -48,7 +48,13 @@ export function randomWeights(c: ModelConfig, opts: { seed?: number; std?: numbe
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     const isNorm = name.endsWith('layernorm.weight') || name === 'model.norm.weight';
-    for (let i = 0; i < n; i++) data[i] = isNorm ? 1 + jitter * rng.normal() : std * rng.normal();
+    if (opts.uniform && !isNorm) {
+      // uniform on [-a, a] with the same standard deviation (a = std * sqrt(3)); much faster for large models
+      const a = std * Math.sqrt(3);
+      for (let i = 0; i < n; i++) data[i] = a * (2 * rng.next() - 1);
+    } else {
+      for (let i = 0; i < n; i++) data[i] = isNorm ? 1 + jitter * rng.normal() : std * rng.normal();
+    }
     out.set(name, { shape, data });
   }
   return out;
