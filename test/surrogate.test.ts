@@ -310,11 +310,14 @@ describe(`surrogate loss: CUDA against CPU${avail.cuda ? ` (${avail.device})` : 
         cudaTest(`${mode} / ${agg} / T=${length} (KL, NaN-poisoned output)`, () => {
           const input = { ...gen({ batch: 19, length, mode, seed: 31 + length, ref: true, emptyRow: true }), agg, klCoef: 0.01, dualClip: mode === 'token' ? 3 : undefined };
           const cpu = surrogateLoss({ ...input, backend: 'cpu' });
-          const gpu = native().surrogateLossCuda!({ ...input, poisonOutput: true });
-          expect(gpu.gradLogp.every((g) => Number.isFinite(g))).toBe(true);
-          compare(gpu, surrogateRef(input), `cuda ${mode}/${agg}`);
-          expectClose(gpu.loss, cpu.loss, 2e-5, 'cuda vs cpu loss');
-          expect(gpu.tokens).toBe(cpu.tokens);
+          // N and Bv counted on the host (the default) and by the device's counting launch
+          for (const countOnDevice of [false, true]) {
+            const gpu = native().surrogateLossCuda!({ ...input, poisonOutput: true, countOnDevice });
+            expect(gpu.gradLogp.every((g) => Number.isFinite(g))).toBe(true);
+            compare(gpu, surrogateRef(input), `cuda ${mode}/${agg}${countOnDevice ? ' (device counts)' : ''}`);
+            expectClose(gpu.loss, cpu.loss, 2e-5, 'cuda vs cpu loss');
+            expect(gpu.tokens).toBe(cpu.tokens);
+          }
         });
       }
     }
@@ -322,9 +325,11 @@ describe(`surrogate loss: CUDA against CPU${avail.cuda ? ` (${avail.device})` : 
   cudaTest('masked NaN inputs, all-masked batch, and the public API picks cuda under auto', () => {
     const input = gen({ batch: 3, length: 8, mode: 'token', seed: 3 });
     expect(surrogateLoss({ ...input, backend: 'auto' }).backend).toBe('cuda');
-    const empty = native().surrogateLossCuda!({ ...input, mask: new Uint8Array(24), poisonOutput: true });
-    expect(empty.loss).toBe(0);
-    expect(empty.gradLogp.every((g) => g === 0)).toBe(true);
+    for (const countOnDevice of [false, true]) {
+      const empty = native().surrogateLossCuda!({ ...input, mask: new Uint8Array(24), poisonOutput: true, countOnDevice });
+      expect(empty.loss).toBe(0);
+      expect(empty.gradLogp.every((g) => g === 0)).toBe(true);
+    }
   });
 });
 

@@ -1,6 +1,8 @@
 // The surrogate CUDA kernel (rewritten for host emulation by launch_to_emu.py) against the CPU kernel on random
 // inputs: every mode x aggregation x KL on/off (x dual clip for token), T % 4 == 0 (float4 loads) and not (scalar),
-// an all-masked row, an all-masked batch; the output is NaN-poisoned before each call. Exit status 1 on a mismatch.
+// an all-masked row, an all-masked batch, with N and Bv counted on the host (knownTokens/knownSequences) and on the
+// device (the counting launch); the output is NaN-poisoned before each call. Exit status 1 on a mismatch.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -50,15 +52,17 @@ static void check(Mode mode, Agg agg, bool ref, float dual, int B, int T, bool a
   p.klCoef = ref ? 0.05f : 0.f;
   Inputs in{lp.data(), old.data(), ref ? rf.data() : nullptr, adv.data(), mask.data()};
   const Result c = lossCpu(p, in, gCpu.data());
+  for (bool countOnDevice : {false, true}) {
   Result g;
-  const char* err = lossCudaHost(p, in, gGpu.data(), &g, true);
+  std::fill(gGpu.begin(), gGpu.end(), 0.f);
+  const char* err = lossCudaHost(p, in, gGpu.data(), &g, true, countOnDevice);
   const std::string name = "mode " + std::to_string(static_cast<int>(mode)) + " agg " + std::to_string(static_cast<int>(agg)) +
                            " ref " + std::to_string(ref) + " dual " + std::to_string(dual) + " T " + std::to_string(T) +
-                           (allMasked ? " all-masked" : "");
+                           (allMasked ? " all-masked" : "") + (countOnDevice ? " (device counts)" : " (host counts)");
   if (err && *err) {
     std::printf("FAIL %s: %s\n", name.c_str(), err);
     ++failures;
-    return;
+    continue;
   }
   expectClose(g.loss, c.loss, 1e-5, name + " loss");
   expectClose(g.pgLoss, c.pgLoss, 1e-5, name + " pgLoss");
@@ -81,6 +85,7 @@ static void check(Mode mode, Agg agg, bool ref, float dual, int B, int T, bool a
     ++failures;
   } else {
     std::printf("ok   %s  loss %.6g  clip %.3f/%.3f/%.3f\n", name.c_str(), c.loss, c.clipFracHigh, c.clipFracLow, c.dualClipFrac);
+  }
   }
 }
 

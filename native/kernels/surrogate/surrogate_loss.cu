@@ -2,7 +2,9 @@
 //
 // Three launches on one stream, nothing copied to the host:
 //   1. countKernel   one block per response: n_i = sum_t M_it; N and Bv by integer atomics (exact, order-free).
-//                    Reads 1 byte per token; every weight w_i depends on these global counts.
+//                    Reads 1 byte per token; every weight w_i depends on these global counts. Skipped when the
+//                    caller passes N and Bv (Params::knownTokens/knownSequences): the row kernel then finds n_i
+//                    itself where a weight or a mean needs it (seq-mean-token-mean; the sequence modes' first sweep).
 //   2. rowKernel     one block per response: (sequence / geo_mean: a first sweep for sum_t M delta_t, whose re-read
 //                    in the second sweep hits L1/L2) one sweep over logp, oldLogp, refLogp, mask that writes
 //                    d loss / d logp for every token (0 where masked) and the row's partial sums.
@@ -93,6 +95,7 @@ struct KernelArgs {
   Inputs in;
   float* grad;
   Workspace ws;
+  bool known;  // N and Bv are p.knownTokens / p.knownSequences (no counting launch, no ws.counts)
 };
 
 // low_var_kl and its derivative w.r.t. logp (clamps as in surrogate_loss.h)
@@ -116,7 +119,7 @@ struct RowConst {
 // Accumulators of one thread.
 struct Acc {
   float loss = 0, kl = 0, negDelta = 0;
-  int high = 0, low = 0, dual = 0;
+  int high = 0, low = 0, dual = 0, count = 0;
 };
 
 // One token of mode token: returns d loss / d logp (0 when masked) and accumulates the row sums.
@@ -171,6 +174,7 @@ __device__ __forceinline__ void sumOp(const RowConst& k, float lp, float old, bo
     s += m ? d : 0.0f;
   }
   acc.negDelta += m ? -d : 0.0f;
+  acc.count += m;
 }
 
 // Sweeps a row calling op(lp, old, ref, m) -> optional gradient, with float4 loads where possible.
@@ -208,25 +212,43 @@ __device__ __forceinline__ void sweep(const KernelArgs& A, int64_t row, bool vec
   }
 }
 
+// An empty response: gradient 0 everywhere, nothing to the sums.
+__device__ void zeroRow(const KernelArgs& A, int64_t i, RowPartialDev* out) {
+  float* g = A.grad + static_cast<size_t>(i) * A.p.length;
+  for (int64_t t = threadIdx.x; t < A.p.length; t += kThreads) g[t] = 0.0f;
+  if (threadIdx.x == 0) *out = RowPartialDev{0, 0, 0, 0, 0, 0};
+}
+
 template <Mode kMode, bool kRef>
 __global__ void __launch_bounds__(kThreads) rowKernel(KernelArgs A, bool vec4) {
   __shared__ double dscratch[kThreads / 32];
   __shared__ long long iscratch[kThreads / 32];
+  __shared__ int iscratchInt[kThreads / 32];
   const int64_t i = blockIdx.x;
   const int64_t T = A.p.length;
-  const int n = A.ws.counts[i];
-  const long long N = static_cast<long long>(A.ws.counters->tokens);
-  const long long Bv = static_cast<long long>(A.ws.counters->sequences);
+  const long long N = A.known ? A.p.knownTokens : static_cast<long long>(A.ws.counters->tokens);
+  const long long Bv = A.known ? A.p.knownSequences : static_cast<long long>(A.ws.counters->sequences);
   RowPartialDev* out = A.ws.rows + i;
-  if (n == 0) {
-    float* g = A.grad + static_cast<size_t>(i) * T;
-    for (int64_t t = threadIdx.x; t < T; t += kThreads) g[t] = 0.0f;
-    if (threadIdx.x == 0) *out = RowPartialDev{0, 0, 0, 0, 0, 0};
+  // n_i: from the counting launch; with known totals, counted here where needed (-1: not needed, the row is
+  // handled the same whether or not it is empty)
+  int n = -1;
+  if (!A.known) {
+    n = A.ws.counts[i];
+  } else if (kMode == Mode::Token && A.p.agg == Agg::SeqMeanTokenMean) {
+    int c = 0;
+    const uint8_t* mk = A.in.mask + static_cast<size_t>(i) * T;
+    for (int64_t t = threadIdx.x; t < T; t += kThreads) c += mk[t] != 0;
+    n = blockSum(c, iscratchInt);
+  }
+  if (n == 0 || N == 0) {  // N == 0: the whole batch is masked (and 1/N must not meet a zero sum)
+    zeroRow(A, i, out);
     return;
   }
   RowConst k;
   k.a = A.in.advantages[i];
-  k.w = static_cast<float>(aggWeight(A.p.agg, n, N, Bv));
+  // token-mean and seq-mean-token-sum need no n_i; the sequence modes set w after their first sweep
+  k.w = n > 0 ? static_cast<float>(aggWeight(A.p.agg, n, N, Bv))
+              : static_cast<float>(A.p.agg == Agg::TokenMean ? 1.0 / static_cast<double>(N) : 1.0 / static_cast<double>(Bv));
   k.wk = k.w * A.p.klCoef;
   k.up = 1.0f + A.p.clipHigh;
   k.lo = 1.0f - A.p.clipLow;
@@ -245,6 +267,15 @@ __global__ void __launch_bounds__(kThreads) rowKernel(KernelArgs A, bool vec4) {
     float s = 0;
     sweep<false, false>(A, i, vec4, [&](float lp, float old, float, bool m) { sumOp<kGeo>(k, lp, old, m, s, acc); return 0.0f; });
     const double S = blockSum(static_cast<double>(s), dscratch);
+    if (n < 0) {
+      n = blockSum(acc.count, iscratchInt);
+      if (n == 0) {
+        zeroRow(A, i, out);
+        return;
+      }
+      k.w = static_cast<float>(aggWeight(A.p.agg, n, N, Bv));
+      k.wk = k.w * A.p.klCoef;
+    }
     if (kGeo) {
       const double R = exp(S / n);
       const double invBv = 1.0 / static_cast<double>(Bv);
@@ -275,8 +306,8 @@ __global__ void __launch_bounds__(kThreads) rowKernel(KernelArgs A, bool vec4) {
   if (threadIdx.x == 0) *out = RowPartialDev{pgRow, static_cast<double>(k.w) * kl, nd, hi, lo, du};
 }
 
-__global__ void finalizeKernel(const RowPartialDev* rows, int64_t B, const Counters* counters, float klCoef,
-                               bool hasRef, Result* result) {
+__global__ void finalizeKernel(const RowPartialDev* rows, int64_t B, const Counters* counters, long long knownN,
+                               long long knownBv, float klCoef, bool hasRef, Result* result) {
   __shared__ double dscratch[kThreads / 32];
   __shared__ long long iscratch[kThreads / 32];
   double pg = 0, kl = 0, nd = 0;
@@ -296,10 +327,10 @@ __global__ void finalizeKernel(const RowPartialDev* rows, int64_t B, const Count
   lo = blockSum(lo, iscratch);
   du = blockSum(du, iscratch);
   if (threadIdx.x == 0) {
-    const long long N = static_cast<long long>(counters->tokens);
+    const long long N = knownN >= 0 ? knownN : static_cast<long long>(counters->tokens);
     Result r;
     r.tokens = N;
-    r.sequences = static_cast<int64_t>(counters->sequences);
+    r.sequences = knownBv >= 0 ? knownBv : static_cast<int64_t>(counters->sequences);
     r.pgLoss = pg;
     r.klLoss = hasRef ? kl : 0.0;
     r.loss = pg + (hasRef ? static_cast<double>(klCoef) * kl : 0.0);
@@ -387,24 +418,46 @@ const char* lossCudaDevice(const Params& p, const Inputs& in, float* grad, Resul
   if (p.batch <= 0 || p.length <= 0) return "batch and length must be positive";
   if (p.batch > 2147483647LL) return "batch exceeds the grid limit";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  KernelArgs A{p, in, grad, carve(workspace, p.batch)};
+  const bool known = p.knownTokens >= 0 && p.knownSequences >= 0;
+  KernelArgs A{p, in, grad, carve(workspace, p.batch), known};
   const bool vec4 = (p.length % 4 == 0) && aligned16(in.logp) && aligned16(in.oldLogp) && aligned16(grad) &&
                     (!in.refLogp || aligned16(in.refLogp)) && ((reinterpret_cast<uintptr_t>(in.mask) & 3) == 0);
-  cudaError_t e = cudaMemsetAsync(A.ws.counters, 0, sizeof(Counters), s);
-  if (e != cudaSuccess) return fail("cudaMemsetAsync", e);
-  countKernel<<<static_cast<unsigned>(p.batch), kThreads, 0, s>>>(in.mask, p.length, A.ws.counts, A.ws.counters);
+  cudaError_t e;
+  if (!known) {
+    e = cudaMemsetAsync(A.ws.counters, 0, sizeof(Counters), s);
+    if (e != cudaSuccess) return fail("cudaMemsetAsync", e);
+    countKernel<<<static_cast<unsigned>(p.batch), kThreads, 0, s>>>(in.mask, p.length, A.ws.counts, A.ws.counters);
+  }
   switch (p.mode) {
     case Mode::Token: launchRows<Mode::Token>(A, vec4, s); break;
     case Mode::Sequence: launchRows<Mode::Sequence>(A, vec4, s); break;
     case Mode::GeoMean: launchRows<Mode::GeoMean>(A, vec4, s); break;
   }
-  finalizeKernel<<<1, kThreads, 0, s>>>(A.ws.rows, p.batch, A.ws.counters, p.klCoef, in.refLogp != nullptr, result);
+  finalizeKernel<<<1, kThreads, 0, s>>>(A.ws.rows, p.batch, A.ws.counters, known ? p.knownTokens : -1,
+                                        known ? p.knownSequences : -1, p.klCoef, in.refLogp != nullptr, result);
   e = cudaGetLastError();
   if (e != cudaSuccess) return fail("kernel launch", e);
   return "";
 }
 
-const char* lossCudaHost(const Params& p, const Inputs& in, float* grad, Result* result, bool poisonOutput) {
+void countMask(const Params& p, const uint8_t* mask, int64_t* tokens, int64_t* sequences) {
+  int64_t N = 0, Bv = 0;
+  for (int64_t i = 0; i < p.batch; ++i) {
+    int64_t c = 0;
+    const uint8_t* mk = mask + static_cast<size_t>(i) * p.length;
+    for (int64_t t = 0; t < p.length; ++t) c += mk[t] != 0;
+    N += c;
+    Bv += c > 0;
+  }
+  *tokens = N;
+  *sequences = Bv;
+}
+
+const char* lossCudaHost(const Params& pIn, const Inputs& in, float* grad, Result* result, bool poisonOutput,
+                         bool countOnDevice) {
+  Params p = pIn;
+  if (countOnDevice) p.knownTokens = p.knownSequences = -1;
+  else countMask(p, in.mask, &p.knownTokens, &p.knownSequences);
   DeviceBuffers d;
   Inputs dev;
   const char* err = upload(p, in, d, dev);
@@ -418,7 +471,10 @@ const char* lossCudaHost(const Params& p, const Inputs& in, float* grad, Result*
   return download(p, d, grad, result);
 }
 
-const char* lossCudaTimed(const Params& p, const Inputs& in, int repeats, double* msOut, float* grad, Result* result) {
+const char* lossCudaTimed(const Params& pIn, const Inputs& in, int repeats, double* msOut, float* grad, Result* result) {
+  // as the engine calls it: the response lengths (hence N and Bv) are known on the host
+  Params p = pIn;
+  if (p.knownTokens < 0 || p.knownSequences < 0) countMask(p, in.mask, &p.knownTokens, &p.knownSequences);
   DeviceBuffers d;
   Inputs dev;
   const char* err = upload(p, in, d, dev);

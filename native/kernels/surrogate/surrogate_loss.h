@@ -45,6 +45,11 @@ struct Params {
   float clipHigh = 0.2f; // eps_high (token/sequence: ratio <= 1 + clipHigh; geo_mean: log-ratio <= clipHigh)
   float dualClip = 0.f;  // c > 1 enables the dual clip for A < 0 (token mode only); 0 = off
   float klCoef = 0.f;    // coefficient of the KL-to-reference term (used only when refLogp is given)
+  // CUDA only: N and Bv when the caller already knows them (the engine knows its response lengths; the host wrapper
+  // counts the host mask while uploading it). Both >= 0 skip the counting launch and its pass over the mask; they
+  // must equal the mask's counts. -1: counted on the device.
+  int64_t knownTokens = -1;
+  int64_t knownSequences = -1;
 };
 
 // Row-major [B*T] arrays; refLogp may be null (no KL term). advantages is [B].
@@ -96,8 +101,12 @@ size_t cudaWorkspaceBytes(const Params& p);
 const char* lossCudaDevice(const Params& p, const Inputs& in, float* gradLogp, Result* result, void* workspace,
                            void* stream);
 // Host wrapper for the JS API: host pointers in and out; copies, runs, copies back, synchronizes. poisonOutput fills
-// the device gradient with NaN first (tests use it to catch unwritten elements). Returns "" or an error message.
-const char* lossCudaHost(const Params& p, const Inputs& in, float* gradLogp, Result* result, bool poisonOutput);
+// the device gradient with NaN first (tests use it to catch unwritten elements). countOnDevice ignores the host
+// mask's counts and takes the counting-launch path (tests cover both). Returns "" or an error message.
+const char* lossCudaHost(const Params& p, const Inputs& in, float* gradLogp, Result* result, bool poisonOutput,
+                         bool countOnDevice = false);
+// N and Bv of a host mask (what the host wrapper passes as knownTokens / knownSequences).
+void countMask(const Params& p, const uint8_t* mask, int64_t* tokens, int64_t* sequences);
 // Benchmark: inputs copied to the device once, then `repeats` timed calls of the device entry (CUDA events); the
 // per-call milliseconds go to msOut[repeats]; the last call's gradient and scalars come back to grad and result.
 // Returns "" or an error message.

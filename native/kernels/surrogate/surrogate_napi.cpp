@@ -101,13 +101,15 @@ Napi::Value LossUnfused(const Napi::CallbackInfo& info) {
 Napi::Value LossCuda(const Napi::CallbackInfo& info) {
   Call c = parseCall(info, "surrogateLossCuda");
   const bool poison = getBoolOr(info[0].As<Napi::Object>(), "poisonOutput", false);
+  const bool countOnDevice = getBoolOr(info[0].As<Napi::Object>(), "countOnDevice", false);
   Result r;
-  const char* err = surrogate::lossCudaHost(c.p, c.in, c.grad, &r, poison);
+  const char* err = surrogate::lossCudaHost(c.p, c.in, c.grad, &r, poison, countOnDevice);
   if (err && *err) throwError(info.Env(), std::string("surrogateLossCuda: ") + err);
   return toJs(info.Env(), r, c.gradArray);
 }
 
-// surrogateLossCudaTimed({...same fields..., repeats}) -> { ms: number[], result }
+// surrogateLossCudaTimed({...same fields..., repeats}) -> { ms: number[], result }: device-resident inputs, N and Bv
+// passed in (as the engine will), CUDA events
 Napi::Value LossCudaTimed(const Napi::CallbackInfo& info) {
   Call c = parseCall(info, "surrogateLossCudaTimed");
   const int repeats = static_cast<int>(getIntOr(info[0].As<Napi::Object>(), "repeats", 10, 1, 10000));
