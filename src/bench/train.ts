@@ -65,7 +65,8 @@ export const trainSuite: BenchSuite = {
         plain.push(time(false));
         pooled.push(time(true));
       }
-      poolCost = Math.max(0, median(pooled) - median(plain));
+      // the median of paired differences (each pooled run next to a plain one) resists machine drift
+      poolCost = Math.max(0, median(pooled.map((x, i) => x - plain[i]!)));
       ctx.log(`scoring pass: ${median(plain).toFixed(4)} s, with pooled states ${median(pooled).toFixed(4)} s`);
     } finally {
       probe.dispose();
