@@ -139,6 +139,7 @@ describe('trainer on a tiny policy', () => {
     }
     expect(rows.some((m) => m.sampling_rounds > 1)).toBe(true);
     expect(rows.every((m) => m.kept_groups <= 4)).toBe(true);
+    expect(() => trainer(config({ 'algorithm.preset': 'dapo', 'rollout.n': 1 }))).toThrow(/dynamic_sampling needs rollout\.n ≥ 2/);
   });
 
   test('a killed run resumes to the same trajectory as an uninterrupted one', () => {

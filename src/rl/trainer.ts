@@ -127,6 +127,7 @@ export class Trainer {
     const c = this.cfg;
     this.schedule = makeSchedule({ numPrompts: o.prompts.length, promptsPerStep: c.optim.prompts_per_step, epochs: c.optim.epochs, maxSteps: c.optim.max_steps, warmup: c.clipo.warmup_steps, clipoEnabled: c.clipo.enabled });
     if (c.algorithm.kl_coef > 0 && !this.reference) throw new Error('algorithm.kl_coef > 0 needs a reference policy');
+    if (c.algorithm.dynamic_sampling && c.rollout.n < 2) throw new Error('algorithm.dynamic_sampling needs rollout.n ≥ 2 (a group of one never has reward spread)');
     this.step = o.resume?.step ?? 0;
     this.backend = resolveBackend('auto');
     this.stream = new PromptStream(o.prompts.length, c.optim.seed, c.data.shuffle, o.resume?.stream);
