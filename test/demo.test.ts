@@ -97,6 +97,10 @@ describe('clipo demo --quick', () => {
     const b = clipo('demo', '--quick', '--steps', 'many', '--cache', cache);
     expect(b.code).toBe(2);
     expect(b.err).toMatch(/--steps: expected a number/);
+    // an existing demo folder is not overwritten
+    const c = clipo('demo', '--quick', '--out', path.join(tmp, 'a'), '--cache', cache);
+    expect(c.code).toBe(1);
+    expect(c.err).toMatch(/already holds a demo; choose another output folder/);
   });
 });
 

@@ -1,7 +1,7 @@
 // `clipo demo` end to end: built-in task data → cached supervised warm-up of a tiny Qwen2 policy → GRPO and
 // GRPO+CLIPO from that same checkpoint with the same seed and budget (`clipo train`'s trainer) → greedy Pass@1 on
 // every evaluation split → report.md with the table, the training curves, the embedding maps and the phase times.
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseTrainConfig, type TrainConfig } from '../config/load.js';
@@ -102,6 +102,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     return r;
   };
   if (!Number.isInteger(o.seeds) || o.seeds < 1) throw new Error(`seeds: expected a positive integer, got ${o.seeds}`);
+  if (existsSync(path.join(o.outDir, 'runs')) || existsSync(path.join(o.outDir, 'report.md'))) {
+    throw new Error(`${o.outDir} already holds a demo; choose another output folder`);
+  }
   const evalN = Math.min(s.evalProblems, s.task.test);
 
   // ---- task data (files for the trainer; the same problems in memory for warm-up and evaluation)

@@ -28,13 +28,17 @@ export function registerDemo(program: Command): void {
     .description('the built-in end-to-end demo: warm-up (cached), GRPO vs GRPO+CLIPO from the same start, eval on every split, report.md with pictures')
     .option('--out <dir>', 'output folder (default: runs/demo-<timestamp>)')
     .option('--seeds <n>', 'paired seeds per arm (with 2 or more the report gives the CLIPO − GRPO difference with a 95% CI over seeds)', '1')
-    .option('--steps <n>', 'RL steps per arm (default: 30; --quick: 3)')
+    .option('--steps <n>', 'RL steps per arm (default: 80; --quick: 3)')
     .option('--quick', 'a tiny smoke run (well under a minute)')
     .option('--json', 'print a JSON summary on stdout at the end (no progress bars)')
     .option('--cache <dir>', 'cache for the task data and the warm-up model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
     .action(async (opts: DemoCliOptions) => {
       const seeds = parseNumberOption('--seeds', opts.seeds, { integer: true, min: 1, max: 100 });
       const steps = opts.steps === undefined ? undefined : parseNumberOption('--steps', opts.steps, { integer: true, min: 1, max: 100000 });
+      // OpenMP threads that spin between the many small parallel regions of a tiny model turn a busy 2-core laptop
+      // into a crawl (measured here: a warm-up step 5-8x slower under load); sleeping threads cost little when the
+      // machine is idle. The runtime reads this when the addon loads, which happens below; a user's setting wins.
+      process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
       // loaded on use: the engine and the report's plotting libraries are only needed once a demo runs
       const { DEFAULT_SETTINGS, QUICK_SETTINGS } = await import('../../demo/settings.js');
       const { defaultCacheDir } = await import('../../demo/warmup.js');
@@ -51,18 +55,27 @@ export function registerDemo(program: Command): void {
       };
       const phase = (name: string) => {
         if (!tty) {
-          // no terminal: one line when a phase starts and one when it ends
+          // no terminal: a line when a phase starts, at every tenth of it, and when it ends
           let t0 = 0;
+          let total = 0;
+          let nextTenth = 1;
           let last: Record<string, string> = {};
+          const fields = () => Object.entries(last).map(([k, v]) => `${k} ${v}`).join(' ');
           return {
-            start: (total: number) => {
+            start: (n: number) => {
               t0 = performance.now();
-              log(`${name}: ${total} ...`);
+              total = n;
+              nextTenth = 1;
+              log(`${name}: ${n} ...`);
             },
-            update: (_v: number, f?: Record<string, string>) => {
+            update: (v: number, f?: Record<string, string>) => {
               if (f) last = { ...last, ...f };
+              if (total > 0 && v * 10 >= nextTenth * total && v < total) {
+                while (v * 10 >= nextTenth * total) nextTenth++;
+                log(`${name}: ${v}/${total} ${((performance.now() - t0) / 1000).toFixed(0)} s ${fields()}`);
+              }
             },
-            stop: () => log(`${name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s ${Object.entries(last).map(([k, v]) => `${k} ${v}`).join(' ')}`),
+            stop: () => log(`${name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s ${fields()}`),
           };
         }
         const bar = new cliProgress.SingleBar(
