@@ -6,7 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { encodeProblem } from '../src/demo/encode.js';
+import { evaluateGreedy } from '../src/demo/evaluate.js';
 import { armConfig, EVAL_SPLITS } from '../src/demo/run.js';
+import type { Engine } from '../src/engine/engine.js';
+import { ModelTokenizer } from '../src/model/tokenizer.js';
+import { generateTaskSplits } from '../src/task/generator.js';
+import { taskTokenizerDir } from '../src/task/tokenizer.js';
 import { DEFAULT_SETTINGS, QUICK_SETTINGS } from '../src/demo/settings.js';
 import { warmupKey, warmupLr } from '../src/demo/warmup.js';
 import { packageRoot } from '../src/native.js';
@@ -132,6 +138,33 @@ describe('demo pieces', () => {
     // RL settings do not touch the warm-up
     expect(changed((s) => (s.rl.steps = 99))).toBe(base);
     expect(changed((s) => (s.clipo.lambda = 0.5))).toBe(base);
+  });
+
+  test('greedy evaluation scores each problem by its own answer, whatever order the engine returns', () => {
+    const tok = ModelTokenizer.fromDir(taskTokenizerDir());
+    const problems = generateTaskSplits({ seed: 4, train: 0, test: 7 }).test.map((p) => encodeProblem(tok, p));
+    // a stand-in engine: the worked solution for even prompts, the next problem's solution for odd ones, in reverse
+    // order and in chunks of 3 (so the chunking and the promptIndex mapping are both exercised)
+    const requests: number[] = [];
+    const fake = {
+      generate(req: { prompts: Int32Array[]; temperature: number; maxNewTokens: number }) {
+        requests.push(req.prompts.length);
+        expect(req.temperature).toBe(0);
+        const seqs = req.prompts.map((prompt, i) => {
+          const k = problems.findIndex((p) => p.prompt === prompt);
+          const tokens = k % 2 === 0 ? problems[k]!.solution : problems[(k + 1) % problems.length]!.solution;
+          return { promptIndex: i, sampleIndex: 0, tokens, logprobs: new Float32Array(tokens.length), finishReason: 'stop' as const };
+        });
+        return { sequences: seqs.reverse() };
+      },
+    } as unknown as Engine;
+    const seen: number[] = [];
+    const scores = evaluateGreedy(fake, tok, problems, { maxNewTokens: 60, maxBatch: 3 }, (d) => seen.push(d));
+    const expected = problems.map((p, k) => (k % 2 === 0 ? 1 : p.answer === problems[(k + 1) % problems.length]!.answer ? 1 : 0));
+    expect(scores).toEqual(expected);
+    expect(scores.filter((x) => x === 1).length).toBeGreaterThanOrEqual(4);
+    expect(requests).toEqual([3, 3, 1]);
+    expect(seen).toEqual([3, 6, 7]);
   });
 
   test('warm-up learning rate: linear ramp, then cosine from the peak down to 10%', () => {

@@ -130,10 +130,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const tok = start.tokenizer!;
   const evalSets = new Map<TaskSplit, EncodedProblem[]>(EVAL_SPLITS.map((sp) => [sp, splits[sp].slice(0, evalN).map((p) => encodeProblem(tok, p))]));
   const evals: EvalResult[] = [];
-  const evaluate = (weights: typeof start.weights, arm: string, seed: number) => {
+  const evaluate = (weights: typeof start.weights, arm: string, seed: number, label: string) => {
     const engine = Engine.create(start.config, weights, s.threads ? { threads: s.threads } : {});
     try {
-      const bar = phase(`eval ${arm}${o.seeds > 1 ? ` seed ${seed}` : ''}`);
+      const bar = phase(`eval ${label}`);
       bar.start(EVAL_SPLITS.length * evalN, { split: EVAL_SPLITS[0]! });
       let done = 0;
       for (const split of EVAL_SPLITS) {
@@ -148,7 +148,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   };
 
   // ---- the starting policy's scores (the reference line of the table)
-  await timed(`eval ${START}`, () => evaluate(start.weights, START, 1));
+  await timed(`eval ${START}`, () => evaluate(start.weights, START, 1, START));
 
   // ---- RL: both arms per seed, then their evaluation
   const metrics: RunMetrics[] = [];
@@ -179,7 +179,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       if (first && last && first !== last) embeddings.push(first, last);
       if (!result.lastCheckpoint) throw new Error(`${tag}: the run wrote no checkpoint`);
       const policy = loadModelDir(path.join(result.lastCheckpoint, 'policy'), { tokenizer: false });
-      await timed(`eval ${tag}`, () => evaluate(policy.weights, arm, seed));
+      await timed(`eval ${tag}`, () => evaluate(policy.weights, arm, seed, tag));
       if (!o.keepCheckpoints) rmSync(path.join(runDir, 'checkpoints'), { recursive: true, force: true });
     }
   }
