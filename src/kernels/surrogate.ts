@@ -73,8 +73,12 @@ function checkInt(name: string, v: unknown, min: number): number {
 
 function checkArray(name: string, v: unknown, ctor: Float32ArrayConstructor | Uint8ArrayConstructor, length: number, optional = false): void {
   if (v === undefined && optional) return;
-  if (!(v instanceof ctor)) throw new Error(`surrogateLoss: ${name} must be a ${ctor.name}, got ${v === undefined ? 'nothing' : (v as object)?.constructor?.name ?? typeof v}`);
-  if (v.length !== length) throw new Error(`surrogateLoss: ${name} must have length ${length}, got ${v.length}`);
+  // by tag rather than instanceof: typed arrays from another realm (a vm context, e.g. jest's) are fine too
+  if (Object.prototype.toString.call(v) !== `[object ${ctor.name}]`) {
+    throw new Error(`surrogateLoss: ${name} must be a ${ctor.name}, got ${v === undefined ? 'nothing' : (v as object)?.constructor?.name ?? typeof v}`);
+  }
+  const n = (v as ArrayLike<number>).length;
+  if (n !== length) throw new Error(`surrogateLoss: ${name} must have length ${length}, got ${n}`);
 }
 
 function checkNumber(name: string, v: unknown, ok: (x: number) => boolean, rule: string): number {

@@ -327,10 +327,7 @@ export class Trainer {
           const end = Math.min(mEnd, s + micro);
           const part = batch.slice(s, end);
           const b = part.length;
-          const raw = this.policy.forwardTrain({ sequences: part.map((x) => ({ prompt: x.prompt, response: x.response })) });
-          // views through this module's constructors: arrays made by native code can come from another JS realm
-          // (a vm context such as a test runner's), where the kernels' instanceof checks would reject them
-          const ft = { ...raw, logprobs: new Float32Array(raw.logprobs.buffer, raw.logprobs.byteOffset, raw.logprobs.length), mask: new Uint8Array(raw.mask.buffer, raw.mask.byteOffset, raw.mask.length) };
+          const ft = this.policy.forwardTrain({ sequences: part.map((x) => ({ prompt: x.prompt, response: x.response })) });
           const T = ft.length;
           checkFinite(ft.logprobs, ft.mask, 'the training forward gave non-finite log-probabilities', stepNo);
           const oldPacked = new Float32Array(b * T);
