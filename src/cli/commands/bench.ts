@@ -20,7 +20,7 @@ interface BenchOptions {
 export function registerBench(program: Command): void {
   program
     .command('bench')
-    .description(`measure the native kernels (and later the engine) against the machine's limits; default: ${defaultBenchGroup}`)
+    .description(`measure the kernels, engine, verifier and training step against the machine's measured limits; default: ${defaultBenchGroup}`)
     .argument('[names...]', 'suites or groups to run (see --list)')
     .option('--json', 'print one JSON document (machine, reports) instead of tables')
     .option('--quick', 'small sizes and few repeats (a smoke test, not a measurement)')
