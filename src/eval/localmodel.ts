@@ -3,20 +3,12 @@
 // Engine API used here) so that the text layer can be tested on its own.
 import type { ModelTokenizer } from '../model/tokenizer.js';
 import type { ChatMessage } from './types.js';
+import type { GenerateRequest } from '../engine/engine.js';
 
 /** The slice of Engine (src/engine/engine.ts) this module needs. */
 export interface GenerateEngine {
   readonly config: { eosTokenIds: number[]; maxPositionEmbeddings: number; vocabSize: number };
-  generate(req: {
-    prompts: Int32Array[];
-    n?: number;
-    maxNewTokens: number;
-    temperature: number;
-    topP?: number;
-    seed: number;
-    stopTokens?: number[];
-    maxBatch?: number;
-  }): { sequences: Array<{ promptIndex: number; sampleIndex: number; tokens: Int32Array; finishReason: 'stop' | 'length' }> };
+  generate(req: GenerateRequest): { sequences: Array<{ promptIndex: number; sampleIndex: number; tokens: Int32Array; finishReason: 'stop' | 'length' }> };
 }
 
 export interface TextRequest {

@@ -1,6 +1,7 @@
 // What the trainer needs from its collaborators, as structural types: the policy engine (src/engine/engine.ts
 // implements it), the text codec (tokenizer + chat template) and the verifier. Tests can supply small stand-ins.
 import type { ModelConfig, TensorMap } from '../model/types.js';
+import type { GenerateRequest } from '../engine/engine.js';
 
 export interface ScoreBatch {
   sequences: Array<{ prompt: Int32Array; response: Int32Array }>;
@@ -17,16 +18,7 @@ export interface GeneratedSequence {
 
 export interface PolicyEngine {
   readonly config: ModelConfig;
-  generate(req: {
-    prompts: Int32Array[];
-    n?: number;
-    maxNewTokens: number;
-    temperature: number;
-    topP?: number;
-    seed: number;
-    stopTokens?: number[];
-    returnPooled?: boolean;
-  }): { sequences: GeneratedSequence[] };
+  generate(req: GenerateRequest): { sequences: GeneratedSequence[] };
   score(batch: ScoreBatch, opts?: { entropy?: boolean; pooled?: boolean }): { logprobs: Float32Array; entropy?: Float32Array; pooled?: Float32Array; mask: Uint8Array; length: number };
   forwardTrain(batch: ScoreBatch): { logprobs: Float32Array; entropy: Float32Array; mask: Uint8Array; length: number };
   backward(gradLogp: Float32Array): void;
