@@ -1,20 +1,9 @@
 // What the trainer needs from its collaborators, as structural types: the policy engine (src/engine/engine.ts
 // implements it), the text codec (tokenizer + chat template) and the verifier. Tests can supply small stand-ins.
 import type { ModelConfig, TensorMap } from '../model/types.js';
-import type { GenerateRequest } from '../engine/engine.js';
+import type { GenerateRequest, GeneratedSequence, ScoreBatch } from '../engine/engine.js';
 
-export interface ScoreBatch {
-  sequences: Array<{ prompt: Int32Array; response: Int32Array }>;
-}
-
-export interface GeneratedSequence {
-  promptIndex: number;
-  sampleIndex: number;
-  tokens: Int32Array;
-  logprobs: Float32Array;
-  finishReason: 'stop' | 'length';
-  pooled?: Float32Array;
-}
+export type { GeneratedSequence, ScoreBatch };
 
 export interface PolicyEngine {
   readonly config: ModelConfig;
