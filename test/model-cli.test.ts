@@ -100,7 +100,7 @@ describe('clipo model init / info', () => {
     }
     // a missing required flag is reported (not a process.exit from inside commander)
     const missing = await clipoHere('model', 'init', '--arch', 'llama');
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.err).toMatch(/required option '--layers <n>' not specified/);
     // --force replaces a non-empty directory
     const dir = path.join(tmpRoot, 'forced');

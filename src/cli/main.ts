@@ -50,7 +50,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version are "errors" to commander; their text is already printed
-      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : e.exitCode || 2;
+      // every other commander error is a usage error (missing option, unknown flag, bad argument): exit 2
+      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : 2;
     }
     if (e instanceof UsageError) {
       process.stderr.write(chalk.red(`clipo: ${e.message}`) + '\n');
