@@ -1,13 +1,6 @@
 // The CLI as a user meets it: help lists the commands, version prints, unbuilt commands refuse, bad flags explain.
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { packageRoot } from '../src/native.js';
+import { runClipo as clipo } from './helpers/cli.js';
 
-const bin = path.join(packageRoot, 'bin', 'clipo');
-function clipo(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 describe('clipo CLI', () => {
   test('--help lists train, eval, bench and demo', () => {

@@ -2,7 +2,6 @@
 // times; the per-arm runs; a second demo that reuses the cached warm-up (same starting model, same start scores)
 // and pairs two seeds; flag errors. Plus the pieces the report's claims rest on: both arms get the same config
 // except CLIPO, the warm-up cache key covers the settings, the warm-up learning-rate schedule.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,13 +14,8 @@ import { generateTaskSplits } from '../src/task/generator.js';
 import { taskTokenizerDir } from '../src/task/tokenizer.js';
 import { DEFAULT_SETTINGS, QUICK_SETTINGS } from '../src/demo/settings.js';
 import { warmupKey, warmupLr } from '../src/demo/warmup.js';
-import { packageRoot } from '../src/native.js';
+import { runClipo as clipo } from './helpers/cli.js';
 
-const bin = path.join(packageRoot, 'bin', 'clipo');
-function clipo(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'clipo-demo-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

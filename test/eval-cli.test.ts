@@ -1,24 +1,17 @@
 // `clipo eval` as a user runs it: flag checking, --json output, and the crash test: a run against a slow server is
 // SIGKILLed midway (a torn line is added, as a kill during a write would leave), then rerun; every sample must be
 // there exactly once and the scores must equal those of an uninterrupted run.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../src/native.js';
 import { Command } from 'commander';
 import { UsageError } from '../src/cli/errors.js';
 import { registerEval } from '../src/cli/commands/eval.js';
 import type { EvalResults } from '../src/eval/run.js';
 import type { SampleRecord } from '../src/eval/types.js';
 import { questionOf, startFakeOpenAI, tmpDir, writeArithmeticJsonl } from './eval-fakes.js';
+import { clipoBin as bin, cliEnv as env, runClipo as clipoSync } from './helpers/cli.js';
 
-const bin = path.join(packageRoot, 'bin', 'clipo');
-const env = { ...process.env, FORCE_COLOR: '0' };
-
-function clipoSync(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 /** Async spawn: the fake server lives in this process, so its event loop must keep running. */
 function clipo(args: string[]): { done: Promise<{ code: number | null; signal: string | null; out: string; err: string }>; kill: (sig?: NodeJS.Signals) => void } {

@@ -1,7 +1,6 @@
 // The model commands as a user runs them: `clipo model init` -> `model info` -> `generate` -> `score`, checked
 // against the engine in this process (score = log-softmax of the full-sequence logits; generate's sampling
 // log-probs = score's; greedy = argmax), plus determinism and the errors for bad flags.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,13 +8,8 @@ import { Engine } from '../src/engine/engine.js';
 import { jest } from '@jest/globals';
 import { main } from '../src/cli/main.js';
 import { loadModelDir } from '../src/model/hfdir.js';
-import { packageRoot } from '../src/native.js';
+import { runClipo as clipo } from './helpers/cli.js';
 
-const bin = path.join(packageRoot, 'bin', 'clipo');
-function clipo(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 /** The CLI in this process (for the error cases: no process start per case). */
 async function clipoHere(...args: string[]) {

@@ -1,21 +1,15 @@
 // `clipo data make-task`: writes the six splits in the benchmark files' layout, readable by hyparquet (the reader
 // the data loaders use), with the same problems as the generator; jsonl too; bad flags fail with a message.
 import { parquetReadObjects } from 'hyparquet';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadDataset } from '../src/data/load.js';
-import { packageRoot } from '../src/native.js';
 import { reward } from '../src/verify/index.js';
 import { TASK_SPLITS, generateTaskSplits, solutionText } from '../src/task/generator.js';
 import { TASK_FILES, ensureTaskData, promptContent } from '../src/task/records.js';
+import { runClipo as clipo } from './helpers/cli.js';
 
-const bin = path.join(packageRoot, 'bin', 'clipo');
-function clipo(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'clipo-task-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -2,7 +2,7 @@
 // answers so that its samples are sometimes right), the task's jsonl data, the real verifier and kernels.
 // A run writes metrics and checkpoints; a run killed with SIGKILL resumes to exactly the uninterrupted run;
 // CLIPO with λ = 0 follows the base trajectory on the real engine; bad resumes and flags fail clearly.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,17 +18,13 @@ import { Trainer, type StepMetrics } from '../src/rl/trainer.js';
 import type { PolicyEngine } from '../src/rl/types.js';
 import { makeTaskData } from '../src/task/records.js';
 import { reward } from '../src/verify/index.js';
+import { clipoBin as bin, runClipo as clipo } from './helpers/cli.js';
 
-const bin = path.join(packageRoot, 'bin', 'clipo');
 const taskTok = path.join(packageRoot, 'assets', 'task');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'clipo-train-cli-'));
 const modelDir = path.join(dir, 'model');
 const dataFile = path.join(dir, 'task', 'train', 'task.jsonl');
 
-function clipo(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
 
 function writeConfig(name: string, extra = ''): string {
   const f = path.join(dir, `${name}.yaml`);
