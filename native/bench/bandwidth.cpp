@@ -32,6 +32,7 @@ Napi::Value MeasureBandwidth(const Napi::CallbackInfo& info) {
   const int64_t mb = clipo::getIntOr(opts, "megabytes", 256, 1, 1 << 16);
   const int64_t repeats = clipo::getIntOr(opts, "repeats", 7, 1, 1000);
   const int64_t threadsReq = clipo::getIntOr(opts, "threads", 0, 0, 4096);
+  clipo::checkAllocatable(env, 2.0 * static_cast<double>(mb) * (1 << 20), "megabytes");
   const int threads = threadsReq > 0 ? static_cast<int>(threadsReq) : omp_get_max_threads();
   const size_t n = static_cast<size_t>(mb) * (1 << 20) / sizeof(float);
   std::vector<float> a(n), b(n);

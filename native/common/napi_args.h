@@ -3,10 +3,19 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
 
 namespace clipo {
 
@@ -116,9 +125,76 @@ inline size_t checkedSize(Napi::Env env, std::initializer_list<int64_t> dims, co
   return n;
 }
 
+// --- allocation limits -------------------------------------------------------------------------------------------
+// V8 aborts the process (FatalProcessOutOfMemory) when a typed array's memory cannot be allocated, and Linux's
+// overcommit lets a big std::vector "succeed" and then kills the process when it is touched. So every size that
+// comes from JS is checked against what this process can allocate before any work starts: physical memory, lowered
+// by a cgroup memory limit (containers) and by RLIMIT_AS / RLIMIT_DATA.
+inline uint64_t allocatableBytes() {
+  static const uint64_t limit = [] {
+    uint64_t lim = UINT64_MAX;
+#if defined(__unix__) || defined(__APPLE__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) lim = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+    for (int res : {RLIMIT_AS, RLIMIT_DATA}) {
+      struct rlimit rl;
+      if (getrlimit(res, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) lim = std::min<uint64_t>(lim, rl.rlim_cur);
+    }
+    for (const char* f : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+      if (FILE* fp = std::fopen(f, "r")) {
+        unsigned long long v = 0;
+        if (std::fscanf(fp, "%llu", &v) == 1 && v > 0) lim = std::min<uint64_t>(lim, v);
+        std::fclose(fp);
+      }
+    }
+#endif
+    return lim;
+  }();
+  return limit;
+}
+
+inline std::string formatBytes(double b) {
+  char buf[64];
+  if (b >= 1e9) std::snprintf(buf, sizeof buf, "%.1f GB", b / 1e9);
+  else std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  return buf;
+}
+
+// Throws unless `bytes` (a total, computed in double so that it cannot wrap) fits what the process can allocate.
+inline void checkAllocatable(Napi::Env env, double bytes, const std::string& what) {
+  const double limit = static_cast<double>(allocatableBytes());
+  if (!(bytes <= limit))
+    throwError(env, what + ": needs " + formatBytes(bytes) + " of memory, more than this process can allocate (" +
+                        formatBytes(limit) + ")");
+}
+
+// A new typed array for an output, its size checked first (see allocatableBytes).
 template <typename T>
-Napi::TypedArrayOf<T> newArray(Napi::Env env, size_t n) {
+Napi::TypedArrayOf<T> newArray(Napi::Env env, size_t n, const char* what = "output") {
+  checkAllocatable(env, static_cast<double>(n) * sizeof(T), what);
   return Napi::TypedArrayOf<T>::New(env, n);
+}
+
+// Runs a native computation, turning allocation failures and C++ exceptions into JS Errors named after `what`
+// (an uncaught C++ exception would abort the process).
+template <typename F>
+auto guardedCall(Napi::Env env, const char* what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, std::string(what) + ": out of memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(what) + ": " + e.what());
+  }
+}
+
+// True when the byte ranges of two arrays overlap.
+inline bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
+  if (!a || !b || !aBytes || !bBytes) return false;
+  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + bBytes && y < x + aBytes;
 }
 
 }  // namespace clipo

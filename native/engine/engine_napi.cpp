@@ -156,6 +156,14 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       clipo::throwError(env, "config: expected a model config object");
     const auto cfg = parseConfig(opts.Get("config").As<Napi::Object>());
     const int threads = static_cast<int>(clipo::getIntOr(opts, "threads", omp_get_num_procs(), 1, 1024));
+    {
+      // the parameters this config implies (at least), before the model allocates them
+      const double H = static_cast<double>(cfg.hidden), qd = static_cast<double>(cfg.heads) * cfg.headDim,
+                   kvd = static_cast<double>(cfg.kvHeads) * cfg.headDim;
+      const double perLayer = 2 * qd * H + 2 * kvd * H + 3 * static_cast<double>(cfg.intermediate) * H;
+      const double params = static_cast<double>(cfg.layers) * perLayer + static_cast<double>(cfg.vocab) * H;
+      clipo::checkAllocatable(env, 4.0 * params, "Engine.create");
+    }
     model_ = guarded(env, "Engine.create", [&] { return std::make_unique<Model>(cfg, threads); });
     if (!clipo::hasField(opts, "weights") || !opts.Get("weights").IsArray())
       clipo::throwError(env, "weights: expected an array of {name, shape, data}");
@@ -210,9 +218,23 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
 
  private:
   std::unique_ptr<Model> model_;
+  // A generate call runs JS (onProgress) while it holds the model: during it, every other use of this engine is
+  // refused and dispose() is deferred to the call's end, so the running call never loses what it uses.
+  int inFlight_ = 0;
+  bool disposePending_ = false;
+
+  struct InFlight {
+    EngineModel* self;
+    explicit InFlight(EngineModel* s) : self(s) { ++self->inFlight_; }
+    ~InFlight() {
+      if (--self->inFlight_ == 0 && self->disposePending_) self->model_.reset();
+    }
+  };
 
   Model& model(Napi::Env env) {
-    if (!model_) clipo::throwError(env, "this engine has been disposed");
+    if (!model_ || disposePending_) clipo::throwError(env, "this engine has been disposed");
+    if (inFlight_)
+      clipo::throwError(env, "this engine is busy: generate is running (an onProgress callback must not use the engine)");
     return *model_;
   }
 
@@ -257,7 +279,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
         clipo::throwError(env, "tokens[" + std::to_string(i) + "]: id " + std::to_string(tok[i]) +
                                    " is out of range [0, " + std::to_string(m.cfg.vocab) + ")");
     const size_t outN = clipo::checkedSize(env, {batch, length, m.cfg.vocab}, "logits");
-    auto out = Napi::Float32Array::New(env, outN);
+    auto out = clipo::newArray<float>(env, outN, "logits");
     guarded(env, "logits", [&] { m.logits(tok.data, batch, length, out.Data()); });
     return out;
   }
@@ -346,6 +368,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = model(env);
+    InFlight inFlight(this);  // until this function returns: m stays alive whatever onProgress does
     Napi::Object o = clipo::argObject(info, 0, "generate");
     clipo::engine::GenerateRequest req;
     auto pl = clipo::getArray<int32_t>(o, "promptLengths");
@@ -371,7 +394,9 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     req.maxNewTokens = clipo::getInt(o, "maxNewTokens", 0, 1 << 24);
     req.maxBatch = clipo::getIntOr(o, "maxBatch", 64, 1, 1 << 20);
     req.temperature = clipo::getNumber(o, "temperature");
-    if (req.temperature < 0) clipo::throwError(env, "temperature: must be >= 0");
+    // 0 is greedy; a tiny positive temperature would overflow the scaled fp32 logits into NaN log-probs
+    if (!(req.temperature == 0 || req.temperature >= 1e-4))
+      clipo::throwError(env, "temperature: must be 0 (greedy) or at least 0.0001");
     req.topP = clipo::getNumberOr(o, "topP", 1.0);
     if (!(req.topP > 0 && req.topP <= 1)) clipo::throwError(env, "topP: must be in (0, 1]");
     const double seed = clipo::getNumber(o, "seed");
@@ -385,6 +410,20 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     if (clipo::hasField(o, "onProgress")) {
       if (!o.Get("onProgress").IsFunction()) clipo::throwError(env, "onProgress: expected a function");
       progressFn = o.Get("onProgress").As<Napi::Function>();
+    }
+    {
+      // what one group of sequences holds at once (KV caches, logits) and the outputs, before any work starts
+      int64_t longest = 0;
+      for (size_t i = 0; i < pl.length; ++i) longest = std::max<int64_t>(longest, pl[i]);
+      const double P = static_cast<double>(pl.length), n = static_cast<double>(req.n);
+      const double perGroup = std::min(P, std::max(1.0, std::floor(static_cast<double>(req.maxBatch) / n)));
+      const double S = perGroup * n, cap = static_cast<double>(longest) + static_cast<double>(req.maxNewTokens) + 1;
+      const double kvd = static_cast<double>(m.cfg.kvHeads) * static_cast<double>(m.cfg.headDim);
+      const double cache = 2.0 * S * static_cast<double>(m.cfg.layers) * cap * kvd * 4;
+      const double logits = S * static_cast<double>(m.cfg.vocab) * 4;
+      const double outputs = P * n * static_cast<double>(req.maxNewTokens) * 8 +
+                             (req.returnPooled ? P * n * static_cast<double>(m.cfg.hidden) * 4 : 0.0);
+      clipo::checkAllocatable(env, cache + logits + outputs, "generate");
     }
     std::function<void(int64_t, int64_t)> progress;
     int64_t lastDone = -1;
@@ -430,7 +469,8 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    model_.reset();
+    if (inFlight_) disposePending_ = true;  // freed when the running generate returns
+    else model_.reset();
     return info.Env().Undefined();
   }
 };
@@ -441,6 +481,7 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
   const int threads = static_cast<int>(clipo::getIntOr(o, "threads", omp_get_num_procs(), 1, 1024));
   const double seconds = clipo::getNumberOr(o, "seconds", 0.3);
+  if (!(seconds > 0 && seconds <= 60)) clipo::throwError(env, "seconds: must be in (0, 60]");
   const auto p = clipo::engine::measureFmaPeak(threads, seconds);
   Napi::Object out = Napi::Object::New(env);
   out.Set("gflops", p.gflops);
@@ -457,8 +498,7 @@ Napi::Value GemmBench(const Napi::CallbackInfo& info) {
   const int mode = clipo::getEnum(o, "mode", {"nt", "nn", "tn", "rows"});
   const int64_t repeats = clipo::getIntOr(o, "repeats", 5, 1, 1000);
   const int threads = static_cast<int>(clipo::getIntOr(o, "threads", omp_get_num_procs(), 1, 1024));
-  clipo::checkedSize(env, {M, K}, "A");
-  clipo::checkedSize(env, {K, N}, "B");
+  clipo::checkAllocatable(env, 4.0 * (static_cast<double>(M) * K + static_cast<double>(K) * N + static_cast<double>(M) * N), "engineGemm");
   std::vector<float> A(M * K), B(K * N), C(M * N);
   for (size_t i = 0; i < A.size(); ++i) A[i] = static_cast<float>((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
   for (size_t i = 0; i < B.size(); ++i) B[i] = static_cast<float>((i * 40503u) % 1000) * 1e-3f - 0.5f;

@@ -82,7 +82,8 @@ function schemaAt(parts: string[], assignment: string): AnySchema {
     s = unwrap(s);
     const d = def(s);
     if (d.type !== 'object' || !d.shape) throw new ConfigError(`--set '${assignment}': '${walked.join('.')}' is a value, not a block`);
-    const next = d.shape[p];
+    // own keys only: '__proto__', 'constructor', ... are not config keys (and must never reach the object walk)
+    const next = Object.hasOwn(d.shape, p) ? d.shape[p] : undefined;
     if (!next) {
       const where = walked.length ? walked.join('.') : 'the top level';
       throw new ConfigError(`--set '${assignment}': unknown key '${[...walked, p].join('.')}' (keys of ${where}: ${Object.keys(d.shape).join(', ')})`);

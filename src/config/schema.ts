@@ -2,6 +2,7 @@
 // the YAML (and in verl, whose names most of them follow); defaults are the paper's (CLIPO-SPEC sections 1-4,
 // Track I where the tracks differ). Every object is strict, so a misspelt key is an error, not a silent default.
 import { z } from 'zod';
+import { isSamplingTemperature, MIN_CONTRASTIVE_TEMPERATURE, SAMPLING_TEMPERATURE_RULE } from '../util/limits.js';
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -37,7 +38,7 @@ export const dataSchema = z.strictObject({
 export const rolloutSchema = z.strictObject({
   /** responses per prompt: the group size */
   n: posInt.default(16),
-  temperature: z.number().nonnegative().default(1.0),
+  temperature: z.number().refine(isSamplingTemperature, `must be ${SAMPLING_TEMPERATURE_RULE}`).default(1.0),
   top_p: z.number().gt(0).lte(1).default(1.0),
 });
 
@@ -71,7 +72,7 @@ export const clipoSchema = z.strictObject({
   loss_type: z.enum(['infonce', 'supcon_in', 'supcon_out', 'soft_nn']).default('infonce'),
   level: z.enum(['group', 'cross', 'batch']).default('group'),
   distance: z.enum(['cosine', 'l2']).default('cosine'),
-  temperature: posNum.default(0.05),
+  temperature: z.number().min(MIN_CONTRASTIVE_TEMPERATURE).default(0.05),
   lambda: z.number().nonnegative().default(0.2),
   constant: z.number().default(0),
   clamp: z.number().default(-0.5),

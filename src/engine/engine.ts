@@ -5,6 +5,7 @@ import os from 'node:os';
 import { loadNative } from '../native.js';
 import type { ModelConfig, Tensor, TensorMap } from '../model/types.js';
 import { flattenBatch, isTyped, type ScoreBatch } from './batch.js';
+import { checkAllocatable, isSamplingTemperature, SAMPLING_TEMPERATURE_RULE } from '../util/limits.js';
 
 export type { ScoreBatch } from './batch.js';
 
@@ -30,6 +31,8 @@ export interface GenerateRequest {
   returnPooled?: boolean;
   /** most sequences decoded at once (prompts are grouped; results do not depend on it), default 64 */
   maxBatch?: number;
+  /** called from inside the running native call: it may dispose() the engine (deferred to the call's end) but any
+   *  other use of this engine from it throws */
   onProgress?: (doneSequences: number, total: number) => void;
 }
 
@@ -170,7 +173,8 @@ export class Engine {
     return new Engine(this.config, new Ctor({ source: this.handle(), frozen: true }), true);
   }
 
-  /** Frees the native model; any later call throws. */
+  /** Frees the native model; any later call throws. Called while a generate call is running (from its onProgress
+   *  callback), the model is freed when that call returns: the running call finishes normally. */
   dispose(): void {
     this.native?.dispose();
     this.native = null;
@@ -178,6 +182,7 @@ export class Engine {
 
   /** Full-sequence logits: tokens [batch*length] -> [batch*length*vocab]. */
   logits(tokens: Int32Array, batch: number, length: number): Float32Array {
+    checkAllocatable(4 * batch * length * this.config.vocabSize, 'logits');
     return this.handle().logits({ tokens, batch, length });
   }
 
@@ -198,7 +203,18 @@ export class Engine {
       tokens.set(p, at);
       at += p.length;
     }
+    if (typeof req.temperature !== 'number' || !isSamplingTemperature(req.temperature)) {
+      throw new Error(`generate: temperature must be ${SAMPLING_TEMPERATURE_RULE}, got ${String(req.temperature)}`);
+    }
     const stops = req.stopTokens ?? this.config.eosTokenIds;
+    if (!Array.isArray(stops) && !isTyped(stops, 'Int32Array')) throw new Error('generate: stopTokens must be an array of token ids');
+    for (let i = 0; i < stops.length; i++) {
+      const t = stops[i];
+      // (Int32Array.from would turn a string such as 'a' into token 0 without a word)
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new Error(`generate: stopTokens[${i}] must be a token id in [0, ${this.config.vocabSize}), got ${JSON.stringify(t)}${typeof t === 'string' ? ' (stop strings must be tokenized first)' : ''}`);
+      }
+    }
     const r = this.handle().generate({
       tokens,
       promptLengths: lengths,
@@ -212,6 +228,10 @@ export class Engine {
       maxBatch: req.maxBatch ?? 64,
       onProgress: req.onProgress,
     });
+    // NaN log-probs mean the forward pass overflowed: the sampled tokens are meaningless, so this is an error
+    for (let i = 0; i < r.logprobs.length; i++) {
+      if (Number.isNaN(r.logprobs[i])) throw new Error('generate: the model produced NaN log-probs (its computation overflowed; are the weights corrupt?)');
+    }
     const H = this.config.hiddenSize;
     const sequences: GeneratedSequence[] = [];
     let k = 0;

@@ -1,10 +1,11 @@
 // `clipo eval` as a library call: plan -> resume check -> generate the missing samples -> verify -> store ->
 // results.json / results.md. See docs/eval.md for the file formats and the resume rules.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../cli/errors.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { ensureDir, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { lockDir } from '../util/lock.js';
 import { loadDataset, suiteSummary, verify, type DataRow, type SuiteName } from './deps.js';
 import { startProgress } from './progress.js';
 import { benchmarkResult, renderResultsMarkdown, type BenchmarkPlan, type BenchmarkResult } from './results.js';
@@ -77,7 +78,6 @@ export function identityDiff(old: RunIdentity, now: RunIdentity): string[] {
 }
 
 function prepareOut(out: string, identity: RunIdentity, force: boolean, log: (m: string) => void): void {
-  mkdirSync(out, { recursive: true });
   const runFile = path.join(out, RUN_FILE);
   const gens = path.join(out, 'generations.jsonl');
   let merged = identity;
@@ -135,8 +135,8 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   }
 
   await opts.generator.prepare?.();
-  mkdirSync(out, { recursive: true });
-  const releaseLock = lockOut(out);
+  ensureDir(out, '--out');
+  const releaseLock = lockDir(out, 'clipo eval').release;
   let store: GenerationStore;
   try {
     prepareOut(out, identity, !!opts.force, log);
@@ -264,42 +264,6 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const averageKeys = opts.suite ? ['M-Avg', opts.suite === 'track1' ? 'G-Avg' : 'C-Avg', 'Avg'] : [];
   writeFileAtomic(path.join(out, 'results.md'), renderResultsMarkdown({ title: `Pass@1: ${opts.generator.info.model}`, benchmarks, summary, averageKeys, notes }));
   return results;
-}
-
-/**
- * One writer per --out: a lock file holding the pid, created exclusively. A lock whose process is gone (a killed
- * run) is taken over. Returns the release function.
- */
-function lockOut(out: string): () => void {
-  const lock = path.join(out, '.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        rmSync(lock, { force: true });
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number(readFileSync(lock, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw new UsageError(`another clipo eval (pid ${pid}) is writing to ${out}; wait for it or stop it (or remove ${lock} if that process is not clipo)`);
-      }
-      rmSync(lock, { force: true }); // stale: its process is gone
-    }
-  }
-  throw new UsageError(`cannot lock ${out} (${lock} keeps appearing)`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function fileIdentity(file: string): string {

@@ -8,7 +8,8 @@
 //     ignored (so even a duplicated line could not be counted twice);
 //   - a record with `error` is a failed attempt: it does not count as finished, the key is retried on the next
 //     run, and a later success supersedes it.
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync } from 'node:fs';
+import { fileError, writeAll } from '../util/atomic.js';
 import type { SampleRecord } from './types.js';
 
 export function sampleKey(benchmark: string, problem: number, sample: number): string {
@@ -121,9 +122,12 @@ export class GenerationStore {
     if (this.buffer.length === 0) return;
     const data = Buffer.from(this.buffer.join(''), 'utf8');
     this.buffer = [];
-    let off = 0;
-    while (off < data.length) off += writeSync(this.fd, data, off, data.length - off);
-    fsyncSync(this.fd);
+    writeAll(this.fd, data, this.file);
+    try {
+      fsyncSync(this.fd);
+    } catch (e) {
+      throw fileError(e, 'write', this.file);
+    }
   }
 
   close(): void {

@@ -1,5 +1,6 @@
 // The contrastive kernel of CLIPO (CLIPO-SPEC section 2) and the contrastive reward (section 1 step 5).
 // Inputs are validated here with messages naming the field; the native side validates again at its boundary.
+import { checkAllocatable, MIN_CONTRASTIVE_TEMPERATURE } from '../util/limits.js';
 import { nativeFunction } from '../native.js';
 import { resolveBackend, type BackendRequest } from './backend.js';
 
@@ -119,8 +120,8 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
   checkEnum('lossType', o.lossType, contrastiveLossTypes);
   const level = checkEnum('level', o.level, contrastiveLevels);
   checkEnum('distance', o.distance, contrastiveDistances);
-  if (typeof o.temperature !== 'number' || !Number.isFinite(o.temperature) || !(o.temperature > 0)) {
-    fail(`temperature: expected a finite number > 0, got ${String(o.temperature)}`);
+  if (typeof o.temperature !== 'number' || !Number.isFinite(o.temperature) || !(o.temperature >= MIN_CONTRASTIVE_TEMPERATURE)) {
+    fail(`temperature: expected a finite number >= ${MIN_CONTRASTIVE_TEMPERATURE}, got ${String(o.temperature)}`);
   }
   if (o.eps !== undefined && (typeof o.eps !== 'number' || !Number.isFinite(o.eps) || !(o.eps > 0))) {
     fail(`eps: expected a finite number > 0, got ${String(o.eps)}`);
@@ -133,6 +134,12 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
   if (o.seed !== undefined) checkInt('seed', o.seed, 0, 2 ** 32 - 1);
   if (o.threads !== undefined) checkInt('threads', o.threads, 0, 4096);
   if (o.backend !== undefined) checkEnum('backend', o.backend, ['cpu', 'cuda', 'auto'] as const);
+
+  // the outputs and the kernel's scratch (B x B similarities, B x D projections) must fit before anything runs
+  const grad = o.grad ?? true;
+  const outputs = 2 * B + B * D + (grad ? D * H + (head === 'mlp' ? H * H : 0) : 0);
+  const scratch = 2 * B * B + 3 * B * D + (head === 'mlp' ? 3 : 1) * B * H;
+  checkAllocatable(4 * (outputs + scratch), 'contrastiveLoss');
 
   const hasPooled = o.pooled !== undefined, hasTokens = o.tokens !== undefined;
   if (hasPooled === hasTokens) fail('pooled/tokens: give exactly one of them');

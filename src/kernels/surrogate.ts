@@ -86,6 +86,11 @@ function checkNumber(name: string, v: unknown, ok: (x: number) => boolean, rule:
   return v;
 }
 
+function overlapping(a: ArrayBufferView, b: ArrayBufferView | undefined): boolean {
+  if (b === undefined || a.buffer !== b.buffer) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
 /** Validates everything the native side needs, with messages that name the field. */
 export function validateSurrogateInput(o: SurrogateInput): void {
   if (typeof o !== 'object' || o === null) throw new Error('surrogateLoss: expected an options object');
@@ -99,6 +104,12 @@ export function validateSurrogateInput(o: SurrogateInput): void {
   checkArray('advantages', o.advantages, Float32Array, B);
   checkArray('mask', o.mask, Uint8Array, B * T);
   checkArray('out', o.out, Float32Array, B * T, true);
+  if (o.out !== undefined) {
+    // the kernel writes `out` while it reads the inputs: a shared byte range would give silently wrong results
+    for (const name of ['logp', 'oldLogp', 'refLogp', 'advantages', 'mask'] as const) {
+      if (overlapping(o.out, o[name])) throw new Error(`surrogateLoss: out must not overlap ${name} (give a separate array)`);
+    }
+  }
   const logSpace = o.mode === 'geo_mean';
   checkNumber('clipLow', o.clipLow, (x) => x >= 0 && x < (logSpace ? 20 : 1), logSpace ? 'a number in [0, 20)' : 'a number in [0, 1) (the ratio bound 1 - clipLow must stay positive)');
   checkNumber('clipHigh', o.clipHigh, (x) => x >= 0 && x <= 20, 'a number in [0, 20]');

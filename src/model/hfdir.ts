@@ -2,7 +2,7 @@
 // directory clipo writes loads in transformers or vLLM and a trained policy replaces the original in place.
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { writeJsonAtomic } from '../util/atomic.js';
+import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
 import { modelConfigToJson, parseModelConfig, type SaveDtype } from './config.js';
 import { readSafetensorsDir, writeSafetensorsDir, type StoredDtype } from './safetensors.js';
 import { checkWeights, expectedTensors } from './tensors.js';
@@ -100,7 +100,7 @@ export function saveModelDir(dir: string, config: ModelConfig, weights: TensorMa
 
   const dtype = opts.dtype ?? 'f32';
   const parent = path.dirname(target);
-  mkdirSync(parent, { recursive: true });
+  ensureDir(parent, 'folder');
   const tmp = path.join(parent, `.${path.basename(target)}.tmp-${process.pid}-${Date.now()}`);
   mkdirSync(tmp);
   try {

@@ -10,6 +10,7 @@
 import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileError } from '../util/atomic.js';
 import type { Tensor, TensorMap } from './types.js';
 
 /** Largest header the reference implementation accepts (100 MB). */
@@ -277,9 +278,29 @@ function encodeChunk(src: Float32Array, dtype: WriteDtype): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-function writeAll(fd: number, data: Uint8Array): void {
-  let off = 0;
-  while (off < data.length) off += writeSync(fd, data, off, Math.min(data.length - off, 1 << 30));
+function writeAll(fd: number, data: Uint8Array, file: string): void {
+  try {
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, Math.min(data.length - off, 1 << 30));
+  } catch (e) {
+    throw fileError(e, 'write', file);
+  }
+}
+
+function openForWrite(file: string): number {
+  try {
+    return openSync(file, 'w');
+  } catch (e) {
+    throw fileError(e, 'write', file);
+  }
+}
+
+function syncNamed(fd: number, file: string): void {
+  try {
+    fsyncSync(fd);
+  } catch (e) {
+    throw fileError(e, 'write', file);
+  }
 }
 
 /** Builds the header bytes (length prefix + JSON padded with spaces so the data starts 8-byte aligned). */
@@ -306,14 +327,14 @@ function encodeHeader(tensors: Array<[string, Tensor]>, dtype: WriteDtype, metad
 export function writeSafetensors(file: string, tensors: Array<[string, Tensor]>, opts: { dtype?: WriteDtype; metadata?: Record<string, string> } = {}): number {
   const dtype = opts.dtype ?? 'F32';
   const { bytes, dataLen } = encodeHeader(tensors, dtype, { format: 'pt', ...opts.metadata });
-  const fd = openSync(file, 'w');
+  const fd = openForWrite(file);
   try {
-    writeAll(fd, bytes);
+    writeAll(fd, bytes, file);
     const per = CHUNK_BYTES / 4;
     for (const [, t] of tensors) {
-      for (let i = 0; i < t.data.length; i += per) writeAll(fd, encodeChunk(t.data.subarray(i, Math.min(t.data.length, i + per)), dtype));
+      for (let i = 0; i < t.data.length; i += per) writeAll(fd, encodeChunk(t.data.subarray(i, Math.min(t.data.length, i + per)), dtype), file);
     }
-    fsyncSync(fd); // on disk before the directory holding it is renamed into place
+    syncNamed(fd, file); // on disk before the directory holding it is renamed into place
   } finally {
     closeSync(fd);
   }
@@ -357,10 +378,11 @@ export function writeSafetensorsDir(dir: string, tensors: Array<[string, Tensor]
   });
   const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
   const index = { metadata: { total_size: total }, weight_map: sortedMap };
-  const fd = openSync(path.join(dir, INDEX_FILE), 'w');
+  const indexFile = path.join(dir, INDEX_FILE);
+  const fd = openForWrite(indexFile);
   try {
-    writeAll(fd, Buffer.from(JSON.stringify(index, null, 2) + '\n', 'utf8'));
-    fsyncSync(fd);
+    writeAll(fd, Buffer.from(JSON.stringify(index, null, 2) + '\n', 'utf8'), indexFile);
+    syncNamed(fd, indexFile);
   } finally {
     closeSync(fd);
   }

@@ -39,11 +39,21 @@ export function expectedTensors(c: ModelConfig): ParamSpec[] {
   return specs;
 }
 
+/**
+ * Number of tensors and parameters a config implies (tied embeddings counted once), by arithmetic: a hostile
+ * config.json may claim a billion layers, and listing its tensors would run out of memory.
+ */
+export function configTotals(c: ModelConfig): { tensors: number; params: number } {
+  const H = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, I = c.intermediateSize;
+  const layerTensors = 9 + (c.attentionBias ? 3 : 0) + (c.mlpBias ? 4 : 0);
+  const layerParams = 2 * H + (q + 2 * kv) * H + H * q + 3 * I * H + (c.attentionBias ? q + 2 * kv : 0) + (c.mlpBias ? 2 * H + 2 * I : 0);
+  const heads = c.tieWordEmbeddings ? 1 : 2;
+  return { tensors: c.numLayers * layerTensors + 1 + heads, params: c.numLayers * layerParams + H + heads * c.vocabSize * H };
+}
+
 /** Number of parameters (tied embeddings counted once). */
 export function parameterCount(c: ModelConfig): number {
-  return expectedTensors(c)
-    .filter((s) => !s.optional)
-    .reduce((a, s) => a + s.shape.reduce((x, d) => x * d, 1), 0);
+  return configTotals(c).params;
 }
 
 // Buffers some older checkpoints carry that are recomputed from the config, never parameters.
@@ -55,6 +65,17 @@ const IGNORED = /\.rotary_emb\.inv_freq$/;
  * source (a directory) in errors.
  */
 export function checkWeights(c: ModelConfig, weights: TensorMap, where: string): TensorMap {
+  // first the totals, so that a config far bigger than its weights fails before anything is listed or allocated
+  const implied = configTotals(c);
+  let present = 0;
+  for (const [n, t] of weights) if (!IGNORED.test(n)) present += t.data.length;
+  if (implied.params > present || implied.tensors > weights.size) {
+    throw new Error(
+      `${where}: config.json describes ${implied.params.toExponential(3)} parameters in ${implied.tensors} tensors ` +
+        `(num_hidden_layers ${c.numLayers}, hidden_size ${c.hiddenSize}, intermediate_size ${c.intermediateSize}, vocab_size ${c.vocabSize}), ` +
+        `but the weights hold ${present} parameters in ${weights.size} tensors: config.json does not match the weights`,
+    );
+  }
   const specs = expectedTensors(c);
   const out: TensorMap = new Map();
   for (const s of specs) {
@@ -69,6 +90,8 @@ export function checkWeights(c: ModelConfig, weights: TensorMap, where: string):
     if (t.data.length !== s.shape.reduce((a, d) => a * d, 1)) {
       throw new Error(`${where}: tensor '${s.name}' holds ${t.data.length} values for shape [${s.shape.join(', ')}]`);
     }
+    const bad = firstNonFinite(t.data);
+    if (bad >= 0) throw new Error(`${where}: tensor '${s.name}' holds a non-finite value (${t.data[bad]}) at index ${bad}; the weights are corrupt`);
     if (s.optional) continue; // tied: the embedding is the output matrix
     out.set(s.name, t);
   }
@@ -81,4 +104,13 @@ export function checkWeights(c: ModelConfig, weights: TensorMap, where: string):
     );
   }
   return out;
+}
+
+/** Index of the first NaN or +-Infinity, -1 when every value is finite. */
+export function firstNonFinite(a: Float32Array): number {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i]!;
+    if (v - v !== 0) return i; // NaN - NaN and Inf - Inf are NaN; finite - itself is 0
+  }
+  return -1;
 }

@@ -2,6 +2,7 @@
 // (tokenizer_config.json "chat_template", chat_template.jinja or chat_template.json) through @huggingface/jinja,
 // the way transformers' apply_chat_template renders it (special-token strings in scope, add_generation_prompt).
 import { Template } from '@huggingface/jinja';
+import { renderTemplateBounded } from './template-render.js';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -153,7 +154,8 @@ export class ModelTokenizer {
       if (s !== null) specials[key] = s;
     }
     try {
-      return this.template.render({
+      // the template comes with the model directory: rendered where a runaway template can be abandoned
+      return renderTemplateBounded(this.chatTemplate!, {
         ...specials,
         ...opts.extra,
         messages,

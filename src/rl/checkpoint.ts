@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } 
 import path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import type { Tensor, TensorMap } from '../model/types.js';
-import { writeJsonAtomic } from '../util/atomic.js';
+import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
 import type { StreamPosition } from './schedule.js';
 
 export const CHECKPOINT_FORMAT = 1;
@@ -48,7 +48,7 @@ const entries = (m: TensorMap, prefix = ''): Array<[string, Tensor]> => [...m].m
 
 export function saveCheckpoint(outputDir: string, p: CheckpointPayload, keepLast: number): string {
   const root = checkpointsDir(outputDir);
-  mkdirSync(root, { recursive: true });
+  ensureDir(root, 'checkpoint folder');
   const final = path.join(root, stepDirName(p.state.step));
   const tmp = path.join(root, `.tmp-${stepDirName(p.state.step)}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });

@@ -1,9 +1,9 @@
 // The outer loop of a run: steps until the schedule ends, one metrics.jsonl row per step, checkpoints every
 // save_every steps and at the end. A NaN/Inf stops the run before anything of the bad step is written, so the last
 // checkpoint on disk is the last good state.
-import { appendFileSync, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../util/atomic.js';
+import { appendText, ensureDir, writeFileAtomic } from '../util/atomic.js';
 import { listCheckpoints, saveCheckpoint } from './checkpoint.js';
 import type { StepDetail, StepMetrics, Trainer } from './trainer.js';
 import { NonFiniteError } from './types.js';
@@ -41,9 +41,9 @@ export function countMetricsRows(outputDir: string): number {
 const jsonRow = (m: StepMetrics) => JSON.stringify(m, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v));
 
 export function runLoop(trainer: Trainer, o: LoopOptions): { steps: number; lastCheckpoint: string | null; last: StepMetrics | null } {
-  mkdirSync(o.outputDir, { recursive: true });
+  ensureDir(o.outputDir, 'output.dir');
   const file = metricsPath(o.outputDir);
-  if (!existsSync(file)) writeFileSync(file, '');
+  if (!existsSync(file)) appendText(file, '');
   let rows = countMetricsRows(o.outputDir);
   let lastCheckpoint: string | null = listCheckpoints(o.outputDir).at(-1)?.dir ?? null;
   let last: StepMetrics | null = null;
@@ -62,7 +62,7 @@ export function runLoop(trainer: Trainer, o: LoopOptions): { steps: number; last
       }
       throw e;
     }
-    appendFileSync(file, jsonRow(r.metrics) + '\n');
+    appendText(file, jsonRow(r.metrics) + '\n');
     rows++;
     steps++;
     last = r.metrics;

@@ -1,13 +1,14 @@
 // A whole training run from a resolved config: model, tokenizer and data in; engine, reference policy and trainer
 // built (or restored from the newest checkpoint with `resume`); then the loop.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { TrainConfig } from '../config/load.js';
 import { loadDataset, type DataRow } from '../data/load.js';
 import { Engine } from '../engine/engine.js';
 import { loadModelDir, saveModelDir } from '../model/hfdir.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
-import { writeJsonAtomic } from '../util/atomic.js';
+import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
+import { lockDir } from '../util/lock.js';
 import { reward } from '../verify/index.js';
 import { listCheckpoints, loadCheckpoint } from './checkpoint.js';
 import { ContrastiveHead } from './head.js';
@@ -69,6 +70,17 @@ export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: s
 
 export async function runTraining(c: TrainConfig, o: RunOptions = {}): Promise<RunResult> {
   const outputDir = path.resolve(c.output.dir);
+  // one run per output.dir: a second process would interleave metrics.jsonl and prune the first one's checkpoints
+  ensureDir(outputDir, 'output.dir');
+  const lock = lockDir(outputDir, 'clipo train');
+  try {
+    return await runLocked(c, o, outputDir);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Promise<RunResult> {
   const checkpoints = listCheckpoints(outputDir);
   if (!o.resume && (checkpoints.length > 0 || existsSync(path.join(outputDir, 'metrics.jsonl')))) {
     throw new Error(`${c.output.dir} already holds a run; pass --resume to continue it or choose another output.dir`);
@@ -85,7 +97,7 @@ export async function runTraining(c: TrainConfig, o: RunOptions = {}): Promise<R
   const rows: DataRow[] = [];
   for (const f of c.data.train_files) {
     const d = await loadDataset(f, c.data.limit ? { limit: c.data.limit - rows.length } : {});
-    rows.push(...d.rows);
+    for (const r of d.rows) rows.push(r); // (a spread would put every row on the stack)
     if (c.data.limit && rows.length >= c.data.limit) break;
   }
   const { prompts, filtered } = buildPrompts(rows, tok, c);
@@ -106,7 +118,6 @@ export async function runTraining(c: TrainConfig, o: RunOptions = {}): Promise<R
       },
       resume: ckpt ? { step: ckpt.state.step, stream: ckpt.state.stream, head } : undefined,
     });
-    mkdirSync(outputDir, { recursive: true });
     // resuming drops metrics rows past the checkpoint; a run killed before its first checkpoint starts over
     truncateMetrics(outputDir, ckpt ? ckpt.state.metricsRows : 0);
     if (!ckpt) writeJsonAtomic(path.join(outputDir, 'train-config.json'), c);

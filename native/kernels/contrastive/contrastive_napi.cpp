@@ -40,7 +40,8 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
   p.level = static_cast<Level>(clipo::getEnum(o, "level", {"group", "cross", "batch"}));
   p.distance = static_cast<Distance>(clipo::getEnum(o, "distance", {"cosine", "l2"}));
   const double tau = clipo::getNumber(o, "temperature");
-  if (!(tau > 0.0)) clipo::throwError(env, "temperature: must be > 0, got " + std::to_string(tau));
+  // held in fp32 by the kernel: below this, similarities / tau overflow (and 1e-50 would become 0)
+  if (!(tau >= 1e-4)) clipo::throwError(env, "temperature: must be >= 0.0001, got " + std::to_string(tau));
   p.temperature = static_cast<float>(tau);
   const double eps = clipo::getNumberOr(o, "eps", 1e-8);
   if (!(eps > 0.0)) clipo::throwError(env, "eps: must be > 0, got " + std::to_string(eps));
@@ -102,6 +103,14 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
     }
   }
 
+  // outputs and the kernel's own scratch (B x B similarities and their gradient, B x D projections), checked
+  // against what can be allocated before anything is
+  {
+    const double b = static_cast<double>(B), h = static_cast<double>(H), d = static_cast<double>(D);
+    const double outputs = 2 * b + b * d + (p.computeGrad ? d * h + (p.head == Head::Mlp ? h * h : 0.0) : 0.0);
+    const double scratch = 2 * b * b + 3 * b * d + (p.head == Head::Mlp ? 3 * b * h : b * h);
+    clipo::checkAllocatable(env, 4.0 * (outputs + scratch), fn);
+  }
   // outputs: allocated as JS typed arrays and written in place by the kernel
   Napi::Object res = Napi::Object::New(env);
   auto perSample = clipo::newArray<float>(env, B);
@@ -141,7 +150,7 @@ Napi::Value ContrastiveLoss(const Napi::CallbackInfo& info) {
   int32_t valid = 0;
   r.out.loss = &loss;
   r.out.validAnchors = &valid;
-  contrastiveCpu(r.p, r.in, r.out);
+  clipo::guardedCall(info.Env(), "contrastiveLoss", [&] { contrastiveCpu(r.p, r.in, r.out); });
   return finish(r, loss, valid);
 }
 
@@ -151,7 +160,7 @@ Napi::Value ContrastiveLossUnfused(const Napi::CallbackInfo& info) {
   int32_t valid = 0;
   r.out.loss = &loss;
   r.out.validAnchors = &valid;
-  contrastiveUnfusedCpu(r.p, r.in, r.out);
+  clipo::guardedCall(info.Env(), "contrastiveLossUnfused", [&] { contrastiveUnfusedCpu(r.p, r.in, r.out); });
   return finish(r, loss, valid);
 }
 
@@ -163,7 +172,7 @@ Napi::Value ContrastiveLossCuda(const Napi::CallbackInfo& info) {
   int32_t valid = 0;
   r.out.loss = &loss;
   r.out.validAnchors = &valid;
-  const char* err = contrastiveCudaHost(r.p, r.in, r.out);
+  const char* err = clipo::guardedCall(info.Env(), "contrastiveLoss (cuda)", [&] { return contrastiveCudaHost(r.p, r.in, r.out); });
   if (err && *err) clipo::throwError(info.Env(), std::string("contrastiveLoss (cuda): ") + err);
   return finish(r, loss, valid);
 }

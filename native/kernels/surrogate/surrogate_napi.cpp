@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/napi_args.h"
@@ -65,8 +66,11 @@ Call parseCall(const Napi::CallbackInfo& info, const char* fn) {
     c.gradArray = newArray<float>(env, n);
   }
   c.grad = c.gradArray.Data();
-  for (const float* src : {c.in.logp, c.in.oldLogp, c.in.refLogp})
-    if (src && c.grad < src + n && src < c.grad + n) throwError(env, "out: must not overlap an input array");
+  const size_t B = static_cast<size_t>(c.p.batch);
+  const std::pair<const void*, size_t> inputs[] = {{c.in.logp, n * 4}, {c.in.oldLogp, n * 4}, {c.in.refLogp, n * 4},
+                                                   {c.in.advantages, B * 4}, {c.in.mask, n}};
+  for (const auto& in : inputs)
+    if (overlaps(c.grad, n * 4, in.first, in.second)) throwError(env, "out: must not overlap an input array");
   return c;
 }
 
@@ -87,13 +91,13 @@ Napi::Object toJs(Napi::Env env, const Result& r, const Napi::Float32Array& grad
 
 Napi::Value LossCpu(const Napi::CallbackInfo& info) {
   Call c = parseCall(info, "surrogateLossCpu");
-  Result r = surrogate::lossCpu(c.p, c.in, c.grad);
+  Result r = guardedCall(info.Env(), "surrogateLoss", [&] { return surrogate::lossCpu(c.p, c.in, c.grad); });
   return toJs(info.Env(), r, c.gradArray);
 }
 
 Napi::Value LossUnfused(const Napi::CallbackInfo& info) {
   Call c = parseCall(info, "surrogateLossUnfused");
-  Result r = surrogate::lossUnfusedCpu(c.p, c.in, c.grad);
+  Result r = guardedCall(info.Env(), "surrogateLossUnfused", [&] { return surrogate::lossUnfusedCpu(c.p, c.in, c.grad); });
   return toJs(info.Env(), r, c.gradArray);
 }
 
@@ -103,7 +107,7 @@ Napi::Value LossCuda(const Napi::CallbackInfo& info) {
   const bool poison = getBoolOr(info[0].As<Napi::Object>(), "poisonOutput", false);
   const bool countOnDevice = getBoolOr(info[0].As<Napi::Object>(), "countOnDevice", false);
   Result r;
-  const char* err = surrogate::lossCudaHost(c.p, c.in, c.grad, &r, poison, countOnDevice);
+  const char* err = guardedCall(info.Env(), "surrogateLossCuda", [&] { return surrogate::lossCudaHost(c.p, c.in, c.grad, &r, poison, countOnDevice); });
   if (err && *err) throwError(info.Env(), std::string("surrogateLossCuda: ") + err);
   return toJs(info.Env(), r, c.gradArray);
 }
@@ -115,7 +119,7 @@ Napi::Value LossCudaTimed(const Napi::CallbackInfo& info) {
   const int repeats = static_cast<int>(getIntOr(info[0].As<Napi::Object>(), "repeats", 10, 1, 10000));
   std::vector<double> ms(repeats);
   Result r;
-  const char* err = surrogate::lossCudaTimed(c.p, c.in, repeats, ms.data(), c.grad, &r);
+  const char* err = guardedCall(info.Env(), "surrogateLossCudaTimed", [&] { return surrogate::lossCudaTimed(c.p, c.in, repeats, ms.data(), c.grad, &r); });
   if (err && *err) throwError(info.Env(), std::string("surrogateLossCudaTimed: ") + err);
   Napi::Env env = info.Env();
   Napi::Array times = Napi::Array::New(env, ms.size());

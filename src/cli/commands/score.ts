@@ -54,6 +54,9 @@ function runScore(opts: ScoreOptions): void {
   } finally {
     engine.dispose();
   }
+  const bad = logprobs.findIndex((x) => !Number.isFinite(x));
+  // a NaN here means the model's arithmetic overflowed (or its weights are corrupt): an error, never a null score
+  if (bad >= 0) throw new Error(`the log-prob of token ${bad + 1} is ${logprobs[bad]}: the model's computation overflowed (are its weights corrupt?)`);
   if (opts.json) {
     console.log(JSON.stringify({ logprobs }));
     return;
