@@ -8,6 +8,7 @@ import { runEval, type EvalResults } from '../src/eval/run.js';
 import { deriveSeed } from '../src/eval/seeds.js';
 import { GenerationStore } from '../src/eval/store.js';
 import type { Completion, GenRequest, SampleRecord } from '../src/eval/types.js';
+import { holdLock, killHard } from './helpers/lock-holder.js';
 import { questionOf, startFakeOpenAI, tmpDir, writeArithmeticJsonl, type FakeRequest } from './eval-fakes.js';
 
 function rec(benchmark: string, problem: number, sample: number, extra: Partial<SampleRecord> = {}): SampleRecord {
@@ -374,7 +375,7 @@ describe('data identity', () => {
 });
 
 describe('one writer per --out', () => {
-  test('a live lock holder is refused; a stale lock (its process gone) is taken over and released', async () => {
+  test('a live lock holder is refused; a stale lock (its process killed) is taken over and released', async () => {
     const dir = tmpDir();
     const { file } = writeArithmeticJsonl(dir, 'arith.jsonl', 2);
     const out = path.join(dir, 'out');
@@ -387,11 +388,17 @@ describe('one writer per --out', () => {
     const run = () => runEval({ out, suite: null, benchmarks: [{ key: 'arith', display: 'Arith', file }], samples: 1, params: { temperature: 0, topP: 1, maxNewTokens: 8 }, seed: 0, generator: gen });
     const { mkdirSync } = await import('node:fs');
     mkdirSync(out, { recursive: true });
-    writeFileSync(path.join(out, '.lock'), String(process.ppid)); // a live process
-    await expect(run()).rejects.toThrow(new RegExp(`another clipo eval \\(pid ${process.ppid}\\) is writing to`));
-    writeFileSync(path.join(out, '.lock'), '2147483646'); // no such process
+    const holder = await holdLock(out, 'clipo eval'); // a live process
+    try {
+      await expect(run()).rejects.toThrow(new RegExp(`another clipo eval \\(pid ${holder.pid}\\) is writing to`));
+    } finally {
+      await killHard(holder);
+    }
+    expect(existsSync(path.join(out, '.lock'))).toBe(true); // left behind by the killed holder
     expect((await run()).benchmarks.arith.finished).toBe(2);
     expect(existsSync(path.join(out, '.lock'))).toBe(false);
+    writeFileSync(path.join(out, '.lock'), '2147483646'); // a lock file of an older clipo: not held by anyone
+    expect((await run()).benchmarks.arith.finished).toBe(2);
   });
 
   test('samples delivered before a backend failure are saved', async () => {

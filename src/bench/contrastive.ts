@@ -7,7 +7,7 @@ import { contrastiveLoss, contrastiveLossUnfused, type ContrastiveLossOptions } 
 import { availableBackends } from '../kernels/backend.js';
 import { nativeFunction } from '../native.js';
 import { Rng } from '../util/rng.js';
-import { median, timeRepeats } from '../util/stats.js';
+import { appendAll, maxOf, median, timeRepeats } from '../util/stats.js';
 import { measureBandwidth, round } from './bandwidth.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
@@ -117,7 +117,7 @@ export const contrastiveSuite: BenchSuite = {
       const bw1 = measureBandwidth({ megabytes: ctx.quick ? 64 : 512, repeats: ctx.repeats, threads: 1 });
       const c: CpuCase = ctx.quick ? { B: 32, L: 128, H: 256, D: 128 } : { B: 256, L: 512, H: 1024, D: 512 };
       const cpu = cpuRows(ctx, c, bw.readGBs, bw1.readGBs);
-      rows.push(...cpu);
+      appendAll(rows, cpu);
       const f32 = cpu[0]!;
       notes.push(
         `cpu: measured read bandwidth ${round(bw.readGBs)} GB/s (${bw.threads} threads), ${round(bw1.readGBs)} GB/s (1 thread); ` +
@@ -128,10 +128,10 @@ export const contrastiveSuite: BenchSuite = {
     if (wantCuda) {
       const dev = nativeFunction<(o: object) => { copyGBs: number }>('measureDeviceBandwidth')({ megabytes: 1024, repeats: 20 });
       const cuda = cudaRows(ctx, dev.copyGBs);
-      rows.push(...cuda);
+      appendAll(rows, cuda);
       notes.push(
         `cuda (${avail.device}): device-to-device copy ${round(dev.copyGBs)} GB/s (read+write); best fused row ` +
-          `${round(100 * Math.max(...cuda.map((r) => r.ofBandwidth as number)))}% of it (target >= 80%)`,
+          `${round(100 * maxOf(cuda.map((r) => r.ofBandwidth as number)))}% of it (target >= 80%)`,
       );
     }
     return { suite: 'contrastive', rows, notes };

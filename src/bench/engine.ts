@@ -5,7 +5,7 @@ import { Engine, type ScoreBatch } from '../engine/engine.js';
 import { countParameters, randomWeights, smallConfig } from '../engine/params.js';
 import type { ModelConfig } from '../model/types.js';
 import { nativeFunction } from '../native.js';
-import { median } from '../util/stats.js';
+import { maxOf, median } from '../util/stats.js';
 import { round } from './bandwidth.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
@@ -164,7 +164,7 @@ export const engineSuite: BenchSuite = {
     const peakRss = process.resourceUsage().maxRSS * 1024;
     rows.push({ measure: 'peak RSS (process)', model: '', value: round(peakRss / 2 ** 20), unit: 'MiB', peakFraction: null });
     rows.push({ measure: 'expected: start RSS + state + activations', model: '', value: round((rssBase + expectedPeak) / 2 ** 20), unit: 'MiB', peakFraction: null });
-    const peak = Math.max(peakBefore, ...peakAfterList);
+    const peak = maxOf(peakAfterList, peakBefore);
     rows.push({ measure: 'fp32 FMA peak (register-only loop)', model: `${threads} threads`, value: round(peak), unit: 'GFLOP/s', peakFraction: 1 });
     rows.push({ measure: 'fp32 FMA peak per CPU-second (one core)', model: '1 core', value: round(corePeak), unit: 'GFLOP/cpu-s', peakFraction: 1 });
     notes.push(`forward+backward reaches ${(fbFraction * 100).toFixed(1)}% of the measured fp32 peak (target >= 30%): ${fbFraction >= 0.3 ? 'met' : 'MISSED'}`);

@@ -6,7 +6,7 @@ import { availableBackends } from '../kernels/backend.js';
 import { surrogateLoss, surrogateLossUnfused, type SurrogateInput, type SurrogateMode } from '../kernels/surrogate.js';
 import { nativeFunction } from '../native.js';
 import { Rng } from '../util/rng.js';
-import { median, timeRepeats } from '../util/stats.js';
+import { median, minOf, timeRepeats } from '../util/stats.js';
 import { measureBandwidth, round } from './bandwidth.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
@@ -111,7 +111,7 @@ async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
     allBw &&= frac >= 0.5;
     allFusion &&= speedup >= 3;
     rows.push({
-      backend: 'cpu', config: c.name, B, T, ms: round(fused * 1e3), bestMs: round(Math.min(...fusedTimes) * 1e3), GBs: round((read + write) / fused / 1e9),
+      backend: 'cpu', config: c.name, B, T, ms: round(fused * 1e3), bestMs: round(minOf(fusedTimes) * 1e3), GBs: round((read + write) / fused / 1e9),
       limitGBs: round((read + write) / tMin / 1e9), fractionOfLimit: round(frac), unfusedMs: round(unfused * 1e3), speedup: round(speedup),
     });
   }

@@ -10,7 +10,7 @@ import { initModel } from '../model/init.js';
 import { Trainer } from '../rl/trainer.js';
 import type { PolicyEngine, TrainPrompt } from '../rl/types.js';
 import { Rng } from '../util/rng.js';
-import { median } from '../util/stats.js';
+import { maxOf, median } from '../util/stats.js';
 import { round } from './bandwidth.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
@@ -98,7 +98,7 @@ export const trainSuite: BenchSuite = {
         clipo.dispose();
       }
     }
-    const worst = Math.max(...rows.map((r) => r.clipo_added_pct as number));
+    const worst = maxOf(rows.map((r) => r.clipo_added_pct as number));
     notes.push(`CLIPO adds (its phase: head projection, contrastive loss and reward, head step; plus pooling in the scoring pass) at most ${worst.toFixed(2)}% of a base step; target ≤ 3%: ${worst <= 3 ? 'met' : 'missed'}.`);
     notes.push(`step_overhead_pct compares whole steps (median of alternating runs; median over presets ${median(rows.map((r) => r.step_overhead_pct as number)).toFixed(2)}%); it carries the noise of the step time itself, which on a busy machine exceeds the effect.`);
     return { suite: 'train', rows, notes };

@@ -1,5 +1,6 @@
 // Plain aligned tables for terminal output (headers bold when the terminal supports colour).
 import chalk from 'chalk';
+import { maxOf } from '../util/stats.js';
 
 export type Cell = string | number | boolean | null | undefined;
 
@@ -18,7 +19,7 @@ export function renderTable(rows: Record<string, Cell>[], columns?: string[]): s
   if (rows.length === 0) return '(no rows)';
   const cols = columns ?? [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const cells = rows.map((r) => cols.map((c) => formatCell(r[c])));
-  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
+  const widths = cols.map((c, i) => maxOf(cells.map((row) => row[i]!.length), c.length));
   const line = (parts: string[]) => parts.map((p, i) => p.padEnd(widths[i]!)).join('  ').trimEnd();
   return [chalk.bold(line(cols)), ...cells.map(line)].join('\n');
 }

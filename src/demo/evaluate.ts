@@ -4,6 +4,7 @@ import type { Engine } from '../engine/engine.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 import { verify } from '../verify/index.js';
 import type { EncodedProblem } from './encode.js';
+import { appendAll } from '../util/stats.js';
 
 export interface EvalSettings {
   maxNewTokens: number;
@@ -23,7 +24,7 @@ export function evaluateGreedy(engine: Engine, tok: ModelTokenizer, problems: re
       const text = tok.decode(seq.tokens, { skipSpecialTokens: true });
       out[seq.promptIndex] = verify(text, part[seq.promptIndex]!.answer).correct ? 1 : 0;
     }
-    scores.push(...out);
+    appendAll(scores, out);
     onProgress?.(scores.length);
   }
   return scores;

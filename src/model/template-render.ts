@@ -78,17 +78,26 @@ function stopWorker(): void {
   running = null;
 }
 
-type Reply = { text: string } | { error: string };
+type Reply = { texts: string[] } | { error: string; index: number };
 
 /**
  * Renders `template` with `context` (plain data: strings, numbers, booleans, arrays and objects of them) within the
  * limits; throws a TemplateError saying which limit was hit.
  */
 export function renderTemplateBounded(template: string, context: Record<string, unknown>): string {
+  return renderTemplatesBounded(template, [context])[0]!;
+}
+
+/**
+ * Renders `template` once per context in one round trip to the renderer (the way to render many prompts: the
+ * round trip costs more than a short rendering). The time limit applies to the whole batch.
+ */
+export function renderTemplatesBounded(template: string, contexts: Array<Record<string, unknown>>): string[] {
+  if (contexts.length === 0) return [];
   if (!running) running = startWorker();
   const r = running;
   Atomics.store(r.flag, 0, 0);
-  r.worker.postMessage({ template, context, maxChars: limits.maxChars });
+  r.worker.postMessage({ template, contexts, maxChars: limits.maxChars });
   if (Atomics.wait(r.flag, 0, 0, limits.timeoutMs) === 'timed-out') {
     stopWorker();
     throw new TemplateError(`rendering the chat template did not finish within ${limits.timeoutMs} ms (an endless loop, or it ran out of its ${limits.heapMb} MB heap); abandoned`);
@@ -98,6 +107,6 @@ export function renderTemplateBounded(template: string, context: Record<string, 
     stopWorker();
     throw new TemplateError('rendering the chat template failed: the renderer stopped without a reply');
   }
-  if ('error' in reply) throw new TemplateError(reply.error);
-  return reply.text;
+  if ('error' in reply) throw new TemplateError(contexts.length > 1 ? `${reply.error} (rendering ${reply.index + 1} of ${contexts.length})` : reply.error);
+  return reply.texts;
 }

@@ -6,7 +6,8 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 
 interface Request {
   template: string;
-  context: Record<string, unknown>;
+  /** one context per rendering */
+  contexts: Array<Record<string, unknown>>;
   maxChars: number;
 }
 
@@ -14,7 +15,8 @@ const { flag, port } = workerData as { flag: Int32Array; port: MessagePort };
 const parsed = new Map<string, Template>();
 
 parentPort!.on('message', (req: Request) => {
-  let reply: { text: string } | { error: string };
+  let reply: { texts: string[] } | { error: string; index: number };
+  let i = 0;
   try {
     let t = parsed.get(req.template);
     if (!t) {
@@ -22,10 +24,15 @@ parentPort!.on('message', (req: Request) => {
       t = new Template(req.template);
       parsed.set(req.template, t);
     }
-    const text = t.render(req.context);
-    reply = text.length > req.maxChars ? { error: `the rendered prompt has ${text.length} characters, more than the limit of ${req.maxChars}` } : { text };
+    const texts: string[] = [];
+    for (; i < req.contexts.length; i++) {
+      const text = t.render(req.contexts[i]!);
+      if (text.length > req.maxChars) throw new Error(`the rendered prompt has ${text.length} characters, more than the limit of ${req.maxChars}`);
+      texts.push(text);
+    }
+    reply = { texts };
   } catch (e) {
-    reply = { error: (e as Error)?.message ?? String(e) };
+    reply = { error: (e as Error)?.message ?? String(e), index: i };
   }
   port.postMessage(reply); // (posted before the flag is set, so the waiting caller finds it on its port)
   Atomics.store(flag, 0, 1);

@@ -2,7 +2,7 @@
 // (tokenizer_config.json "chat_template", chat_template.jinja or chat_template.json) through @huggingface/jinja,
 // the way transformers' apply_chat_template renders it (special-token strings in scope, add_generation_prompt).
 import { Template } from '@huggingface/jinja';
-import { renderTemplateBounded } from './template-render.js';
+import { renderTemplatesBounded } from './template-render.js';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -147,20 +147,24 @@ export class ModelTokenizer {
 
   /** Renders messages with the chat template, like transformers' apply_chat_template(tokenize=False). */
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt?: boolean; extra?: Record<string, unknown> } = {}): string {
+    return this.applyChatTemplateMany([messages], opts)[0]!;
+  }
+
+  /**
+   * applyChatTemplate for many conversations at once. The template comes with the model directory, so it is
+   * untrusted: it renders in a separate thread with a time limit, a heap limit and a size limit on the output
+   * (template-render.ts); a batch pays that thread's round trip once.
+   */
+  applyChatTemplateMany(conversations: ChatMessage[][], opts: { addGenerationPrompt?: boolean; extra?: Record<string, unknown> } = {}): string[] {
     if (!this.template) throw new Error(`${this.source}: the tokenizer has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja)`);
     const specials: Record<string, string> = {};
     for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token']) {
       const s = tokenString(this.config[key]);
       if (s !== null) specials[key] = s;
     }
+    const contexts = conversations.map((messages) => ({ ...specials, ...opts.extra, messages, add_generation_prompt: opts.addGenerationPrompt ?? true }));
     try {
-      // the template comes with the model directory: rendered where a runaway template can be abandoned
-      return renderTemplateBounded(this.chatTemplate!, {
-        ...specials,
-        ...opts.extra,
-        messages,
-        add_generation_prompt: opts.addGenerationPrompt ?? true,
-      });
+      return renderTemplatesBounded(this.chatTemplate!, contexts);
     } catch (e) {
       throw new Error(`${this.source}: rendering the chat template failed (${(e as Error).message})`);
     }

@@ -53,7 +53,7 @@ export function pca2d(rows: number[][], seed = 0): [number, number][] {
         const d = w.reduce((s, x, j) => s + x * u[j]!, 0);
         for (let j = 0; j < dim; j++) w[j]! -= d * u[j]!;
       }
-      const norm = Math.hypot(...w);
+      const norm = Math.sqrt(w.reduce((s, x) => s + x * x, 0));
       if (norm === 0) break;
       v = w.map((x) => x / norm);
     }

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { mean } from '../util/stats.js';
+import { maxOf, mean, minOf } from '../util/stats.js';
 import { type MetricPanel, type MetricRow, type MetricSeries, embeddingMapSpec, metricsChartSpec, renderSvg, type MapPoint } from './charts.js';
 import { embed2d } from './embedding.js';
 import { type PairedDifference, meanWithSE, pairedDifference } from './stats.js';
@@ -210,7 +210,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
   // ---- results table
   const summary = summarizeEvals(input);
   const tableArms = uniq([input.baseline, input.treatment, ...input.evals.map((e) => e.arm)]);
-  const seedsMax = Math.max(0, ...summary.flatMap((s) => Object.values(s.arms).map((a) => a.seeds)));
+  const seedsMax = maxOf(summary.flatMap((s) => Object.values(s.arms).map((a) => a.seeds)), 0);
   md.push('## Pass@1 (%)', '');
   md.push(
     markdownTable(
@@ -249,7 +249,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
   }
   const snaps = (input.embeddings ?? []).filter((e) => e.arm === input.treatment);
   if (snaps.length) {
-    const firstSeed = Math.min(...snaps.map((s) => s.seed));
+    const firstSeed = minOf(snaps.map((s) => s.seed));
     const chosen = snaps.filter((s) => s.seed === firstSeed);
     const points = mapPoints(chosen, input.mapSeed ?? 0);
     const rel = await figure('embeddings', renderSvg(embeddingMapSpec(points, { title: `${input.treatment}: head embeddings (UMAP)`, panels: chosen.map((s) => s.phase) })));

@@ -1,6 +1,7 @@
 // Contrastive diagnostics for metrics.jsonl (CLIPO-SPEC section 2 masks), computed in float64 from the head's
 // embeddings and the kernel's per-anchor losses. Cost O(B·n·D) for groups of n: pairwise work stays inside groups
 // (level `batch` uses per-label embedding sums), so it is negligible next to a step at the paper's batch sizes.
+import { maxOf, minOf } from '../util/stats.js';
 
 export interface ContrastiveSetup {
   level: 'group' | 'cross' | 'batch';
@@ -113,7 +114,7 @@ export function contrastiveDiagnostics(
       else incorrectLosses.push(anchorLoss(i, st!, sim, s, eps));
     }
   }
-  const stats = (a: number[]) => (a.length ? { mean: a.reduce((x, y) => x + y, 0) / a.length, min: Math.min(...a), max: Math.max(...a) } : null);
+  const stats = (a: number[]) => (a.length ? { mean: a.reduce((x, y) => x + y, 0) / a.length, min: minOf(a), max: maxOf(a) } : null);
   const c = stats(correctLosses);
   const w = stats(incorrectLosses);
   return {

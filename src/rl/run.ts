@@ -53,8 +53,12 @@ export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: s
   const prompts: TrainPrompt[] = [];
   let filtered = 0;
   const useTemplate = c.model.chat_template && tok.chatTemplate !== null;
-  for (const r of rows) {
-    const ids = useTemplate ? tok.encodeChat(r.messages as never, { addGenerationPrompt: true }) : tok.encode(r.messages.map((m) => m.content).join('\n'));
+  const BATCH = 256; // renderings per round trip to the template renderer
+  let rendered: string[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    if (useTemplate && i % BATCH === 0) rendered = tok.applyChatTemplateMany(rows.slice(i, i + BATCH).map((x) => x.messages) as never, { addGenerationPrompt: true });
+    const ids = useTemplate ? tok.encode(rendered[i % BATCH]!) : tok.encode(r.messages.map((m) => m.content).join('\n'));
     if (ids.length === 0) throw new Error(`training row ${r.id}${r.source ? ` of ${r.source}` : ''}: the prompt is empty`);
     if (ids.length > c.data.max_prompt_tokens) {
       if (c.data.filter_overlong_prompts) {

@@ -20,6 +20,7 @@ import { ContrastiveHead } from './head.js';
 import { deriveSeed, makeSchedule, PromptStream, type Schedule } from './schedule.js';
 import { microBatchWeight, surrogateSettings } from './policy-loss.js';
 import { NonFiniteError, type PolicyEngine, type TrainIO, type TrainPrompt } from './types.js';
+import { maxOf } from '../util/stats.js';
 
 /** One row of metrics.jsonl. Figures that do not apply to a step are null. */
 export interface StepMetrics {
@@ -269,7 +270,7 @@ export class Trainer {
       entropy: upd?.entropy ?? null,
       grad_norm: upd?.gradNorm ?? null,
       response_length_mean: mean(lengths),
-      response_length_max: lengths.length ? Math.max(...lengths) : 0,
+      response_length_max: maxOf(lengths, 0),
       kept_groups: kept.length,
       sampling_rounds: rounds,
       tokens_per_s: stepTime > 0 ? generatedTokens / stepTime : 0,

@@ -33,3 +33,23 @@ export function timeRepeats(fn: () => void, repeats: number, warmup = 1): number
   }
   return out;
 }
+
+// Largest / smallest value by a loop: Math.max(...values) passes every value as an argument, which overflows the
+// call stack for large arrays (about 100k values and up).
+export function maxOf(values: Iterable<number>, empty = -Infinity): number {
+  let m = empty;
+  for (const v of values) if (v > m || Number.isNaN(v)) m = v;
+  return m;
+}
+
+export function minOf(values: Iterable<number>, empty = Infinity): number {
+  let m = empty;
+  for (const v of values) if (v < m || Number.isNaN(v)) m = v;
+  return m;
+}
+
+/** Appends `items` to `target` one by one (target.push(...items) overflows the stack for large arrays). */
+export function appendAll<T>(target: T[], items: Iterable<T>): T[] {
+  for (const x of items) target.push(x);
+  return target;
+}
