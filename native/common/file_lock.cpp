@@ -12,6 +12,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <string>
 
 #ifndef _WIN32
@@ -27,6 +29,13 @@
 namespace {
 
 #ifndef _WIN32
+// the descriptors lockFile handed out: unlockFile closes only these (never, say, stdin given a bad number)
+std::set<int>& heldFds() {
+  static std::set<int> fds;
+  return fds;
+}
+std::mutex heldMutex;
+
 std::string errnoText(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);
 }
@@ -77,6 +86,10 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
       errno = err;
       clipo::throwError(env, errnoText("cannot write the lock file", path));
     }
+    {
+      std::lock_guard<std::mutex> g(heldMutex);
+      heldFds().insert(fd);
+    }
     Napi::Object out = Napi::Object::New(env);
     out.Set("fd", Napi::Number::New(env, fd));
     return out;
@@ -90,6 +103,10 @@ Napi::Value UnlockFile(const Napi::CallbackInfo& info) {
     clipo::throwError(env, "unlockFile(fd, path): expected a number and a string");
   const int fd = info[0].As<Napi::Number>().Int32Value();
   const std::string path = info[1].As<Napi::String>().Utf8Value();
+  {
+    std::lock_guard<std::mutex> g(heldMutex);
+    if (!heldFds().erase(fd)) clipo::throwError(env, "unlockFile: " + std::to_string(fd) + " is not a lock held by this process");
+  }
   struct stat held, named;
   // unlink only the file this fd holds (never one that somebody put in its place)
   if (fstat(fd, &held) == 0 && stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino && held.st_dev == named.st_dev)
