@@ -56,7 +56,8 @@ function workerFile(): string {
 }
 
 function startWorker(): Running {
-  const flag = new Int32Array(new SharedArrayBuffer(4));
+  // flag[0]: the reply is ready; flag[1]: renderings finished so far (the worker bumps it after each one)
+  const flag = new Int32Array(new SharedArrayBuffer(8));
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(workerFile(), {
     workerData: { flag, port: port1 },
@@ -90,17 +91,28 @@ export function renderTemplateBounded(template: string, context: Record<string, 
 
 /**
  * Renders `template` once per context in one round trip to the renderer (the way to render many prompts: the
- * round trip costs more than a short rendering). The time limit applies to the whole batch.
+ * round trip costs more than a short rendering). The time limit applies to each rendering.
  */
 export function renderTemplatesBounded(template: string, contexts: Array<Record<string, unknown>>): string[] {
   if (contexts.length === 0) return [];
   if (!running) running = startWorker();
   const r = running;
   Atomics.store(r.flag, 0, 0);
+  let seen = Atomics.load(r.flag, 1);
   r.worker.postMessage({ template, contexts, maxChars: limits.maxChars });
-  if (Atomics.wait(r.flag, 0, 0, limits.timeoutMs) === 'timed-out') {
-    stopWorker();
-    throw new TemplateError(`rendering the chat template did not finish within ${limits.timeoutMs} ms (an endless loop, or it ran out of its ${limits.heapMb} MB heap); abandoned`);
+  let deadline = Date.now() + limits.timeoutMs;
+  while (Atomics.load(r.flag, 0) === 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      stopWorker();
+      throw new TemplateError(`rendering the chat template did not finish within ${limits.timeoutMs} ms (an endless loop, or it ran out of its ${limits.heapMb} MB heap); abandoned`);
+    }
+    Atomics.wait(r.flag, 1, seen, left);
+    const now = Atomics.load(r.flag, 1);
+    if (now !== seen) {
+      seen = now;
+      deadline = Date.now() + limits.timeoutMs; // each rendering gets the whole limit
+    }
   }
   const reply = receiveMessageOnPort(r.port)?.message as Reply | undefined;
   if (!reply) {

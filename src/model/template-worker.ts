@@ -29,6 +29,9 @@ parentPort!.on('message', (req: Request) => {
       const text = t.render(req.contexts[i]!);
       if (text.length > req.maxChars) throw new Error(`the rendered prompt has ${text.length} characters, more than the limit of ${req.maxChars}`);
       texts.push(text);
+      // one more rendering done: the caller's time limit applies to each rendering, not to the whole batch
+      Atomics.add(flag, 1, 1);
+      Atomics.notify(flag, 1);
     }
     reply = { texts };
   } catch (e) {
@@ -36,5 +39,6 @@ parentPort!.on('message', (req: Request) => {
   }
   port.postMessage(reply); // (posted before the flag is set, so the waiting caller finds it on its port)
   Atomics.store(flag, 0, 1);
-  Atomics.notify(flag, 0);
+  Atomics.add(flag, 1, 1);
+  Atomics.notify(flag, 1);
 });
