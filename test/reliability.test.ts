@@ -212,6 +212,16 @@ describe('sizes are checked against what can be allocated before work starts', (
     } finally {
       e.dispose();
     }
+    // forwardTrain keeps about 2 x intermediate floats per token: with a wide MLP, a token stream that fits easily
+    // in memory asks for more activations than the machine has
+    const wideMlp = smallConfig('qwen2', { vocab: 16, hidden: 8, layers: 1, heads: 2, kvHeads: 1, intermediate: 1 << 16 });
+    const ew = Engine.create(wideMlp, randomWeights(wideMlp), { threads: 1 });
+    try {
+      const n = Math.ceil(allocatableBytes() / (4 * 2 * (1 << 16))) + 16;
+      expect(() => ew.forwardTrain({ sequences: [{ prompt: Int32Array.of(1), response: new Int32Array(n) }] })).toThrow(new RegExp(`forwardTrain: ${limitRe.source}`));
+    } finally {
+      ew.dispose();
+    }
     const wide = { ...c, vocabSize: 1 << 30 };
     const Ctor = native.EngineModel as unknown as new (o: object) => { logits(o: object): unknown };
     expect(() => new Ctor({ config: { ...c, numLayers: 1_000_000_000 }, weights: [], threads: 1 })).toThrow(new RegExp(`Engine.create: ${limitRe.source}`));

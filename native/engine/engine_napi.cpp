@@ -299,6 +299,14 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     Model& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "forwardTrain");
     Stream s = parseStream(o, m.cfg.vocab);
+    {
+      // the activations kept for backward, per token and layer (model.cpp, forwardTrain), before any is allocated
+      const double N = static_cast<double>(s.tokens.size()), H = static_cast<double>(m.cfg.hidden);
+      const double hd = static_cast<double>(m.cfg.headDim), heads = static_cast<double>(m.cfg.heads);
+      const double qkv = (heads + 2.0 * m.cfg.kvHeads) * hd, qd = heads * hd, I = static_cast<double>(m.cfg.intermediate);
+      const double perToken = static_cast<double>(m.cfg.layers) * (5 * H + qkv + qd + 2 * I + heads + 2) + 2 * H;
+      clipo::checkAllocatable(env, 4.0 * N * perToken, "forwardTrain");
+    }
     auto r = guarded(env, "forwardTrain", [&] { return m.forwardTrain(s.tokens, s.spans); });
     return scoreToJs(env, r, true, false);
   }
