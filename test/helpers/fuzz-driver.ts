@@ -74,7 +74,7 @@ function mutateArray(v: ArrayBufferView & { length: number }): unknown {
       return c;
     }
     case 3: { // a view into a bigger buffer, at an offset
-      const BYTES = (v as ArrayBufferView).byteLength / Math.max(1, v.length) || 1;
+      const BYTES = (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
       const buf = new ArrayBuffer((v.length + 4) * BYTES);
       return new Ctor(buf, 2 * BYTES, v.length);
     }
