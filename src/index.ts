@@ -9,6 +9,7 @@ export { buildMessages, buildPrompt, MATH_INSTRUCTION, choiceInstruction, type C
 export { contrastiveLoss, contrastiveLossUnfused, contrastiveReward, type ContrastiveLossOptions, type ContrastiveLossResult, type ContrastiveRewardOptions } from './kernels/contrastive.js';
 export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type SurrogateMode, type SurrogateAgg } from './kernels/surrogate.js';
 export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';
+export { gpuLibsInfo, gemmProbe, allReduceProbe, type GpuLibsInfo, type GemmProbeResult, type AllReduceProbeResult } from './kernels/gpulibs.js';
 export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
 export { loadModelDir, loadModelConfig, saveModelDir, type ModelDir, type SaveOptions } from './model/hfdir.js';

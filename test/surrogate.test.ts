@@ -337,11 +337,11 @@ describe('clipo bench: backends and surrogate suites', () => {
   const clipo = (...args: string[]) =>
     spawnSync(process.execPath, [path.join(packageRoot, 'bin', 'clipo'), ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
 
-  test('`bench backends --json` lists cpu and cuda with what is compiled and usable', () => {
+  test('`bench backends --json` lists cpu, cuda and the GPU libraries with what is compiled and usable', () => {
     const r = clipo('bench', 'backends', '--json');
     expect(r.status).toBe(0);
     const rows = JSON.parse(r.stdout).reports[0].rows as Array<{ backend: string; compiled: boolean; usable: boolean }>;
-    expect(rows.map((x) => x.backend)).toEqual(['cpu', 'cuda']);
+    expect(rows.map((x) => x.backend)).toEqual(['cpu', 'cuda', 'cublaslt', 'nccl']);
     expect(rows[1]).toMatchObject({ compiled: availableBackends().cudaCompiled, usable: availableBackends().cuda });
   });
 

@@ -2,7 +2,9 @@
 import { bandwidthSuite } from './bandwidth.js';
 import { contrastiveSuite } from './contrastive.js';
 import { engineSuite } from './engine.js';
-import { backendsSuite, surrogateSuite } from './surrogate.js';
+import { backendsSuite } from './backends.js';
+import { gpuLibsSuite } from './gpulibs.js';
+import { surrogateSuite } from './surrogate.js';
 import { trainSuite } from './train.js';
 import type { BenchSuite } from './types.js';
 import { verifySuite } from './verify.js';
@@ -13,6 +15,7 @@ export const benchSuites: BenchSuite[] = [
   engineSuite,
   surrogateSuite,
   backendsSuite,
+  gpuLibsSuite,
   trainSuite,
   verifySuite,
 ];

@@ -177,19 +177,3 @@ export const surrogateSuite: BenchSuite = {
     return { suite: 'surrogate', rows, notes };
   },
 };
-
-export const backendsSuite: BenchSuite = {
-  name: 'backends',
-  groups: ['machine'],
-  description: 'what this build of the addon has compiled in and what is usable now (cpu, cuda)',
-  async run(): Promise<BenchReport> {
-    const a = availableBackends();
-    const info = nativeFunction<() => { devices: Array<{ name: string; memoryBytes: number; computeCapability: string }>; driverVersion?: number; runtimeVersion?: number }>('cudaDeviceInfo')();
-    const rows: BenchRow[] = [{ backend: 'cpu', compiled: true, usable: true, device: 'host CPU (OpenMP)', detail: '' }];
-    rows.push({
-      backend: 'cuda', compiled: a.cudaCompiled, usable: a.cuda, device: a.device ?? null,
-      detail: a.cuda ? info.devices.map((d) => `${d.name} sm_${d.computeCapability.replace('.', '')} ${round(d.memoryBytes / 2 ** 30)} GiB`).join('; ') + ` (runtime ${info.runtimeVersion}, driver ${info.driverVersion})` : a.reason ?? '',
-    });
-    return { suite: 'backends', rows };
-  },
-};
