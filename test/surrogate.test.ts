@@ -322,6 +322,16 @@ describe(`surrogate loss: CUDA against CPU${avail.cuda ? ` (${avail.device})` : 
       }
     }
   }
+  cudaTest('the timed benchmark entry cycles through input sets larger than 3x the L2 and returns the same result', () => {
+    const input = { ...gen({ batch: 64, length: 256, mode: 'token', seed: 5, ref: true }), agg: 'token-mean' as const, klCoef: 0.01 };
+    const timed = (loadNative() as Record<string, (o: object) => { ms: number[]; result: ReturnType<typeof surrogateLoss>; sets: number; l2Bytes: number; bytesPerSet: number }>).surrogateLossCudaTimed!({ ...input, repeats: 3 });
+    expect(timed.ms).toHaveLength(3);
+    expect(timed.l2Bytes).toBeGreaterThan(0);
+    expect(timed.sets * timed.bytesPerSet).toBeGreaterThanOrEqual(3 * timed.l2Bytes);
+    const once = surrogateLoss({ ...input, backend: 'cuda' });
+    expect(timed.result.loss).toBeCloseTo(once.loss, 6);
+    expect(Array.from(timed.result.gradLogp)).toEqual(Array.from(once.gradLogp));
+  });
   cudaTest('masked NaN inputs, all-masked batch, and the public API picks cuda under auto', () => {
     const input = gen({ batch: 3, length: 8, mode: 'token', seed: 3 });
     expect(surrogateLoss({ ...input, backend: 'auto' }).backend).toBe('cuda');

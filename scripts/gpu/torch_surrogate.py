@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """PyTorch eager reference and timing of the surrogate policy loss (what verl's actor runs: compute_policy_loss
 vanilla / gspo / geo_mean, agg_loss, kl_penalty('low_var_kl'), then autograd), at the sizes `clipo bench --backend
-cuda` uses. Prints one JSON document:
-  { "device", "torch", "timings": [{config, B, T, ms, msSamples}], "check": {inputs and float64 outputs of a small case} }
+cuda` uses (Track II: 2048 responses of up to 4096 tokens a step, and a 256-response micro-batch). Two ways:
+  official  verl's code in eager mode (what the paper ran);
+  compiled  the same code under torch.compile (what a careful user would try: it fuses the elementwise chain),
+            where it compiles within the time budget, checked against official on the timed inputs first.
+Prints one JSON document:
+  { "device", "torch", "timings": [{config, B, T, ms (official), compiledMs, sets, check}], "check": {small case} }
 The "check" part lets scripts/gpu/merge-results.mjs run clipo's kernel on the same inputs and compare.
-Usage: python3 scripts/gpu/torch_surrogate.py [--quick] [--repeats N]
+Usage: python3 scripts/gpu/torch_surrogate.py [--quick] [--device auto|cuda|cpu] [--repeats N] [--out FILE]
+       [--compile-budget SECONDS] [--no-compile]
 """
 import argparse
-import json
-import statistics
+import time
 
 import torch
+
+from torch_common import CompileBudget, device_name, emit, l2_bytes, max_rel_diff, pick_device, summary, time_calls
 
 # ---- the math, after verl (trainer/ppo/core_algos.py); aggregation over non-empty responses as clipo defines it ----
 
@@ -102,22 +108,55 @@ def make_inputs(B, T, device, dtype, gen):
     return lp, old, ref, adv, mask
 
 
-def time_config(cfg, B, T, repeats):
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    lp, old, ref, adv, mask = make_inputs(B, T, "cuda", torch.float32, gen)
-    logp = lp.clone().requires_grad_(True)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    samples = []
-    for r in range(repeats + 5):
-        logp.grad = None
-        start.record()
-        loss = loss_fn(cfg, logp, old, ref, adv, mask)
-        loss.backward()
-        end.record()
-        torch.cuda.synchronize()
-        if r >= 5:
-            samples.append(start.elapsed_time(end))
-    return statistics.median(samples), samples
+def traffic_bytes(B, T, ref):
+    """What one pass must move, counted as `clipo bench surrogate` counts it (float32 in and out, uint8 mask)."""
+    return B * T * (4 + 4 + (4 if ref else 0) + 1) + B * 4 + B * T * 4
+
+
+def loss_and_grad(fn, cfg, logp, old, ref, adv, mask):
+    logp.grad = None
+    loss = fn(cfg, logp, old, ref, adv, mask)
+    loss.backward()
+    return loss, logp.grad
+
+
+def time_config(cfg, B, T, repeats, device, budget, tol):
+    """official (verl's code, eager) and compiled (the same code under torch.compile), checked against each other on
+    the timed inputs first. Input sets rotate so that together they exceed 3x the L2 cache, as clipo's bench does."""
+    gen = torch.Generator(device=device).manual_seed(1)
+    lp, old, ref, adv, mask = make_inputs(B, T, device, torch.float32, gen)
+    per_set = traffic_bytes(B, T, cfg["ref"])
+    sets = max(1, -(-3 * l2_bytes(device) // per_set))
+    data = [(lp.clone().requires_grad_(True), old.clone(), ref.clone(), adv.clone(), mask.clone()) for _ in range(sets)]
+    row = dict(config=cfg["name"], B=B, T=T, sets=sets, MB=round(per_set / 1e6, 2))
+    ref_loss, ref_grad = loss_and_grad(loss_fn, cfg, *data[0])
+    ref_loss, ref_grad = ref_loss.detach().clone(), ref_grad.clone()
+
+    def build():
+        fn = torch.compile(loss_fn)
+        loss_and_grad(fn, cfg, *data[0])
+        loss_and_grad(fn, cfg, *data[0])
+        return fn
+
+    compiled, note = budget.run(f"{cfg['name']} B={B}", build)
+    row["compileNote"] = note
+    checks = {}
+    if compiled is not None:
+        loss, grad = loss_and_grad(compiled, cfg, *data[0])
+        checks["compiled"] = dict(loss=max_rel_diff(loss, ref_loss), grad=max_rel_diff(grad, ref_grad))
+    row["check"] = checks
+    row["checkOk"] = all(v["loss"] <= tol and v["grad"] <= tol for v in checks.values())
+    samples = time_calls(lambda i: loss_and_grad(loss_fn, cfg, *data[i % sets]), device, repeats, max(5, sets))
+    s = summary(samples)
+    row.update(ms=s["ms"], bestMs=s["bestMs"], officialMs=s["ms"], msSamples=[round(x, 4) for x in samples])
+    if compiled is not None:
+        s = summary(time_calls(lambda i: loss_and_grad(compiled, cfg, *data[i % sets]), device, repeats, max(5, sets)))
+        row.update(compiledMs=s["ms"], compiledBestMs=s["bestMs"])
+    row["GBs"] = round(per_set / (row["ms"] / 1e3) / 1e9, 1)
+    del data
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return row
 
 
 def check_case():
@@ -141,18 +180,30 @@ def check_case():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test, e.g. on the CPU)")
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--compile-budget", type=float, default=60.0, help="seconds torch.compile may spend in all")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--out")
     args = ap.parse_args()
-    doc = dict(torch=torch.__version__, device=None, timings=[], check=check_case())
-    if torch.cuda.is_available():
-        doc["device"] = torch.cuda.get_device_name(0)
-        T = 1024 if args.quick else 4096
-        for B in ([256] if args.quick else [2048, 256]):
-            for cfg in CONFIGS:
-                ms, samples = time_config(cfg, B, T, args.repeats)
-                doc["timings"].append(dict(config=cfg["name"], B=B, T=T, ms=ms, msSamples=samples))
-    print(json.dumps(doc))
+    device = pick_device(args.device)
+    t0 = time.perf_counter()
+    budget = CompileBudget(args.compile_budget, not args.no_compile)
+    doc = dict(suite="torch_surrogate", torch=torch.__version__, device=device_name(device), quick=args.quick, timings=[], check=check_case())
+    T = 256 if args.quick else 4096
+    for B in ([16] if args.quick else [2048, 256]):
+        for cfg in CONFIGS:
+            doc["timings"].append(time_config(cfg, B, T, args.repeats, device, budget, 1e-4))
+    doc["allChecksOk"] = all(r["checkOk"] for r in doc["timings"])
+    doc["compileNotes"] = budget.notes
+    doc["note"] = ("official: verl's compute_policy_loss / agg_loss / kl_penalty eager, then autograd; compiled: the same "
+                   "under torch.compile (checked against official on the timed inputs, tolerance 1e-4 relative). "
+                   "Input sets rotate through more than 3x the L2 cache.")
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    emit(doc, args.out)
+    if not doc["allChecksOk"]:
+        raise SystemExit("torch_surrogate: compiled and eager disagree (see timings[].check)")
 
 
 if __name__ == "__main__":

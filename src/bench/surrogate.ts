@@ -126,6 +126,10 @@ async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
 interface CudaTimed {
   ms: number[];
   result: { loss: number };
+  /** input/output sets cycled through (together > 3x the L2 cache), the L2 size, and one set's bytes */
+  sets: number;
+  l2Bytes: number;
+  bytesPerSet: number;
 }
 
 async function cudaRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
@@ -144,6 +148,7 @@ async function cudaRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
   ctx.log(`surrogate (cuda): generating ${sizes[0]} x ${T} inputs`);
   const data = surrogateBenchInput(sizes[0]!, T, 2);
   let all = true;
+  const rotation: string[] = [];
   for (const B of sizes) {
     const n = B * T;
     const part = {
@@ -156,11 +161,13 @@ async function cudaRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
       const { read, write } = trafficBytes(B, T, c.ref);
       const GBs = (read + write) / (ms * 1e-3) / 1e9;
       all &&= GBs / dev.copyGBs >= 0.8;
-      rows.push({ backend: 'cuda', config: c.name, B, T, ms: round(ms), GBs: round(GBs), limitGBs: round(dev.copyGBs), fractionOfLimit: round(GBs / dev.copyGBs), unfusedMs: null, speedup: null });
+      rows.push({ backend: 'cuda', config: c.name, B, T, ms: round(ms), GBs: round(GBs), limitGBs: round(dev.copyGBs), fractionOfLimit: round(GBs / dev.copyGBs), unfusedMs: null, speedup: null, sets: r.sets });
+      if (c === configs[0]) rotation.push(`B=${B}: ${r.sets} x ${round(r.bytesPerSet / 1e6)} MB (L2 ${round(r.l2Bytes / 2 ** 20)} MiB)`);
     }
   }
   notes.push(
     `cuda: ${avail.device}; device-to-device copy ${round(dev.copyGBs)} GB/s (read + write) in this run is the limit.`,
+    `cuda: each timed call reads a set of inputs the previous calls did not, cycling through sets that together exceed 3x the L2 cache: ${rotation.join(', ')}.`,
     `cuda: target >= 80% of the copy bandwidth: ${all ? 'met' : 'NOT met'} for every config (PyTorch eager: scripts/gpu/torch_surrogate.py).`,
   );
 }

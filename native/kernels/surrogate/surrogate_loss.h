@@ -107,10 +107,16 @@ const char* lossCudaHost(const Params& p, const Inputs& in, float* gradLogp, Res
                          bool countOnDevice = false);
 // N and Bv of a host mask (what the host wrapper passes as knownTokens / knownSequences).
 void countMask(const Params& p, const uint8_t* mask, int64_t* tokens, int64_t* sequences);
-// Benchmark: inputs copied to the device once, then `repeats` timed calls of the device entry (CUDA events); the
-// per-call milliseconds go to msOut[repeats]; the last call's gradient and scalars come back to grad and result.
-// Returns "" or an error message.
-const char* lossCudaTimed(const Params& p, const Inputs& in, int repeats, double* msOut, float* grad, Result* result);
+// Benchmark: inputs copied to the device once per set, then `repeats` timed calls of the device entry (CUDA events),
+// cycling through as many input/output sets as it takes to exceed 3x the L2 cache, so no call finds its inputs in
+// L2 (as in training); the per-call milliseconds go to msOut[repeats]; the last call's gradient and scalars come
+// back to grad and result, and the rotation used to *rotation (may be null). Returns "" or an error message.
+struct TimedRotation {
+  int sets = 1;
+  double l2Bytes = 0, bytesPerSet = 0;
+};
+const char* lossCudaTimed(const Params& p, const Inputs& in, int repeats, double* msOut, float* grad, Result* result,
+                          TimedRotation* rotation = nullptr);
 
 }  // namespace surrogate
 }  // namespace clipo

@@ -112,14 +112,16 @@ Napi::Value LossCuda(const Napi::CallbackInfo& info) {
   return toJs(info.Env(), r, c.gradArray);
 }
 
-// surrogateLossCudaTimed({...same fields..., repeats}) -> { ms: number[], result }: device-resident inputs, N and Bv
-// passed in (as the engine will), CUDA events
+// surrogateLossCudaTimed({...same fields..., repeats}) -> { ms: number[], result, sets, l2Bytes, bytesPerSet }:
+// device-resident inputs rotated through `sets` copies larger than the L2 together, N and Bv passed in (as the
+// engine will), CUDA events
 Napi::Value LossCudaTimed(const Napi::CallbackInfo& info) {
   Call c = parseCall(info, "surrogateLossCudaTimed");
   const int repeats = static_cast<int>(getIntOr(info[0].As<Napi::Object>(), "repeats", 10, 1, 10000));
   std::vector<double> ms(repeats);
   Result r;
-  const char* err = guardedCall(info.Env(), "surrogateLossCudaTimed", [&] { return surrogate::lossCudaTimed(c.p, c.in, repeats, ms.data(), c.grad, &r); });
+  surrogate::TimedRotation rot;
+  const char* err = guardedCall(info.Env(), "surrogateLossCudaTimed", [&] { return surrogate::lossCudaTimed(c.p, c.in, repeats, ms.data(), c.grad, &r, &rot); });
   if (err && *err) throwError(info.Env(), std::string("surrogateLossCudaTimed: ") + err);
   Napi::Env env = info.Env();
   Napi::Array times = Napi::Array::New(env, ms.size());
@@ -127,6 +129,9 @@ Napi::Value LossCudaTimed(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("ms", times);
   out.Set("result", toJs(env, r, c.gradArray));
+  out.Set("sets", rot.sets);
+  out.Set("l2Bytes", rot.l2Bytes);
+  out.Set("bytesPerSet", rot.bytesPerSet);
   return out;
 }
 #endif
