@@ -1,88 +1,233 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: build the CUDA addon, check CUDA against CPU (jest), run compute-sanitizer on a small
-# run, benchmark the kernels (`clipo bench --backend cuda`) and PyTorch eager code of the same math, and merge all
-# of it into results/<device>.json. Everything goes to $OUT (default ./gpu-out). See docs/gpu.md.
+# The whole GPU check in one call (docs/gpu.md): environment probe, CUDA build (addon + clipo_gpulibs), CUDA-vs-CPU
+# tests, compute-sanitizer, `clipo bench --backend cuda`, the PyTorch side-by-sides, and a summary. Every step runs
+# under `timeout`, the whole run keeps to CLIPO_GPU_BUDGET_S seconds (default 285), and $OUT (default ./gpu-out)
+# receives exactly four files:
+#   summary.json    device, each step's status and time, the headline figures and targets (commit it under
+#                   bench/results/)
+#   status.txt      one line per step: name=ok|failed(rc)|timeout|skipped(why)
+#   log-tail.txt    the last 300 lines of the run's log
+#   gpu-run.tar.gz  everything else (every step's log and JSON output)
 #
-# Needs: nvcc + CMake (+ ninja or make), Python 3 with PyTorch, and either a `node` on PATH or .devnode/ from
-# scripts/gpu/pack.sh (node binary, node_modules, compiled TypeScript) carried along.
+# usage: bash scripts/gpu/run-all.sh [--dry-run]
+#   --dry-run, or no GPU visible to nvidia-smi: the GPU steps are marked skipped; the probe, the summary and the
+#   packing still run, so the same four files appear (the test suite checks this).
+# Needs on the GPU machine: nvcc, CMake, python3 with PyTorch; node from PATH, or .devnode/ made by
+# scripts/gpu/pack.sh and carried along with the working tree.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 OUT="${OUT:-$ROOT/gpu-out}"
+DRY=0
+for a in "$@"; do
+  case "$a" in
+    --dry-run) DRY=1 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "run-all.sh: unknown argument '$a' (expected --dry-run)" >&2; exit 2 ;;
+  esac
+done
+BUDGET="${CLIPO_GPU_BUDGET_S:-285}"
+RESERVE=15  # seconds kept for the summary and the packing
+START=$(date +%s)
 mkdir -p "$OUT"
-LOG="$OUT/run-all.log"
+OUT="$(cd "$OUT" && pwd)"
+rm -f "$OUT/summary.json" "$OUT/status.txt" "$OUT/log-tail.txt" "$OUT/gpu-run.tar.gz"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/clipo-gpu.XXXXXX")"
+LOG="$WORK/run-all.log"
+STEPS="$WORK/steps.tsv"
+: > "$STEPS"
+exec 3>&1 4>&2
 exec > >(tee -a "$LOG") 2>&1
-step() { echo; echo "=== $(date -u +%H:%M:%S) $*"; }
-status() { echo "$1=$2" >> "$OUT/status.txt"; }
-: > "$OUT/status.txt"
+TEE_PID=$!
 
-step "environment"
+elapsed() { echo $(( $(date +%s) - START )); }
+say() { echo "=== $(date -u +%H:%M:%S) +$(elapsed)s $*"; }
+record() {  # name status rc seconds note
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5//$'\t'/ }" >> "$STEPS"
+  say "$1: $2${5:+ ($5)}"
+}
+
+HAVE_GPU=0
+GPU_WHY="dry run"
+if [ "$DRY" = 0 ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then HAVE_GPU=1; GPU_WHY=""
+  else GPU_WHY="no GPU (nvidia-smi lists none)"; fi
+fi
+
+# step NAME MAX_SECONDS gpu|any COMMAND...: runs COMMAND under timeout with its output in $WORK/NAME.log
+step() {
+  local name="$1" max="$2" needs="$3"
+  shift 3
+  if [ "$needs" = gpu ] && [ "$HAVE_GPU" = 0 ]; then record "$name" skipped "" 0 "$GPU_WHY"; return 0; fi
+  local left=$(( BUDGET - RESERVE - $(elapsed) ))
+  if [ "$left" -lt 10 ]; then record "$name" skipped "" 0 "time budget of ${BUDGET}s spent"; return 0; fi
+  local t=$(( max < left ? max : left ))
+  say "$name (limit ${t}s)"
+  local t0; t0=$(date +%s)
+  # functions of this script run in a child bash (timeout runs programs): they and their variables are exported
+  timeout -k 5 "$t" bash -c '"$@"' "$name" "$@" > "$WORK/$name.log" 2>&1
+  local rc=$? dt=$(( $(date +%s) - t0 ))
+  if [ $rc = 0 ]; then record "$name" ok 0 "$dt" ""
+  elif [ $rc = 124 ] || [ $rc = 137 ]; then record "$name" timeout "$rc" "$dt" "killed after ${t}s"; tail -n 15 "$WORK/$name.log"
+  else record "$name" failed "$rc" "$dt" "exit $rc"; tail -n 15 "$WORK/$name.log"; fi
+  return 0
+}
+ok() { awk -F'\t' -v n="$1" '$1 == n && $2 == "ok" { f = 1 } END { exit !f }' "$STEPS"; }
+
+# ---- 1. environment probe (first, always) ----
 export PATH="/usr/local/cuda/bin:$PATH"
-if ! command -v node >/dev/null && [ -s .devnode/node.xz ]; then
-  mkdir -p .devnode/bin && xz -dc .devnode/node.xz > .devnode/bin/node && chmod +x .devnode/bin/node
-  export PATH="$ROOT/.devnode/bin:$PATH"
-fi
-[ -d node_modules ] || { [ -s .devnode/node_modules.tar.xz ] && tar -xJf .devnode/node_modules.tar.xz; }
-DIST=dist
-if [ -s .devnode/dist.tar.xz ]; then
-  rm -rf dist-gpu && mkdir -p dist-gpu && tar -C dist-gpu -xJf .devnode/dist.tar.xz && DIST=dist-gpu
-fi
-export CLIPO_DIST_DIR="$DIST"
-command -v node >/dev/null || { echo "no node: run scripts/gpu/pack.sh first and carry .devnode"; exit 1; }
-node --version; nvcc --version | tail -2; cmake --version | head -1
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.memory --format=csv 2>/dev/null | tee "$OUT/nvidia-smi.csv"
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1
+probe() {
+  echo "date: $(date -u +%FT%TZ)  host: $(hostname)  cores: $(nproc)  dry-run: $DRY"
+  echo "--- nvidia-smi"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.memory --format=csv 2>&1 || echo "nvidia-smi: not available"
+  echo "--- nvcc"; nvcc --version 2>&1 | tail -2 || echo "nvcc: not found"
+  echo "--- cmake"; cmake --version 2>&1 | head -1 || echo "cmake: not found"
+  echo "--- compute-sanitizer"; command -v compute-sanitizer || echo "compute-sanitizer: not found"
+  echo "--- node"; command -v node && node --version || echo "node: not on PATH (scripts/gpu/pack.sh + .devnode)"
+  echo "--- python3"
+  python3 - "$WORK/env.json" <<'PY' || echo "python3: probe failed"
+import json, sys, importlib.metadata as md
+info = {"python": sys.version.split()[0]}
+try:
+    import nvidia
+    info["nvidiaPackageRoots"] = list(nvidia.__path__)
+except Exception as e:
+    info["nvidiaPackageRoots"] = []
+    info["nvidiaPackageError"] = f"{type(e).__name__}: {e}"
+info["nvidiaPackages"] = {d.metadata["Name"]: d.version for d in md.distributions() if (d.metadata["Name"] or "").lower().startswith("nvidia-")}
+try:
+    import torch
+    info["torch"] = torch.__version__
+    info["torchCuda"] = torch.version.cuda
+    info["cudaAvailable"] = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info["device"] = {"name": p.name, "memoryBytes": p.total_memory, "computeCapability": f"{p.major}.{p.minor}",
+                          "multiprocessors": p.multi_processor_count, "l2Bytes": getattr(p, "L2_cache_size", None)}
+except Exception as e:
+    info["torchError"] = f"{type(e).__name__}: {e}"
+json.dump(info, open(sys.argv[1], "w"), indent=2)
+print(json.dumps(info, indent=2))
+PY
+}
+export ROOT WORK DRY
+export -f probe
+say "clipo GPU check: OUT=$OUT work=$WORK budget=${BUDGET}s gpu=$HAVE_GPU${GPU_WHY:+ ($GPU_WHY)}"
+step env 40 any probe
+cat "$WORK/env.log"
 
-step "build the CUDA addon (cmake-js, CLIPO_CUDA=ON) into build-gpu/"
-BUILD_OK=0
-if node node_modules/cmake-js/bin/cmake-js compile --log-level warn --out build-gpu --CDCLIPO_CUDA=ON > "$OUT/build.log" 2>&1; then
-  BUILD_OK=1
-else
-  echo "full build failed (tail of build.log below); retrying with the kernels only"
-  tail -30 "$OUT/build.log"
+# ---- 2. node (carried as .devnode/ where the machine has none) ----
+node_setup() {
+  if ! command -v node >/dev/null 2>&1; then
+    [ -s .devnode/node.xz ] || { echo "no node on PATH and no .devnode/node.xz (run scripts/gpu/pack.sh and carry .devnode)"; return 1; }
+    mkdir -p .devnode/bin && xz -dc .devnode/node.xz > .devnode/bin/node && chmod +x .devnode/bin/node || return 1
+  fi
+  if [ ! -d node_modules/jest ] && [ -s .devnode/node_modules.tar.xz ]; then tar -xJf .devnode/node_modules.tar.xz || return 1; fi
+  if [ -s .devnode/dist.tar.xz ]; then rm -rf dist-gpu && mkdir -p dist-gpu && tar -C dist-gpu -xJf .devnode/dist.tar.xz || return 1; fi
+  export PATH="$ROOT/.devnode/bin:$PATH"
+  node --version && test -d node_modules/jest && test -f "${CLIPO_DIST_DIR:-$( [ -d dist-gpu ] && echo dist-gpu || echo dist)}/src/cli/main.js"
+}
+[ -x .devnode/bin/node ] && export PATH="$ROOT/.devnode/bin:$PATH"
+export -f node_setup
+step node 60 any node_setup
+[ -x .devnode/bin/node ] && export PATH="$ROOT/.devnode/bin:$PATH"
+DIST=dist; [ -d dist-gpu ] && DIST=dist-gpu
+export DIST CLIPO_DIST_DIR="$DIST"
+HAVE_NODE=0; ok node && HAVE_NODE=1
+nodestep() {  # like step, but skipped with a reason when node is missing
+  local name="$1" max="$2" needs="$3"
+  if [ "$HAVE_NODE" = 0 ]; then record "$name" skipped "" 0 "no node"; return 0; fi
+  step "$@"
+}
+
+# ---- 3. build: the addon with CUDA, and clipo_gpulibs against the NVIDIA wheels python3 sees ----
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+build() {
+  node node_modules/cmake-js/bin/cmake-js compile --log-level warn --out build-gpu --CDCLIPO_CUDA=ON && return 0
+  echo "run-all: the full build failed; retrying with the kernels only (common;bench;kernels;gpulibs)"
   rm -rf build-gpu
   node node_modules/cmake-js/bin/cmake-js compile --log-level warn --out build-gpu --CDCLIPO_CUDA=ON \
-    --CDCLIPO_NATIVE_DIRS="common;bench;kernels" >> "$OUT/build.log" 2>&1 && BUILD_OK=2
-fi
-status build "$BUILD_OK"
-[ "$BUILD_OK" != 0 ] || { tail -40 "$OUT/build.log"; exit 1; }
-export CLIPO_NATIVE_ADDON="$ROOT/build-gpu/Release/clipo.node"
-node -e 'const a=require(process.env.CLIPO_NATIVE_ADDON); console.log(JSON.stringify({build:a.buildInfo(), cuda:a.cudaDeviceInfo()}))' \
-  | tee "$OUT/addon-info.json"
+    --CDCLIPO_NATIVE_DIRS="common;bench;kernels;gpulibs"
+}
+export -f build
+nodestep build 170 gpu build
+if ok build; then export CLIPO_NATIVE_ADDON="$ROOT/build-gpu/Release/clipo.node"; fi
+BUILT=0; { ok build || { [ "$HAVE_GPU" = 0 ] && [ -f build/Release/clipo.node ]; }; } && BUILT=1
+addon_info() {
+  node -e '
+    const a = require(process.env.CLIPO_NATIVE_ADDON || "./build/Release/clipo.node");
+    const out = { build: a.buildInfo(), cuda: a.cudaDeviceInfo(), gpulibs: a.gpuLibsInfo ? a.gpuLibsInfo() : null };
+    require("fs").writeFileSync(process.argv[1], JSON.stringify(out, null, 2));
+    console.log(JSON.stringify(out, null, 2));' "$WORK/addon-info.json"
+}
+export -f addon_info
+if [ "$BUILT" = 1 ]; then nodestep addon_info 30 any addon_info; else record addon_info skipped "" 0 "no addon built"; fi
 
-step "CUDA against CPU (jest: surrogate and contrastive tests)"
-node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
-  --json --outputFile="$OUT/jest-kernels.json" -- surrogate contrastive > "$OUT/jest-kernels.log" 2>&1
-status jest_kernels $?
-grep -E '^(Tests|Test Suites):' "$OUT/jest-kernels.log" || tail -20 "$OUT/jest-kernels.log"
+# ---- 4. CUDA against CPU: the kernels' tests and the GPU-library probes' tests ----
+jest_kernels() {
+  node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
+    --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs
+}
+export -f jest_kernels
+if ok build; then nodestep jest_kernels 75 gpu jest_kernels; else record jest_kernels skipped "" 0 "${GPU_WHY:-build failed}"; fi
 
-step "compute-sanitizer (memcheck, initcheck, racecheck) on small kernel runs"
-if command -v compute-sanitizer >/dev/null; then
-  for tool in memcheck initcheck racecheck; do
-    compute-sanitizer --tool "$tool" --error-exitcode 9 node scripts/gpu/sanitize-run.mjs > "$OUT/sanitizer-$tool.log" 2>&1
-    rc=$?; status "sanitizer_$tool" "$rc"; echo "$tool: exit $rc"; tail -3 "$OUT/sanitizer-$tool.log"
-  done
-else
-  echo "compute-sanitizer not found"; status sanitizer missing
-fi
-
-step "clipo bench --backend cuda"
-for suite in backends surrogate contrastive; do
-  node bin/clipo bench "$suite" --backend cuda --json --out "$OUT/bench-$suite.json" > "$OUT/bench-$suite.stdout" 2> "$OUT/bench-$suite.log"
-  rc=$?; status "bench_$suite" "$rc"; echo "$suite: exit $rc"; [ $rc = 0 ] || tail -5 "$OUT/bench-$suite.log"
-done
-node bin/clipo bench surrogate --backend cpu --json --out "$OUT/bench-surrogate-cpu.json" > /dev/null 2> "$OUT/bench-surrogate-cpu.log"
-status bench_surrogate_cpu $?
-
-step "PyTorch eager, same math, same GPU"
-for k in surrogate contrastive; do
-  if [ -f "scripts/gpu/torch_$k.py" ]; then
-    python3 "scripts/gpu/torch_$k.py" > "$OUT/torch_$k.json" 2> "$OUT/torch_$k.log"
-    rc=$?; status "torch_$k" "$rc"; echo "torch_$k: exit $rc"; [ $rc = 0 ] || tail -5 "$OUT/torch_$k.log"
-  fi
+# ---- 5. compute-sanitizer on small runs of every kernel variant ----
+for tool in memcheck racecheck; do
+  if ! ok build; then record "sanitizer_$tool" skipped "" 0 "${GPU_WHY:-build failed}"
+  elif ! command -v compute-sanitizer >/dev/null 2>&1; then record "sanitizer_$tool" skipped "" 0 "compute-sanitizer not installed"
+  else nodestep "sanitizer_$tool" 45 gpu compute-sanitizer --tool "$tool" --error-exitcode 9 node scripts/gpu/sanitize-run.mjs; fi
 done
 
-step "merge into results/<device>.json"
-node scripts/gpu/merge-results.mjs "$OUT" 2>&1
-status merge $?
-cat "$OUT/status.txt"
+# ---- 6. clipo bench (CUDA), then PyTorch on the same GPU ----
+bench() { node bin/clipo bench "$1" --backend "$2" --json --out "$WORK/bench-$1.json" > /dev/null; }
+export -f bench
+if [ "$BUILT" = 1 ]; then nodestep bench_backends 30 any bench backends auto; else record bench_backends skipped "" 0 "no addon built"; fi
+for s in surrogate contrastive gpulibs; do
+  if ok build; then nodestep "bench_$s" 60 gpu bench "$s" cuda; else record "bench_$s" skipped "" 0 "${GPU_WHY:-build failed}"; fi
+done
+torch_run() { local s="$1"; shift; python3 "scripts/gpu/torch_$s.py" --device cuda --out "$WORK/torch_$s.json" "$@" > /dev/null; }
+export -f torch_run
+step torch_surrogate 60 gpu torch_run surrogate --compile-budget 20
+step torch_contrastive 60 gpu torch_run contrastive --compile-budget 20
+GEMM_SHAPES=(); [ -s "$WORK/bench-gpulibs.json" ] && GEMM_SHAPES=(--shapes "$WORK/bench-gpulibs.json")
+step torch_gemm 40 gpu torch_run gemm "${GEMM_SHAPES[@]}"
+# last, as it matters least: uninitialized reads
+if ok build && command -v compute-sanitizer >/dev/null 2>&1; then
+  nodestep sanitizer_initcheck 30 gpu compute-sanitizer --tool initcheck --error-exitcode 9 node scripts/gpu/sanitize-run.mjs
+else record sanitizer_initcheck skipped "" 0 "${GPU_WHY:-no build or no compute-sanitizer}"; fi
+
+# ---- 7. summary, status, log tail, archive: exactly four files in $OUT ----
+failed=$(awk -F'\t' '$2 == "failed" || $2 == "timeout" { n++ } END { print n + 0 }' "$STEPS")
+overall=ok; [ "$failed" -gt 0 ] && overall="failed ($failed steps)"; [ "$DRY" = 1 ] && [ "$failed" = 0 ] && overall="dry run"
+{
+  echo "overall=$overall"
+  awk -F'\t' '{ s = $2; if ($2 == "failed" || $2 == "timeout") s = $2 "(" $3 ")"; else if ($2 == "skipped") s = "skipped(" $5 ")"; print $1 "=" s }' "$STEPS"
+} > "$WORK/status.txt"
+# a minimal summary without node; merge-results.mjs replaces it with the full one
+python3 - "$STEPS" "$WORK/summary.json" "$DRY" "$(elapsed)" "$overall" <<'PY' 2>/dev/null || printf '{"schema":1,"overall":"%s","note":"python3 missing: see status.txt"}\n' "$overall" > "$WORK/summary.json"
+import json, sys
+steps = []
+for line in open(sys.argv[1]):
+    n, s, rc, sec, note = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
+    steps.append({"name": n, "status": s, "rc": int(rc) if rc else None, "seconds": int(sec or 0), "note": note})
+json.dump({"schema": 1, "dryRun": sys.argv[3] == "1", "elapsedSeconds": int(sys.argv[4]), "overall": sys.argv[5], "steps": steps},
+          open(sys.argv[2], "w"), indent=2)
+PY
+if [ "$HAVE_NODE" = 1 ]; then
+  timeout -k 5 60 node scripts/gpu/merge-results.mjs "$WORK" "$WORK/summary.json" --dry-run="$DRY" --overall="$overall" \
+    --elapsed="$(elapsed)" > "$WORK/merge.log" 2>&1 || { echo "merge-results failed (the minimal summary stays):"; tail -n 20 "$WORK/merge.log"; }
+  cat "$WORK/merge.log"
+fi
+cp "$WORK/summary.json" "$OUT/summary.json"
+cp "$WORK/status.txt" "$OUT/status.txt"
+say "done in $(elapsed)s: $overall"
+cat "$WORK/status.txt"
+exec 1>&3 2>&4
+wait "$TEE_PID" 2>/dev/null
+tail -n 300 "$LOG" > "$OUT/log-tail.txt"
+tar -C "$WORK" -czf "$OUT/gpu-run.tar.gz" .
+if [ "$(stat -c %s "$OUT/gpu-run.tar.gz")" -gt $(( 15 * 1024 * 1024 )) ]; then  # 16 MiB is the most one file may be
+  tar -C "$WORK" -czf "$OUT/gpu-run.tar.gz" --exclude='jest-*.json' --exclude='build.log' .
+fi
+rm -rf "$WORK"
+case "$overall" in ok|"dry run") exit 0 ;; *) exit 1 ;; esac
