@@ -8,6 +8,7 @@
       "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-fexceptions", "-fopenmp"],
       "cflags_cc!": ["-fno-exceptions"],
       "ldflags": ["-fopenmp"],
+      "libraries": ["-ldl"],
       "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "CLANG_CXX_LANGUAGE_STANDARD": "c++17" }
     }
   ]
