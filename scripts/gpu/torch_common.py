@@ -96,9 +96,11 @@ class CompileBudget:
         return fn, f"compiled in {spent:.1f} s"
 
 
-def emit(doc, out_path):
+def emit(doc, out_path, quiet=False):
+    """Writes doc to out_path atomically (and prints it unless quiet)."""
     text = json.dumps(doc, indent=2)
-    print(text)
+    if not quiet:
+        print(text)
     if out_path:
         with open(out_path + ".tmp", "w") as f:
             f.write(text + "\n")
