@@ -12,8 +12,11 @@
 # usage: bash scripts/gpu/run-all.sh [--dry-run]
 #   --dry-run, or no GPU visible to nvidia-smi: the GPU steps are marked skipped; the probe, the summary and the
 #   packing still run, so the same four files appear (the test suite checks this).
+# Exit status: 0 when no step failed or timed out (and, without --dry-run, a GPU was there); 1 when a step failed
+# or timed out; 2 on a bad argument; 3 when, without --dry-run, no GPU was found.
 # Needs on the GPU machine: nvcc, CMake, python3 with PyTorch; node from PATH, or .devnode/ made by
 # scripts/gpu/pack.sh and carried along with the working tree.
+{  # the whole script is one block: bash reads it completely before running it, so editing the file mid-run is safe
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -22,7 +25,7 @@ DRY=0
 for a in "$@"; do
   case "$a" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | cut -c3-; exit 0 ;;
     *) echo "run-all.sh: unknown argument '$a' (expected --dry-run)" >&2; exit 2 ;;
   esac
 done
@@ -200,7 +203,8 @@ else record sanitizer_initcheck skipped "" 0 "${GPU_WHY:-no build or no compute-
 
 # ---- 7. summary, status, log tail, archive: exactly four files in $OUT ----
 failed=$(awk -F'\t' '$2 == "failed" || $2 == "timeout" { n++ } END { print n + 0 }' "$STEPS")
-overall=ok; [ "$failed" -gt 0 ] && overall="failed ($failed steps)"; [ "$DRY" = 1 ] && [ "$failed" = 0 ] && overall="dry run"
+overall=ok; [ "$failed" -gt 0 ] && overall="failed ($failed steps)"
+[ "$failed" = 0 ] && [ "$HAVE_GPU" = 0 ] && overall="$([ "$DRY" = 1 ] && echo "dry run" || echo "no GPU")"
 {
   echo "overall=$overall"
   awk -F'\t' '{ s = $2; if ($2 == "failed" || $2 == "timeout") s = $2 "(" $3 ")"; else if ($2 == "skipped") s = "skipped(" $5 ")"; print $1 "=" s }' "$STEPS"
@@ -232,4 +236,5 @@ if [ "$(stat -c %s "$OUT/gpu-run.tar.gz")" -gt $(( 15 * 1024 * 1024 )) ]; then  
   tar -C "$WORK" -czf "$OUT/gpu-run.tar.gz" --exclude='jest-*.json' --exclude='build.log' .
 fi
 rm -rf "$WORK"
-case "$overall" in ok|"dry run") exit 0 ;; *) exit 1 ;; esac
+case "$overall" in ok|"dry run") exit 0 ;; "no GPU") exit 3 ;; *) exit 1 ;; esac
+}
