@@ -13,8 +13,10 @@
 # CLIPO_GPULIBS: AUTO builds the library when CUDA is on and at least one of the two is found; ON fails the
 # configure step unless both are found; OFF never builds it.
 set(CLIPO_GPULIBS "AUTO" CACHE STRING "Build clipo_gpulibs (cuBLASLt + NCCL, loaded at run time): AUTO, ON or OFF")
-if(NOT DEFINED CLIPO_NVIDIA_ROOT OR CLIPO_NVIDIA_ROOT STREQUAL "")
-  set(CLIPO_NVIDIA_ROOT "$ENV{CLIPO_NVIDIA_ROOT}")
+# kept in the cache, so that CMake's automatic re-runs (after a CMakeLists edit) find the same libraries
+set(CLIPO_NVIDIA_ROOT "" CACHE PATH "the NVIDIA wheels' nvidia folder (environment CLIPO_NVIDIA_ROOT sets it too)")
+if(NOT "$ENV{CLIPO_NVIDIA_ROOT}" STREQUAL "")
+  set(CLIPO_NVIDIA_ROOT "$ENV{CLIPO_NVIDIA_ROOT}" CACHE PATH "the NVIDIA wheels' nvidia folder" FORCE)
 endif()
 
 set(_gl_built 0)

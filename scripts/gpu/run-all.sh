@@ -148,7 +148,9 @@ nodestep() {  # like step, but skipped with a reason when node is missing
 # ---- 3. build: the addon with CUDA, and clipo_gpulibs against the NVIDIA wheels python3 sees ----
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 build() {
-  node node_modules/cmake-js/bin/cmake-js compile --log-level warn --out build-gpu --CDCLIPO_CUDA=ON && return 0
+  # configure every time (cheap), so that a second call on the same machine picks up what changed
+  { node node_modules/cmake-js/bin/cmake-js configure --log-level warn --out build-gpu --CDCLIPO_CUDA=ON &&
+    node node_modules/cmake-js/bin/cmake-js build --log-level warn --out build-gpu; } && return 0
   echo "run-all: the full build failed; retrying with the kernels only (common;bench;kernels;gpulibs)"
   rm -rf build-gpu
   node node_modules/cmake-js/bin/cmake-js compile --log-level warn --out build-gpu --CDCLIPO_CUDA=ON \
@@ -174,7 +176,7 @@ jest_kernels() {
     --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs
 }
 export -f jest_kernels
-if ok build; then nodestep jest_kernels 75 gpu jest_kernels; else record jest_kernels skipped "" 0 "${GPU_WHY:-build failed}"; fi
+if ok build; then nodestep jest_kernels 90 gpu jest_kernels; else record jest_kernels skipped "" 0 "${GPU_WHY:-build failed}"; fi
 
 # ---- 5. compute-sanitizer on small runs of every kernel variant ----
 for tool in memcheck racecheck; do
