@@ -48,6 +48,15 @@ if (jest && !jest.error) {
   const titles = (status) => (jest.testResults ?? []).flatMap((f) => (f.assertionResults ?? []).filter((a) => a.status === status).map((a) => a.fullName));
   tests = { passed: jest.numPassedTests, failed: jest.numFailedTests, skipped: jest.numPendingTests, failedTitles: titles('failed'), skippedTitles: titles('pending') };
 } else if (jest) tests = jest;
+else {
+  // no JSON (the step was killed before jest wrote it): the counts of the files that finished, from the log
+  const log = readText('jest_kernels.log');
+  const m = log?.match(/^Tests:\s+(.*)$/m);
+  if (m) {
+    const count = (w) => Number((m[1].match(new RegExp(`(\\d+) ${w}`)) ?? [0, 0])[1]);
+    tests = { passed: count('passed'), failed: count('failed'), skipped: count('skipped'), fromLog: true };
+  } else if (log) tests = { error: 'jest did not finish', passedFiles: (log.match(/^PASS .*/gm) ?? []), failedFiles: (log.match(/^FAIL .*/gm) ?? []) };
+}
 const sanitizer = {};
 for (const tool of ['memcheck', 'racecheck', 'initcheck']) {
   const txt = readText(`sanitizer_${tool}.log`);
