@@ -12,6 +12,8 @@
 # usage: bash scripts/gpu/run-all.sh [--dry-run]
 #   --dry-run, or no GPU visible to nvidia-smi: the GPU steps are marked skipped; the probe, the summary and the
 #   packing still run, so the same four files appear (the test suite checks this).
+# CLIPO_GPU_STEPS=a,b,...: run only these steps (and env, node, build, addon_info, which they need): a second call
+# on the same machine finishes what the first had no time for, e.g. CLIPO_GPU_STEPS=torch_gemm,sanitizer_initcheck.
 # Exit status: 0 when no step failed or timed out (and, without --dry-run, a GPU was there); 1 when a step failed
 # or timed out; 2 on a bad argument; 3 when, without --dry-run, no GPU was found.
 # Needs on the GPU machine: nvcc, CMake, python3 with PyTorch; node from PATH, or .devnode/ made by
@@ -25,7 +27,7 @@ DRY=0
 for a in "$@"; do
   case "$a" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,18p' "$0" | cut -c3-; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | cut -c3-; exit 0 ;;
     *) echo "run-all.sh: unknown argument '$a' (expected --dry-run)" >&2; exit 2 ;;
   esac
 done
@@ -64,6 +66,9 @@ step() {
   local name="$1" max="$2" needs="$3"
   shift 3
   if [ "$needs" = gpu ] && [ "$HAVE_GPU" = 0 ]; then record "$name" skipped "" 0 "$GPU_WHY"; return 0; fi
+  case "$name" in env|node|build|addon_info) ;; *)
+    if [ -n "${CLIPO_GPU_STEPS:-}" ] && [[ ",$CLIPO_GPU_STEPS," != *",$name,"* ]]; then record "$name" skipped "" 0 "not in CLIPO_GPU_STEPS"; return 0; fi ;;
+  esac
   local left=$(( BUDGET - RESERVE - $(elapsed) ))
   if [ "$left" -lt 10 ]; then record "$name" skipped "" 0 "time budget of ${BUDGET}s spent"; return 0; fi
   local t=$(( max < left ? max : left ))
@@ -194,10 +199,10 @@ for s in surrogate contrastive gpulibs; do
 done
 torch_run() { local s="$1"; shift; python3 "scripts/gpu/torch_$s.py" --device cuda --out "$WORK/torch_$s.json" "$@" > /dev/null; }
 export -f torch_run
-step torch_surrogate 60 gpu torch_run surrogate --compile-budget 20
-step torch_contrastive 60 gpu torch_run contrastive --compile-budget 20
+step torch_surrogate 50 gpu torch_run surrogate --compile-budget 15
+step torch_contrastive 55 gpu torch_run contrastive --compile-budget 15
 GEMM_SHAPES=(); [ -s "$WORK/bench-gpulibs.json" ] && GEMM_SHAPES=(--shapes "$WORK/bench-gpulibs.json")
-step torch_gemm 40 gpu torch_run gemm "${GEMM_SHAPES[@]}"
+step torch_gemm 35 gpu torch_run gemm "${GEMM_SHAPES[@]}"
 # last, as it matters least: uninitialized reads
 if ok build && command -v compute-sanitizer >/dev/null 2>&1; then
   nodestep sanitizer_initcheck 30 gpu compute-sanitizer --tool initcheck --error-exitcode 9 node scripts/gpu/sanitize-run.mjs
