@@ -232,6 +232,14 @@ function miscRound(): void {
   attempt('lockFile', args.map(describe).join(', '), () => native.lockFile!(...args));
   attempt('unlockFile', 'bad fd', () => native.unlockFile!(pick([-1, 2 ** 31 - 1, NaN, 'x']), pick(['/nonexistent/x', 1, null])));
   attempt('buildInfo', 'extra args', () => native.buildInfo!(pick(WEIRD)));
+  // the GPU libraries (clipo_gpulibs.so): without a GPU or the library these are clear Errors too
+  attempt('gpuLibsInfo', 'extra args', () => native.gpuLibsInfo?.(pick(WEIRD)));
+  const gl = mutate({ m: 8, n: 8, k: 8, repeats: 1, warmup: 0, checkSamples: 4, seed: 1 });
+  attempt('gpuLibsGemmBf16', gl.what, () => native.gpuLibsGemmBf16?.(gl.call));
+  if (rand() < 0.1) {
+    const ar = mutate({ megabytes: 1, repeats: 1, warmup: 0 });
+    attempt('gpuLibsAllReduce', ar.what, () => native.gpuLibsAllReduce?.(ar.call));
+  }
 }
 
 const round = family === 'engine' ? engineRound : family === 'misc' ? miscRound : kernelsRound;
