@@ -89,7 +89,8 @@ export PATH="/usr/local/cuda/bin:$PATH"
 probe() {
   echo "date: $(date -u +%FT%TZ)  host: $(hostname)  cores: $(nproc)  dry-run: $DRY"
   echo "--- nvidia-smi"
-  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.memory --format=csv 2>&1 || echo "nvidia-smi: not available"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.memory --format=csv 2>&1 ||
+    nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
   echo "--- nvcc"; nvcc --version 2>&1 | tail -2 || echo "nvcc: not found"
   echo "--- cmake"; cmake --version 2>&1 | head -1 || echo "cmake: not found"
   echo "--- compute-sanitizer"; command -v compute-sanitizer || echo "compute-sanitizer: not found"
