@@ -3,6 +3,7 @@ export { loadNative, type BuildInfo } from './native.js';
 export { measureBandwidth } from './bench/bandwidth.js';
 export { Rng } from './util/rng.js';
 export { verify, reward, type VerifyResult, type VerifyOptions } from './verify/index.js';
+export { VerifierPool, defaultVerifierThreads, type VerifierPoolOptions, type BatchItem, type BatchResult, type PoolStats } from './verify/pool.js';
 export { loadDataset, type DataRow, type LoadOptions, type LoadedDataset, DataRowError } from './data/load.js';
 export { suites, suiteSummary, defaultDataRoot, type SuiteName, type SuiteDef, type SuiteBenchmark } from './data/suites.js';
 export { buildMessages, buildPrompt, MATH_INSTRUCTION, choiceInstruction, type ChatMessage } from './data/prompt.js';

@@ -109,6 +109,13 @@ export const optimSchema = z.strictObject({
   seed: nonNegInt.default(1),
 });
 
+export const verifierSchema = z.strictObject({
+  /** worker threads verifying rollouts (default: min(4, cores)) */
+  threads: posInt.max(256).optional(),
+  /** hard limit per answer in milliseconds: a rollout still being verified then scores 0 (metrics: verify_timeouts) */
+  timeout_ms: posInt.default(5000),
+});
+
 export const outputSchema = z.strictObject({
   dir: z.string().min(1).default('runs/train'),
   /** checkpoint every N steps (0: only at the end) */
@@ -126,6 +133,7 @@ export const trainConfigSchema = z
     clipo: clipoSchema.prefault({}),
     optim: optimSchema.prefault({}),
     output: outputSchema.prefault({}),
+    verifier: verifierSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     if (c.optim.ppo_mini_batch > c.optim.prompts_per_step) {

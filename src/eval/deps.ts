@@ -2,3 +2,4 @@
 export { loadDataset, datasetName, type DataRow } from '../data/load.js';
 export { suites, suiteSummary, isSuiteName, defaultDataRoot, type SuiteName } from '../data/suites.js';
 export { verify } from '../verify/index.js';
+export { VerifierPool } from '../verify/pool.js';

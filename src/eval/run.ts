@@ -6,7 +6,7 @@ import path from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import { ensureDir, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { lockDir } from '../util/lock.js';
-import { loadDataset, suiteSummary, verify, type DataRow, type SuiteName } from './deps.js';
+import { loadDataset, suiteSummary, VerifierPool, type DataRow, type SuiteName } from './deps.js';
 import { startProgress } from './progress.js';
 import { benchmarkResult, renderResultsMarkdown, type BenchmarkPlan, type BenchmarkResult } from './results.js';
 import { deriveSeed } from './seeds.js';
@@ -32,6 +32,10 @@ export interface RunEvalOptions {
   log?: (msg: string) => void;
   /** flush and exit on SIGINT/SIGTERM (the CLI sets this) */
   handleSignals?: boolean;
+  /** verifier worker threads (default: min(4, cores)) */
+  verifyThreads?: number;
+  /** hard verification limit per sample in milliseconds (default 5000): a sample over it counts as incorrect */
+  verifyTimeoutMs?: number;
 }
 
 /** What must stay the same for samples in one --out to belong to one evaluation. */
@@ -59,6 +63,8 @@ export interface EvalResults {
   complete: boolean;
   /** why samples failed, most frequent first (at most 5) */
   errorReasons: Array<{ reason: string; count: number }>;
+  /** samples whose verification ran out of time (each counted incorrect) */
+  verifyTimeouts: number;
   timing: { startedAt: string; finishedAt: string; wallSeconds: number; samplesThisRun: number; samplesPerSecond: number | null; perBenchmarkSeconds: Record<string, number> };
   data: Record<string, { used: number; skipped: number }>;
 }
@@ -166,6 +172,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   // samples arriving slowly are still on disk within about a second
   const flushTimer = setInterval(() => store.maybeFlush(), 1000);
   flushTimer.unref();
+  const verifier = new VerifierPool({ threads: opts.verifyThreads, timeoutMs: opts.verifyTimeoutMs });
   let samplesThisRun = 0;
   const perBenchmarkSeconds: Record<string, number> = {};
   try {
@@ -190,7 +197,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
       const bar = startProgress(!!opts.progress, b.display, total, done, correct);
       const verifying = new Set<Promise<void>>();
       const onSample = (req: GenRequest, sample: number, c: Completion) => {
-        const task = record(rows[req.problem], req, sample, c).then((r) => {
+        const task = record(rows[req.problem], req, sample, c, verifier).then((r) => {
           store.add(r);
           store.maybeFlush();
           samplesThisRun++;
@@ -219,6 +226,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
     }
   } finally {
     clearInterval(flushTimer);
+    await verifier.close();
     store.close();
     releaseLock();
     if (opts.handleSignals) {
@@ -233,10 +241,13 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const complete = Object.values(benchmarks).every((r) => r.complete);
   const summary = opts.suite ? suiteSummary(opts.suite, scores) : null;
   const reasons = new Map<string, number>();
+  let verifyTimeouts = 0;
   for (const b of opts.benchmarks) {
     for (let p = 0; p < datasets.get(b.key)!.length; p++) {
       for (let s = 0; s < opts.samples; s++) {
-        const e = store.get(b.key, p, s)?.error;
+        const rec = store.get(b.key, p, s);
+        if (rec?.verifyTimedOut) verifyTimeouts++;
+        const e = rec?.error;
         if (e !== undefined) reasons.set(e, (reasons.get(e) ?? 0) + 1);
       }
     }
@@ -253,6 +264,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
     summary,
     complete,
     errorReasons,
+    verifyTimeouts,
     timing: { startedAt: new Date(started).toISOString(), finishedAt: new Date().toISOString(), wallSeconds: wall, samplesThisRun, samplesPerSecond: samplesThisRun ? samplesThisRun / wall : null, perBenchmarkSeconds },
     data,
   };
@@ -271,11 +283,11 @@ function fileIdentity(file: string): string {
   return `${path.basename(file)} sha256:${hash.slice(0, 16)}`;
 }
 
-async function record(row: DataRow, req: GenRequest, sample: number, c: Completion): Promise<SampleRecord> {
+async function record(row: DataRow, req: GenRequest, sample: number, c: Completion, verifier: VerifierPool): Promise<SampleRecord> {
   const base = { benchmark: req.benchmark, problem: req.problem, sample, id: row.id, prompt: req.messages, groundTruth: row.groundTruth };
   if (c.error !== undefined) {
     return { ...base, completion: c.text, extracted: null, correct: null, finishReason: c.finishReason, usage: c.usage, error: c.error, attempts: c.attempts };
   }
-  const v = await Promise.resolve(verify(c.text, row.groundTruth));
-  return { ...base, completion: c.text, extracted: v.extracted, correct: v.correct, finishReason: c.finishReason, usage: c.usage, attempts: c.attempts, ...(v.reason ? { verifyReason: v.reason } : {}) };
+  const v = await verifier.verify(c.text, row.groundTruth);
+  return { ...base, completion: c.text, extracted: v.extracted, correct: v.correct, finishReason: c.finishReason, usage: c.usage, attempts: c.attempts, ...(v.reason ? { verifyReason: v.reason } : {}), ...(v.timedOut ? { verifyTimedOut: true as const } : {}) };
 }

@@ -73,4 +73,6 @@ export interface SampleRecord {
   error?: string;
   attempts?: number;
   verifyReason?: string;
+  /** the verification ran out of time (the sample counts as incorrect) */
+  verifyTimedOut?: true;
 }

@@ -10,6 +10,7 @@ import type { ModelTokenizer } from '../model/tokenizer.js';
 import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
 import { lockDir } from '../util/lock.js';
 import { reward } from '../verify/index.js';
+import { VerifierPool } from '../verify/pool.js';
 import { listCheckpoints, loadCheckpoint } from './checkpoint.js';
 import { ContrastiveHead } from './head.js';
 import { runLoop, truncateMetrics } from './loop.js';
@@ -39,6 +40,7 @@ function configForCheck(c: TrainConfig): Record<string, unknown> {
   delete copy.optim!.max_steps;
   delete copy.optim!.epochs;
   delete copy.model!.threads;
+  delete copy.verifier;
   return copy;
 }
 
@@ -92,7 +94,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const ckpt = o.resume && checkpoints.length ? loadCheckpoint(checkpoints.at(-1)!.dir) : null;
   if (ckpt) {
     const diff = diffKeys(ckpt.state.config, configForCheck(c));
-    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.* and model.threads may change)`);
+    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads and verifier.* may change)`);
   }
 
   const base = loadModelDir(c.model.path);
@@ -110,6 +112,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const policyWeights = ckpt ? loadModelDir(ckpt.policyDir, { tokenizer: false }).weights : base.weights;
   const policy = Engine.create(base.config, policyWeights, threads ? { threads } : {}) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   let reference: PolicyEngine | null = null;
+  const verifier = new VerifierPool({ threads: c.verifier.threads, timeoutMs: c.verifier.timeout_ms });
   try {
     if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
     if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, threads ? { threads } : {}) as unknown as PolicyEngine) : policy.cloneFrozen();
@@ -119,6 +122,11 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
       io: {
         decode: (t) => tok.decode(t, { skipSpecialTokens: true }),
         reward: (text, gt) => reward(text, gt),
+        // a hard deadline per rollout: a degenerate answer costs at most verifier.timeout_ms, never the run
+        rewardBatch: (items) => {
+          const r = verifier.verifyBatchSync(items.map((it) => ({ completion: it.text, groundTruth: it.groundTruth })));
+          return { rewards: r.results.map((x) => (x.correct ? 1 : 0)), timeouts: r.timeouts };
+        },
       },
       resume: ckpt ? { step: ckpt.state.step, stream: ckpt.state.stream, head } : undefined,
     });
@@ -139,5 +147,6 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   } finally {
     reference?.dispose();
     policy.dispose();
+    await verifier.close();
   }
 }

@@ -55,6 +55,8 @@ export interface StepMetrics {
   response_length_max: number;
   kept_groups: number;
   sampling_rounds: number;
+  /** rollouts whose verification ran out of time (each scored 0) */
+  verify_timeouts: number;
   tokens_per_s: number;
   time_rollout_s: number;
   time_scoring_s: number;
@@ -155,7 +157,7 @@ export class Trainer {
 
     // --- rollouts (DAPO dynamic sampling: drop groups whose verifier rewards are all equal, sample again) ---
     const kept: Rollout[][] = [];
-    let sampled = 0, sampledCorrect = 0, generatedTokens = 0, rounds = 0, epoch = -1;
+    let sampled = 0, sampledCorrect = 0, generatedTokens = 0, rounds = 0, epoch = -1, verifyTimeouts = 0;
     const maxRounds = alg.dynamic_sampling ? alg.max_sampling_tries : 1;
     while (rounds < maxRounds && kept.length < P) {
       const idx = this.stream.next(P);
@@ -171,11 +173,14 @@ export class Trainer {
       rounds++;
       if (gen.sequences.length !== idx.length * n) throw new Error(`engine returned ${gen.sequences.length} sequences for ${idx.length} prompts × ${n}`);
       const rv = new Float32Array(gen.sequences.length);
-      gen.sequences.forEach((s, k) => {
-        const p = this.prompts[idx[s.promptIndex]!]!;
-        rv[k] = this.io.reward(this.io.decode(s.tokens), p.groundTruth);
-        generatedTokens += s.tokens.length;
-      });
+      const items = gen.sequences.map((s) => ({ text: this.io.decode(s.tokens), groundTruth: this.prompts[idx[s.promptIndex]!]!.groundTruth }));
+      for (const s of gen.sequences) generatedTokens += s.tokens.length;
+      if (this.io.rewardBatch) {
+        const r = this.io.rewardBatch(items);
+        if (r.rewards.length !== items.length) throw new Error(`rewardBatch returned ${r.rewards.length} rewards for ${items.length} responses`);
+        rv.set(Array.from(r.rewards));
+        verifyTimeouts += r.timeouts;
+      } else items.forEach((it, k) => (rv[k] = this.io.reward(it.text, it.groundTruth)));
       for (let g = 0; g < idx.length; g++) {
         for (let j = 0; j < n; j++) sampledCorrect += rv[g * n + j]! > 0 ? 1 : 0;
         sampled += n;
@@ -273,6 +278,7 @@ export class Trainer {
       response_length_max: maxOf(lengths, 0),
       kept_groups: kept.length,
       sampling_rounds: rounds,
+      verify_timeouts: verifyTimeouts,
       tokens_per_s: stepTime > 0 ? generatedTokens / stepTime : 0,
       time_rollout_s: tRollout,
       time_scoring_s: tScoring,

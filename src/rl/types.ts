@@ -31,6 +31,11 @@ export interface TrainIO {
   decode(tokens: Int32Array): string;
   /** 1 when the response is correct, else 0 */
   reward(text: string, groundTruth: string): number;
+  /**
+   * The rewards of a batch at once (the verifier's worker pool, with its hard deadline): used instead of `reward`
+   * when present; `timeouts` counts answers that ran out of time (each scored 0).
+   */
+  rewardBatch?(items: Array<{ text: string; groundTruth: string }>): { rewards: ArrayLike<number>; timeouts: number };
 }
 
 /** Raised when a loss or gradient is NaN/Inf: the run stops and keeps its last good checkpoint. */

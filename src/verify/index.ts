@@ -14,6 +14,7 @@
 import { groundTruthAnswer, lastBoxed } from './extract.js';
 import { normalizeAnswer, nestingDepth } from './normalize.js';
 import { compareNormalized, Timeout } from './compare.js';
+import { screenLatex } from './guard.js';
 
 export interface VerifyResult {
   correct: boolean;
@@ -21,6 +22,8 @@ export interface VerifyResult {
   extracted: string | null;
   /** why it is incorrect (absent for a plain mismatch), or a note */
   reason?: string;
+  /** the answer ran out of time (scored 0) */
+  timedOut?: boolean;
 }
 
 export interface VerifyOptions {
@@ -42,15 +45,19 @@ export function verify(completion: string, groundTruth: string, opts: VerifyOpti
     if (extracted.length > MAX_ANSWER_CHARS) return { correct: false, extracted: extracted.slice(0, 200), reason: `answer longer than ${MAX_ANSWER_CHARS} characters` };
     const gtRaw = groundTruthAnswer(groundTruth);
     if (gtRaw.length > MAX_ANSWER_CHARS) return { correct: false, extracted, reason: `ground truth longer than ${MAX_ANSWER_CHARS} characters` };
-    const ans = normalizeAnswer(extracted);
-    const gt = normalizeAnswer(gtRaw);
+    const sa = screenLatex(normalizeAnswer(extracted));
+    if (!sa.ok) return { correct: false, extracted, reason: `answer refused: ${sa.reason}` };
+    const sg = screenLatex(normalizeAnswer(gtRaw));
+    if (!sg.ok) return { correct: false, extracted, reason: `ground truth refused: ${sg.reason}` };
+    const ans = sa.text;
+    const gt = sg.text;
     if (ans === '') return { correct: false, extracted, reason: 'empty answer' };
     if (nestingDepth(ans) > MAX_DEPTH) return { correct: false, extracted, reason: `answer nested deeper than ${MAX_DEPTH} levels` };
     const deadline = Date.now() + (opts.timeoutMs ?? 2000);
     const r = compareNormalized(ans, gt, { deadline });
     return r.reason && !r.equal ? { correct: r.equal, extracted, reason: r.reason } : { correct: r.equal, extracted };
   } catch (e) {
-    if (e instanceof Timeout) return { correct: false, extracted, reason: 'comparison took too long' };
+    if (e instanceof Timeout) return { correct: false, extracted, reason: 'comparison took too long', timedOut: true };
     const msg = e instanceof Error ? e.message : String(e);
     return { correct: false, extracted, reason: `verifier error: ${msg.slice(0, 200)}` };
   }

@@ -36,6 +36,8 @@ export function normalizeAnswer(input: string): string {
   // \text{...} and friends -> their content (before unit stripping, so `15\mbox{ cm}^2` becomes `15 cm^2`)
   s = unwrapText(s);
   // \left( ... \right] -> ( ... ]; \left. and \right. are invisible
+  // bars: \lvert \rvert \vert -> |, \lVert \rVert \Vert -> \| (one spelling each, for guard.ts and the engine)
+  s = s.replace(/\\[lr]?vert(?![a-zA-Z])/g, '|').replace(/\\[lr]?Vert(?![a-zA-Z])/g, '\\|');
   s = s.replace(/\\(?:left|right)\s*\./g, ' ').replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![a-zA-Z])/g, '');
   // spacing commands; `10,\!080` -> `10,080`
   s = s.replace(/,\s*\\!\s*/g, ',').replace(/(?<!\\)\\!/g, '');

@@ -29,6 +29,8 @@ interface EvalFlags {
   seed?: string;
   timeout?: string;
   retries?: string;
+  verifyThreads?: string;
+  verifyTimeout?: string;
   out?: string;
   force?: boolean;
   json?: boolean;
@@ -54,6 +56,8 @@ export function registerEval(program: Command): void {
     .option('--seed <s>', 'base seed; each sample\'s seed is derived from it and the sample\'s identity', '0')
     .option('--timeout <seconds>', 'per-request timeout for --endpoint (default 600)')
     .option('--retries <n>', 'retries per request for --endpoint, with exponential backoff (default 6)')
+    .option('--verify-threads <n>', 'verifier worker threads (default: min(4, cores))')
+    .option('--verify-timeout <seconds>', 'hard verification limit per sample; a sample over it counts as incorrect (default 5)')
     .option('--out <dir>', 'output folder: generations.jsonl, results.json, results.md (rerun the same command to resume)')
     .option('--force', 'discard an evaluation with a different configuration found in --out')
     .option('--json', 'print results.json to stdout; no progress bars')
@@ -87,6 +91,8 @@ export function registerEval(program: Command): void {
           progress: !flags.json && !!process.stderr.isTTY,
           log,
           handleSignals: true,
+          verifyThreads: plan.verifyThreads,
+          verifyTimeoutMs: plan.verifyTimeoutMs,
         });
         if (flags.json) {
           process.stdout.write(JSON.stringify(results, null, 2) + '\n');
@@ -126,6 +132,8 @@ export interface EvalPlan {
   seed: number;
   timeoutMs: number;
   retries: number;
+  verifyThreads?: number;
+  verifyTimeoutMs: number;
   out: string;
 }
 
@@ -180,6 +188,8 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   const seed = num('--seed', f.seed, 0, { integer: true, min: 0, max: 2 ** 31 - 1 });
   const timeoutMs = 1000 * num('--timeout', f.timeout, 600, { min: 1, max: 86400 });
   const retries = num('--retries', f.retries, 6, { integer: true, min: 0, max: 100 });
+  const verifyThreads = f.verifyThreads === undefined ? undefined : num('--verify-threads', f.verifyThreads, 1, { integer: true, min: 1, max: 256 });
+  const verifyTimeoutMs = 1000 * num('--verify-timeout', f.verifyTimeout, 5, { min: 0.01, max: 3600 });
   if (f.timeout !== undefined && f.model) throw new UsageError('--timeout goes with --endpoint, not with --model');
   if (f.retries !== undefined && f.model) throw new UsageError('--retries goes with --endpoint, not with --model');
   if (f.endpoint) {
@@ -193,5 +203,5 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   if (temperature === 0 && samples > 1) {
     process.stderr.write(chalk.yellow(`clipo eval: warning: --samples ${samples} with greedy decoding (temperature 0) repeats the same answer\n`));
   }
-  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, seed, timeoutMs, retries, out: f.out };
+  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, seed, timeoutMs, retries, verifyThreads, verifyTimeoutMs, out: f.out };
 }
