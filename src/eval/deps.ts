@@ -1,5 +1,5 @@
 // What eval takes from the data and verifier modules, in one place.
 export { loadDataset, datasetName, type DataRow } from '../data/load.js';
 export { suites, suiteSummary, isSuiteName, defaultDataRoot, type SuiteName } from '../data/suites.js';
-export { verify } from '../verify/index.js';
+export { verify, type VerifyResult } from '../verify/index.js';
 export { VerifierPool } from '../verify/pool.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import { ensureDir, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { lockDir } from '../util/lock.js';
-import { loadDataset, suiteSummary, VerifierPool, type DataRow, type SuiteName } from './deps.js';
+import { loadDataset, suiteSummary, verify, VerifierPool, type DataRow, type SuiteName, type VerifyResult } from './deps.js';
 import { startProgress } from './progress.js';
 import { benchmarkResult, renderResultsMarkdown, type BenchmarkPlan, type BenchmarkResult } from './results.js';
 import { deriveSeed } from './seeds.js';
@@ -154,8 +154,13 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   if (store.openInfo.tornBytes) log(`generations.jsonl: dropped a torn last line (${store.openInfo.tornBytes} bytes) from an interrupted run`);
   if (store.openInfo.lines) log(`resuming: ${store.openInfo.lines} lines already in ${store.file}`);
 
+  // samples generated but still with the verifier pool: on a signal they are verified here, in this thread (the
+  // pool's threads are not waited for), so every sample answered before the signal is saved
+  const awaitingVerification = new Map<string, { row: DataRow; req: GenRequest; sample: number; c: Completion }>();
   const onSignal = (sig: NodeJS.Signals) => {
     try {
+      for (const p of awaitingVerification.values()) store.add(sampleRecord(p.row, p.req, p.sample, p.c, verify(p.c.text, p.row.groundTruth)));
+      awaitingVerification.clear();
       store.flush();
       releaseLock();
     } finally {
@@ -197,7 +202,10 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
       const bar = startProgress(!!opts.progress, b.display, total, done, correct);
       const verifying = new Set<Promise<void>>();
       const onSample = (req: GenRequest, sample: number, c: Completion) => {
+        const key = `${b.key}/${req.problem}/${sample}`;
+        awaitingVerification.set(key, { row: rows[req.problem], req, sample, c });
         const task = record(rows[req.problem], req, sample, c, verifier).then((r) => {
+          if (!awaitingVerification.delete(key)) return; // saved by the signal handler
           store.add(r);
           store.maybeFlush();
           samplesThisRun++;
@@ -284,10 +292,13 @@ function fileIdentity(file: string): string {
 }
 
 async function record(row: DataRow, req: GenRequest, sample: number, c: Completion, verifier: VerifierPool): Promise<SampleRecord> {
+  return sampleRecord(row, req, sample, c, c.error !== undefined ? null : await verifier.verify(c.text, row.groundTruth));
+}
+
+function sampleRecord(row: DataRow, req: GenRequest, sample: number, c: Completion, v: VerifyResult | null): SampleRecord {
   const base = { benchmark: req.benchmark, problem: req.problem, sample, id: row.id, prompt: req.messages, groundTruth: row.groundTruth };
-  if (c.error !== undefined) {
-    return { ...base, completion: c.text, extracted: null, correct: null, finishReason: c.finishReason, usage: c.usage, error: c.error, attempts: c.attempts };
+  if (c.error !== undefined || v === null) {
+    return { ...base, completion: c.text, extracted: null, correct: null, finishReason: c.finishReason, usage: c.usage, error: c.error ?? 'not verified', attempts: c.attempts };
   }
-  const v = await verifier.verify(c.text, row.groundTruth);
   return { ...base, completion: c.text, extracted: v.extracted, correct: v.correct, finishReason: c.finishReason, usage: c.usage, attempts: c.attempts, ...(v.reason ? { verifyReason: v.reason } : {}), ...(v.timedOut ? { verifyTimedOut: true as const } : {}) };
 }

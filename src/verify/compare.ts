@@ -5,8 +5,10 @@
 // bare answer lists and \pm as unordered sets, unions, matrices) element by element; then each element with the
 // compute engine (isSame, isEqual) and, where the engine cannot decide, numerically at random points.
 import { compactKey } from './normalize.js';
-import { evaluate, samplePoints, Unsupported } from './numeric.js';
+import { evaluate, exactInteger, samplePoints, Unsupported } from './numeric.js';
 import { constantValue, engineEqual, inScope, numericEqual, parse, parseGroundTruth, type Parsed } from './cas.js';
+import { balanced } from './guard.js';
+import { dropLabels, hasTopEquals, isLabel, relationInterval } from './relation.js';
 
 export interface CompareResult {
   equal: boolean;
@@ -95,6 +97,9 @@ export function numberMatches(a: number, aText: string | null, gtText: string): 
   }
   const g = Number(gtText);
   if (!Number.isFinite(a) || !Number.isFinite(g)) return a === g;
+  // an integer ground truth: the value to within float64 rounding of a computation, never a unit off
+  // (1e-9 relative would let 10^9 + 1 pass for 10^9)
+  if (gInt !== null) return Math.abs(g) < 2 ** 53 && Math.abs(a - g) <= Math.max(1e-9, 1e-13 * Math.abs(g));
   if (a === g || Math.abs(a - g) <= 1e-9 * Math.max(Math.abs(a), Math.abs(g))) return true;
   const sci = /^[+-]?(\d*)\.?(\d*)[eE][+-]?\d+$/.exec(gtText);
   if (sci) {
@@ -195,7 +200,11 @@ export function structure(s: string, depth = 0): Node {
   if (union.length > 1) return { kind: 'union', parts: union.map((p) => structure(p, depth + 1)) };
   const br = outerBrackets(s);
   if (br) {
-    const items = splitTop(br.inner, /,/y);
+    // `\left[\begin{array}{cc} ... \end{array}\right]`: the brackets belong to the matrix
+    if (MATRIX.test(br.inner.trim())) return structure(br.inner, depth + 1);
+    let items = splitTop(br.inner, /,/y);
+    // `(0;0;0)`: semicolons separate when there are no commas
+    if (items.length === 1) items = splitTop(br.inner, /;/y);
     const isSet = br.open === '\\{';
     if (items.length > 1 || br.open !== '(' || br.close !== ')') {
       if (items.length === 1 && items[0] === '') return { kind: 'seq', open: br.open, close: br.close, items: [], ordered: true };
@@ -225,6 +234,13 @@ export function structure(s: string, depth = 0): Node {
 
 export function compareNormalized(ans: string, gt: string, opts: CompareOptions): CompareResult {
   if (compactKey(ans) === compactKey(gt)) return { equal: true };
+  // a left-hand side that only names the answer (`x = 5`, `(p,q)=(3,2)`, `f(x)=1`, `AB=4, CD=5`) is dropped, unless
+  // the other side is itself an equation (then `y = ...` is part of the answer: equations compare as equations)
+  const ansEq = hasTopEquals(ans);
+  const gtEq = hasTopEquals(gt);
+  if (!gtEq || /\\in(?![a-zA-Z])/.test(ans)) ans = dropLabels(ans) ?? ans;
+  if (!ansEq || /\\in(?![a-zA-Z])/.test(gt)) gt = dropLabels(gt) ?? gt;
+  if (compactKey(ans) === compactKey(gt)) return { equal: true };
 
   const letter = choiceLetter(gt);
   if (letter) {
@@ -252,7 +268,19 @@ export function compareNormalized(ans: string, gt: string, opts: CompareOptions)
     const sides = splitTop(ans, /=/y);
     if (sides.length > 1 && sides[sides.length - 1] !== '') ans = sides[sides.length - 1];
   }
-  return inScope(() => compareNodes(structure(ans), structure(gt), opts));
+  // unclosed brackets send the engine's parser into an exponential search (guard.ts)
+  if (!balanced(ans)) return { equal: false, reason: 'answer refused: unbalanced brackets' };
+  if (!balanced(gt)) return { equal: false, reason: 'ground truth refused: unbalanced brackets' };
+  return inScope(() => {
+    // relations about one quantity compare as the intervals they state (`x \le 2` is `(-\infty,2]`)
+    const ra = /[<>]|\\[lgn]e(?![a-zA-Z])/.test(ans) ? relationInterval(ans) : null;
+    const rg = /[<>]|\\[lgn]e(?![a-zA-Z])/.test(gt) ? relationInterval(gt) : null;
+    if (ra && rg && ra.subject !== rg.subject) return { equal: false, reason: `a relation about ${ra.subject}, expected one about ${rg.subject}` };
+    if (ra) ans = ra.interval;
+    if (rg) gt = rg.interval;
+    if ((ra || rg) && compactKey(ans) === compactKey(gt)) return { equal: true };
+    return compareNodes(structure(ans), structure(gt), opts);
+  });
 }
 
 function compareNodes(a: Node, g: Node, opts: CompareOptions): CompareResult {
@@ -315,11 +343,20 @@ function compareAtoms(a: string, g: string, opts: CompareOptions): CompareResult
   if (Date.now() > opts.deadline) throw new Timeout();
   const ge = splitTop(g, /=/y);
   const ae = splitTop(a, /=/y);
-  if (ge.length === 2 && ae.length === 2) return equationEqual(ae, ge);
+  if (ge.length === 2 && ae.length === 2) {
+    const eq = equationEqual(ae, ge);
+    // `f(x) = x^2` against `f(x) = x \cdot x`: the same name on the left, so the right sides decide
+    if (!eq.equal && isLabel(ge[0]!) && compactKey(ae[0]!) === compactKey(ge[0]!)) return compareAtoms(ae[1]!, ge[1]!, opts);
+    return eq;
+  }
   const pg = parseGroundTruth(g);
   const pa = parse(a);
   if (!pa.valid) return { equal: false, reason: 'the answer does not parse as mathematics' };
   if (gNum) {
+    // an integer ground truth against an integer expression: exactly, in big integers (10^{9}+1 is not 10^9)
+    const gi = integerOf(g);
+    const ai = gi === null || pa.unknowns.length ? null : exactInteger(pa.json);
+    if (gi !== null && ai !== null) return { equal: ai === gi };
     // a numeric ground truth: the answer's value with the number rules (rounding included)
     const v = constantValue(pa);
     if (v && v[1] === 0) return { equal: numberMatches(v[0], null, g) };
@@ -364,7 +401,15 @@ function casEqual(a: Parsed, g: Parsed, opts: CompareOptions): CompareResult {
   // decide without the engine's exact evaluation (which runs in arbitrary precision and costs milliseconds)
   const va = constantValue(a);
   const vg = constantValue(g);
-  if (va && vg && Number.isFinite(va[0] + va[1] + vg[0] + vg[1])) {
+  if (va && vg) {
+    // integers compare exactly (2^{100} is not 2^{100}+1, which float64 cannot tell apart)
+    const ia = exactInteger(a.json);
+    const ig = ia === null ? null : exactInteger(g.json);
+    if (ia !== null && ig !== null) return { equal: ia === ig };
+    // beyond float64 on either side (e^{1000}): nothing here can tell the two apart, so they are not taken as equal
+    if (!Number.isFinite(va[0] + va[1] + vg[0] + vg[1])) return { equal: false, reason: 'values too large to compare' };
+  }
+  if (va && vg) {
     const scale = Math.max(Math.abs(va[0]), Math.abs(va[1]), Math.abs(vg[0]), Math.abs(vg[1]));
     const diff = Math.max(Math.abs(va[0] - vg[0]), Math.abs(va[1] - vg[1]));
     if (diff <= 1e-12 * scale) return { equal: true };

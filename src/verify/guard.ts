@@ -8,7 +8,8 @@
 //   - three or more binary operators in a row (`1\cdot\cdot\cdot2`, `\mp\mp\mp`) are refused: not mathematics;
 //   - so is one command four or more times in a row (`\sin\sin\sin\sin x`, `\partial` or `\nabla` runs; found by
 //     fuzzing token soups, each of which took seconds).
-//   - unbalanced brackets are refused (unclosed `(`, `[` or `\{` make the parser search exponentially);
+//   - unbalanced brackets are refused before parsing (unclosed `(`, `[` or `\{` make the parser search
+//     exponentially); compare.ts checks that where an answer reaches the parser, so `B) text` still names option B;
 // This bounds the common cases cheaply; the hard bound for whatever slips through is the worker pool (pool.ts).
 
 export const MAX_NORM_BARS = 4;
@@ -34,7 +35,6 @@ export function screenLatex(s: string): Screened {
   const bars = text.replace(/\\\|/g, '').match(/\|/g)?.length ?? 0;
   if (bars > MAX_ABS_BARS) return { ok: false, reason: `more than ${MAX_ABS_BARS} | delimiters` };
   if (OP_RUN.test(text.replace(/\*\*/g, '^'))) return { ok: false, reason: 'a run of three or more operators' };
-  if (!balanced(text)) return { ok: false, reason: 'unbalanced brackets' };
   const cmd = COMMAND_RUN.exec(text);
   if (cmd) return { ok: false, reason: `${cmd[1]} four or more times in a row` };
   return { ok: true, text };

@@ -3,6 +3,7 @@
 // percent signs, dollar signs, thousands separators, trailing dots, unit words after a number); the mathematics is
 // left to the comparison (compare.ts), which parses it with the compute engine.
 
+const TEXT_UNIT_TAIL = /([0-9}])\s*(?:\\[,;: ]\s*)*\\(?:text|mbox|mathrm|textrm|rm)\s*\{\s*(?![eid]\s*\})[a-zA-Z][a-zA-Z .\/]*\}(?:\s*\^\s*\{?[23]\}?)?\s*\.?\s*$/;
 const TEXT_WRAPPERS = /\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|mathrm|mathbf|mathit|mathsf|mathtt|mathnormal|mbox|hbox|operatorname\*?|boldsymbol|bm)\s*\{([^{}]*)\}/g;
 
 // Unit words that may follow a number ("5.4 cents", "864 inches^2", "\frac{270}{7} degrees"). Only stripped after
@@ -13,7 +14,7 @@ const UNITS = [
   'inch(?:es)?', 'feet', 'foot', 'ft', 'yards?', 'yd', 'miles?', 'meters?', 'metres?', 'cm', 'mm', 'km',
   'square', 'sq', 'cubic', 'units?', 'grams?', 'kg', 'mg', 'liters?', 'litres?', 'ml', 'mL', 'gallons?',
   'seconds?', 'secs?', 'minutes?', 'mins?', 'hours?', 'hrs?', 'days?', 'weeks?', 'months?', 'years?',
-  'mph', 'kmh', 'people', 'persons?', 'students?', 'times', 'ways', 'points?', 'marbles?', 'apples?', 'books?',
+  'mph', 'kmh', 'kph', 'pct', 'percentage', 'per', 'people', 'persons?', 'students?', 'times', 'ways', 'points?', 'marbles?', 'apples?', 'books?',
 ];
 const UNIT_TAIL = new RegExp(`(?:\\s|^)(?:${UNITS.join('|')})(?:\\s*\\^\\s*\\{?[23]\\}?)?\\s*$`);
 
@@ -33,6 +34,9 @@ export function normalizeAnswer(input: string): string {
   s = s.replace(/\\\$/g, ' ').replace(/\$/g, ' ');
   s = s.replace(/\\\(|\\\)/g, ' ').replace(/\\\[|\\\]/g, ' ');
   s = s.replace(/\\(?:displaystyle|textstyle|scriptstyle)\b/g, ' ');
+  // a unit written as text after a number: `5 \text{ m}`, `15\,\mathrm{cm}^2`, `125 \text{ miles per hour}` (as text
+  // it is a unit even with one letter; a bare `4 m` stays a product)
+  s = s.replace(TEXT_UNIT_TAIL, '$1');
   // \text{...} and friends -> their content (before unit stripping, so `15\mbox{ cm}^2` becomes `15 cm^2`)
   s = unwrapText(s);
   // \left( ... \right] -> ( ... ]; \left. and \right. are invisible
@@ -50,13 +54,13 @@ export function normalizeAnswer(input: string): string {
   s = s.replace(/\\%/g, ' ').replace(/%/g, ' ');
   // unicode look-alikes
   s = s.replace(/−/g, '-').replace(/π/g, '\\pi ').replace(/∞/g, '\\infty ').replace(/×/g, '\\times ').replace(/·/g, '\\cdot ').replace(/√/g, '\\sqrt');
+  // relations, one spelling each: <= \leq \leqslant ≤ -> \le; >= ... -> \ge; != \neq ≠ -> \ne
+  s = s.replace(/<=|≤|\\leq(?:slant)?(?![a-zA-Z])|\\leqq(?![a-zA-Z])/g, '\\le ').replace(/>=|≥|\\geq(?:slant)?(?![a-zA-Z])|\\geqq(?![a-zA-Z])/g, '\\ge ');
+  s = s.replace(/!=|≠|\\neq(?![a-zA-Z])/g, '\\ne ');
   s = s.replace(/\\varnothing\b|∅|\\\{\s*\\\}/g, '\\emptyset');
   s = s.replace(/\\infin\b|\\infinity\b/g, '\\infty');
   s = s.replace(/\\(?:dots|ldots|cdots)\b/g, '...');
   s = collapse(s);
-  // "x = 5", "y = 2x+3", "x \in [-2, 7]": a single variable on the left is presentation
-  const eq = /^[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*(?:=|\\in(?![a-zA-Z]))\s*([^=]+)$/.exec(s);
-  if (eq && !/[<>]|\\[lg]e/.test(eq[1])) s = eq[1].trim();
   // unit words after something numeric
   for (let k = 0; k < 3; k++) {
     const m = UNIT_TAIL.exec(s);

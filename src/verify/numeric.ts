@@ -269,3 +269,83 @@ export function samplePoints(names: readonly string[], count: number, signed = f
   }
   return pts;
 }
+
+/** Bits an exact integer may have (a ground truth of 10^{400} needs ~1330; 2^{100000} is refused). */
+const MAX_EXACT_BITS = 20000;
+
+function bits(x: bigint): number {
+  return (x < 0n ? -x : x).toString(16).length * 4;
+}
+
+/**
+ * The exact value of an integer expression (integers, +, −, ×, integer powers with a non-negative exponent,
+ * exact divisions, factorials up to 1000), as a big integer; null for anything else or anything too large.
+ * float64 cannot tell 2^{100} from 2^{100}+1; this can.
+ */
+export function exactInteger(j: Json, depth = 0): bigint | null {
+  if (depth > MAX_DEPTH) return null;
+  if (typeof j === 'number') return Number.isSafeInteger(j) ? BigInt(j) : null;
+  if (j && typeof j === 'object' && !Array.isArray(j)) {
+    const o = j as Record<string, unknown>;
+    if (typeof o.num === 'string') {
+      const m = /^([+-]?\d+)n?$/.exec(o.num);
+      return m && m[1]!.length <= 6000 ? BigInt(m[1]!) : null;
+    }
+    if (Array.isArray(o.fn)) return exactInteger(o.fn, depth + 1);
+    return null;
+  }
+  if (!Array.isArray(j) || typeof j[0] !== 'string') return null;
+  const args: bigint[] = [];
+  for (let k = 1; k < j.length; k++) {
+    const v = exactInteger(j[k], depth + 1);
+    if (v === null) return null;
+    args.push(v);
+  }
+  const one = (): bigint | null => (args.length === 1 ? args[0]! : null);
+  let out: bigint | null;
+  switch (j[0]) {
+    case 'Add':
+      out = args.reduce((s, x) => s + x, 0n);
+      break;
+    case 'Multiply':
+      out = args.reduce((s, x) => s * x, 1n);
+      break;
+    case 'Subtract':
+      out = args.length === 2 ? args[0]! - args[1]! : null;
+      break;
+    case 'Negate':
+      out = args.length === 1 ? -args[0]! : null;
+      break;
+    case 'Delimiter':
+      out = one();
+      break;
+    case 'Square':
+      out = args.length === 1 ? args[0]! * args[0]! : null;
+      break;
+    case 'Divide':
+    case 'Rational':
+      out = args.length === 2 && args[1] !== 0n && args[0]! % args[1]! === 0n ? args[0]! / args[1]! : null;
+      break;
+    case 'Power': {
+      if (args.length !== 2 || args[1]! < 0n) return null;
+      const [b, e] = args as [bigint, bigint];
+      if (e === 0n) out = 1n;
+      else if (b === 0n || b === 1n) out = b;
+      else if (b === -1n) out = e % 2n === 0n ? 1n : -1n;
+      else if (Number(e) * bits(b) > MAX_EXACT_BITS) return null;
+      else out = b ** e;
+      break;
+    }
+    case 'Factorial': {
+      const n = one();
+      if (n === null || n < 0n || n > 1000n) return null;
+      let f = 1n;
+      for (let k = 2n; k <= n; k++) f *= k;
+      out = f;
+      break;
+    }
+    default:
+      return null;
+  }
+  return out !== null && bits(out) <= MAX_EXACT_BITS ? out : null;
+}
