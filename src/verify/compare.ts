@@ -216,15 +216,14 @@ export function structure(s: string, depth = 0): Node {
   // bare lists: "1, -2", "0 or 4", "3; 5"
   const items = splitTop(s, /\s*(?:,|;|\bor\b|\band\b)\s*/y).filter((x) => x !== '');
   if (items.length > 1) return { kind: 'seq', open: '', close: '', items: flattenPm(items.map((x) => structure(x, depth + 1))), ordered: false };
-  // a \pm b -> the set {a+b, a-b}
-  const pm = splitTop(s, /\\pm(?![a-zA-Z])|±/y);
-  if (pm.length === 2) {
-    const [a, b] = pm;
-    if (b !== '') {
-      const plus = a === '' ? b : `${a}+${b}`;
-      const minus = a === '' ? `-(${b})` : `${a}-(${b})`;
-      return { kind: 'seq', open: '', close: '', items: [{ kind: 'atom', text: plus }, { kind: 'atom', text: minus }], ordered: false };
-    }
+  // one \pm anywhere stands for two values: `a \pm b` -> {a+b, a-b}, `\frac{-1\pm\sqrt5}{2}` -> both fractions
+  const pms = s.match(/\\pm(?![a-zA-Z])|±/g);
+  if (pms && pms.length === 1) {
+    const at = s.search(/\\pm(?![a-zA-Z])|±/);
+    const len = s[at] === '±' ? 1 : 3;
+    const plus = (s.slice(0, at) + '+' + s.slice(at + len)).replace(/^\s*\+/, '');
+    const minus = s.slice(0, at) + '-' + s.slice(at + len);
+    if (s.slice(at + len).trim() !== '') return { kind: 'seq', open: '', close: '', items: [{ kind: 'atom', text: plus.trim() }, { kind: 'atom', text: minus.trim() }], ordered: false };
   }
   return { kind: 'atom', text: s };
 }

@@ -16,7 +16,9 @@ const UNITS = [
   'seconds?', 'secs?', 'minutes?', 'mins?', 'hours?', 'hrs?', 'days?', 'weeks?', 'months?', 'years?',
   'mph', 'kmh', 'kph', 'pct', 'percentage', 'per', 'people', 'persons?', 'students?', 'times', 'ways', 'points?', 'marbles?', 'apples?', 'books?',
 ];
-const UNIT_TAIL = new RegExp(`(?:\\s|^)(?:${UNITS.join('|')})(?:\\s*\\^\\s*\\{?[23]\\}?)?\\s*$`);
+const UNIT = `(?:${UNITS.join('|')})(?:\\s*\\^\\s*\\{?[23]\\}?)?`;
+// a run of unit words at the end ("miles per hour", "sq ft"), separated by spaces or a slash
+const UNIT_TAIL = new RegExp(`(?:\\s|^)${UNIT}(?:\\s*[\\s/]\\s*${UNIT})*\\s*$`);
 
 /** Replaces a LaTeX command with its single braced argument's content, innermost first, bounded. */
 function unwrapText(s: string): string {
@@ -62,12 +64,10 @@ export function normalizeAnswer(input: string): string {
   s = s.replace(/\\(?:dots|ldots|cdots)\b/g, '...');
   s = collapse(s);
   // unit words after something numeric
-  for (let k = 0; k < 3; k++) {
-    const m = UNIT_TAIL.exec(s);
-    if (!m || m.index === 0) break;
-    const rest = s.slice(0, m.index).trim();
-    if (!/[0-9})]$|\\pi$/.test(rest)) break;
-    s = rest;
+  const unit = UNIT_TAIL.exec(s);
+  if (unit && unit.index > 0) {
+    const rest = s.slice(0, unit.index).trim();
+    if (/[0-9})]$|\\pi$/.test(rest)) s = rest;
   }
   // trailing full stops (not "..."), commas and semicolons
   s = s.replace(/(?<!\.)\.\s*$/, '').replace(/[,;]\s*$/, '').trim();
