@@ -178,9 +178,11 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const flushTimer = setInterval(() => store.maybeFlush(), 1000);
   flushTimer.unref();
   const verifier = new VerifierPool({ threads: opts.verifyThreads, timeoutMs: opts.verifyTimeoutMs });
+  // the verifier threads load the compute engine before generation starts, so samples are saved as they come
   let samplesThisRun = 0;
   const perBenchmarkSeconds: Record<string, number> = {};
   try {
+    await verifier.ready();
     for (const b of opts.benchmarks) {
       const t0 = Date.now();
       const rows = datasets.get(b.key)!;

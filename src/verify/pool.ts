@@ -99,6 +99,16 @@ export class VerifierPool {
     for (let k = 0; k < threads; k++) this.slots.push(this.spawn());
   }
 
+  /** Resolves once every worker thread has loaded the verifier (answers submitted earlier simply wait). */
+  async ready(): Promise<void> {
+    while (!this.closed && !this.failure && !this.slots.every((s) => s.ready)) {
+      this.drainAll();
+      this.check();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (this.failure) throw this.failure;
+  }
+
   get stats(): PoolStats {
     return { ...this.counts };
   }
