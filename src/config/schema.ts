@@ -114,6 +114,8 @@ export const verifierSchema = z.strictObject({
   threads: posInt.max(256).optional(),
   /** hard limit per answer in milliseconds: a rollout still being verified then scores 0 (metrics: verify_timeouts) */
   timeout_ms: posInt.default(5000),
+  /** which boxes answer: 'last' (the paper), or 'all' (a list ground truth may be answered one box per element) */
+  boxes: z.enum(['last', 'all']).default('last'),
 });
 
 export const outputSchema = z.strictObject({

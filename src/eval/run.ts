@@ -36,6 +36,8 @@ export interface RunEvalOptions {
   verifyThreads?: number;
   /** hard verification limit per sample in milliseconds (default 5000): a sample over it counts as incorrect */
   verifyTimeoutMs?: number;
+  /** which boxes answer (default 'last', as in the paper) */
+  verifyBoxes?: 'last' | 'all';
 }
 
 /** What must stay the same for samples in one --out to belong to one evaluation. */
@@ -159,7 +161,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   const awaitingVerification = new Map<string, { row: DataRow; req: GenRequest; sample: number; c: Completion }>();
   const onSignal = (sig: NodeJS.Signals) => {
     try {
-      for (const p of awaitingVerification.values()) store.add(sampleRecord(p.row, p.req, p.sample, p.c, verify(p.c.text, p.row.groundTruth)));
+      for (const p of awaitingVerification.values()) store.add(sampleRecord(p.row, p.req, p.sample, p.c, verify(p.c.text, p.row.groundTruth, { boxes: opts.verifyBoxes })));
       awaitingVerification.clear();
       store.flush();
       releaseLock();
@@ -177,7 +179,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
   // samples arriving slowly are still on disk within about a second
   const flushTimer = setInterval(() => store.maybeFlush(), 1000);
   flushTimer.unref();
-  const verifier = new VerifierPool({ threads: opts.verifyThreads, timeoutMs: opts.verifyTimeoutMs });
+  const verifier = new VerifierPool({ threads: opts.verifyThreads, timeoutMs: opts.verifyTimeoutMs, boxes: opts.verifyBoxes });
   // the verifier threads load the compute engine before generation starts, so samples are saved as they come
   let samplesThisRun = 0;
   const perBenchmarkSeconds: Record<string, number> = {};

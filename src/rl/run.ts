@@ -112,7 +112,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const policyWeights = ckpt ? loadModelDir(ckpt.policyDir, { tokenizer: false }).weights : base.weights;
   const policy = Engine.create(base.config, policyWeights, threads ? { threads } : {}) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   let reference: PolicyEngine | null = null;
-  const verifier = new VerifierPool({ threads: c.verifier.threads, timeoutMs: c.verifier.timeout_ms });
+  const verifier = new VerifierPool({ threads: c.verifier.threads, timeoutMs: c.verifier.timeout_ms, boxes: c.verifier.boxes });
   try {
     if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
     if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, threads ? { threads } : {}) as unknown as PolicyEngine) : policy.cloneFrozen();
@@ -121,7 +121,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
       config: c, policy, reference, prompts,
       io: {
         decode: (t) => tok.decode(t, { skipSpecialTokens: true }),
-        reward: (text, gt) => reward(text, gt),
+        reward: (text, gt) => reward(text, gt, { boxes: c.verifier.boxes }),
         // a hard deadline per rollout: a degenerate answer costs at most verifier.timeout_ms, never the run
         rewardBatch: (items) => {
           const r = verifier.verifyBatchSync(items.map((it) => ({ completion: it.text, groundTruth: it.groundTruth })));

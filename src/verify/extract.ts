@@ -70,3 +70,18 @@ export function groundTruthAnswer(gt: string): string {
   }
   return gt.trim();
 }
+
+/** The contents of every complete `\boxed{...}` / `\fbox{...}` in order (at most 50; used by `boxes: 'all'`). */
+export function allBoxed(text: string): string[] {
+  const out: string[] = [];
+  let rest = text;
+  // from the end: the last box of what is left, then cut the text before it
+  while (out.length < 50) {
+    const { at } = lastCommand(rest);
+    if (at < 0) break;
+    const e = lastBoxed(rest);
+    if (e.content !== null) out.push(e.content);
+    rest = rest.slice(0, at);
+  }
+  return out.reverse();
+}

@@ -11,7 +11,7 @@
 // Synchronous. Never throws (any internal error is an incorrect answer with a reason), never executes model text,
 // and bounded in time: answers over MAX_ANSWER_CHARS or nested deeper than MAX_DEPTH are refused up front, the
 // engine only sees screened expressions, and a deadline is checked between steps.
-import { groundTruthAnswer, lastBoxed } from './extract.js';
+import { allBoxed, groundTruthAnswer, lastBoxed } from './extract.js';
 import { normalizeAnswer, nestingDepth } from './normalize.js';
 import { compareNormalized, Timeout } from './compare.js';
 import { screenLatex } from './guard.js';
@@ -29,19 +29,35 @@ export interface VerifyResult {
 export interface VerifyOptions {
   /** time budget per call in milliseconds, checked between steps (default 2000) */
   timeoutMs?: number;
+  /**
+   * Which boxes answer: 'last' (default; CLIPO-SPEC and the official implementation read the last box), or 'all':
+   * when the last box alone is wrong, the contents of every box, joined as a list, may match a list ground truth
+   * (`\boxed{2}` and `\boxed{3}` for `2, 3`). A single-value ground truth never matches several boxes.
+   */
+  boxes?: 'last' | 'all';
 }
 
 export const MAX_ANSWER_CHARS = 1000;
 export const MAX_DEPTH = 24;
 
 export function verify(completion: string, groundTruth: string, opts: VerifyOptions = {}): VerifyResult {
-  let extracted: string | null = null;
+  if (typeof completion !== 'string') return { correct: false, extracted: null, reason: 'completion is not a string' };
+  if (typeof groundTruth !== 'string') return { correct: false, extracted: null, reason: 'ground truth is not a string' };
+  const deadline = Date.now() + (opts.timeoutMs ?? 2000);
+  const box = lastBoxed(completion);
+  if (box.content === null) return { correct: false, extracted: null, reason: box.reason };
+  const r = verifyAnswer(box.content, groundTruth, deadline);
+  if (r.correct || opts.boxes !== 'all' || r.timedOut) return r;
+  // boxes: 'all' — a list ground truth may be answered one box per element (`\boxed{2} and \boxed{3}`)
+  const boxes = allBoxed(completion);
+  if (boxes.length < 2) return r;
+  const joined = verifyAnswer(boxes.join(', '), groundTruth, deadline);
+  return joined.correct ? joined : r;
+}
+
+/** One extracted answer against the ground truth: screen, normalise, compare. Never throws. */
+function verifyAnswer(extracted: string, groundTruth: string, deadline: number): VerifyResult {
   try {
-    if (typeof completion !== 'string') return { correct: false, extracted: null, reason: 'completion is not a string' };
-    if (typeof groundTruth !== 'string') return { correct: false, extracted: null, reason: 'ground truth is not a string' };
-    const box = lastBoxed(completion);
-    extracted = box.content;
-    if (extracted === null) return { correct: false, extracted: null, reason: box.reason };
     if (extracted.length > MAX_ANSWER_CHARS) return { correct: false, extracted: extracted.slice(0, 200), reason: `answer longer than ${MAX_ANSWER_CHARS} characters` };
     const gtRaw = groundTruthAnswer(groundTruth);
     if (gtRaw.length > MAX_ANSWER_CHARS) return { correct: false, extracted, reason: `ground truth longer than ${MAX_ANSWER_CHARS} characters` };
@@ -53,7 +69,6 @@ export function verify(completion: string, groundTruth: string, opts: VerifyOpti
     const gt = sg.text;
     if (ans === '') return { correct: false, extracted, reason: 'empty answer' };
     if (nestingDepth(ans) > MAX_DEPTH) return { correct: false, extracted, reason: `answer nested deeper than ${MAX_DEPTH} levels` };
-    const deadline = Date.now() + (opts.timeoutMs ?? 2000);
     const r = compareNormalized(ans, gt, { deadline });
     return r.reason && !r.equal ? { correct: r.equal, extracted, reason: r.reason } : { correct: r.equal, extracted };
   } catch (e) {
@@ -68,5 +83,5 @@ export function reward(completion: string, groundTruth: string, opts?: VerifyOpt
   return verify(completion, groundTruth, opts).correct ? 1 : 0;
 }
 
-export { lastBoxed, groundTruthAnswer } from './extract.js';
+export { lastBoxed, allBoxed, groundTruthAnswer } from './extract.js';
 export { normalizeAnswer } from './normalize.js';

@@ -24,6 +24,8 @@ export interface VerifierPoolOptions {
   timeoutMs?: number;
   /** how long the pool waits for a worker thread to start before giving up (default 60000) */
   startTimeoutMs?: number;
+  /** which boxes answer (see VerifyOptions.boxes; default 'last') */
+  boxes?: 'last' | 'all';
 }
 
 export interface BatchItem {
@@ -76,6 +78,7 @@ export function isTimeout(r: VerifyResult): boolean {
 export class VerifierPool {
   readonly threads: number;
   readonly timeoutMs: number;
+  readonly boxes: 'last' | 'all';
   private readonly startTimeoutMs: number;
   private readonly signal = new SharedArrayBuffer(4);
   private readonly counter = new Int32Array(this.signal);
@@ -96,6 +99,8 @@ export class VerifierPool {
     this.threads = threads;
     this.timeoutMs = timeoutMs;
     this.startTimeoutMs = opts.startTimeoutMs ?? 60000;
+    this.boxes = opts.boxes ?? 'last';
+    if (this.boxes !== 'last' && this.boxes !== 'all') throw new RangeError(`verifier boxes must be 'last' or 'all', got ${String(this.boxes)}`);
     for (let k = 0; k < threads; k++) this.slots.push(this.spawn());
   }
 
@@ -235,7 +240,7 @@ export class VerifierPool {
       const take = this.queue.splice(0, room);
       s.inflight.push(...take);
       const softMs = Math.max(1, Math.floor(this.timeoutMs * 0.6));
-      s.port.postMessage(take.map((t): WorkerTask => ({ id: t.id, completion: t.item.completion, groundTruth: t.item.groundTruth, softMs })));
+      s.port.postMessage(take.map((t): WorkerTask => ({ id: t.id, completion: t.item.completion, groundTruth: t.item.groundTruth, softMs, boxes: this.boxes })));
     }
   }
 

@@ -12,6 +12,7 @@ export interface WorkerTask {
   groundTruth: string;
   /** the in-thread budget, checked between steps (the pool's deadline is the hard one) */
   softMs: number;
+  boxes: 'last' | 'all';
 }
 
 export type WorkerMessage = { kind: 'ready' } | { kind: 'result'; id: number; result: VerifyResult };
@@ -39,7 +40,7 @@ function run(t: WorkerTask): VerifyResult {
   current[1] = Date.now();
   current[0] = t.id;
   try {
-    return verify(t.completion, t.groundTruth, { timeoutMs: t.softMs });
+    return verify(t.completion, t.groundTruth, { timeoutMs: t.softMs, boxes: t.boxes });
   } finally {
     current[0] = -1;
   }

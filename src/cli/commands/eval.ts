@@ -31,6 +31,7 @@ interface EvalFlags {
   retries?: string;
   verifyThreads?: string;
   verifyTimeout?: string;
+  verifyBoxes?: string;
   out?: string;
   force?: boolean;
   json?: boolean;
@@ -58,6 +59,7 @@ export function registerEval(program: Command): void {
     .option('--retries <n>', 'retries per request for --endpoint, with exponential backoff (default 6)')
     .option('--verify-threads <n>', 'verifier worker threads (default: min(4, cores))')
     .option('--verify-timeout <seconds>', 'hard verification limit per sample; a sample over it counts as incorrect (default 5)')
+    .option('--verify-boxes <which>', "which boxes answer: 'last' (the paper) or 'all' (a list answer may be one box per element)", 'last')
     .option('--out <dir>', 'output folder: generations.jsonl, results.json, results.md (rerun the same command to resume)')
     .option('--force', 'discard an evaluation with a different configuration found in --out')
     .option('--json', 'print results.json to stdout; no progress bars')
@@ -93,6 +95,7 @@ export function registerEval(program: Command): void {
           handleSignals: true,
           verifyThreads: plan.verifyThreads,
           verifyTimeoutMs: plan.verifyTimeoutMs,
+          verifyBoxes: plan.verifyBoxes,
         });
         if (flags.json) {
           process.stdout.write(JSON.stringify(results, null, 2) + '\n');
@@ -134,6 +137,7 @@ export interface EvalPlan {
   retries: number;
   verifyThreads?: number;
   verifyTimeoutMs: number;
+  verifyBoxes: 'last' | 'all';
   out: string;
 }
 
@@ -189,6 +193,8 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   const timeoutMs = 1000 * num('--timeout', f.timeout, 600, { min: 1, max: 86400 });
   const retries = num('--retries', f.retries, 6, { integer: true, min: 0, max: 100 });
   const verifyThreads = f.verifyThreads === undefined ? undefined : num('--verify-threads', f.verifyThreads, 1, { integer: true, min: 1, max: 256 });
+  const verifyBoxes = f.verifyBoxes ?? 'last';
+  if (verifyBoxes !== 'last' && verifyBoxes !== 'all') throw new UsageError(`--verify-boxes: expected 'last' or 'all', got '${verifyBoxes}'`);
   const verifyTimeoutMs = 1000 * num('--verify-timeout', f.verifyTimeout, 5, { min: 0.01, max: 3600 });
   if (f.timeout !== undefined && f.model) throw new UsageError('--timeout goes with --endpoint, not with --model');
   if (f.retries !== undefined && f.model) throw new UsageError('--retries goes with --endpoint, not with --model');
@@ -203,5 +209,5 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   if (temperature === 0 && samples > 1) {
     process.stderr.write(chalk.yellow(`clipo eval: warning: --samples ${samples} with greedy decoding (temperature 0) repeats the same answer\n`));
   }
-  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, seed, timeoutMs, retries, verifyThreads, verifyTimeoutMs, out: f.out };
+  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, seed, timeoutMs, retries, verifyThreads, verifyTimeoutMs, verifyBoxes, out: f.out };
 }
