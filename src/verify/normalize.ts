@@ -71,10 +71,14 @@ export function normalizeAnswer(input: string): string {
   }
   // trailing full stops (not "..."), commas and semicolons
   s = s.replace(/(?<!\.)\.\s*$/, '').replace(/[,;]\s*$/, '').trim();
-  // thousands separators: the whole answer is a number like 11,111,100 or 32,348.50
-  if (/^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
+  // thousands separators: the whole answer (after a name and `=`, as in `x = 2,125`) is a number like 11,111,100
+  // or 32,348.50 ...
+  const lhs = /^[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*=\s*/.exec(s)?.[0] ?? '';
+  let num = s.slice(lhs.length);
+  if (/^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(num)) num = num.replace(/,/g, '');
   // ... or thin spaces: 2\,000 (now "2 000")
-  if (/^[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/ /g, '');
+  if (/^[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?$/.test(num)) num = num.replace(/ /g, '');
+  s = lhs + num;
   // base subscripts: 52_8, 4210_{5} -> the digits
   const base = /^(\d+)\s*_\s*\{?\s*(\d+)\s*\}?$/.exec(s);
   if (base) s = base[1];
