@@ -8,9 +8,12 @@
 // 3. decide equivalence (compare.ts): text, option letters, booleans, numbers, structures, then the compute engine
 //    and a numeric check at random points.
 //
-// Synchronous. Never throws (any internal error is an incorrect answer with a reason), never executes model text,
-// and bounded in time: answers over MAX_ANSWER_CHARS or nested deeper than MAX_DEPTH are refused up front, the
-// engine only sees screened expressions, and a deadline is checked between steps.
+// Synchronous. Never throws (any internal error is an incorrect answer with a reason), never executes model text.
+// Its time bound in this thread: answers over MAX_ANSWER_CHARS or nested deeper than MAX_DEPTH are refused up front,
+// LaTeX the engine's parser takes exponential time on is rewritten or refused before parsing (guard.ts), the engine
+// only evaluates screened expressions, and a budget is checked between steps — but one engine call can still run
+// past the budget. The hard bound is VerifierPool (pool.ts): worker threads with a deadline per answer, which is
+// how training and eval call it.
 import { allBoxed, groundTruthAnswer, lastBoxed } from './extract.js';
 import { normalizeAnswer, nestingDepth } from './normalize.js';
 import { compareNormalized, Timeout } from './compare.js';
