@@ -27,6 +27,8 @@ export function headline(m: StepMetrics): Record<string, string> {
     len: m.response_length_mean.toFixed(0),
     sps: m.time_step_s.toFixed(1),
     phase: m.warmup ? 'head warm-up' : 'train',
+    // rollouts whose verification ran out of time (scored 0): shown only when there are some
+    ...(m.verify_timeouts ? { 'verify-timeouts': String(m.verify_timeouts) } : {}),
   };
 }
 
@@ -34,7 +36,7 @@ export function registerTrain(program: Command): void {
   program
     .command('train')
     .description('RL training: GRPO, DAPO, GSPO or GMPO, each with or without CLIPO (see recipes/ and docs/training.md)')
-    .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output)')
+    .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output, verifier)')
     .option('--set <block.key=value>', 'override a config value (repeatable), e.g. --set clipo.enabled=true', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--resume', 'continue the run found in output.dir from its newest checkpoint')
     .option('--json', 'print a JSON summary on stdout at the end')
