@@ -233,6 +233,8 @@ export function structure(s: string, depth = 0): Node {
 
 export function compareNormalized(ans: string, gt: string, opts: CompareOptions): CompareResult {
   if (compactKey(ans) === compactKey(gt)) return { equal: true };
+  // two plain numbers (most GSM8K-style answers): the number rules alone, without the engine's scope
+  if (isPlainNumber(ans) && isPlainNumber(gt)) return { equal: numberMatches(Number(ans), ans, gt) };
   // a left-hand side that only names the answer (`x = 5`, `(p,q)=(3,2)`, `f(x)=1`, `AB=4, CD=5`) is dropped, unless
   // the other side is itself an equation (then `y = ...` is part of the answer: equations compare as equations)
   const ansEq = hasTopEquals(ans);

@@ -29,6 +29,8 @@ export function collapseSigns(s: string): string {
 }
 
 export function screenLatex(s: string): Screened {
+  // nothing to screen without signs, bars, operators or commands (most numeric answers)
+  if (!/[-+|\\*/]/.test(s)) return { ok: true, text: s };
   const text = collapseSigns(s);
   const norms = text.match(/\\\|/g)?.length ?? 0;
   if (norms > MAX_NORM_BARS) return { ok: false, reason: `more than ${MAX_NORM_BARS} \\| delimiters` };

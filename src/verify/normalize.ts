@@ -38,7 +38,7 @@ export function normalizeAnswer(input: string): string {
   s = s.replace(/\\(?:displaystyle|textstyle|scriptstyle)\b/g, ' ');
   // a unit written as text after a number: `5 \text{ m}`, `15\,\mathrm{cm}^2`, `125 \text{ miles per hour}` (as text
   // it is a unit even with one letter; a bare `4 m` stays a product)
-  s = s.replace(TEXT_UNIT_TAIL, '$1');
+  if (s.includes('\\')) s = s.replace(TEXT_UNIT_TAIL, '$1');
   // \text{...} and friends -> their content (before unit stripping, so `15\mbox{ cm}^2` becomes `15 cm^2`)
   s = unwrapText(s);
   // \left( ... \right] -> ( ... ]; \left. and \right. are invisible
@@ -57,14 +57,16 @@ export function normalizeAnswer(input: string): string {
   // unicode look-alikes
   s = s.replace(/−/g, '-').replace(/π/g, '\\pi ').replace(/∞/g, '\\infty ').replace(/×/g, '\\times ').replace(/·/g, '\\cdot ').replace(/√/g, '\\sqrt');
   // relations, one spelling each: <= \leq \leqslant ≤ -> \le; >= ... -> \ge; != \neq ≠ -> \ne
-  s = s.replace(/<=|≤|\\leq(?:slant)?(?![a-zA-Z])|\\leqq(?![a-zA-Z])/g, '\\le ').replace(/>=|≥|\\geq(?:slant)?(?![a-zA-Z])|\\geqq(?![a-zA-Z])/g, '\\ge ');
-  s = s.replace(/!=|≠|\\neq(?![a-zA-Z])/g, '\\ne ');
+  if (/[<>=!≤≥≠]|\\[lgn]e/.test(s)) {
+    s = s.replace(/<=|≤|\\leq(?:slant)?(?![a-zA-Z])|\\leqq(?![a-zA-Z])/g, '\\le ').replace(/>=|≥|\\geq(?:slant)?(?![a-zA-Z])|\\geqq(?![a-zA-Z])/g, '\\ge ');
+    s = s.replace(/!=|≠|\\neq(?![a-zA-Z])/g, '\\ne ');
+  }
   s = s.replace(/\\varnothing\b|∅|\\\{\s*\\\}/g, '\\emptyset');
   s = s.replace(/\\infin\b|\\infinity\b/g, '\\infty');
   s = s.replace(/\\(?:dots|ldots|cdots)\b/g, '...');
   s = collapse(s);
   // unit words after something numeric
-  const unit = UNIT_TAIL.exec(s);
+  const unit = /[a-zA-Z]/.test(s) ? UNIT_TAIL.exec(s) : null;
   if (unit && unit.index > 0) {
     const rest = s.slice(0, unit.index).trim();
     if (/[0-9})]$|\\pi$/.test(rest)) s = rest;
