@@ -109,3 +109,18 @@ describeData('MATH training rows: the ground truth is the worked solution', () =
     expect(rejected / rows.length).toBeGreaterThanOrEqual(0.995);
   });
 });
+
+describeData('GSM8K training rows', () => {
+  test('train/gsm8k.parquet: every ground truth verifies when boxed; with a changed number it does not', async () => {
+    const { rows } = await loadDataset(path.join(root, 'train', 'gsm8k.parquet'));
+    let correct = 0;
+    let rejected = 0;
+    for (const r of rows) {
+      if (verify(`So the answer is \\boxed{${r.groundTruth}}.`, r.groundTruth).correct) correct++;
+      if (!verify(`So the answer is \\boxed{${perturb(r.groundTruth)}}.`, r.groundTruth).correct) rejected++;
+    }
+    console.log(`train/gsm8k.parquet: ${rows.length} rows, correct ${correct}, perturbed rejected ${rejected}`);
+    expect(correct).toBe(rows.length);
+    expect(rejected).toBe(rows.length);
+  });
+});
