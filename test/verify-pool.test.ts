@@ -116,8 +116,8 @@ describe('verifier pool', () => {
 
   test('a thread stuck inside one parse is stopped: the answer times out, scores 0, is counted, and the pool goes on', async () => {
     // parsing 12 bars of |x|...| (the most the screen lets through) is one engine call of tens to hundreds of milliseconds: far past a 5 ms deadline,
-    // and the in-thread budget (checked between steps) cannot interrupt it
-    pool = new VerifierPool({ threads: 1, timeoutMs: 5 });
+    // and the in-thread budget (checked between steps, here set out of the way) cannot interrupt it
+    pool = new VerifierPool({ threads: 1, timeoutMs: 5, softTimeoutMs: 60_000 });
     await pool.ready();
     const stuck = { completion: box(`${rep('|x', 11)}|`), groundTruth: 'x' };
     const fine = { completion: box('7'), groundTruth: '7' };
@@ -136,7 +136,7 @@ describe('verifier pool', () => {
   }, 120_000);
 
   test('the asynchronous path stops a stuck thread too, and the other answers it held are still verified', async () => {
-    pool = new VerifierPool({ threads: 1, timeoutMs: 5 });
+    pool = new VerifierPool({ threads: 1, timeoutMs: 5, softTimeoutMs: 60_000 });
     await pool.ready();
     const stuck = pool.verify(box(`${rep('|x', 11)}|`), 'x');
     const r = await stuck;

@@ -26,6 +26,8 @@ export interface VerifierPoolOptions {
   startTimeoutMs?: number;
   /** which boxes answer (see VerifyOptions.boxes; default 'last') */
   boxes?: 'last' | 'all';
+  /** the in-thread budget per answer, checked between steps (default 60% of timeoutMs) */
+  softTimeoutMs?: number;
 }
 
 export interface BatchItem {
@@ -79,6 +81,7 @@ export class VerifierPool {
   readonly threads: number;
   readonly timeoutMs: number;
   readonly boxes: 'last' | 'all';
+  private readonly softMs: number;
   private readonly startTimeoutMs: number;
   private readonly signal = new SharedArrayBuffer(4);
   private readonly counter = new Int32Array(this.signal);
@@ -100,6 +103,7 @@ export class VerifierPool {
     this.timeoutMs = timeoutMs;
     this.startTimeoutMs = opts.startTimeoutMs ?? 60000;
     this.boxes = opts.boxes ?? 'last';
+    this.softMs = Math.max(1, Math.floor(opts.softTimeoutMs ?? timeoutMs * 0.6));
     if (this.boxes !== 'last' && this.boxes !== 'all') throw new RangeError(`verifier boxes must be 'last' or 'all', got ${String(this.boxes)}`);
     for (let k = 0; k < threads; k++) this.slots.push(this.spawn());
   }
@@ -239,7 +243,7 @@ export class VerifierPool {
       if (room <= 0) continue;
       const take = this.queue.splice(0, room);
       s.inflight.push(...take);
-      const softMs = Math.max(1, Math.floor(this.timeoutMs * 0.6));
+      const softMs = this.softMs;
       s.port.postMessage(take.map((t): WorkerTask => ({ id: t.id, completion: t.item.completion, groundTruth: t.item.groundTruth, softMs, boxes: this.boxes })));
     }
   }
@@ -306,7 +310,9 @@ export class VerifierPool {
 
   private nextWakeMs(): number {
     const now = Date.now();
-    let wake = 100;
+    // a worker may start an answer while this thread waits (no message says so): wake often enough to see its
+    // deadline pass
+    let wake = Math.max(1, Math.min(100, Math.floor(this.timeoutMs / 4)));
     for (const s of this.slots) {
       const cur = s.ready ? this.current(s) : null;
       if (cur) wake = Math.min(wake, Math.max(1, cur.since + this.timeoutMs - now + 1));
