@@ -31,56 +31,93 @@ class ThreadScope {
 };
 
 // C[M x N] = sum_k A(m, k) B[k, :]  with A(m, k) = A[m * am + k * ak] (so A or A^T), B row-major [K x N].
-// Register-blocked: a 6 x 32 tile of C lives in 12 vector registers while k runs; each step loads two vectors of a
-// B row and broadcasts six scalars of A (12 FMAs for 2 loads + 6 broadcasts). Edge tiles take the plain loop.
-typedef float v16f __attribute__((vector_size(64), aligned(4)));
+// Register-blocked: a 6 x (2 vectors) tile of C lives in 12 vector registers while k runs; each step loads two
+// vectors of a B row and broadcasts six scalars of A (12 FMAs for 2 loads + 6 broadcasts). The vector is the
+// machine's widest: 16 floats with AVX-512 (32 registers), 8 with AVX2 (16 registers: a 16-float vector would be
+// split in two and the 24 halves of the tile would spill to the stack, which made this GEMM ~20x slower there).
+#if defined(__AVX512F__)
+typedef float vtile __attribute__((vector_size(64), aligned(4)));
+constexpr int64_t kTileLanes = 16;
+#else
+typedef float vtile __attribute__((vector_size(32), aligned(4)));
+constexpr int64_t kTileLanes = 8;
+#endif
 
-inline void gemmAB(int64_t M, int64_t N, int64_t K, const float* A, int64_t am, int64_t ak, const float* B, float* C) {
-  constexpr int64_t MR = 6, NR = 32;
+// General form: B(k, n) = B[k * bk + n * bn] (row-major [K x N]: bk = N, bn = 1; a row-major [N x K] used
+// transposed: bk = 1, bn = K). The packing below absorbs the layout, so x @ W.T needs no separate transpose.
+inline void gemmStrided(int64_t M, int64_t N, int64_t K, const float* A, int64_t am, int64_t ak, const float* B,
+                        int64_t bk, int64_t bn, float* C) {
+  constexpr int64_t MR = 6, NR = 2 * kTileLanes;
   const int64_t mBlocks = (M + MR - 1) / MR, nBlocks = (N + NR - 1) / NR;
-#pragma omp parallel for schedule(dynamic, 4) collapse(2) if (M * N * K > (1 << 18))
+  const bool parallel = M * N * K > (1 << 18);
+  // B packed into column panels of NR, zero-padded: Bp[nb][k][0..NR). The tile loop then reads one contiguous
+  // 64-byte line per k instead of a line N floats away from the last (a new page every few k), and edge tiles run
+  // the same vector loop as full ones (padding columns compute zeros; only the real ones are stored).
+  std::vector<float> Bp(static_cast<size_t>(nBlocks * K * NR));
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t nb = 0; nb < nBlocks; ++nb) {
+    const int64_t n0 = nb * NR, nr = std::min(NR, N - n0);
+    float* dst = Bp.data() + nb * K * NR;
+    if (bn == 1) {
+      for (int64_t k = 0; k < K; ++k) {
+        std::memcpy(dst + k * NR, B + k * bk + n0, nr * sizeof(float));
+        for (int64_t j = nr; j < NR; ++j) dst[k * NR + j] = 0.f;
+      }
+    } else {
+      for (int64_t j = 0; j < NR; ++j) {
+        if (j >= nr) {
+          for (int64_t k = 0; k < K; ++k) dst[k * NR + j] = 0.f;
+          continue;
+        }
+        const float* src = B + (n0 + j) * bn;
+        for (int64_t k = 0; k < K; ++k) dst[k * NR + j] = src[k * bk];
+      }
+    }
+  }
+#pragma omp parallel for schedule(dynamic, 4) collapse(2) if (parallel)
   for (int64_t nb = 0; nb < nBlocks; ++nb)
     for (int64_t mb = 0; mb < mBlocks; ++mb) {
       const int64_t m0 = mb * MR, n0 = nb * NR;
-      if (m0 + MR <= M && n0 + NR <= N) {
-        v16f c[MR][2] = {};
-        for (int64_t k = 0; k < K; ++k) {
-          const v16f b0 = *reinterpret_cast<const v16f*>(B + k * N + n0);
-          const v16f b1 = *reinterpret_cast<const v16f*>(B + k * N + n0 + 16);
-          for (int64_t r = 0; r < MR; ++r) {
-            const float a = A[(m0 + r) * am + k * ak];
-            c[r][0] += a * b0;
-            c[r][1] += a * b1;
-          }
-        }
+      const int64_t mr = std::min(MR, M - m0), nr = std::min(NR, N - n0);
+      // rows past M repeat the last real row (their results are not stored), so the loop has no row test
+      const float* a[MR];
+      for (int64_t r = 0; r < MR; ++r) a[r] = A + (m0 + std::min(r, mr - 1)) * am;
+      const float* bp = Bp.data() + nb * K * NR;
+      vtile c[MR][2] = {};
+      for (int64_t k = 0; k < K; ++k) {
+        const vtile b0 = *reinterpret_cast<const vtile*>(bp + k * NR);
+        const vtile b1 = *reinterpret_cast<const vtile*>(bp + k * NR + kTileLanes);
         for (int64_t r = 0; r < MR; ++r) {
-          *reinterpret_cast<v16f*>(C + (m0 + r) * N + n0) = c[r][0];
-          *reinterpret_cast<v16f*>(C + (m0 + r) * N + n0 + 16) = c[r][1];
+          const float x = a[r][k * ak];
+          c[r][0] += x * b0;
+          c[r][1] += x * b1;
+        }
+      }
+      if (nr == NR) {
+        for (int64_t r = 0; r < mr; ++r) {
+          *reinterpret_cast<vtile*>(C + (m0 + r) * N + n0) = c[r][0];
+          *reinterpret_cast<vtile*>(C + (m0 + r) * N + n0 + kTileLanes) = c[r][1];
         }
       } else {
-        const int64_t mr = std::min(MR, M - m0), nr = std::min(NR, N - n0);
-        float c[MR][NR] = {};
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t r = 0; r < mr; ++r) {
-            const float a = A[(m0 + r) * am + k * ak];
-            for (int64_t n = 0; n < nr; ++n) c[r][n] += a * B[k * N + n0 + n];
-          }
-        for (int64_t r = 0; r < mr; ++r) std::memcpy(C + (m0 + r) * N + n0, c[r], nr * sizeof(float));
+        for (int64_t r = 0; r < mr; ++r) {
+          float row[NR];
+          std::memcpy(row, &c[r][0], sizeof(vtile));
+          std::memcpy(row + kTileLanes, &c[r][1], sizeof(vtile));
+          std::memcpy(C + (m0 + r) * N + n0, row, nr * sizeof(float));
+        }
       }
     }
 }
 
-// C[M x N] = A[M x K] . B[N x K]^T  (both operands row-major along K, like x @ W.T with nn.Linear's W):
-// B is transposed once (N*K copies, small next to the 2*M*N*K FLOPs) and the product runs as gemmAB.
+inline void gemmAB(int64_t M, int64_t N, int64_t K, const float* A, int64_t am, int64_t ak, const float* B, float* C) {
+  gemmStrided(M, N, K, A, am, ak, B, N, 1, C);
+}
+
+// C[M x N] = A[M x K] . B[N x K]^T  (both operands row-major along K, like x @ W.T with nn.Linear's W): the
+// packing reads B's rows directly (no transposed copy first; that copy, strided writes over 2 MB, took longer
+// than the product itself).
 inline void gemmABt(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C) {
-  std::vector<float> Bt(static_cast<size_t>(K * N));
-  constexpr int64_t T = 32;
-#pragma omp parallel for schedule(static) if (N * K > (1 << 18))
-  for (int64_t k0 = 0; k0 < K; k0 += T)
-    for (int64_t n0 = 0; n0 < N; n0 += T)
-      for (int64_t n = n0; n < std::min(N, n0 + T); ++n)
-        for (int64_t k = k0; k < std::min(K, k0 + T); ++k) Bt[k * N + n] = B[n * K + k];
-  gemmAB(M, N, K, A, K, 1, Bt.data(), C);
+  gemmStrided(M, N, K, A, K, 1, B, 1, K, C);
 }
 
 // z = u / max(|u|, floor); keeps |u| for the backward.

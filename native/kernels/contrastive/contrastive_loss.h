@@ -109,6 +109,11 @@ CLIPO_HD inline float bf16ToFloat(uint16_t b) {
 // backward from the pooled vectors kept in memory (no second pass over the tokens).
 void contrastiveCpu(const Params& p, const Inputs& in, const Outputs& out);
 
+// The pooling pass of contrastiveCpu alone (fp32 tokens): Hm[i] = masked mean of response i's token rows, with
+// `threads` OpenMP threads (0 = the current setting). For the benchmark, which compares this pass with the read
+// bandwidth measured in the same run.
+void poolTokensCpu(int64_t B, int64_t L, int64_t H, const float* X, const uint8_t* mask, float* Hm, int threads);
+
 // The same math as separate passes with intermediate buffers (as eager framework code runs it): the baseline of
 // `clipo bench contrastive`. Same outputs, same positive draw.
 void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out);
