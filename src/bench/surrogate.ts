@@ -1,13 +1,15 @@
-// `clipo bench surrogate`: the fused surrogate loss against the memory limit measured in the same run and against
-// the unfused (eager-style) version of the same math; with CUDA, against the device-to-device copy bandwidth.
+// `clipo bench surrogate`: the fused surrogate loss against the memory limit probed in the same rounds, one thread
+// and all threads, against the unfused (eager-style) version of the same math and, with `--compare torch`, verl's
+// PyTorch code and a careful PyTorch version, interleaved; with CUDA, against the device-to-device copy bandwidth.
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { availableBackends } from '../kernels/backend.js';
 import { surrogateLoss, surrogateLossUnfused, type SurrogateInput, type SurrogateMode } from '../kernels/surrogate.js';
 import { nativeFunction } from '../native.js';
 import { Rng } from '../util/rng.js';
-import { median, minOf, timeRepeats } from '../util/stats.js';
-import { measureBandwidth, round } from './bandwidth.js';
+import { median } from '../util/stats.js';
+import { CopyProbe, rate, ReadProbe, round } from './bandwidth.js';
+import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, rowSeconds, standardNotes, threadCounts, timeCall, type Entry, type Sample } from './harness.js';
+import { compareValues, howToGetTorch, TorchPeer } from './peer.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
 /** The algorithms' settings (CLIPO-SPEC section 3), one benchmark row each. */
@@ -80,46 +82,98 @@ function rotatingCopies(data: BenchData, bytesPerCall: number, quick: boolean): 
   return copies;
 }
 
-async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[]) {
+async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[], errors: string[]) {
   const [B, T] = ctx.quick ? [64, 512] : [512, 2048];
   ctx.log(`surrogate (cpu): generating B=${B} x T=${T} inputs`);
   const data = surrogateBenchInput(B, T);
-  const bw = measureBandwidth({ megabytes: ctx.quick ? 64 : 256, repeats: ctx.repeats });
+  const read = new ReadProbe(ctx.quick ? 64 : 256);
+  const copy = new CopyProbe(ctx.quick ? 32 : 128);
   const all = trafficBytes(B, T, true);
   const copies = rotatingCopies(data, all.read + all.write, ctx.quick);
-  let allBw = true;
-  let allFusion = true;
+  let peer: TorchPeer | null = null;
+  if (ctx.peer) {
+    const p = await ctx.peer();
+    if (p instanceof TorchPeer) {
+      peer = p;
+      await peer.call({
+        cmd: 'surrogate_setup', B, T, logp: peer.writeInput('logp.f32', data.logp), oldLogp: peer.writeInput('old.f32', data.oldLogp),
+        refLogp: peer.writeInput('ref.f32', data.refLogp), advantages: peer.writeInput('adv.f32', data.advantages), mask: peer.writeInput('mask.u8', data.mask),
+      });
+    } else notes.push(`--compare torch: skipped: ${p.unavailable}; ${howToGetTorch}.`);
+  }
+  const threads = threadCounts();
+  const verdicts: string[] = [];
   for (const c of configs) {
     const inputs: SurrogateInput[] = copies.map((d) => ({
       ...d, refLogp: c.ref ? d.refLogp : undefined, batch: B, length: T, mode: c.mode,
       clipLow: 0.2, clipHigh: 0.2, agg: 'token-mean', ...c.set, backend: 'cpu',
     }));
+    const peerCfg = { mode: c.mode, clipLow: 0.2, clipHigh: 0.2, agg: 'token-mean', dualClip: null, klCoef: 0, ...c.set };
+    const impls: string[] = [];
+    if (peer) {
+      const mine = surrogateLoss({ ...inputs[0]!, out: undefined });
+      for (const impl of c.mode === 'token' ? ['verl', 'careful'] : ['verl']) {
+        const theirs = await peer.check({ kernel: 'surrogate', impl, config: peerCfg, threads: threads.at(-1) }, B * T);
+        const v = compareValues({ loss: mine.loss, grad: mine.gradLogp }, theirs);
+        if (v.agree) impls.push(impl);
+        else errors.push(`${c.name}: torch ${impl} disagrees with clipo (loss ${v.lossRel.toExponential(1)}, gradient ${v.gradRel.toExponential(1)}); its timing is not reported`);
+        notes.push(`${c.name}: values checked against torch ${impl}: loss relative difference ${v.lossRel.toExponential(1)}, gradient max difference ${v.gradRel.toExponential(1)} of its largest: ${v.agree ? 'agree' : 'DISAGREE'}`);
+      }
+    }
+    ctx.log(`  ${c.name}`);
     let k = 0;
-    // warm-up: one call per copy (first use of each buffer), then the timed repeats
-    const fusedTimes = timeRepeats(() => surrogateLoss(inputs[k++ % inputs.length]!), ctx.repeats, inputs.length);
-    const fused = median(fusedTimes);
-    const unfused = median(timeRepeats(() => {
-      const x = inputs[k++ % inputs.length]!;
-      surrogateLossUnfused({ ...x, out: copies[k % copies.length]!.out2 });
-    }, Math.max(3, Math.ceil(ctx.repeats / 3)), 2));
-    const { read, write } = trafficBytes(B, T, c.ref);
-    // The fair limit: the read stream at the measured read bandwidth, and each written byte at the extra cost a
-    // memcpy pays for it (copy moves b bytes in and b out in 2b/copyGBs, of which b/readGBs is the read).
-    const tMin = read / (bw.readGBs * 1e9) + write * (2 / (bw.copyGBs * 1e9) - 1 / (bw.readGBs * 1e9));
-    const frac = tMin / fused;
-    const speedup = unfused / fused;
-    allBw &&= frac >= 0.5;
-    allFusion &&= speedup >= 3;
-    rows.push({
-      backend: 'cpu', config: c.name, B, T, ms: round(fused * 1e3), bestMs: round(minOf(fusedTimes) * 1e3), GBs: round((read + write) / fused / 1e9),
-      limitGBs: round((read + write) / tMin / 1e9), fractionOfLimit: round(frac), unfusedMs: round(unfused * 1e3), speedup: round(speedup),
-    });
+    const entries: Entry[] = [];
+    for (const t of threads) {
+      entries.push({ name: `read ${t}`, run: () => read.run(t) });
+      entries.push({ name: `copy ${t}`, run: () => copy.run(t) });
+      // several calls per sample (a call is ~1 ms): the sample is their mean, each on a different input copy
+      entries.push({
+        name: `clipo ${t}`, run: () => {
+          const n = 8;
+          const s = timeCall(() => { for (let q = 0; q < n; q++) surrogateLoss({ ...inputs[k++ % inputs.length]!, threads: t }); }, t);
+          return { wall: s.wall / n, cpu: s.cpu / n };
+        },
+      });
+      for (const impl of impls) entries.push({ name: `torch ${impl} ${t}`, run: () => peer!.time({ kernel: 'surrogate', impl, config: peerCfg, threads: t }) });
+    }
+    const res = await interleave(entries, ctx.repeats, 1);
+    const unfused = new Map<number, number>();
+    for (const t of threads) {
+      const s: Sample[] = [];
+      for (let r = 0; r < Math.max(3, Math.ceil(ctx.repeats / 3)); r++) {
+        const x = inputs[k++ % inputs.length]!;
+        s.push(timeCall(() => surrogateLossUnfused({ ...x, threads: t, out: copies[k % copies.length]!.out2 }), t));
+      }
+      unfused.set(t, rowSeconds(s, t));
+    }
+    const { read: rb, write: wb } = trafficBytes(B, T, c.ref);
+    for (const t of threads) {
+      const readGBs = rate(read.bytes, rowSeconds(res.get(`read ${t}`)!, t));
+      const copyGBs = rate(copy.bytes, rowSeconds(res.get(`copy ${t}`)!, t));
+      // The fair limit: the read stream at the measured read rate, and each written byte at the extra cost a
+      // memcpy pays for it (copy moves b bytes in and b out in 2b/copyGBs, of which b/readGBs is the read).
+      const tMin = rb / (readGBs * 1e9) + wb * (2 / (copyGBs * 1e9) - 1 / (readGBs * 1e9));
+      const fused = rowSeconds(res.get(`clipo ${t}`)!, t);
+      const f = checkedFraction(tMin, fused, `${c.name} ${t} thread${t > 1 ? 's' : ''}`);
+      const row: BenchRow = {
+        backend: 'cpu', config: c.name, B, T, threads: t, clock: t === 1 ? 'thread CPU' : 'wall', ms: round(fused * 1e3),
+        GBs: round((rb + wb) / fused / 1e9), limitGBs: round((rb + wb) / tMin / 1e9), fractionOfLimit: f.fraction,
+        unfusedMs: round(unfused.get(t)! * 1e3), vsUnfused: round(unfused.get(t)! / fused),
+      };
+      for (const impl of impls) {
+        const ts = rowSeconds(res.get(`torch ${impl} ${t}`)!, t);
+        row[`torch${impl[0]!.toUpperCase()}${impl.slice(1)}Ms`] = round(ts * 1e3);
+        row[`vsTorch${impl[0]!.toUpperCase()}${impl.slice(1)}`] = round(ts / fused);
+      }
+      flagRow(row, errors, f.error);
+      rows.push(row);
+      if (t === 1) verdicts.push(`${c.name} ${f.fraction === null ? 'error' : round(f.fraction)}`);
+    }
   }
   notes.push(
-    ctx.quick ? 'cpu: --quick: small inputs that stay in cache; not a measurement.' : `cpu: inputs cycled through ${copies.length} copies (${round((copies.length * (all.read + all.write)) / 2 ** 20)} MiB) so no call finds its data in cache (last-level cache reported: ${round(lastLevelCacheBytes() / 2 ** 20)} MiB).`,
-    `cpu: load average ${os.loadavg().map((x) => round(x, 2)).join(' ')} on ${os.cpus().length} cores during the run (other work on the machine makes the medians noisy; bestMs is the fastest repeat).`,
-    `cpu: machine read ${round(bw.readGBs)} GB/s, copy ${round(bw.copyGBs)} GB/s (${bw.threads} threads); limit = reads at the read rate + writes at a memcpy's marginal write cost.`,
-    `cpu: target >= 50% of the limit: ${allBw ? 'met' : 'NOT met'} for every config; fused >= 3x unfused: ${allFusion ? 'met' : 'NOT met'}.`,
+    ctx.quick ? 'cpu: --quick: small inputs that stay in cache; not a measurement.' : `cpu: clipo's inputs cycled through ${copies.length} copies (${round((copies.length * (all.read + all.write)) / 2 ** 20)} MiB) so no call finds its data in cache (last-level cache reported: ${round(lastLevelCacheBytes() / 2 ** 20)} MiB); PyTorch's inputs are one copy (${round((all.read + all.write) / 2 ** 20)} MiB), which may stay in that cache: an advantage to PyTorch.`,
+    `cpu: limit = reads at the read rate + writes at a memcpy's marginal write cost, both probed in the same rounds as the kernel; one thread on the thread's CPU clock, all threads on the wall clock. Fraction of the limit at one thread: ${verdicts.join(', ')}.`,
+    'cpu: torchVerl = verl\'s compute_policy_loss / agg_loss / kl_penalty with autograd; torchCareful (token modes) = the loss and gradient in closed form under no_grad; vs* = their time / clipo\'s (above 1: clipo is faster).',
   );
 }
 
@@ -179,8 +233,11 @@ export const surrogateSuite: BenchSuite = {
   async run(ctx: BenchContext): Promise<BenchReport> {
     const rows: BenchRow[] = [];
     const notes: string[] = [];
-    if (ctx.backend !== 'cuda') await cpuRows(ctx, rows, notes);
+    const before = loadBefore();
+    const errors: string[] = [];
+    if (ctx.backend !== 'cuda') await cpuRows(ctx, rows, notes, errors);
     if (ctx.backend !== 'cpu') await cudaRows(ctx, rows, notes);
-    return { suite: 'surrogate', rows, notes };
+    const load = loadRecord(before);
+    return { suite: 'surrogate', rows, notes: [...standardNotes(load, errors), ...notes], load, errors };
   },
 };

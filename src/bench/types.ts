@@ -1,4 +1,6 @@
 // What every benchmark suite returns: rows of named figures, printed as a table or emitted as JSON (--json).
+import type { TorchPeer } from './peer.js';
+
 export type BenchValue = string | number | boolean | null;
 export type BenchRow = Record<string, BenchValue>;
 
@@ -11,6 +13,8 @@ export interface BenchContext {
   backend: string;
   /** progress/diagnostic line (goes to stderr, never into --json output) */
   log: (msg: string) => void;
+  /** `--compare torch`: the PyTorch peer, started on first use (null when not asked for) */
+  peer?: (() => Promise<TorchPeer | { unavailable: string }>) | null;
 }
 
 export interface BenchReport {
@@ -18,6 +22,10 @@ export interface BenchReport {
   rows: BenchRow[];
   /** one-line conclusions: targets met or missed, with the figures */
   notes?: string[];
+  /** load average (1, 5, 15 min) before and after the suite */
+  load?: { before: number[]; after: number[]; cores: number; note: string | null };
+  /** figures the bench withheld because they cannot be right (a fraction of a limit above 1, ...) */
+  errors?: string[];
 }
 
 export interface BenchSuite {

@@ -37,6 +37,8 @@ export interface SurrogateInput {
   backend?: BackendRequest;
   /** reuse this [B*T] array for gradLogp instead of allocating one */
   out?: Float32Array;
+  /** CPU only: OpenMP threads for this call (default: all) */
+  threads?: number;
 }
 
 export interface SurrogateOutput {
@@ -121,6 +123,7 @@ export function validateSurrogateInput(o: SurrogateInput): void {
     checkNumber('klCoef', o.klCoef, (x) => x >= 0 && Number.isFinite(x), 'a finite number >= 0');
     if (o.klCoef !== 0 && o.refLogp === undefined) throw new Error('surrogateLoss: klCoef needs refLogp (the reference policy log-probs)');
   }
+  if (o.threads !== undefined) checkNumber('threads', o.threads, (x) => Number.isInteger(x) && x >= 1 && x <= 4096, 'an integer in [1, 4096]');
   if (o.klType !== undefined && o.klType !== 'low_var_kl') throw new Error(`surrogateLoss: klType must be 'low_var_kl', got ${JSON.stringify(o.klType)}`);
 }
 

@@ -1,6 +1,7 @@
 // N-API binding of the surrogate loss: surrogateLossCpu, surrogateLossUnfused and (CUDA builds) surrogateLossCuda,
 // surrogateLossCudaTimed. Every value is validated here (again, after the TypeScript wrapper) with napi_args.h.
 #include <napi.h>
+#include <omp.h>
 
 #include <cmath>
 #include <string>
@@ -22,6 +23,7 @@ using clipo::surrogate::Result;
 
 struct Call {
   Params p;
+  int threads = 0;  // CPU: OpenMP threads for this call (0 = the current setting)
   Inputs in;
   float* grad = nullptr;
   Napi::Float32Array gradArray;
@@ -66,6 +68,7 @@ Call parseCall(const Napi::CallbackInfo& info, const char* fn) {
     c.gradArray = newArray<float>(env, n);
   }
   c.grad = c.gradArray.Data();
+  c.threads = static_cast<int>(getIntOr(o, "threads", 0, 0, 4096));
   const size_t B = static_cast<size_t>(c.p.batch);
   const std::pair<const void*, size_t> inputs[] = {{c.in.logp, n * 4}, {c.in.oldLogp, n * 4}, {c.in.refLogp, n * 4},
                                                    {c.in.advantages, B * 4}, {c.in.mask, n}};
@@ -89,14 +92,28 @@ Napi::Object toJs(Napi::Env env, const Result& r, const Napi::Float32Array& grad
   return out;
 }
 
+// Sets the OpenMP thread count for one call and restores the caller's setting afterwards.
+struct ThreadCount {
+  int prev = omp_get_max_threads();
+  bool set;
+  explicit ThreadCount(int n) : set(n > 0) {
+    if (set) omp_set_num_threads(n);
+  }
+  ~ThreadCount() {
+    if (set) omp_set_num_threads(prev);
+  }
+};
+
 Napi::Value LossCpu(const Napi::CallbackInfo& info) {
   Call c = parseCall(info, "surrogateLossCpu");
+  ThreadCount scope(c.threads);
   Result r = guardedCall(info.Env(), "surrogateLoss", [&] { return surrogate::lossCpu(c.p, c.in, c.grad); });
   return toJs(info.Env(), r, c.gradArray);
 }
 
 Napi::Value LossUnfused(const Napi::CallbackInfo& info) {
   Call c = parseCall(info, "surrogateLossUnfused");
+  ThreadCount scope(c.threads);
   Result r = guardedCall(info.Env(), "surrogateLossUnfused", [&] { return surrogate::lossUnfusedCpu(c.p, c.in, c.grad); });
   return toJs(info.Env(), r, c.gradArray);
 }

@@ -1,0 +1,180 @@
+// Building blocks for `clipo bench`'s interleaved measurements: one read pass over a caller-owned buffer (the
+// bandwidth limit, probed between the kernel's repeats so both see the same load), CPU-time clocks that are
+// exact on short calls, and a file-backed shared mapping so that a peer process (PyTorch) reads the very same
+// input pages instead of a second copy.
+//
+// CPU time: CLOCK_PROCESS_CPUTIME_ID (and getrusage) sum each thread's accounted run time, but a thread running on
+// another core is only accounted at its next scheduler tick or context switch, so a call shorter than a tick can
+// miss the other threads' time entirely. A thread's own CLOCK_THREAD_CPUTIME_ID is exact (the kernel adds the
+// running slice), so poolCpuSeconds has every thread of the OpenMP team read its own clock.
+#include <napi.h>
+#include <omp.h>
+#include <time.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
+#include "common/napi_args.h"
+#include "common/registry.h"
+
+namespace {
+
+double wallNow() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double threadCpuNow() {
+#ifdef _WIN32
+  return 0.0;
+#else
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+#endif
+}
+
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
+// Sum of a[0..n) read as kStreams sequential streams in flight at once (the buffer cut into kStreams segments, one
+// 256-byte block from each per step). One core's read rate grows with the streams it keeps in flight (eight reach
+// about 1.4x one here), and the kernels stream several rows at once, so a single-stream probe would under-read the
+// machine and let a kernel show more than 100% of "the limit".
+constexpr int kStreams = 8;
+constexpr size_t kBlock = 64;
+
+float sumStreams(const float* a, size_t n) {
+  const size_t seg = n / kStreams / kBlock * kBlock;
+  v8f acc[8] = {};
+  for (size_t i = 0; i < seg; i += kBlock)
+    for (int s = 0; s < kStreams; ++s) {
+      const float* p = a + s * seg + i;
+      for (int q = 0; q < 8; ++q) acc[q] += *reinterpret_cast<const v8f*>(p + 8 * q);
+    }
+  float total = 0.f;
+  for (int q = 0; q < 8; ++q)
+    for (int j = 0; j < 8; ++j) total += acc[q][j];
+  for (size_t i = kStreams * seg; i < n; ++i) total += a[i];
+  return total;
+}
+
+// readPass({ data: Float32Array, threads? }) -> { seconds, cpuSeconds, bytes, threads, sum }
+//   one timed read of the whole buffer, each thread a contiguous slice read as eight streams; cpuSeconds is the
+//   team's CPU time (each thread's own clock), which excludes the time a thread was descheduled.
+Napi::Value ReadPass(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = clipo::argObject(info, 0, "readPass");
+  auto data = clipo::getArray<float>(o, "data");
+  const int64_t req = clipo::getIntOr(o, "threads", 0, 0, 4096);
+  const int threads = req > 0 ? static_cast<int>(req) : omp_get_max_threads();
+  const size_t n = data.length;
+  double cpu = 0.0;
+  float total = 0.f;
+  const double t0 = wallNow();
+#pragma omp parallel num_threads(threads) reduction(+ : cpu, total)
+  {
+    const double c0 = threadCpuNow();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const size_t lo = n * t / nt / kBlock * kBlock, hi = t == nt - 1 ? n : n * (t + 1) / nt / kBlock * kBlock;
+    total += sumStreams(data.data + lo, hi - lo);
+    cpu += threadCpuNow() - c0;
+  }
+  const double t1 = wallNow();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("seconds", t1 - t0);
+  out.Set("cpuSeconds", cpu);
+  out.Set("bytes", static_cast<double>(n) * sizeof(float));
+  out.Set("threads", threads);
+  out.Set("sum", total);
+  return out;
+}
+
+// copyPass({ src: Float32Array, dst: Float32Array (same length), threads? }) -> { seconds, cpuSeconds, bytes }
+//   one timed memcpy, each thread its contiguous slice; bytes counts read + write.
+Napi::Value CopyPass(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = clipo::argObject(info, 0, "copyPass");
+  auto src = clipo::getArray<float>(o, "src");
+  auto dst = clipo::getArray<float>(o, "dst", src.length);
+  const int64_t req = clipo::getIntOr(o, "threads", 0, 0, 4096);
+  const int threads = req > 0 ? static_cast<int>(req) : omp_get_max_threads();
+  const size_t n = src.length;
+  double cpu = 0.0;
+  const double t0 = wallNow();
+#pragma omp parallel num_threads(threads) reduction(+ : cpu)
+  {
+    const double c0 = threadCpuNow();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+    std::memcpy(dst.data + lo, src.data + lo, (hi - lo) * sizeof(float));
+    cpu += threadCpuNow() - c0;
+  }
+  const double t1 = wallNow();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("seconds", t1 - t0);
+  out.Set("cpuSeconds", cpu);
+  out.Set("bytes", 2.0 * static_cast<double>(n) * sizeof(float));
+  return out;
+}
+
+// threadCpuSeconds() -> CPU seconds of the calling thread (exact, including the running slice)
+Napi::Value ThreadCpuSeconds(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), threadCpuNow()); }
+
+// poolCpuSeconds({ threads? }) -> sum of the CPU clocks of the OpenMP team of that size (the calling thread
+// included). The team's threads persist between parallel regions, so the difference of two readings is the
+// CPU time the team spent in between, exact on sub-tick calls (spin-waiting counts: it is CPU the call held).
+Napi::Value PoolCpuSeconds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  const int64_t req = clipo::getIntOr(o, "threads", 0, 0, 4096);
+  const int threads = req > 0 ? static_cast<int>(req) : omp_get_max_threads();
+  double cpu = 0.0;
+#pragma omp parallel num_threads(threads) reduction(+ : cpu)
+  cpu += threadCpuNow();
+  return Napi::Number::New(env, cpu);
+}
+
+// mapSharedFloat32({ path, length }) -> Float32Array backed by a new file mapped MAP_SHARED (the file is created
+// exclusively, mode 0600, and sized to length floats). Another process that maps the same file sees the same
+// pages; the mapping lives until the array is garbage-collected. Used only by the benchmark's peer comparison.
+Napi::Value MapSharedFloat32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = clipo::argObject(info, 0, "mapSharedFloat32");
+  if (!o.Get("path").IsString()) clipo::throwError(env, "mapSharedFloat32: path: expected a string");
+  const std::string path = o.Get("path").As<Napi::String>();
+  const int64_t length = clipo::getInt(o, "length", 1, int64_t{1} << 36);
+#ifdef _WIN32
+  clipo::throwError(env, "mapSharedFloat32: not supported on Windows");
+#else
+  const size_t bytes = static_cast<size_t>(length) * sizeof(float);
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) clipo::throwError(env, "mapSharedFloat32: cannot create " + path + ": " + std::strerror(errno));
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    const std::string why = std::strerror(errno);
+    close(fd);
+    clipo::throwError(env, "mapSharedFloat32: cannot size " + path + ": " + why);
+  }
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) clipo::throwError(env, "mapSharedFloat32: cannot map " + path + ": " + std::strerror(errno));
+  auto buf = Napi::ArrayBuffer::New(env, p, bytes, [bytes](Napi::Env, void* data) { munmap(data, bytes); });
+  return Napi::Float32Array::New(env, static_cast<size_t>(length), buf, 0);
+#endif
+}
+
+void InitProbes(Napi::Env env, Napi::Object exports) {
+  exports.Set("readPass", Napi::Function::New(env, ReadPass, "readPass"));
+  exports.Set("copyPass", Napi::Function::New(env, CopyPass, "copyPass"));
+  exports.Set("threadCpuSeconds", Napi::Function::New(env, ThreadCpuSeconds, "threadCpuSeconds"));
+  exports.Set("poolCpuSeconds", Napi::Function::New(env, PoolCpuSeconds, "poolCpuSeconds"));
+  exports.Set("mapSharedFloat32", Napi::Function::New(env, MapSharedFloat32, "mapSharedFloat32"));
+}
+
+}  // namespace
+
+CLIPO_REGISTER_MODULE(probes, InitProbes);

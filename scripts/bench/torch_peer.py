@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""The PyTorch side of `clipo bench --compare torch`: the same math as clipo's kernels, in PyTorch on the CPU,
+driven by the bench one call at a time so that its repeats interleave with clipo's in the same run.
+
+Protocol: one JSON object per line on stdin, one JSON answer per line on stdout ({"ok": true, ...} or
+{"ok": false, "error": "..."}). Inputs arrive as raw little-endian files written by the bench (the token states as
+a file both processes map, so no second copy exists); outputs that are checked go back the same way.
+
+Implementations ("impl"):
+  contrastive official  masked mean pooling as the paper's code writes it: (hidden * mask[..., None]).sum(1) / n
+                        (a B x L x H temporary), nn.Linear-style x @ W.T, F.normalize, similarity, InfoNCE, backward
+  contrastive careful   the pooling as one batched matrix product, bmm(mask[:, None, :], hidden) / n (no temporary)
+  surrogate verl        verl's compute_policy_loss / agg_loss / kl_penalty('low_var_kl'), then autograd
+  surrogate careful     token modes: the loss and its gradient in closed form under no_grad (one fused pass's worth
+                        of elementwise ops, no autograd graph)
+Both sides take the same InfoNCE positives (clipo's draw), so the values can be compared.
+"""
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+state = {}
+
+
+def load(path, n, dtype):
+    return torch.from_file(path, shared=False, size=n, dtype=dtype)
+
+
+def write_out(path, t):
+    out = torch.from_file(path, shared=True, size=t.numel(), dtype=torch.float32)
+    out.copy_(t.detach().flatten().float())
+
+
+# ---------------------------------------------------------------- contrastive
+
+
+def contrastive_setup(a):
+    B, L, H, D = a["B"], a["L"], a["H"], a["D"]
+    hidden = torch.from_file(a["tokens"], shared=True, size=B * L * H, dtype=torch.float32).view(B, L, H)
+    mask = load(a["mask"], B * L, torch.uint8).view(B, L)
+    state["c"] = dict(
+        hidden=hidden, mask=mask, maskf=mask.float(), n=mask.sum(1, keepdim=True).float(),
+        weight=load(a["weight"], D * H, torch.float32).view(D, H).clone().requires_grad_(True),
+        correct=load(a["correct"], B, torch.uint8).long(), group=load(a["group"], B, torch.int32).long(),
+        pos=load(a["positives"], B, torch.int32).long(), tau=a["temperature"])
+    return {}
+
+
+def contrastive_loss(c, impl):
+    hidden, weight = c["hidden"], c["weight"]
+    if impl == "official":
+        pooled = (hidden * c["mask"].unsqueeze(-1).to(hidden.dtype)).sum(dim=1) / c["n"]
+    else:
+        pooled = torch.bmm(c["maskf"].unsqueeze(1), hidden).squeeze(1) / c["n"]
+    z = F.normalize(pooled @ weight.t(), dim=-1)
+    logits = (z @ z.t()) / c["tau"]
+    logits = logits - logits.max(dim=1, keepdim=True).values.detach()
+    B = hidden.shape[0]
+    correct, group = c["correct"], c["group"]
+    eye = torch.eye(B, dtype=torch.bool)
+    all_mask = (group[:, None] == group[None, :]) & ~eye
+    pos_mask = all_mask & (correct[:, None] == correct[None, :])
+    n_pos = pos_mask.sum(1)
+    n_neg = all_mask.sum(1) - n_pos
+    anchor = (correct > 0) & (n_pos >= 1) & (n_neg >= 1) & (c["pos"] >= 0)
+    log_denom = torch.log((torch.exp(logits) * all_mask).sum(1) + 1e-8)
+    pos = c["pos"].clamp(min=0)
+    per = -(logits.gather(1, pos[:, None]).squeeze(1) - log_denom) * anchor
+    return per.sum() / (anchor.sum() + 1e-8)
+
+
+def contrastive_step(impl):
+    c = state["c"]
+    c["weight"].grad = None
+    loss = contrastive_loss(c, impl)
+    loss.backward()
+    return loss
+
+
+# ---------------------------------------------------------------- surrogate (after verl's core_algos.py)
+
+
+def masked_mean(x, m):
+    return (x * m).sum() / (m.sum() + 1e-8)
+
+
+def agg_loss(loss_mat, mask, agg):
+    if agg == "token-mean":
+        return masked_mean(loss_mat, mask)
+    n = mask.sum(-1)
+    valid = (n > 0).to(loss_mat.dtype)
+    seq = (loss_mat * mask).sum(-1)
+    if agg == "seq-mean-token-mean":
+        seq = seq / (n + 1e-8)
+    return (seq * valid).sum() / (valid.sum() + 1e-8)
+
+
+def vanilla(old, logp, adv, mask, cl, ch, c, agg):
+    ratio = torch.exp(torch.clamp(logp - old, -20.0, 20.0))
+    pg1 = -adv * ratio
+    pg2 = -adv * torch.clamp(ratio, 1 - cl, 1 + ch)
+    c1 = torch.maximum(pg1, pg2)
+    if c is None:
+        return agg_loss(c1, mask, agg)
+    c2 = torch.min(-adv * c, c1)
+    return agg_loss(torch.where(adv < 0, c2, c1), mask, agg)
+
+
+def gspo(old, logp, adv, mask, cl, ch, agg):
+    n = mask.sum(-1).clamp(min=1)
+    seq = ((logp - old) * mask).sum(-1) / n
+    log_s = logp - logp.detach() + seq.detach().unsqueeze(-1)
+    s = torch.exp(torch.clamp(log_s, max=10.0))
+    return agg_loss(torch.maximum(-adv * s, -adv * torch.clamp(s, 1 - cl, 1 + ch)), mask, agg)
+
+
+def geo_mean(old, logp, adv, mask, cl, ch):
+    nkl = logp - old
+    sgn = torch.sign(adv)
+    dmin = sgn * torch.min(sgn * nkl, sgn * torch.clamp(nkl, -cl, ch))
+    n = mask.sum(-1)
+    ratio = torch.exp((dmin * mask).sum(-1) / (n + 1e-8))
+    a = (adv * mask).sum(-1) / (n + 1e-8)
+    valid = (n > 0).to(logp.dtype)
+    return (-a * ratio * valid).sum() / (valid.sum() + 1e-8)
+
+
+def low_var_kl(logp, ref):
+    kl = torch.clamp(ref - logp, -20, 20)
+    return torch.clamp(torch.exp(kl) - kl - 1, -10, 10)
+
+
+def verl_loss(cfg, logp, old, ref, adv, mask):
+    a = adv.unsqueeze(-1)
+    if cfg["mode"] == "token":
+        loss = vanilla(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"], cfg.get("dualClip"), cfg["agg"])
+    elif cfg["mode"] == "sequence":
+        loss = gspo(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"], cfg["agg"])
+    else:
+        loss = geo_mean(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"])
+    if cfg.get("klCoef"):
+        loss = loss + cfg["klCoef"] * agg_loss(low_var_kl(logp, ref), mask, cfg["agg"])
+    return loss
+
+
+def careful_token(cfg, logp, old, ref, adv, mask):
+    """Token mode, token-mean: loss and d loss / d logp in closed form (what autograd computes, without the graph)."""
+    with torch.no_grad():
+        inv_n = 1.0 / mask.sum()
+        a = adv.unsqueeze(-1)
+        d = logp - old
+        ratio = torch.exp(d.clamp(-20.0, 20.0))
+        lo, hi = 1 - cfg["clipLow"], 1 + cfg["clipHigh"]
+        clipped = ratio.clamp(lo, hi)
+        pg = torch.maximum(-a * ratio, -a * clipped)
+        live = (-a * ratio >= -a * clipped) & (d.abs() < 20)  # the unclipped branch carries the gradient
+        c = cfg.get("dualClip")
+        if c is not None:
+            dual = (a < 0) & (pg > -a * c)
+            pg = torch.where(dual, -a * c, pg)
+            live = live & ~dual
+        grad = torch.where(live, -a * ratio, torch.zeros_like(ratio))
+        loss = (pg * mask).sum() * inv_n
+        k = cfg.get("klCoef")
+        if k:
+            x = ref - logp
+            xc = x.clamp(-20, 20)
+            kv = torch.exp(xc) - xc - 1
+            loss = loss + k * (kv.clamp(-10, 10) * mask).sum() * inv_n
+            kl_live = (x.abs() < 20) & (kv.abs() < 10)
+            grad = grad + k * torch.where(kl_live, 1 - torch.exp(xc), torch.zeros_like(xc))
+        grad = grad * mask * inv_n
+    return loss, grad
+
+
+def surrogate_setup(a):
+    B, T = a["B"], a["T"]
+    f = lambda k: load(a[k], B * T, torch.float32).view(B, T)
+    state["s"] = dict(logp=f("logp"), old=f("oldLogp"), ref=f("refLogp"), adv=load(a["advantages"], B, torch.float32),
+                      mask=load(a["mask"], B * T, torch.uint8).view(B, T).float())
+    return {}
+
+
+def surrogate_step(cfg, impl):
+    s = state["s"]
+    if impl == "careful":
+        return careful_token(cfg, s["logp"], s["old"], s["ref"], s["adv"], s["mask"])
+    logp = s["logp"].clone().requires_grad_(True)
+    loss = verl_loss(cfg, logp, s["old"], s["ref"], s["adv"], s["mask"])
+    loss.backward()
+    return loss, logp.grad
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run(a, threads):
+    torch.set_num_threads(threads)
+    if a["kernel"] == "contrastive":
+        return contrastive_step(a["impl"]), None
+    return surrogate_step(a["config"], a["impl"])
+
+
+def handle(a):
+    cmd = a["cmd"]
+    if cmd == "hello":
+        try:
+            import transformers  # noqa: F401
+            tv = transformers.__version__
+        except Exception:
+            tv = None
+        return {"torch": torch.__version__, "transformers": tv, "threads": torch.get_num_threads(),
+                "mkl": torch.backends.mkl.is_available()}
+    if cmd == "contrastive_setup":
+        return contrastive_setup(a)
+    if cmd == "surrogate_setup":
+        return surrogate_setup(a)
+    if cmd == "check":
+        loss, grad = run(a, a.get("threads", 1))
+        if grad is None:
+            grad = state["c"]["weight"].grad
+        write_out(a["out"], grad)
+        return {"loss": float(loss)}
+    if cmd == "time":
+        threads = a.get("threads", 1)
+        torch.set_num_threads(threads)
+        c0, t0 = time.thread_time(), time.perf_counter()
+        run(a, threads)
+        t1, c1 = time.perf_counter(), time.thread_time()
+        return {"wall": t1 - t0, "cpu": c1 - c0}
+    if cmd == "release":
+        state.clear()
+        return {}
+    raise ValueError(f"unknown command {cmd!r}")
+
+
+def main():
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            out = {"ok": True, **handle(json.loads(line))}
+        except Exception as e:  # report, keep serving: the bench decides what to skip
+            out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
