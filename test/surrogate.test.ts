@@ -355,11 +355,17 @@ describe('clipo bench: backends and surrogate suites', () => {
     expect(rows[1]).toMatchObject({ compiled: availableBackends().cudaCompiled, usable: availableBackends().cuda });
   });
 
-  test('`bench surrogate --quick --backend cpu` reports every config with positive figures', () => {
+  test('`bench surrogate --quick --backend cpu` reports every config at one and all threads, fractions never above 1', () => {
     const r = clipo('bench', 'surrogate', '--quick', '--backend', 'cpu', '--repeats', '2', '--json');
     expect(r.status).toBe(0);
-    const rows = JSON.parse(r.stdout).reports[0].rows as Array<{ config: string; ms: number; GBs: number; speedup: number }>;
-    expect(rows.map((x) => x.config)).toEqual(['GRPO (token, dual clip, KL)', 'DAPO (token, no KL)', 'GSPO (sequence)', 'GMPO (geo_mean)']);
-    for (const row of rows) for (const v of [row.ms, row.GBs, row.speedup]) expect(v).toBeGreaterThan(0);
+    const rows = JSON.parse(r.stdout).reports[0].rows as Array<{ config: string; threads: number; ms: number; GBs: number; vsUnfused: number; fractionOfLimit: number | null; benchError?: string }>;
+    const names = ['GRPO (token, dual clip, KL)', 'DAPO (token, no KL)', 'GSPO (sequence)', 'GMPO (geo_mean)'];
+    expect([...new Set(rows.map((x) => x.config))]).toEqual(names);
+    for (const name of names) expect(rows.filter((x) => x.config === name)[0]!.threads).toBe(1);
+    for (const row of rows) {
+      for (const v of [row.ms, row.GBs, row.vsUnfused]) expect(v).toBeGreaterThan(0);
+      if (row.fractionOfLimit === null) expect(row.benchError).toMatch(/impossible/);
+      else expect(row.fractionOfLimit).toBeLessThanOrEqual(1);
+    }
   });
 });

@@ -12,6 +12,7 @@ import type { PolicyEngine, TrainPrompt } from '../rl/types.js';
 import { Rng } from '../util/rng.js';
 import { maxOf, median } from '../util/stats.js';
 import { round } from './bandwidth.js';
+import { loadBefore, loadRecord, standardNotes } from './harness.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
 const presetList = ['grpo', 'dapo', 'gspo', 'gmpo'] as const;
@@ -40,6 +41,7 @@ export const trainSuite: BenchSuite = {
   groups: ['train'],
   description: 'median RL step time per preset, with and without CLIPO (target: CLIPO adds ≤ 3%)',
   async run(ctx: BenchContext): Promise<BenchReport> {
+    const before = loadBefore();
     const sizes = ctx.quick
       ? { hidden: 32, layers: 2, vocab: 128, prompt: 8, response: 8, n: 4, prompts: 2 }
       : { hidden: 128, layers: 2, vocab: 512, prompt: 32, response: 48, n: 8, prompts: 8 };
@@ -101,6 +103,7 @@ export const trainSuite: BenchSuite = {
     const worst = maxOf(rows.map((r) => r.clipo_added_pct as number));
     notes.push(`CLIPO adds (its phase: head projection, contrastive loss and reward, head step; plus pooling in the scoring pass) at most ${worst.toFixed(2)}% of a base step; target ≤ 3%: ${worst <= 3 ? 'met' : 'missed'}.`);
     notes.push(`step_overhead_pct compares whole steps (median of alternating runs; median over presets ${median(rows.map((r) => r.step_overhead_pct as number)).toFixed(2)}%); it carries the noise of the step time itself, which on a busy machine exceeds the effect.`);
-    return { suite: 'train', rows, notes };
+    const load = loadRecord(before);
+    return { suite: 'train', rows, notes: [...standardNotes(load, []), ...notes], load };
   },
 };

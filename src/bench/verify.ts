@@ -15,6 +15,7 @@ import { defaultDataRoot } from '../data/suites.js';
 import { verify } from '../verify/index.js';
 import { median, timeRepeats } from '../util/stats.js';
 import { round } from './bandwidth.js';
+import { loadBefore, loadRecord, standardNotes } from './harness.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
 const REASONING =
@@ -81,6 +82,7 @@ export const verifySuite: BenchSuite = {
   groups: ['verify'],
   description: 'verifier throughput on GSM8K-style and MATH-style answers (real ground truths), one core',
   async run(ctx: BenchContext): Promise<BenchReport> {
+    const before = loadBefore();
     const gsm = await groundTruths(['test/gsm8k.parquet', 'test/gsm_p2.parquet'], Array.from({ length: 2000 }, (_, i) => (i % 5 === 4 ? `${(i * 7.3).toFixed(1)}` : String(i * 37))));
     const math = await groundTruths(['test/math.parquet', 'test/math_perturb_simple.parquet', 'test/math_perturb_hard.parquet'], [
       '\\frac{14}{3}', '3\\sqrt{13}', '\\left( 3, \\frac{\\pi}{2} \\right)', 'p - q', '90^\\circ', '(3,4]', '\\frac{\\sqrt{3}}{3}', 'x^3+3x-6', '6 - 5i', '1 \\pm \\sqrt{19}',
@@ -122,6 +124,7 @@ export const verifySuite: BenchSuite = {
     ];
     const unexpected = rows.reduce((a, r) => a + (r['unexpected verdicts'] as number), 0);
     if (unexpected) notes.push(`${unexpected} completions got a verdict other than expected (see the rows)`);
-    return { suite: 'verify', rows, notes };
+    const load = loadRecord(before);
+    return { suite: 'verify', rows, notes: [...standardNotes(load, []), ...notes], load };
   },
 };
