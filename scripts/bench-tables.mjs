@@ -112,13 +112,13 @@ function readmeTable() {
   const v = report('verify');
   if (v) {
     const rate = (prefix) => v.rows.find((x) => x.set.startsWith(prefix) && x.set.endsWith('all of the above'))?.['verify/s'];
-    lines.push(`| verifier, one core (wall clock) | ${fmt(rate('GSM8K'))}/s GSM8K-style, ${fmt(rate('MATH'))}/s MATH-style | ≥ 5,000/s, ≥ 200/s |`);
+    lines.push(`| verifier, one core (wall clock; load ${loadOf(v)}) | ${fmt(rate('GSM8K'))}/s GSM8K-style, ${fmt(rate('MATH'))}/s MATH-style | ≥ 5,000/s, ≥ 200/s |`);
   }
   const t = report('train');
   const one = t ? t.rows.filter((x) => x.threads === 1 || x.threads === undefined) : [];
   if (one.length) {
     const worst = Math.max(...one.map((x) => x.clipo_added_pct));
-    lines.push(`| CLIPO's cost in an RL step (wall clock) | at most ${fmt(worst, 2)}% of a base step (its own phase + pooling in the scoring pass), over ${[...new Set(one.map((x) => x.preset))].join('/')} | ≤ 3% |`);
+    lines.push(`| CLIPO's cost in an RL step (wall clock, one-thread engine; load ${loadOf(t)}) | at most ${fmt(worst, 2)}% of a base step (its own phase + pooling in the scoring pass), over ${[...new Set(one.map((x) => x.preset))].join('/')}; whole-step wall times on a loaded machine carry noise larger than this | ≤ 3% |`);
   }
   return lines.join('\n');
 }

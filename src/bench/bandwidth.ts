@@ -1,7 +1,8 @@
 // The memory-bandwidth probes, measured in the same run (and, in the kernel suites, in the same rounds) as the
-// kernels they are compared against. Read: one pass over a buffer far larger than the last-level cache, each thread
-// keeping eight sequential streams in flight (one stream under-reads a core's memory system by about a third, which
-// would let a multi-stream kernel show more than 100%). Copy: memcpy, read + write bytes.
+// kernels they are compared against. Read: the fastest of a few passes over a buffer far larger than the last-level
+// cache, each thread keeping 8 or 16 sequential streams in flight through windows of a few hundred KiB (one stream
+// under-reads a core's memory system by about a third, which would let a multi-stream kernel show more than 100%;
+// see native/bench/probes.cpp). Copy: memcpy, read + write bytes.
 import { nativeFunction } from '../native.js';
 import { median, minOf } from '../util/stats.js';
 import { interleave, loadBefore, loadRecord, standardNotes, threadCounts, type Sample } from './harness.js';
@@ -66,7 +67,7 @@ export function rate(bytes: number, seconds: number): number {
 export const bandwidthSuite: BenchSuite = {
   name: 'bandwidth',
   groups: ['kernels', 'machine'],
-  description: 'host memory bandwidth: streaming read (8 streams per thread) and memcpy, one thread and all threads',
+  description: 'host memory bandwidth: streaming read (multi-stream) and memcpy, one thread and all threads',
   async run(ctx: BenchContext): Promise<BenchReport> {
     const before = loadBefore();
     const mb = ctx.quick ? 64 : 256;
@@ -83,7 +84,7 @@ export const bandwidthSuite: BenchSuite = {
       for (const [probe, bytes] of [['read', read.bytes], ['copy', copy.bytes]] as const) {
         const s = res.get(`${probe} ${t}`)!;
         rows.push({
-          probe: probe === 'read' ? 'read (sum, 8 streams/thread)' : 'copy (memcpy, read+write)', threads: t, bufferMB: mb,
+          probe: probe === 'read' ? 'read (sum, multi-stream)' : 'copy (memcpy, read+write)', threads: t, bufferMB: mb,
           GBs: round(rate(bytes, median(s.map((x) => x.wall)))), bestGBs: round(rate(bytes, minOf(s.map((x) => x.wall)))),
           cpuGBs: t === 1 ? round(rate(bytes, median(s.map((x) => x.cpu)))) : null,
         });
