@@ -228,6 +228,19 @@ function miscRound(): void {
   attempt('engineFmaPeak', peak.what, () => native.engineFmaPeak!(peak.call));
   const bw = mutate({ megabytes: 1, repeats: 1, threads: 1 });
   attempt('measureBandwidth', bw.what, () => native.measureBandwidth?.(bw.call));
+  const data = f32(1000);
+  const rp = mutate({ data, threads: 1 });
+  attempt('readPass', rp.what, () => native.readPass!(rp.call));
+  const cp = mutate({ src: data, dst: new Float32Array(1000), threads: 1 });
+  attempt('copyPass', cp.what, () => native.copyPass!(cp.call));
+  const pc = mutate({ threads: 1 });
+  attempt('poolCpuSeconds', pc.what, () => native.poolCpuSeconds!(pc.call));
+  attempt('threadCpuSeconds', 'extra args', () => native.threadCpuSeconds!(pick(WEIRD)));
+  const pool = mutate({ tokens: f32(2 * 3 * 8), mask: Uint8Array.of(1, 0, 1, 1, 1, 0), batch: 2, length: 3, hiddenSize: 8, out: new Float32Array(16), threads: 1 });
+  attempt('contrastivePoolCpu', pool.what, () => native.contrastivePoolCpu!(pool.call));
+  // relative path: the fuzz child runs in a temporary folder
+  const map = mutate({ path: `shared-${rounds}-${Math.floor(rand() * 1e9)}.f32`, length: 16 });
+  attempt('mapSharedFloat32', map.what, () => native.mapSharedFloat32!(map.call));
   const args = [pick(WEIRD), pick(WEIRD)];
   attempt('lockFile', args.map(describe).join(', '), () => native.lockFile!(...args));
   attempt('unlockFile', 'bad fd', () => native.unlockFile!(pick([-1, 2 ** 31 - 1, NaN, 'x']), pick(['/nonexistent/x', 1, null])));
