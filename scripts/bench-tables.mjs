@@ -118,7 +118,7 @@ function readmeTable() {
   const one = t ? t.rows.filter((x) => x.threads === 1 || x.threads === undefined) : [];
   if (one.length) {
     const worst = Math.max(...one.map((x) => x.clipo_added_pct));
-    lines.push(`| CLIPO's cost in an RL step (wall clock, one-thread engine; load ${loadOf(t)}) | at most ${fmt(worst, 2)}% of a base step (its own phase + pooling in the scoring pass), over ${[...new Set(one.map((x) => x.preset))].join('/')}; medians of alternating whole steps, so the machine's noise is in it | ≤ 3% |`);
+    lines.push(`| CLIPO's cost in an RL step (wall clock, one-thread engine; load ${loadOf(t)}) | at most ${fmt(worst, 2)}% of a base step (its own phase + pooling in the scoring pass), over ${[...new Set(one.map((x) => x.preset))].join('/')}; wall-clock medians under the load shown, so the machine's noise is in it | ≤ 3% |`);
   }
   return lines.join('\n');
 }
