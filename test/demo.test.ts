@@ -25,7 +25,13 @@ interface DemoJson {
   outDir: string;
   report: string;
   warmup: { reused: boolean; steps: number; modelDir: string };
-  splits: Array<{ split: string; arms: Record<string, { mean: number; se: number; n: number; seeds: number }>; difference: { unit: string; n: number } | null }>;
+  splits: Array<{
+    split: string;
+    arms: Record<string, { mean: number; se: number; n: number; seeds: number }>;
+    difference: { unit: string; n: number } | null;
+    differences: Array<{ treatment: string; baseline: string; difference: { unit: string; n: number; mean: number } | null }>;
+    process: Record<string, { share: number; lo: number; hi: number; correct: number; withCorrectSteps: number }>;
+  }>;
   timings: Array<{ phase: string; seconds: number }>;
 }
 
@@ -33,7 +39,7 @@ describe('clipo demo --quick', () => {
   let first: DemoJson;
   const outA = path.join(tmp, 'a');
 
-  test('writes report.md with the table, the figures and the times, and the runs of both arms', () => {
+  test('writes report.md with the tables, the figures and the times, and the runs of all three arms', () => {
     const r = clipo('demo', '--quick', '--out', outA, '--cache', cache, '--json');
     expect(r.err).not.toMatch(/Error/);
     expect(r.code).toBe(0);
@@ -42,7 +48,9 @@ describe('clipo demo --quick', () => {
     expect(first.warmup.steps).toBeGreaterThan(0);
 
     const md = readFileSync(path.join(outA, 'report.md'), 'utf8');
-    expect(md).toMatch(/^\| split \| GRPO \| GRPO\+CLIPO \| start \(warm-up\) \| GRPO\+CLIPO − GRPO \(95% CI\) \| reading \|$/m);
+    expect(md).toMatch(/^\| split \| GRPO \| GRPO\+CLIPO \| start \(warm-up\) \| GRPO\+CLIPO-fixed \| GRPO\+CLIPO − GRPO \(95% CI\) \| reading \|$/m);
+    expect(md).toMatch(/^\| split \| GRPO − start \(warm-up\) \| GRPO\+CLIPO − GRPO \| GRPO\+CLIPO-fixed − GRPO \|$/m);
+    expect(md).toContain('## Process check: correct answers reached through correct steps (%)');
     for (const split of EVAL_SPLITS) expect(md).toMatch(new RegExp(`^\\| ${split} \\| \\d+\\.\\d ± `, 'm'));
     for (const fig of ['reward-accuracy', 'contrastive', 'embeddings']) {
       expect(md).toContain(`(figures/${fig}.svg)`);
@@ -55,19 +63,33 @@ describe('clipo demo --quick', () => {
     // every split evaluated for all three arms on the same problems, one seed
     expect(first.splits.map((s) => s.split)).toEqual([...EVAL_SPLITS]);
     for (const s of first.splits) {
-      expect(Object.keys(s.arms).sort()).toEqual(['GRPO', 'GRPO+CLIPO', 'start (warm-up)']);
+      expect(Object.keys(s.arms).sort()).toEqual(['GRPO', 'GRPO+CLIPO', 'GRPO+CLIPO-fixed', 'start (warm-up)']);
       for (const a of Object.values(s.arms)) expect(a.n).toBe(QUICK_SETTINGS.evalProblems);
       expect(s.difference?.unit).toBe('problems');
+      expect(s.differences.map((d) => `${d.treatment} − ${d.baseline}`)).toEqual(['GRPO − start (warm-up)', 'GRPO+CLIPO − GRPO', 'GRPO+CLIPO-fixed − GRPO']);
+      expect(s.differences.every((d) => d.difference?.unit === 'problems')).toBe(true);
+      // the process check of every arm: counts that fit the Pass@1 (a right answer is needed to be checked)
+      expect(Object.keys(s.process).sort()).toEqual(Object.keys(s.arms).sort());
+      for (const [arm, p] of Object.entries(s.process)) {
+        expect(p.correct).toBe(Math.round((s.arms[arm]!.mean / 100) * QUICK_SETTINGS.evalProblems));
+        expect(p.withCorrectSteps).toBeLessThanOrEqual(p.correct);
+      }
     }
 
     // the RL runs: one metrics row per step; only the CLIPO arm has contrastive figures
     const rows = (arm: string) => readFileSync(path.join(outA, 'runs', `${arm}-seed1`, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const grpo = rows('grpo');
     const clipoRows = rows('grpo-clipo');
+    const fixedRows = rows('grpo-clipo-fixed');
     expect(grpo.map((m) => m.step)).toEqual([1, 2, 3]);
     expect(clipoRows.map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(fixedRows.map((m) => m.step)).toEqual([1, 2, 3]);
     expect(grpo.every((m) => m.contrastive_loss === null)).toBe(true);
     expect(clipoRows.every((m) => typeof m.contrastive_loss === 'number')).toBe(true);
+    // CLIPO-fixed: the contrastive reward is there, the head never steps
+    expect(fixedRows.every((m) => typeof m.contrastive_loss === 'number' && m.head_stepped === false)).toBe(true);
+    // the process check is logged per step on the built-in task (null only when a step had no correct rollout)
+    expect(grpo.every((m) => 'process_correct_frac' in m)).toBe(true);
     // checkpoints are removed once evaluated (the report keeps the numbers)
     expect(existsSync(path.join(outA, 'runs', 'grpo-seed1', 'checkpoints'))).toBe(false);
   }, 60_000);
@@ -90,7 +112,25 @@ describe('clipo demo --quick', () => {
     expect(readFileSync(path.join(outB, 'report.md'), 'utf8')).toMatch(/supervised warm-up \(cached\)/);
   }, 60_000);
 
+  test('--arms and --algo: the chosen arms only, on another algorithm', () => {
+    const outC = path.join(tmp, 'c');
+    const r = clipo('demo', '--quick', '--steps', '1', '--arms', 'fixed,base', '--algo', 'gspo', '--out', outC, '--cache', cache, '--json');
+    expect(r.code).toBe(0);
+    const third = JSON.parse(r.out) as DemoJson;
+    expect(Object.keys(third.splits[0]!.arms).sort()).toEqual(['GSPO', 'GSPO+CLIPO-fixed', 'start (warm-up)']);
+    expect(third.splits[0]!.differences.map((d) => `${d.treatment} − ${d.baseline}`)).toEqual(['GSPO − start (warm-up)', 'GSPO+CLIPO-fixed − GSPO']);
+    const cfg = JSON.parse(readFileSync(path.join(outC, 'runs', 'gspo-clipo-fixed-seed1', 'train-config.json'), 'utf8'));
+    expect(cfg.algorithm.mode).toBe('sequence');
+    expect(cfg.clipo.fixed_head).toBe(true);
+  }, 60_000);
+
   test('bad flags are usage errors', () => {
+    const d = clipo('demo', '--quick', '--arms', 'base,ppo', '--cache', cache);
+    expect(d.code).toBe(2);
+    expect(d.err).toMatch(/--arms: expected a comma-separated list of base, clipo, fixed, got 'ppo'/);
+    const e = clipo('demo', '--quick', '--algo', 'ppo', '--cache', cache);
+    expect(e.code).toBe(2);
+    expect(e.err).toMatch(/--algo: expected one of grpo, dapo, gspo, gmpo, got 'ppo'/);
     const a = clipo('demo', '--quick', '--seeds', '0', '--cache', cache);
     expect(a.code).toBe(2);
     expect(a.err).toMatch(/--seeds: must be at least 1/);
@@ -105,13 +145,21 @@ describe('clipo demo --quick', () => {
 });
 
 describe('demo pieces', () => {
-  test('both arms get the same config except clipo.enabled (same start, seed, data and budget)', () => {
+  test('the arms get the same config except the clipo block (same start, seed, data and budget)', () => {
     const o = { modelDir: '/m', trainFile: '/t.parquet', outDir: '/o', seed: 3 };
-    const g = armConfig(DEFAULT_SETTINGS, { ...o, clipo: false });
-    const c = armConfig(DEFAULT_SETTINGS, { ...o, clipo: true });
+    const g = armConfig(DEFAULT_SETTINGS, { ...o, arm: 'base' });
+    const c = armConfig(DEFAULT_SETTINGS, { ...o, arm: 'clipo' });
+    const f = armConfig(DEFAULT_SETTINGS, { ...o, arm: 'fixed' });
     expect(c.clipo.enabled).toBe(true);
+    expect(c.clipo.fixed_head).toBe(false);
+    expect(f.clipo.enabled).toBe(true);
+    expect(f.clipo.fixed_head).toBe(true);
     expect(g.clipo.enabled).toBe(false);
     expect({ ...c, clipo: { ...c.clipo, enabled: false } }).toEqual(g);
+    expect({ ...f, clipo: { ...f.clipo, fixed_head: false } }).toEqual(c);
+    const d = armConfig(DEFAULT_SETTINGS, { ...o, arm: 'base', algo: 'dapo' });
+    expect(d.algorithm.preset).toBe('dapo');
+    expect(d.algorithm.dynamic_sampling).toBe(true);
     expect(g.optim.seed).toBe(3);
     expect(g.optim.max_steps).toBe(DEFAULT_SETTINGS.rl.steps);
     expect(g.algorithm.preset).toBe('grpo');

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { embeddingMapSpec, metricsChartSpec, renderSvg } from '../src/report/charts.js';
 import { embed2d, pca2d } from '../src/report/embedding.js';
 import { averageRuns, markdownTable, readMetricsJsonl, summarizeEvals, writeReport } from '../src/report/report.js';
+import { wilsonInterval } from '../src/report/stats.js';
 import { Rng } from '../src/util/rng.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'clipo-report-'));
@@ -195,6 +196,46 @@ describe('report writer', () => {
     expect(count(readFileSync(path.join(dir, 'figures/embeddings.svg'), 'utf8'), 'aria-roledescription="point"')).toBe(60);
     const json = JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8'));
     expect(json.splits.map((s: { split: string }) => s.split)).toEqual(['test', 'p1']);
+  });
+
+  test('comparisons: an arm with several seeds against one starting model, and the process check per arm', async () => {
+    // start: 8/20 on test; R: 12, 14, 13 of 20 -> d = 20, 30, 25 points: mean 25, se = 5/sqrt(3), t(0.975, 2) = 4.30265273
+    const evals = [];
+    const ok = (k: number) => Array.from({ length: 20 }, (_, i) => (i < k ? 1 : 0));
+    evals.push({ arm: 'S', seed: 1, split: 'test', scores: ok(8), process: ok(8).map((v, i) => (v ? (i < 2 ? 1 : 0) : null)) as (0 | 1 | null)[] });
+    [12, 14, 13].forEach((k, i) => evals.push({ arm: 'R', seed: i + 1, split: 'test', scores: ok(k), process: ok(k).map((v) => (v ? 1 : null)) as (0 | 1 | null)[] }));
+    [12, 12, 12].forEach((k, i) => evals.push({ arm: 'C', seed: i + 1, split: 'test', scores: ok(k) }));
+    const dir = path.join(tmp, 'r3');
+    const summary = await writeReport(dir, {
+      title: 'T', baseline: 'R', treatment: 'C', evals, metrics: [],
+      comparisons: [{ treatment: 'R', baseline: 'S' }, { treatment: 'C', baseline: 'R' }],
+    });
+    const [rs, cr] = summary.splits[0]!.differences;
+    expect(rs!.treatment).toBe('R');
+    expect(rs!.difference!.unit).toBe('seeds');
+    expect(rs!.difference!.n).toBe(3);
+    expect(rs!.difference!.mean).toBeCloseTo(25, 9);
+    expect(rs!.difference!.se).toBeCloseTo(5 / Math.sqrt(3), 9);
+    expect(rs!.difference!.lo).toBeCloseTo(25 - 4.30265273 * (5 / Math.sqrt(3)), 6);
+    // C − R pairs seeds: d = 0, −10, −5
+    expect(cr!.difference!.mean).toBeCloseTo(-5, 9);
+    // process: S has 2 of its 8 right answers through the right steps; R all 39; C carries no check
+    const p = summary.splits[0]!.process;
+    expect(p.S!.correct).toBe(8);
+    expect(p.S!.withCorrectSteps).toBe(2);
+    expect(p.S!.share).toBeCloseTo(25, 9);
+    expect(p.S!.lo).toBeCloseTo(100 * wilsonInterval(2, 8).lo, 9);
+    expect(p.R!.correct).toBe(39);
+    expect(p.R!.hi).toBe(100);
+    expect(p.C).toBeUndefined();
+    const md = readFileSync(path.join(dir, 'report.md'), 'utf8');
+    expect(md).toContain('## Differences (percentage points, 95% CI)');
+    expect(md).toMatch(/\| test \| \+25\.0 \[\+12\.6, \+37\.4\] higher \| −5\.0 \[/);
+    expect(md).toContain('## Process check: correct answers reached through correct steps (%)');
+    expect(md).toContain('| test | 100.0 [91.0, 100.0] (39/39) | 25.0 [7.1, 59.1] (2/8) |');
+    const json = JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8'));
+    expect(json.splits[0].process.S.withCorrectSteps).toBe(2);
+    expect(json.splits[0].differences[0].difference.mean).toBeCloseTo(25, 9);
   });
 
   test('without metrics or embeddings it writes the table only', async () => {

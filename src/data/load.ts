@@ -21,6 +21,8 @@ export interface DataRow {
   groundTruth: string;
   /** data_source / source field, else the dataset name */
   source: string;
+  /** extra_info.solution, when the row carries a worked solution (the built-in task's rows do) */
+  solution?: string;
 }
 
 export interface LoadOptions extends PromptOptions {
@@ -209,7 +211,8 @@ function toDataRow(value: unknown, file: string, rowNumber: number, position: nu
   const src = value.data_source ?? value.source;
   const source = typeof src === 'string' && src !== '' ? src : name;
 
-  return { id, index, messages: buildMessages(prompt, { ...opts, choices }), groundTruth, source };
+  const sol = isObj(value.extra_info) ? value.extra_info.solution : undefined;
+  return { id, index, messages: buildMessages(prompt, { ...opts, choices }), groundTruth, source, ...(typeof sol === 'string' ? { solution: sol } : {}) };
 }
 
 function scalarText(v: unknown, err: () => Error): string {

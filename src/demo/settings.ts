@@ -8,8 +8,8 @@ export interface DemoSettings {
   /** supervised warm-up: AdamW on worked solutions, greedy accuracy checked every `checkEvery` steps on
    *  `valProblems` fresh train-distribution problems, stopping at `targetAccuracy` or `maxSteps` */
   warmup: { seed: number; maxSteps: number; batch: number; lr: number; checkEvery: number; valProblems: number; targetAccuracy: number };
-  /** RL: the same budget for both arms */
-  rl: { steps: number; promptsPerStep: number; miniBatch: number; n: number; lr: number; temperature: number };
+  /** RL: the same budget for every arm. `prompts`: train on the first N train prompts only (0: all of them) */
+  rl: { steps: number; promptsPerStep: number; miniBatch: number; n: number; lr: number; temperature: number; ppoEpochs: number; prompts: number };
   /** CLIPO arm: the head and reward settings (everything else as the paper's defaults) */
   clipo: { outSize: number; lambda: number; temperature: number; headLr: number; warmupSteps: number };
   /** longest response (warm-up checks, rollouts, evaluation) */
@@ -24,7 +24,7 @@ export const DEFAULT_SETTINGS: DemoSettings = {
   task: { seed: 0, train: 2000, test: 200, maxOps: 2, maxValue: 20 },
   model: { layers: 2, hidden: 128, heads: 4, kvHeads: 2, intermediate: 384 },
   warmup: { seed: 0, maxSteps: 500, batch: 32, lr: 3e-3, checkEvery: 50, valProblems: 100, targetAccuracy: 0.2 },
-  rl: { steps: 80, promptsPerStep: 16, miniBatch: 8, n: 8, lr: 2e-4, temperature: 1.0 },
+  rl: { steps: 80, promptsPerStep: 16, miniBatch: 8, n: 8, lr: 2e-4, temperature: 1.0, ppoEpochs: 1, prompts: 0 },
   clipo: { outSize: 64, lambda: 0.2, temperature: 0.1, headLr: 1e-3, warmupSteps: 0 },
   maxNewTokens: 56,
   evalProblems: 200,
@@ -35,7 +35,7 @@ export const QUICK_SETTINGS: DemoSettings = {
   task: { seed: 0, train: 64, test: 16, maxOps: 2, maxValue: 30 },
   model: { layers: 1, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 },
   warmup: { seed: 0, maxSteps: 20, batch: 8, lr: 3e-3, checkEvery: 10, valProblems: 8, targetAccuracy: 0.35 },
-  rl: { steps: 3, promptsPerStep: 4, miniBatch: 2, n: 4, lr: 1e-4, temperature: 1.0 },
+  rl: { steps: 3, promptsPerStep: 4, miniBatch: 2, n: 4, lr: 1e-4, temperature: 1.0, ppoEpochs: 1, prompts: 0 },
   clipo: { outSize: 16, lambda: 0.2, temperature: 0.1, headLr: 1e-3, warmupSteps: 0 },
   maxNewTokens: 40,
   evalProblems: 16,

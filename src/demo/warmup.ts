@@ -5,7 +5,6 @@
 // code version), so a second demo with the same settings reuses it.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Engine } from '../engine/engine.js';
 import { loadModelDir, saveModelDir } from '../model/hfdir.js';
@@ -22,10 +21,6 @@ import type { DemoSettings } from './settings.js';
 /** Bump when the warm-up procedure changes, so older cache entries are not reused. */
 export const WARMUP_VERSION = 1;
 
-export function defaultCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'clipo');
-}
 
 /** What determines the warm-up's result. */
 export function warmupKey(s: DemoSettings): string {

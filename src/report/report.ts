@@ -8,7 +8,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { maxOf, mean, minOf } from '../util/stats.js';
 import { type MetricPanel, type MetricRow, type MetricSeries, embeddingMapSpec, metricsChartSpec, renderSvg, type MapPoint } from './charts.js';
 import { embed2d } from './embedding.js';
-import { type PairedDifference, meanWithSE, pairedDifference } from './stats.js';
+import { type PairedDifference, meanWithSE, pairedDifference, wilsonInterval } from './stats.js';
 
 /** Per-problem scores of one arm and seed on one split: Pass@1 of each problem in [0, 1] (the mean over its
  *  samples), in the split's problem order, so that arms evaluated on the same split pair up problem by problem. */
@@ -17,6 +17,9 @@ export interface EvalResult {
   seed: number;
   split: string;
   scores: readonly number[];
+  /** the process check per problem, where the task knows the true steps: 1 right answer through the right steps,
+   *  0 right answer through wrong steps, null wrong answer */
+  process?: readonly (0 | 1 | null)[];
 }
 
 export interface RunMetrics {
@@ -46,6 +49,8 @@ export interface ReportInput {
   intro?: readonly string[];
   baseline: string;
   treatment: string;
+  /** differences to tabulate, each `treatment − baseline` with its 95% CI (default: the one above) */
+  comparisons?: readonly Comparison[];
   /** split order of the table; default: order of first appearance in `evals` */
   splits?: readonly string[];
   evals: readonly EvalResult[];
@@ -57,12 +62,24 @@ export interface ReportInput {
   mapSeed?: number;
 }
 
+export interface Comparison {
+  treatment: string;
+  baseline: string;
+}
+
+export type SplitDifference = PairedDifference & { unit: 'seeds' | 'problems' };
+
 export interface SplitSummary {
   split: string;
   /** Pass@1 in percent per arm: mean ± standard error (over problems for one seed, over seeds' Pass@1 for several) */
   arms: Record<string, { mean: number; se: number; n: number; seeds: number }>;
   /** treatment - baseline in percentage points; `unit` says what was paired */
-  difference: (PairedDifference & { unit: 'seeds' | 'problems' }) | null;
+  difference: SplitDifference | null;
+  /** every comparison's difference in percentage points, in the order of `comparisons` */
+  differences: Array<Comparison & { difference: SplitDifference | null }>;
+  /** the process check per arm: of the correct answers (pooled over seeds), the share reached through the right
+   *  steps, in percent, with its 95% Wilson interval; only arms whose evaluation carried the check */
+  process: Record<string, { share: number; lo: number; hi: number; correct: number; withCorrectSteps: number }>;
 }
 
 export interface ReportSummary {
@@ -78,6 +95,7 @@ export interface ReportSummary {
 export const REWARD_PANELS: MetricPanel[] = [
   { key: 'reward_mean', title: 'reward (mean)' },
   { key: 'accuracy', title: 'accuracy' },
+  { key: 'process_correct_frac', title: 'correct answers with correct steps' },
 ];
 export const CONTRASTIVE_PANELS: MetricPanel[] = [
   { key: 'contrastive_loss', title: 'contrastive loss' },
@@ -128,31 +146,50 @@ function uniq<T>(xs: readonly T[]): T[] {
   return [...new Set(xs)];
 }
 
-/** Pass@1 table rows and paired differences (percent / percentage points). */
-export function summarizeEvals(input: Pick<ReportInput, 'evals' | 'baseline' | 'treatment' | 'splits'>): SplitSummary[] {
+/**
+ * treatment − baseline in percentage points on one split. Several seeds in both arms: paired seed by seed. One
+ * baseline run (a fixed starting model) and several treatment seeds: each seed's Pass@1 minus the baseline's, an
+ * interval over seeds. One seed each: paired problem by problem (this one pair of runs, not run-to-run variation).
+ */
+export function splitDifference(t: ReadonlyMap<number, readonly number[]>, b: ReadonlyMap<number, readonly number[]>): SplitDifference | null {
+  const seeds = [...t.keys()].filter((s) => b.has(s)).sort((x, y) => x - y);
+  if (seeds.length >= 2) {
+    return { ...pairedDifference(seeds.map((s) => 100 * mean(t.get(s)!)), seeds.map((s) => 100 * mean(b.get(s)!))), unit: 'seeds' };
+  }
+  if (b.size === 1 && t.size >= 2) {
+    const base = 100 * mean([...b.values()][0]!);
+    const ts = [...t.keys()].sort((x, y) => x - y).map((s) => 100 * mean(t.get(s)!));
+    return { ...pairedDifference(ts, ts.map(() => base)), unit: 'seeds' };
+  }
+  if (seeds.length === 1 && t.get(seeds[0]!)!.length === b.get(seeds[0]!)!.length) {
+    return { ...pairedDifference(t.get(seeds[0]!)!.map((v) => 100 * v), b.get(seeds[0]!)!.map((v) => 100 * v)), unit: 'problems' };
+  }
+  return null;
+}
+
+/** Pass@1 table rows, paired differences (percent / percentage points) and the process check per arm. */
+export function summarizeEvals(input: Pick<ReportInput, 'evals' | 'baseline' | 'treatment' | 'splits' | 'comparisons'>): SplitSummary[] {
   const splits = input.splits ?? uniq(input.evals.map((e) => e.split));
   const arms = uniq([input.baseline, input.treatment, ...input.evals.map((e) => e.arm)]);
+  const comparisons = input.comparisons ?? [{ treatment: input.treatment, baseline: input.baseline }];
   return splits.map((split) => {
     const perArm: SplitSummary['arms'] = {};
+    const process: SplitSummary['process'] = {};
     const perSeed = (arm: string) => new Map(input.evals.filter((e) => e.split === split && e.arm === arm).map((e) => [e.seed, e.scores]));
     for (const arm of arms) {
       const runs = perSeed(arm);
       if (runs.size === 0) continue;
       const s = runs.size === 1 ? meanWithSE([...runs.values()][0]!) : meanWithSE([...runs.values()].map((sc) => mean(sc)));
       perArm[arm] = { mean: 100 * s.mean, se: 100 * s.se, n: runs.size === 1 ? s.n : [...runs.values()][0]!.length, seeds: runs.size };
+      const checks = input.evals.filter((e) => e.split === split && e.arm === arm && e.process).flatMap((e) => e.process!.filter((v) => v !== null));
+      if (checks.length || input.evals.some((e) => e.split === split && e.arm === arm && e.process)) {
+        const w = wilsonInterval(checks.filter((v) => v === 1).length, checks.length);
+        process[arm] = { share: 100 * w.share, lo: 100 * w.lo, hi: 100 * w.hi, correct: w.n, withCorrectSteps: w.k };
+      }
     }
-    const b = perSeed(input.baseline);
-    const t = perSeed(input.treatment);
-    const seeds = [...t.keys()].filter((s) => b.has(s)).sort((x, y) => x - y);
-    let difference: SplitSummary['difference'] = null;
-    if (seeds.length >= 2) {
-      const d = pairedDifference(seeds.map((s) => 100 * mean(t.get(s)!)), seeds.map((s) => 100 * mean(b.get(s)!)));
-      difference = { ...d, unit: 'seeds' };
-    } else if (seeds.length === 1 && t.get(seeds[0]!)!.length === b.get(seeds[0]!)!.length) {
-      const d = pairedDifference(t.get(seeds[0]!)!.map((v) => 100 * v), b.get(seeds[0]!)!.map((v) => 100 * v));
-      difference = { ...d, unit: 'problems' };
-    }
-    return { split, arms: perArm, difference };
+    const differences = comparisons.map((c) => ({ ...c, difference: splitDifference(perSeed(c.treatment), perSeed(c.baseline)) }));
+    const main = differences.find((d) => d.treatment === input.treatment && d.baseline === input.baseline);
+    return { split, arms: perArm, difference: main ? main.difference : splitDifference(perSeed(input.treatment), perSeed(input.baseline)), differences, process };
   });
 }
 
@@ -234,6 +271,37 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
           'for that.',
     '',
   );
+  if (input.comparisons?.length) {
+    const cell = (d: SplitDifference | null) => (d ? `${signed(d.mean)} [${signed(d.lo)}, ${signed(d.hi)}] ${readDifference(d)}` : '—');
+    md.push('## Differences (percentage points, 95% CI)', '');
+    md.push(markdownTable(['split', ...input.comparisons.map((c) => `${c.treatment} − ${c.baseline}`)], summary.map((s) => [s.split, ...s.differences.map((d) => cell(d.difference))])), '');
+    md.push(
+      'A difference against a single starting model, when the arm has several seeds, is each seed\'s Pass@1 minus the ' +
+        'start\'s, with a Student-t interval over seeds; otherwise as above.',
+      '',
+    );
+  }
+  const processArms = tableArms.filter((a) => summary.some((s) => s.process[a]));
+  if (processArms.length) {
+    md.push('## Process check: correct answers reached through correct steps (%)', '');
+    md.push(
+      markdownTable(
+        ['split', ...processArms],
+        summary.map((s) => [s.split, ...processArms.map((a) => {
+          const p = s.process[a];
+          return p && p.correct > 0 ? `${fmt(p.share)} [${fmt(p.lo)}, ${fmt(p.hi)}] (${p.withCorrectSteps}/${p.correct})` : '—';
+        })]),
+      ),
+      '',
+    );
+    md.push(
+      'Of the responses whose final answer is right (pooled over seeds), the share whose worked steps are the true ones: ' +
+        'the same equations as the reference solution, in order, none missing or extra, each with the true operands and ' +
+        'result. The interval is a 95% Wilson interval over those responses. A right answer through wrong steps is what ' +
+        'an outcome reward cannot tell apart.',
+      '',
+    );
+  }
 
   // ---- pictures
   const rewardSeries = seriesFor(REWARD_PANELS);

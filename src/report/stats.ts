@@ -124,3 +124,28 @@ export function pairedDifference(treatment: readonly number[], baseline: readonl
   const p = se > 0 ? 2 * (1 - studentTCdf(Math.abs(t), n - 1)) : NaN;
   return { mean: m, se, lo: m - q * se, hi: m + q * se, n, level, t, p };
 }
+
+// ---- proportions ----------------------------------------------------------------------------------------------
+
+export interface Proportion {
+  /** successes / trials; NaN when there are no trials */
+  share: number;
+  k: number;
+  n: number;
+  /** two-sided 95% Wilson score interval (NaN bounds when n = 0) */
+  lo: number;
+  hi: number;
+}
+
+/** k successes in n trials with its 95% Wilson score interval, which stays inside [0, 1] and behaves at k = 0 or n. */
+export function wilsonInterval(k: number, n: number): Proportion {
+  if (!Number.isInteger(k) || !Number.isInteger(n) || k < 0 || n < 0 || k > n) throw new Error(`wilsonInterval: expected integers 0 ≤ k ≤ n, got k = ${k}, n = ${n}`);
+  if (n === 0) return { share: NaN, k, n, lo: NaN, hi: NaN };
+  const z = 1.959963984540054; // the standard normal's 97.5% quantile
+  const p = k / n;
+  const z2n = (z * z) / n;
+  const centre = (p + z2n / 2) / (1 + z2n);
+  const half = (z * Math.sqrt((p * (1 - p)) / n + z2n / (4 * n))) / (1 + z2n);
+  // at k = 0 and k = n the bound is exactly 0 or 1 (rounding would leave it a hair inside)
+  return { share: p, k, n, lo: k === 0 ? 0 : Math.max(0, centre - half), hi: k === n ? 1 : Math.min(1, centre + half) };
+}

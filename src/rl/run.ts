@@ -7,6 +7,8 @@ import { loadDataset, type DataRow } from '../data/load.js';
 import { Engine } from '../engine/engine.js';
 import { loadModelDir, saveModelDir } from '../model/hfdir.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
+import { resolveBuiltins, resolveCacheDir, type BuiltinHooks } from '../demo/builtin.js';
+import { solutionEquations, stepsCorrect } from '../task/process.js';
 import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
 import { lockDir } from '../util/lock.js';
 import { reward } from '../verify/index.js';
@@ -23,6 +25,10 @@ export interface RunOptions {
   onStep?: (m: StepMetrics, d: StepDetail) => void;
   /** stop after this many steps of this call (tests: a run that is killed) */
   stopAfter?: number;
+  /** where `builtin:` data and models are cached (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo) */
+  cacheDir?: string;
+  /** progress of making a missing `builtin:` warm-up model, and a line on what was reused */
+  builtin?: BuiltinHooks;
 }
 
 export interface RunResult {
@@ -51,7 +57,7 @@ function diffKeys(a: unknown, b: unknown, prefix = ''): string[] {
 }
 
 /** Renders and tokenizes the training prompts; overlong prompts are dropped (or are an error). */
-export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: string; content: string }>; groundTruth: string; source?: string; index?: number }>, tok: ModelTokenizer, c: TrainConfig): { prompts: TrainPrompt[]; filtered: number } {
+export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: string; content: string }>; groundTruth: string; source?: string; index?: number; solution?: string }>, tok: ModelTokenizer, c: TrainConfig): { prompts: TrainPrompt[]; filtered: number } {
   const prompts: TrainPrompt[] = [];
   let filtered = 0;
   const useTemplate = c.model.chat_template && tok.chatTemplate !== null;
@@ -69,12 +75,16 @@ export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: s
       }
       throw new Error(`training row ${r.id}${r.source ? ` of ${r.source}` : ''}: the prompt has ${ids.length} tokens, more than data.max_prompt_tokens (${c.data.max_prompt_tokens}); set data.filter_overlong_prompts to drop such rows`);
     }
-    prompts.push({ id: r.id, tokens: Int32Array.from(ids), groundTruth: r.groundTruth });
+    // the built-in task's rows carry their worked solution: the process check of correct rollouts needs its steps
+    const steps = r.solution !== undefined && r.source?.startsWith('clipo/task_') ? solutionEquations(r.solution) : undefined;
+    prompts.push({ id: r.id, tokens: Int32Array.from(ids), groundTruth: r.groundTruth, ...(steps?.length ? { steps } : {}) });
   }
   return { prompts, filtered };
 }
 
-export async function runTraining(c: TrainConfig, o: RunOptions = {}): Promise<RunResult> {
+export async function runTraining(config: TrainConfig, o: RunOptions = {}): Promise<RunResult> {
+  // `builtin:` names (the built-in task, the demo's warm-up model) become cache paths, made on first use
+  const c = resolveBuiltins(config, resolveCacheDir(o.cacheDir), o.builtin);
   const outputDir = path.resolve(c.output.dir);
   // one run per output.dir: a second process would interleave metrics.jsonl and prune the first one's checkpoints
   ensureDir(outputDir, 'output.dir');
@@ -127,6 +137,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
           const r = verifier.verifyBatchSync(items.map((it) => ({ completion: it.text, groundTruth: it.groundTruth })));
           return { rewards: r.results.map((x) => (x.correct ? 1 : 0)), timeouts: r.timeouts };
         },
+        stepsCorrect,
       },
       resume: ckpt ? { step: ckpt.state.step, stream: ckpt.state.stream, head } : undefined,
     });

@@ -33,6 +33,9 @@ export interface StepMetrics {
   accuracy: number;
   /** verifier accuracy over the trained batch */
   batch_accuracy: number;
+  /** process check (built-in task): share of the step's correct rollouts whose stated steps are the true ones;
+   *  null when no correct rollout had known steps */
+  process_correct_frac: number | null;
   advantage_abs_mean: number;
   contrastive_loss: number | null;
   contrastive_valid_anchors: number | null;
@@ -158,6 +161,7 @@ export class Trainer {
     // --- rollouts (DAPO dynamic sampling: drop groups whose verifier rewards are all equal, sample again) ---
     const kept: Rollout[][] = [];
     let sampled = 0, sampledCorrect = 0, generatedTokens = 0, rounds = 0, epoch = -1, verifyTimeouts = 0;
+    let processChecked = 0, processOk = 0;
     const maxRounds = alg.dynamic_sampling ? alg.max_sampling_tries : 1;
     while (rounds < maxRounds && kept.length < P) {
       const idx = this.stream.next(P);
@@ -181,6 +185,14 @@ export class Trainer {
         rv.set(Array.from(r.rewards));
         verifyTimeouts += r.timeouts;
       } else items.forEach((it, k) => (rv[k] = this.io.reward(it.text, it.groundTruth)));
+      // the process check of correct responses (built-in task only: its prompts carry their true steps)
+      items.forEach((it, k) => {
+        const p = this.prompts[idx[gen.sequences[k]!.promptIndex]!]!;
+        if (rv[k]! > 0 && p.steps && this.io.stepsCorrect) {
+          processChecked++;
+          if (this.io.stepsCorrect(it.text, p.steps)) processOk++;
+        }
+      });
       for (let g = 0; g < idx.length; g++) {
         for (let j = 0; j < n; j++) sampledCorrect += rv[g * n + j]! > 0 ? 1 : 0;
         sampled += n;
@@ -256,6 +268,7 @@ export class Trainer {
       reward_mean: mean(rewards),
       accuracy: sampled ? sampledCorrect / sampled : 0,
       batch_accuracy: mean(correct),
+      process_correct_frac: processChecked ? processOk / processChecked : null,
       advantage_abs_mean: mean(Array.from(adv, Math.abs)),
       contrastive_loss: closs,
       contrastive_valid_anchors: diag?.validAnchors ?? null,

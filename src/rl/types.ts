@@ -1,6 +1,7 @@
 // What the trainer needs from its collaborators, as structural types: the policy engine (src/engine/engine.ts
 // implements it), the text codec (tokenizer + chat template) and the verifier. Tests can supply small stand-ins.
 import type { ModelConfig, TensorMap } from '../model/types.js';
+import type { Equation } from '../task/templates.js';
 import type { GenerateRequest, GeneratedSequence, ScoreBatch } from '../engine/engine.js';
 
 export type { GeneratedSequence, ScoreBatch };
@@ -24,6 +25,8 @@ export interface TrainPrompt {
   id: string;
   tokens: Int32Array;
   groundTruth: string;
+  /** the true worked steps, when known (the built-in task): enables the process check of correct responses */
+  steps?: Equation[];
 }
 
 export interface TrainIO {
@@ -36,6 +39,8 @@ export interface TrainIO {
    * when present; `timeouts` counts answers that ran out of time (each scored 0).
    */
   rewardBatch?(items: Array<{ text: string; groundTruth: string }>): { rewards: ArrayLike<number>; timeouts: number };
+  /** whether a correct response's stated steps are the true ones (src/task/process.ts) */
+  stepsCorrect?(text: string, steps: readonly Equation[]): boolean;
 }
 
 /** Raised when a loss or gradient is NaN/Inf: the run stops and keeps its last good checkpoint. */

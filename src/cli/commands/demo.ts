@@ -1,6 +1,7 @@
-// `clipo demo [--out DIR] [--seeds N] [--steps N] [--quick] [--json] [--cache DIR]`: the built-in end-to-end demo.
+// `clipo demo [--out DIR] [--seeds N] [--steps N] [--arms LIST] [--algo NAME] [--quick] [--json] [--cache DIR]`: the
+// built-in end-to-end demo.
 // Progress bars on stderr (one per phase; plain lines when stderr is not a terminal); the report's path, the
-// Pass@1 table and the phase times at the end (or a JSON summary on stdout with --json).
+// Pass@1, differences and process-check tables and the phase times at the end (or a JSON summary with --json).
 import chalk from 'chalk';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
@@ -15,6 +16,8 @@ interface DemoCliOptions {
   quick?: boolean;
   json?: boolean;
   cache?: string;
+  arms?: string;
+  algo?: string;
 }
 
 /** runs/demo-2026-11-21T20-05-03 (local time would collide less, but UTC sorts the same everywhere) */
@@ -25,13 +28,15 @@ export function demoDirName(d = new Date()): string {
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('the built-in end-to-end demo: warm-up (cached), GRPO vs GRPO+CLIPO from the same start, eval on every split, report.md with pictures')
+    .description('the built-in end-to-end demo: warm-up (cached), GRPO, GRPO+CLIPO and GRPO+CLIPO-fixed from the same start, eval on every split, report.md with pictures')
     .option('--out <dir>', 'output folder (default: runs/demo-<timestamp>)')
-    .option('--seeds <n>', 'paired seeds per arm (with 2 or more the report gives the CLIPO − GRPO difference with a 95% CI over seeds)', '1')
+    .option('--seeds <n>', 'paired seeds per arm (with 2 or more the report gives each difference with a 95% CI over seeds)', '1')
     .option('--steps <n>', 'RL steps per arm (default: 80; --quick: 3)')
     .option('--quick', 'a tiny smoke run (well under a minute)')
     .option('--json', 'print a JSON summary on stdout at the end (no progress bars)')
     .option('--cache <dir>', 'cache for the task data and the warm-up model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
+    .option('--arms <list>', 'arms to run, comma-separated: base (the algorithm alone), clipo (with CLIPO), fixed (CLIPO-fixed: the head never stepped)', 'base,clipo,fixed')
+    .option('--algo <name>', 'the RL algorithm of every arm: grpo, dapo, gspo or gmpo', 'grpo')
     .action(async (opts: DemoCliOptions) => {
       const seeds = parseNumberOption('--seeds', opts.seeds, { integer: true, min: 1, max: 100 });
       const steps = opts.steps === undefined ? undefined : parseNumberOption('--steps', opts.steps, { integer: true, min: 1, max: 100000 });
@@ -41,12 +46,18 @@ export function registerDemo(program: Command): void {
       process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
       // loaded on use: the engine and the report's plotting libraries are only needed once a demo runs
       const { DEFAULT_SETTINGS, QUICK_SETTINGS } = await import('../../demo/settings.js');
-      const { defaultCacheDir } = await import('../../demo/warmup.js');
-      const { runDemo } = await import('../../demo/run.js');
+      const { resolveCacheDir } = await import('../../demo/builtin.js');
+      const { runDemo, ARM_KINDS, DEMO_ALGOS } = await import('../../demo/run.js');
+      const arms = (opts.arms ?? 'base,clipo,fixed').split(',').map((a) => a.trim()).filter((a) => a !== '');
+      const bad = arms.filter((a) => !(ARM_KINDS as readonly string[]).includes(a));
+      if (arms.length === 0 || bad.length) throw new UsageError(`--arms: expected a comma-separated list of ${ARM_KINDS.join(', ')}${bad.length ? `, got '${bad.join("', '")}'` : ''}`);
+      if (new Set(arms).size !== arms.length) throw new UsageError(`--arms: '${opts.arms}' names an arm twice`);
+      const algo = (opts.algo ?? 'grpo').toLowerCase();
+      if (!(DEMO_ALGOS as readonly string[]).includes(algo)) throw new UsageError(`--algo: expected one of ${DEMO_ALGOS.join(', ')}, got '${opts.algo}'`);
       const settings = structuredClone(opts.quick ? QUICK_SETTINGS : DEFAULT_SETTINGS);
       if (steps !== undefined) settings.rl.steps = steps;
       const outDir = path.resolve(opts.out ?? path.join('runs', demoDirName()));
-      const cacheDir = path.resolve(opts.cache ?? process.env.CLIPO_CACHE_DIR ?? defaultCacheDir());
+      const cacheDir = resolveCacheDir(opts.cache);
       if (opts.out !== undefined && opts.out.trim() === '') throw new UsageError('--out: expected a folder');
 
       const tty = !!process.stderr.isTTY && !opts.json;
@@ -98,14 +109,28 @@ export function registerDemo(program: Command): void {
       };
 
       log(`clipo demo (${opts.quick ? 'quick' : 'default'} settings, ${seeds} seed${seeds > 1 ? 's' : ''}) -> ${outDir}`);
-      const r = await runDemo({ settings, outDir, cacheDir, seeds, hooks: { phase, log }, label: opts.quick ? 'quick' : 'default' });
+      const r = await runDemo({
+        settings, outDir, cacheDir, seeds, hooks: { phase, log }, label: opts.quick ? 'quick' : 'default',
+        arms: arms as (typeof ARM_KINDS)[number][], algo: algo as (typeof DEMO_ALGOS)[number],
+      });
 
-      const arms = [...new Set(r.summary.splits.flatMap((sp) => Object.keys(sp.arms)))];
-      const diffCol = 'CLIPO − GRPO (95% CI)';
+      const armCols = [...new Set(r.summary.splits.flatMap((sp) => Object.keys(sp.arms)))];
+      const num = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toFixed(1)}` : 'n/a');
+      const diffCols = (r.summary.splits[0]?.differences ?? []).map((d) => `${d.treatment} − ${d.baseline} (95% CI)`);
       const rows = r.summary.splits.map((sp) => {
         const row: Record<string, string> = { split: sp.split };
-        for (const a of arms) row[a] = sp.arms[a] ? `${sp.arms[a]!.mean.toFixed(1)} ± ${sp.arms[a]!.se.toFixed(1)}` : '-';
-        row[diffCol] = sp.difference ? `${sp.difference.mean >= 0 ? '+' : ''}${sp.difference.mean.toFixed(1)} [${sp.difference.lo.toFixed(1)}, ${sp.difference.hi.toFixed(1)}]` : '-';
+        for (const a of armCols) row[a] = sp.arms[a] ? `${sp.arms[a]!.mean.toFixed(1)} ± ${sp.arms[a]!.se.toFixed(1)}` : '-';
+        sp.differences.forEach((d, i) => {
+          row[diffCols[i]!] = d.difference ? `${num(d.difference.mean)} [${num(d.difference.lo)}, ${num(d.difference.hi)}]` : '-';
+        });
+        return row;
+      });
+      const processRows = r.summary.splits.map((sp) => {
+        const row: Record<string, string> = { split: sp.split };
+        for (const a of armCols) {
+          const p = sp.process[a];
+          row[a] = p && p.correct > 0 ? `${p.share.toFixed(1)} [${p.lo.toFixed(1)}, ${p.hi.toFixed(1)}]` : '-';
+        }
         return row;
       });
       if (opts.json) {
@@ -114,7 +139,10 @@ export function registerDemo(program: Command): void {
       }
       process.stderr.write('\n');
       console.log('Pass@1 (%)');
-      console.log(renderTable(rows, ['split', ...arms, diffCol]));
+      console.log(renderTable(rows, ['split', ...armCols, ...diffCols]));
+      console.log('');
+      console.log('Process check: correct answers reached through the correct steps (%, 95% CI)');
+      console.log(renderTable(processRows, ['split', ...armCols]));
       console.log('');
       console.log(renderTable([...r.timings.map((t) => ({ phase: t.phase, seconds: t.seconds.toFixed(1) })), { phase: 'total', seconds: r.summary.totalSeconds.toFixed(1) }]));
       console.log(`\n${chalk.green('report')} ${r.report}`);

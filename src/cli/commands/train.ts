@@ -5,6 +5,7 @@ import chalk from 'chalk';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { loadTrainConfig } from '../../config/load.js';
+import { UsageError } from '../errors.js';
 import type { StepMetrics } from '../../rl/trainer.js';
 
 interface TrainOptions {
@@ -12,6 +13,7 @@ interface TrainOptions {
   set: string[];
   resume?: boolean;
   json?: boolean;
+  cache?: string;
 }
 
 const fmt = (v: number | null, d = 3) => (v === null || !Number.isFinite(v) ? '-' : v.toFixed(d));
@@ -21,6 +23,7 @@ export function headline(m: StepMetrics): Record<string, string> {
   return {
     reward: fmt(m.reward_mean),
     acc: `${(100 * m.accuracy).toFixed(1)}%`,
+    steps: m.process_correct_frac === null ? '-' : `${(100 * m.process_correct_frac).toFixed(0)}%`,
     closs: fmt(m.contrastive_loss),
     cos: fmt(m.positive_cos_mean, 2),
     kl: fmt(m.approx_kl, 4),
@@ -40,14 +43,37 @@ export function registerTrain(program: Command): void {
     .option('--set <block.key=value>', 'override a config value (repeatable), e.g. --set clipo.enabled=true', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--resume', 'continue the run found in output.dir from its newest checkpoint')
     .option('--json', 'print a JSON summary on stdout at the end')
+    .option('--cache <dir>', 'cache for builtin:task/<split> data and the builtin:demo-warmup model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
     .action(async (opts: TrainOptions) => {
+      if (opts.cache !== undefined && opts.cache.trim() === '') throw new UsageError('--cache: expected a folder');
       const config = loadTrainConfig(opts.config, opts.set);
       // loaded on use: the engine and data modules are only needed once a run starts
       const { runTraining } = await import('../../rl/run.js');
+      const { resolveCacheDir } = await import('../../demo/builtin.js');
       const tty = !!process.stderr.isTTY && !opts.json;
       let bar: cliProgress.SingleBar | null = null;
       const log = (s: string) => process.stderr.write(s + '\n');
+      // a config naming builtin:demo-warmup trains that model on first use (minutes): show its progress
+      let warmBar: cliProgress.SingleBar | null = null;
+      let warmStart = 0;
+      const warmup = {
+        start: (total: number) => {
+          warmStart = performance.now();
+          log(chalk.dim(`training the built-in warm-up model (once; cached for later runs): up to ${total} supervised steps`));
+          if (tty) {
+            warmBar = new cliProgress.SingleBar({ format: 'warm-up {bar} {value}/{total} | loss {loss} | acc {acc} | eta {eta_formatted}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 }, cliProgress.Presets.shades_classic);
+            warmBar.start(total, 0, { loss: '-', acc: '-' });
+          }
+        },
+        update: (step: number, f: { loss: number; accuracy: number | null }) => {
+          if (warmBar) warmBar.update(step, { loss: f.loss.toFixed(3), ...(f.accuracy !== null ? { acc: `${(100 * f.accuracy).toFixed(1)}%` } : {}) });
+          else if (f.accuracy !== null && !opts.json) log(`warm-up step ${step}: loss ${f.loss.toFixed(3)} accuracy ${(100 * f.accuracy).toFixed(1)}% (${((performance.now() - warmStart) / 1000).toFixed(0)} s)`);
+        },
+        stop: () => (warmBar as cliProgress.SingleBar | null)?.stop(),
+      };
       const result = await runTraining(config, {
+        cacheDir: resolveCacheDir(opts.cache),
+        builtin: { warmup, log: (s) => (opts.json ? undefined : log(chalk.dim(s))) },
         resume: !!opts.resume,
         onStart: (info) => {
           const clipo = config.clipo.enabled ? ` + CLIPO (head warm-up ${info.warmupSteps} steps)` : '';
@@ -55,16 +81,16 @@ export function registerTrain(program: Command): void {
           if (info.warmupSteps >= info.totalSteps) log(chalk.yellow(`note: all ${info.totalSteps} steps are head warm-up (policy frozen); lower clipo.warmup_steps to train the policy`));
           if (tty) {
             bar = new cliProgress.SingleBar(
-              { format: 'train {bar} {value}/{total} | {phase} | reward {reward} | acc {acc} | closs {closs} | cos {cos} | kl {kl} | len {len} | {sps}s/step | eta {eta_formatted}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 },
+              { format: 'train {bar} {value}/{total} | {phase} | reward {reward} | acc {acc} | steps ok {steps} | closs {closs} | cos {cos} | kl {kl} | len {len} | {sps}s/step | eta {eta_formatted}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 },
               cliProgress.Presets.shades_classic,
             );
-            bar.start(info.totalSteps, info.startStep, { phase: '-', reward: '-', acc: '-', closs: '-', cos: '-', kl: '-', len: '-', sps: '-' });
+            bar.start(info.totalSteps, info.startStep, { phase: '-', reward: '-', acc: '-', steps: '-', closs: '-', cos: '-', kl: '-', len: '-', sps: '-' });
           }
         },
         onStep: (m) => {
           const h = headline(m);
           if (bar) (bar as cliProgress.SingleBar).update(m.step, h);
-          else if (!opts.json) log(`step ${m.step} [${h.phase}] reward ${h.reward} acc ${h.acc} closs ${h.closs} cos ${h.cos} kl ${h.kl} len ${h.len} ${h.sps}s`);
+          else if (!opts.json) log(`step ${m.step} [${h.phase}] reward ${h.reward} acc ${h.acc} steps-ok ${h.steps} closs ${h.closs} cos ${h.cos} kl ${h.kl} len ${h.len} ${h.sps}s`);
         },
       }).finally(() => (bar as cliProgress.SingleBar | null)?.stop());
       if (opts.json) console.log(JSON.stringify({ outputDir: result.outputDir, steps: result.steps, totalSteps: result.totalSteps, lastCheckpoint: result.lastCheckpoint, last: result.last }, null, 2));
