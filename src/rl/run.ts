@@ -9,12 +9,17 @@ import { loadModelDir, saveModelDir } from '../model/hfdir.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
 import { lockDir } from '../util/lock.js';
-import { reward } from '../verify/index.js';
+import { reward, verify } from '../verify/index.js';
+import { TrainExtras } from './extras.js';
+import type { GuardWarning } from './guards.js';
+import { RewardModule } from './reward-module.js';
+import type { ValidationResult } from './validation.js';
 import { listCheckpoints, loadCheckpoint } from './checkpoint.js';
 import { ContrastiveHead } from './head.js';
 import { runLoop, truncateMetrics } from './loop.js';
 import { Trainer, type StepDetail, type StepMetrics } from './trainer.js';
 import type { PolicyEngine, TrainPrompt } from './types.js';
+import type { GenerateEngine } from '../eval/localmodel.js';
 
 export interface RunOptions {
   resume?: boolean;
@@ -22,6 +27,11 @@ export interface RunOptions {
   onStep?: (m: StepMetrics, d: StepDetail) => void;
   /** stop after this many steps of this call (tests: a run that is killed) */
   stopAfter?: number;
+  /** a guard fired (guards.ts); with guards.stop or `strict` the run then stops */
+  onWarning?: (w: GuardWarning, step: number) => void;
+  onValidation?: (r: ValidationResult) => void;
+  /** stop when a guard fires (the CLI's --strict; same as guards.stop: true) */
+  strict?: boolean;
 }
 
 export interface RunResult {
@@ -39,6 +49,9 @@ function configForCheck(c: TrainConfig): Record<string, unknown> {
   delete copy.optim!.max_steps;
   delete copy.optim!.epochs;
   delete copy.model!.threads;
+  // validation and guards watch the run without changing its steps
+  delete copy.validation;
+  delete copy.guards;
   return copy;
 }
 
@@ -67,7 +80,8 @@ export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: s
       }
       throw new Error(`training row ${r.id}${r.source ? ` of ${r.source}` : ''}: the prompt has ${ids.length} tokens, more than data.max_prompt_tokens (${c.data.max_prompt_tokens}); set data.filter_overlong_prompts to drop such rows`);
     }
-    prompts.push({ id: r.id, tokens: Int32Array.from(ids), groundTruth: r.groundTruth });
+    const text = useTemplate ? rendered[i % BATCH]! : r.messages.map((m) => m.content).join('\n');
+    prompts.push({ id: r.id, tokens: Int32Array.from(ids), groundTruth: r.groundTruth, text, row: r });
   }
   return { prompts, filtered };
 }
@@ -92,7 +106,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const ckpt = o.resume && checkpoints.length ? loadCheckpoint(checkpoints.at(-1)!.dir) : null;
   if (ckpt) {
     const diff = diffKeys(ckpt.state.config, configForCheck(c));
-    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.* and model.threads may change)`);
+    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, validation.* and guards.* may change)`);
   }
 
   const base = loadModelDir(c.model.path);
@@ -110,7 +124,11 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const policyWeights = ckpt ? loadModelDir(ckpt.policyDir, { tokenizer: false }).weights : base.weights;
   const policy = Engine.create(base.config, policyWeights, threads ? { threads } : {}) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   let reference: PolicyEngine | null = null;
+  let rewardModule: RewardModule | null = null;
+  let extras: TrainExtras | null = null;
   try {
+    if (c.reward.module) rewardModule = RewardModule.open(c.reward.module, c.reward.timeout_s * 1000);
+    const custom = rewardModule;
     if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
     if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, threads ? { threads } : {}) as unknown as PolicyEngine) : policy.cloneFrozen();
     const head = ckpt?.head && ckpt.state.head ? ContrastiveHead.fromTensors(ckpt.state.head.kind, ckpt.state.head.hiddenSize, ckpt.state.head.outSize, ckpt.head.weights, ckpt.head.optimizer, ckpt.state.head.step) : null;
@@ -119,24 +137,41 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
       io: {
         decode: (t) => tok.decode(t, { skipSpecialTokens: true }),
         reward: (text, gt) => reward(text, gt),
+        verify: (text, gt) => {
+          const v = verify(text, gt);
+          // a wrong answer is no failure; an internal error or a timeout of the comparison is
+          const failed = v.reason !== undefined && (v.reason.startsWith('verifier error') || v.reason === 'comparison took too long');
+          return { reward: v.correct ? 1 : 0, error: failed ? v.reason! : null, extracted: v.extracted };
+        },
+        ...(custom ? { customReward: (item) => custom.score(item) } : {}),
       },
       resume: ckpt ? { step: ckpt.state.step, stream: ckpt.state.stream, head } : undefined,
     });
     // resuming drops metrics rows past the checkpoint; a run killed before its first checkpoint starts over
     truncateMetrics(outputDir, ckpt ? ckpt.state.metricsRows : 0);
+    TrainExtras.truncateValidationLog(outputDir, ckpt ? ckpt.state.step : -1);
+    const savePolicy = (dir: string) => saveModelDir(dir, base.config, policy.exportWeights(), { dtype: c.model.save_dtype, copyFrom: c.model.path });
+    extras = new TrainExtras({
+      config: c, outputDir, totalSteps: trainer.schedule.totalSteps, engine: policy as unknown as GenerateEngine, tokenizer: tok, savePolicy,
+      onWarning: o.onWarning, onValidation: o.onValidation,
+    });
     if (!ckpt) writeJsonAtomic(path.join(outputDir, 'train-config.json'), c);
     o.onStart?.({ totalSteps: trainer.schedule.totalSteps, startStep: trainer.step, stepsPerEpoch: trainer.schedule.stepsPerEpoch, warmupSteps: trainer.schedule.warmupSteps, prompts: prompts.length, filtered });
-    const r = runLoop(trainer, {
+    const r = await runLoop(trainer, {
       outputDir,
       saveEvery: c.output.save_every,
       keepLast: c.output.keep_last,
       configForCheck: configForCheck(c),
-      savePolicy: (dir) => saveModelDir(dir, base.config, policy.exportWeights(), { dtype: c.model.save_dtype, copyFrom: c.model.path }),
+      savePolicy,
       onStep: o.onStep,
       stopAfter: o.stopAfter,
+      extras,
+      stopOnGuard: c.guards.stop || !!o.strict,
     });
     return { outputDir, steps: r.steps, totalSteps: trainer.schedule.totalSteps, lastCheckpoint: r.lastCheckpoint, last: r.last };
   } finally {
+    extras?.close();
+    rewardModule?.close();
     reference?.dispose();
     policy.dispose();
   }

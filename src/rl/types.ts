@@ -2,6 +2,7 @@
 // implements it), the text codec (tokenizer + chat template) and the verifier. Tests can supply small stand-ins.
 import type { ModelConfig, TensorMap } from '../model/types.js';
 import type { GenerateRequest, GeneratedSequence, ScoreBatch } from '../engine/engine.js';
+import type { RewardItem, RewardOutcome } from './reward-module.js';
 
 export type { GeneratedSequence, ScoreBatch };
 
@@ -10,7 +11,8 @@ export interface PolicyEngine {
   generate(req: GenerateRequest): { sequences: GeneratedSequence[] };
   score(batch: ScoreBatch, opts?: { entropy?: boolean; pooled?: boolean }): { logprobs: Float32Array; entropy?: Float32Array; pooled?: Float32Array; mask: Uint8Array; length: number };
   forwardTrain(batch: ScoreBatch): { logprobs: Float32Array; entropy: Float32Array; mask: Uint8Array; length: number };
-  backward(gradLogp: Float32Array): void;
+  /** d loss / d logp, and optionally d loss / d entropy of the same positions (the entropy bonus) */
+  backward(gradLogp: Float32Array, gradEntropy?: Float32Array): void;
   zeroGrad(): void;
   adamwStep(opts: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number }): { gradNorm: number };
   exportWeights(): TensorMap;
@@ -24,6 +26,9 @@ export interface TrainPrompt {
   id: string;
   tokens: Int32Array;
   groundTruth: string;
+  /** the rendered prompt text and the data row (for custom rewards and rollout logs) */
+  text?: string;
+  row?: unknown;
 }
 
 export interface TrainIO {
@@ -31,6 +36,10 @@ export interface TrainIO {
   decode(tokens: Int32Array): string;
   /** 1 when the response is correct, else 0 */
   reward(text: string, groundTruth: string): number;
+  /** the verifier's reward with its failure, if any (internal error or timeout; a wrong answer is no failure) */
+  verify?(text: string, groundTruth: string): { reward: number; error: string | null; extracted: string | null };
+  /** the custom reward module (reward.module) */
+  customReward?(item: RewardItem): RewardOutcome;
 }
 
 /** Raised when a loss or gradient is NaN/Inf: the run stops and keeps its last good checkpoint. */

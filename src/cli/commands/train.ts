@@ -12,6 +12,7 @@ interface TrainOptions {
   set: string[];
   resume?: boolean;
   json?: boolean;
+  strict?: boolean;
 }
 
 const fmt = (v: number | null, d = 3) => (v === null || !Number.isFinite(v) ? '-' : v.toFixed(d));
@@ -25,44 +26,69 @@ export function headline(m: StepMetrics): Record<string, string> {
     cos: fmt(m.positive_cos_mean, 2),
     kl: fmt(m.approx_kl, 4),
     len: m.response_length_mean.toFixed(0),
+    trunc: `${(100 * m.truncated_frac).toFixed(0)}%`,
     sps: m.time_step_s.toFixed(1),
     phase: m.warmup ? 'head warm-up' : 'train',
   };
+}
+
+/** The validation figures of the progress line: mean accuracy, the largest pass@k and maj@n (benchmark averages). */
+export function validationHeadline(f: Record<string, number>): string {
+  const pass = Object.keys(f).filter((k) => /^pass@\d+$/.test(k)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5))).at(-1);
+  const maj = Object.keys(f).find((k) => /^maj@\d+$/.test(k));
+  const pct = (v: number | undefined) => (v === undefined ? '-' : `${(100 * v).toFixed(1)}%`);
+  return [`acc ${pct(f.mean_acc)}`, pass && pass !== 'pass@1' ? `${pass} ${pct(f[pass])}` : '', maj && maj !== 'maj@1' ? `${maj} ${pct(f[maj])}` : ''].filter(Boolean).join(' ');
 }
 
 export function registerTrain(program: Command): void {
   program
     .command('train')
     .description('RL training: GRPO, DAPO, GSPO or GMPO, each with or without CLIPO (see recipes/ and docs/training.md)')
-    .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output)')
+    .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output, validation, reward, guards)')
     .option('--set <block.key=value>', 'override a config value (repeatable), e.g. --set clipo.enabled=true', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--resume', 'continue the run found in output.dir from its newest checkpoint')
     .option('--json', 'print a JSON summary on stdout at the end')
+    .option('--strict', 'stop when a guard fires (truncation, groups without reward spread, reward errors, entropy), as guards.stop: true')
     .action(async (opts: TrainOptions) => {
       const config = loadTrainConfig(opts.config, opts.set);
       // loaded on use: the engine and data modules are only needed once a run starts
       const { runTraining } = await import('../../rl/run.js');
       const tty = !!process.stderr.isTTY && !opts.json;
       let bar: cliProgress.SingleBar | null = null;
+      let warnings = '';
+      let lastVal = '-';
       const log = (s: string) => process.stderr.write(s + '\n');
       const result = await runTraining(config, {
         resume: !!opts.resume,
+        strict: !!opts.strict,
+        onWarning: (w, step) => {
+          warnings = `${w.guard}!`;
+          const line = chalk.yellow(`warning: step ${step}: ${w.message}`);
+          if (bar) (bar as cliProgress.SingleBar).update({ warn: warnings });
+          log(line);
+        },
+        onValidation: (r) => {
+          lastVal = validationHeadline(r.figures);
+          if (bar) (bar as cliProgress.SingleBar).update({ val: lastVal });
+          else if (!opts.json) log(`validation at step ${r.step}: ${lastVal} (${r.seconds.toFixed(1)} s, ${r.dir})`);
+        },
         onStart: (info) => {
           const clipo = config.clipo.enabled ? ` + CLIPO (head warm-up ${info.warmupSteps} steps)` : '';
           log(chalk.dim(`train ${config.algorithm.preset}${clipo}: ${info.prompts} prompts (${info.filtered} overlong dropped), ${info.stepsPerEpoch} steps/epoch, steps ${info.startStep + 1}..${info.totalSteps} -> ${config.output.dir}`));
           if (info.warmupSteps >= info.totalSteps) log(chalk.yellow(`note: all ${info.totalSteps} steps are head warm-up (policy frozen); lower clipo.warmup_steps to train the policy`));
           if (tty) {
             bar = new cliProgress.SingleBar(
-              { format: 'train {bar} {value}/{total} | {phase} | reward {reward} | acc {acc} | closs {closs} | cos {cos} | kl {kl} | len {len} | {sps}s/step | eta {eta_formatted}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 },
+              { format: 'train {bar} {value}/{total} | {phase} | reward {reward} | acc {acc} | closs {closs} | cos {cos} | kl {kl} | len {len} | trunc {trunc} | val {val} | {sps}s/step | eta {eta_formatted} {warn}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 },
               cliProgress.Presets.shades_classic,
             );
-            bar.start(info.totalSteps, info.startStep, { phase: '-', reward: '-', acc: '-', closs: '-', cos: '-', kl: '-', len: '-', sps: '-' });
+            bar.start(info.totalSteps, info.startStep, { phase: '-', reward: '-', acc: '-', closs: '-', cos: '-', kl: '-', len: '-', trunc: '-', val: lastVal, sps: '-', warn: '' });
           }
         },
         onStep: (m) => {
           const h = headline(m);
-          if (bar) (bar as cliProgress.SingleBar).update(m.step, h);
-          else if (!opts.json) log(`step ${m.step} [${h.phase}] reward ${h.reward} acc ${h.acc} closs ${h.closs} cos ${h.cos} kl ${h.kl} len ${h.len} ${h.sps}s`);
+          if (bar) (bar as cliProgress.SingleBar).update(m.step, { ...h, val: lastVal, warn: warnings });
+          else if (!opts.json) log(`step ${m.step} [${h.phase}] reward ${h.reward} acc ${h.acc} closs ${h.closs} cos ${h.cos} kl ${h.kl} len ${h.len} trunc ${h.trunc} ${h.sps}s${warnings ? ` ${warnings}` : ''}`);
+          warnings = '';
         },
       }).finally(() => (bar as cliProgress.SingleBar | null)?.stop());
       if (opts.json) console.log(JSON.stringify({ outputDir: result.outputDir, steps: result.steps, totalSteps: result.totalSteps, lastCheckpoint: result.lastCheckpoint, last: result.last }, null, 2));
