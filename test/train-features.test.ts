@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseTrainConfig, type TrainConfig } from '../src/config/load.js';
+import { listCheckpoints } from '../src/rl/checkpoint.js';
 import { Guards, GuardStopError } from '../src/rl/guards.js';
 import { runLoop } from '../src/rl/loop.js';
 import { learningRate } from '../src/rl/lr-schedule.js';
@@ -155,6 +156,13 @@ describe('guards', () => {
     await expect(runLoop(t, { outputDir: out, saveEvery: 1, keepLast: 5, savePolicy: () => {}, configForCheck: {}, extras: extras as never, stopOnGuard: true })).rejects.toThrow(GuardStopError);
     await expect(runLoop(trainer(c), { outputDir: path.join(dir, 'guard-stop2'), saveEvery: 1, keepLast: 5, savePolicy: () => {}, configForCheck: {}, extras: extras as never, stopOnGuard: true }))
       .rejects.toThrow(/step 1: .*hit data\.max_response_tokens.*training stopped by guards\.stop \/ --strict \(no checkpoint was written yet\)/);
+    // a guard that fires at step 3 keeps the checkpoint of step 2 and writes nothing of a checkpoint for step 3
+    const late = { ...extras, afterStep: async (m: StepMetrics) => ({ row: {}, warnings: m.step === 3 ? G.observe(m) : [] }) };
+    const out3 = path.join(dir, 'guard-stop3');
+    await expect(runLoop(trainer(c), { outputDir: out3, saveEvery: 1, keepLast: 5, savePolicy: () => {}, configForCheck: {}, extras: late as never, stopOnGuard: true }))
+      .rejects.toThrow(/step 3: .*\(the last checkpoint is .*step-00000002\)/);
+    expect(listCheckpoints(out3).map((x) => x.step)).toEqual([1, 2]);
+    expect(readFileSync(path.join(out3, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
   });
 });
 
