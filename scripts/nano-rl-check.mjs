@@ -49,6 +49,7 @@ for (const preset of presets) {
   const config = loadTrainConfig(path.join(root, 'recipes', `nano-${preset}.yaml`), [
     `model.path=${warm.modelDir}`,
     `data.train_files=${path.join(taskDir, 'train', 'task.parquet')}`,
+    `validation.files=${path.join(taskDir, 'test', 'task.parquet')}`,
     `output.dir=${path.join(out, preset)}`,
     'output.save_every=0',
     ...sets,
