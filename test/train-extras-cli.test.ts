@@ -159,6 +159,9 @@ describe('clipo train research features on the native engine', () => {
     const warn = clipo('train', '--config', mk('guardWarn'));
     expect(warn.code).toBe(0);
     expect(warn.err).toMatch(/warning: step 1: mean entropy [\d.]+ over step 1 is below guards\.min_entropy 1000/);
+    const logged = jsonl(path.join(dir, 'guardWarn', 'warnings.jsonl'));
+    expect(logged.map((w) => w.step)).toEqual([1, 2, 3, 4]);
+    expect(logged.every((w) => w.guard === 'entropy_low')).toBe(true);
     const strict = clipo('train', '--config', mk('guardStrict'), '--strict');
     expect(strict.code).toBe(1);
     expect(strict.err).toMatch(/clipo: step 1: mean entropy .* training stopped by guards\.stop \/ --strict \(no checkpoint was written yet\)/);

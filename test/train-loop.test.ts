@@ -69,7 +69,11 @@ afterAll(() => {
 describe('trainer on a tiny policy', () => {
   test.each(['grpo', 'dapo', 'gspo', 'gmpo'])('%s raises training reward (with and without CLIPO)', (preset) => {
     for (const clipo of [false, true]) {
-      const t = trainer(config({ 'algorithm.preset': preset, 'clipo.enabled': clipo, 'optim.max_steps': 24 }));
+      // DAPO's overlong shaping and filtering (on in its preset) are left out here: with this toy's 3-token limit the
+      // buffer is one token, so they would test the length terms rather than the surrogate; train-features.test.ts
+      // and train-extras-cli.test.ts test them
+      const overlong = preset === 'dapo' ? { 'algorithm.overlong_shaping': false, 'algorithm.overlong_filter': false } : {};
+      const t = trainer(config({ 'algorithm.preset': preset, 'clipo.enabled': clipo, 'optim.max_steps': 24, ...overlong }));
       const { rows } = runSteps(t);
       const acc = (a: StepMetrics[]) => a.reduce((s, m) => s + m.accuracy, 0) / a.length;
       const first = acc(rows.slice(0, 4)), last = acc(rows.slice(-4));

@@ -33,6 +33,8 @@ export interface AfterStep {
 }
 
 export const validationLogPath = (outputDir: string) => path.join(outputDir, 'validation.jsonl');
+/** every guard warning, one JSON line each: step, guard, message */
+export const warningsLogPath = (outputDir: string) => path.join(outputDir, 'warnings.jsonl');
 
 export class TrainExtras {
   readonly tb: EventWriter | null;
@@ -77,7 +79,10 @@ export class TrainExtras {
     }
     writeRolloutLog(this.o.outputDir, d, c.output.rollouts_every, c.output.rollouts_text, this.tb);
     const warnings = this.guards.observe({ step: m.step, truncated_frac: m.truncated_frac, no_spread_group_frac: m.no_spread_group_frac, reward_error_frac: m.reward_error_frac, entropy: m.entropy });
-    for (const w of warnings) this.o.onWarning?.(w, m.step);
+    for (const w of warnings) {
+      appendFileSync(warningsLogPath(this.o.outputDir), JSON.stringify({ step: m.step, ...w }) + '\n');
+      this.o.onWarning?.(w, m.step);
+    }
     return { row, warnings };
   }
 

@@ -69,7 +69,9 @@ export class RewardModule {
   private start(): void {
     const flag = new Int32Array(new SharedArrayBuffer(8));
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(new URL('./reward-worker.js', import.meta.url), { workerData: { file: this.file, flag, port: port2 }, transferList: [port2], stdout: false, stderr: false });
+    // the module's console output goes to stderr: stdout may carry --json
+    const worker = new Worker(new URL('./reward-worker.js', import.meta.url), { workerData: { file: this.file, flag, port: port2 }, transferList: [port2], stdout: true });
+    worker.stdout.pipe(process.stderr, { end: false });
     // an error inside the worker after loading is reported per request; keep the process alive and quiet
     worker.on('error', () => {});
     worker.unref();
