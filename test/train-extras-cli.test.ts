@@ -160,11 +160,12 @@ describe('clipo train research features on the native engine', () => {
     expect(warn.code).toBe(0);
     expect(warn.err).toMatch(/warning: step 1: mean entropy [\d.]+ over step 1 is below guards\.min_entropy 1000/);
     const logged = jsonl(path.join(dir, 'guardWarn', 'warnings.jsonl'));
-    expect(logged.map((w) => w.step)).toEqual([1, 2, 3, 4]);
-    expect(logged.every((w) => w.guard === 'entropy_low')).toBe(true);
+    // (other guards may fire too on this tiny model: groups without reward spread are common)
+    expect(logged.filter((w) => w.guard === 'entropy_low').map((w) => w.step)).toEqual([1, 2, 3, 4]);
+    expect(logged.every((w) => typeof w.message === 'string' && w.message.length > 0)).toBe(true);
     const strict = clipo('train', '--config', mk('guardStrict'), '--strict');
     expect(strict.code).toBe(1);
-    expect(strict.err).toMatch(/clipo: step 1: mean entropy .* training stopped by guards\.stop \/ --strict \(no checkpoint was written yet\)/);
+    expect(strict.err).toMatch(/clipo: step 1: .*mean entropy .* training stopped by guards\.stop \/ --strict \(no checkpoint was written yet\)/);
     expect(jsonl(path.join(dir, 'guardStrict', 'metrics.jsonl'))).toHaveLength(1);
     expect(existsSync(path.join(dir, 'guardStrict', 'tensorboard'))).toBe(false);
   }, 120000);
