@@ -26,7 +26,8 @@ const modelDir = path.join(dir, 'model');
 const trainFile = path.join(dir, 'task', 'train', 'task.jsonl');
 const testFile = path.join(dir, 'task', 'test', 'task.jsonl');
 const p1File = path.join(dir, 'task', 'test', 'task_p1.jsonl');
-const rewardFile = path.join(dir, 'reward.mjs');
+// the format reward shipped with the recipes
+const rewardFile = path.join(packageRoot, 'recipes', 'rewards', 'format.mjs');
 
 beforeAll(async () => {
   makeTaskData(path.join(dir, 'task'), { seed: 1, train: 32, test: 6, format: 'jsonl' });
@@ -44,11 +45,6 @@ beforeAll(async () => {
   }
   saveModelDir(modelDir, config, engine.exportWeights(), { copyFrom: taskTok });
   engine.dispose();
-  // a format reward and a named part, combined with the verifier's reward by weights
-  writeFileSync(rewardFile, `export default function ({ response, verifierReward }) {
-    const boxed = /\\\\boxed\\{[^}]*\\}/.test(response) ? 1 : 0;
-    return { score: 0.1 * boxed, parts: { format: boxed, verifier_echo: verifierReward } };
-  }\n`);
 });
 
 afterAll(() => {
@@ -117,7 +113,7 @@ describe('clipo train research features on the native engine', () => {
         if (typeof v === 'boolean') expect(ev.scalars[`train/${k}`]).toBe(v ? 1 : 0);
       }
       const parts = m.reward_parts as Record<string, number>;
-      expect(Object.keys(parts).sort()).toEqual(['format', 'verifier_echo']);
+      expect(Object.keys(parts)).toEqual(['format']);
       const pe = events.find((x) => x.step === m.step && 'train/reward_part/format' in x.scalars)!;
       expect(pe.scalars['train/reward_part/format']).toBe(Math.fround(parts.format!));
     }
