@@ -15,7 +15,9 @@ import { RewardModule } from '../src/rl/reward-module.js';
 import { rolloutRecords, writeRolloutLog } from '../src/rl/rollout-log.js';
 import { Trainer, type StepMetrics } from '../src/rl/trainer.js';
 import type { TrainIO, TrainPrompt } from '../src/rl/types.js';
-import { benchmarkFigures, majorityCorrect, passAtK, reportedKs } from '../src/rl/validation.js';
+import { benchmarkFigures, flattenFigures, majorityCorrect, passAtK, planValidation, reportedKs, validationDue } from '../src/rl/validation.js';
+import { defaultDataRoot, suites } from '../src/data/suites.js';
+import { existsSync } from 'node:fs';
 import { Rng } from '../src/util/rng.js';
 import { BigramPolicy } from './helpers/bigram-policy.js';
 
@@ -300,5 +302,36 @@ describe('validation figures', () => {
     expect(f.pass[1]).toBeCloseTo(f.mean_acc, 12);
     expect(f.pass[2]).toBeCloseTo((passAtK(4, 2, 2) + passAtK(4, 1, 2)) / 2, 12);
     expect(f.pass[4]).toBe(1);
+  });
+
+  test('suite averages: the paper\'s M-Avg / G-Avg / Avg of mean_acc over the suite\'s benchmarks; extra files stay out of them', () => {
+    const rng = new Rng(8);
+    const per: Record<string, ReturnType<typeof benchmarkFigures>> = {};
+    for (const b of suites.track1.benchmarks) per[b.key] = { mean_acc: rng.next(), pass: { 1: 0, 2: 0 }, maj: 0, problems: 3 };
+    per.mydata = { mean_acc: 0.99, pass: { 1: 0.99, 2: 1 }, maj: 1, problems: 3 };
+    const f = flattenFigures(per, 2, 'track1');
+    const m = ['gsm8k', 'gsm_symbolic', 'gsm_p1', 'gsm_p2'].map((k) => per[k]!.mean_acc);
+    const g = suites.track1.benchmarks.filter((b) => b.group === 'G-Avg').map((b) => per[b.key]!.mean_acc);
+    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+    expect(f['suite/M-Avg']).toBeCloseTo(mean(m), 12);
+    expect(f['suite/G-Avg']).toBeCloseTo(mean(g), 12);
+    expect(f['suite/Avg']).toBeCloseTo(mean([...m, ...g]), 12);
+    expect(Object.keys(f).filter((k) => k.startsWith('suite/')).sort()).toEqual(['suite/Avg', 'suite/G-Avg', 'suite/M-Avg']);
+    expect(f.mean_acc).toBeCloseTo(mean(Object.values(per).map((x) => x.mean_acc)), 12);
+    expect(f['mydata/maj@2']).toBe(1);
+  });
+
+  test('when validation runs; a suite resolves to its files under data_root, a missing file is an error', () => {
+    const v = config({ 'validation.files': ['x'] }).validation!;
+    expect([0, 1, 2, 3, 4, 5].filter((s) => validationDue({ ...v, every: 2 }, s, 5))).toEqual([0, 2, 4, 5]);
+    expect([0, 1, 5].filter((s) => validationDue({ ...v, at_start: false }, s, 5))).toEqual([5]);
+    expect(() => planValidation({ ...v, files: [path.join(dir, 'nope.jsonl')] }, 100)).toThrow(/validation: data file\(s\) not found: .*nope\.jsonl/);
+    expect(() => planValidation({ ...v, files: [] }, 100)).toThrow(/give validation\.suite or validation\.files/);
+    const root = defaultDataRoot();
+    if (existsSync(path.join(root, 'test', 'gsm8k.parquet'))) {
+      const p = planValidation({ ...v, files: [], suite: 'track2', data_root: root }, 100);
+      expect(p.benchmarks.map((b) => b.key)).toEqual(suites.track2.benchmarks.map((b) => b.key));
+      expect(p.maxNewTokens).toBe(100);
+    } else console.warn(`train-features.test: benchmark data not found at ${root}; the suite part is skipped`);
   });
 });

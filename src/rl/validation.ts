@@ -152,8 +152,10 @@ export function flattenFigures(per: Record<string, BenchmarkFigures>, n: number,
   for (const k of reportedKs(n)) put(`pass@${k}`, (b) => b.pass[k]!);
   put(`maj@${n}`, (b) => b.maj);
   if (suite) {
-    const summary = suiteSummary(suite, Object.fromEntries(keys.map((k) => [k, 100 * per[k]!.mean_acc])));
-    for (const [name, v] of Object.entries(summary)) if (v !== null && Number.isFinite(v)) out[`suite/${name}`] = v / 100;
+    // the paper's averages over the suite's benchmarks only (files given besides the suite are not part of them)
+    const suiteKeys = new Set(suites[suite].benchmarks.map((b) => b.key));
+    const summary = suiteSummary(suite, Object.fromEntries(keys.filter((k) => suiteKeys.has(k)).map((k) => [k, 100 * per[k]!.mean_acc])));
+    for (const [name, v] of Object.entries(summary)) if (!suiteKeys.has(name) && v !== null && Number.isFinite(v)) out[`suite/${name}`] = v / 100;
   }
   return out;
 }
