@@ -62,7 +62,7 @@ export function registerTrain(program: Command): void {
         resume: !!opts.resume,
         strict: !!opts.strict,
         onWarning: (w, step) => {
-          warnings = `${w.guard}!`;
+          warnings = warnings ? `${warnings} ${w.guard}!` : `${w.guard}!`;
           const line = chalk.yellow(`warning: step ${step}: ${w.message}`);
           if (bar) (bar as cliProgress.SingleBar).update({ warn: warnings });
           log(line);
