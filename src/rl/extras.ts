@@ -1,12 +1,12 @@
 // What a run does around each step besides training: TensorBoard, rollout logs, guards and validation (with the
 // keep-best checkpoint). The loop (loop.ts) calls `start` before the first step, `afterStep` after each step (its
 // figures join that step's metrics row) and `close` at the end; each feature lives in its own module.
-import { appendFileSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { TrainConfig } from '../config/load.js';
 import type { GenerateEngine } from '../eval/localmodel.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { appendText, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { Guards, type GuardWarning } from './guards.js';
 import { writeRolloutLog } from './rollout-log.js';
 import { EventWriter } from './tensorboard.js';
@@ -80,7 +80,7 @@ export class TrainExtras {
     writeRolloutLog(this.o.outputDir, d, c.output.rollouts_every, c.output.rollouts_text, this.tb);
     const warnings = this.guards.observe({ step: m.step, truncated_frac: m.truncated_frac, no_spread_group_frac: m.no_spread_group_frac, reward_error_frac: m.reward_error_frac, entropy: m.entropy });
     for (const w of warnings) {
-      appendFileSync(warningsLogPath(this.o.outputDir), JSON.stringify({ step: m.step, ...w }) + '\n');
+      appendText(warningsLogPath(this.o.outputDir), JSON.stringify({ step: m.step, ...w }) + '\n');
       this.o.onWarning?.(w, m.step);
     }
     return { row, warnings };
@@ -90,7 +90,7 @@ export class TrainExtras {
     const dir = path.join(this.o.outputDir, 'validation', `step-${String(step).padStart(8, '0')}`);
     rmSync(dir, { recursive: true, force: true }); // a resumed run redoes a validation it had begun
     const r = await runValidation({ plan: this.plan!, engine: this.o.engine, tokenizer: this.o.tokenizer, dir, step, modelName: path.basename(this.o.config.model.path) });
-    appendFileSync(validationLogPath(this.o.outputDir), JSON.stringify({ step, ...r.figures, seconds: r.seconds }) + '\n');
+    appendText(validationLogPath(this.o.outputDir), JSON.stringify({ step, ...r.figures, seconds: r.seconds }) + '\n');
     this.tb?.scalars(step, r.figures, 'val/');
     this.o.onValidation?.(r);
     const key = this.o.config.validation!.keep_best;
