@@ -153,7 +153,7 @@ export const validationSchema = z.strictObject({
   at_start: z.boolean().default(true),
   /** samples per problem: pass@k for k up to n, maj@n */
   n: posInt.default(1),
-  temperature: z.number().nonnegative().default(0),
+  temperature: z.number().refine(isSamplingTemperature, `must be ${SAMPLING_TEMPERATURE_RULE}`).default(0),
   top_p: z.number().gt(0).lte(1).default(1),
   /** response limit (null: data.max_response_tokens) */
   max_response_tokens: posInt.nullable().default(null),
