@@ -37,3 +37,9 @@ export { runTraining, buildPrompts, type RunOptions, type RunResult } from './rl
 export { Trainer, type StepMetrics, type StepDetail, type TrainerOptions } from './rl/trainer.js';
 export { ContrastiveHead } from './rl/head.js';
 export { computeAdvantages } from './rl/advantages.js';
+export { EventWriter } from './rl/tensorboard.js';
+export { passAtK, majorityCorrect, runValidation, planValidation, type ValidationResult } from './rl/validation.js';
+export { RewardModule, type RewardItem, type RewardOutcome } from './rl/reward-module.js';
+export { overlongPenalty, overlongBuffer } from './rl/overlong.js';
+export { learningRate } from './rl/lr-schedule.js';
+export { Guards, GuardStopError, type GuardWarning } from './rl/guards.js';

@@ -36,7 +36,9 @@ function run(preset: string, lr: number, steps: number, flipSign = false): StepM
         model: { path: 'tiny' },
         data: { train_files: ['tiny'], max_response_tokens: 2 },
         rollout: { n: 8, temperature: 1 },
-        algorithm: { preset, kl_coef: 0 },
+        // DAPO's overlong shaping and filtering (on in its preset) are off: with a 2-token limit the buffer is a
+        // whole token and would punish every answer followed by EOS; they are tested in train-features.test.ts
+        algorithm: { preset, kl_coef: 0, ...(preset === 'dapo' ? { overlong_shaping: false, overlong_filter: false } : {}) },
         clipo: { enabled: false },
         optim: { lr, prompts_per_step: 10, ppo_mini_batch: 5, micro_batch: 40, epochs: 1000, max_steps: steps, seed: 5 },
         output: { dir: 'unused' },

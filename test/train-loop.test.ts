@@ -69,7 +69,11 @@ afterAll(() => {
 describe('trainer on a tiny policy', () => {
   test.each(['grpo', 'dapo', 'gspo', 'gmpo'])('%s raises training reward (with and without CLIPO)', (preset) => {
     for (const clipo of [false, true]) {
-      const t = trainer(config({ 'algorithm.preset': preset, 'clipo.enabled': clipo, 'optim.max_steps': 24 }));
+      // DAPO's overlong shaping and filtering (on in its preset) are left out here: with this toy's 3-token limit the
+      // buffer is one token, so they would test the length terms rather than the surrogate; train-features.test.ts
+      // and train-extras-cli.test.ts test them
+      const overlong = preset === 'dapo' ? { 'algorithm.overlong_shaping': false, 'algorithm.overlong_filter': false } : {};
+      const t = trainer(config({ 'algorithm.preset': preset, 'clipo.enabled': clipo, 'optim.max_steps': 24, ...overlong }));
       const { rows } = runSteps(t);
       const acc = (a: StepMetrics[]) => a.reduce((s, m) => s + m.accuracy, 0) / a.length;
       const first = acc(rows.slice(0, 4)), last = acc(rows.slice(-4));
@@ -142,9 +146,9 @@ describe('trainer on a tiny policy', () => {
     expect(() => trainer(config({ 'algorithm.preset': 'dapo', 'rollout.n': 1 }))).toThrow(/dynamic_sampling needs rollout\.n ≥ 2/);
   });
 
-  test('a killed run resumes to the same trajectory as an uninterrupted one', () => {
+  test('a killed run resumes to the same trajectory as an uninterrupted one', async () => {
     const over = { 'clipo.enabled': true, 'optim.max_steps': 7 };
-    const full = runLoop(trainer(config(over)), { outputDir: tmp(), saveEvery: 0, keepLast: 2, savePolicy: () => {}, configForCheck: {} });
+    const full = await runLoop(trainer(config(over)), { outputDir: tmp(), saveEvery: 0, keepLast: 2, savePolicy: () => {}, configForCheck: {} });
     const fullDir = path.dirname(path.dirname(full.lastCheckpoint!));
     const fullRows = readFileSync(path.join(fullDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepMetrics);
 
@@ -154,7 +158,7 @@ describe('trainer on a tiny policy', () => {
       mkdirSync(d, { recursive: true });
       writeSafetensors(path.join(d, 'w.safetensors'), [...p.exportWeights()]);
     };
-    const first = runLoop(trainer(config(over, dir), policy), { outputDir: dir, saveEvery: 3, keepLast: 2, savePolicy: save(policy), configForCheck: {}, stopAfter: 4 });
+    const first = await runLoop(trainer(config(over, dir), policy), { outputDir: dir, saveEvery: 3, keepLast: 2, savePolicy: save(policy), configForCheck: {}, stopAfter: 4 });
     expect(first.steps).toBe(4);
     const ck = listCheckpoints(dir);
     expect(ck.map((c) => c.step)).toEqual([3]);
@@ -167,13 +171,13 @@ describe('trainer on a tiny policy', () => {
     const head = ContrastiveHead.fromTensors(s.head!.kind, s.head!.hiddenSize, s.head!.outSize, loaded.head!.weights, loaded.head!.optimizer, s.head!.step);
     const t2 = new Trainer({ config: config(over, dir), policy: p2, reference: new BigramPolicy(12, 6, EOS, 11), prompts, io, resume: { step: s.step, stream: s.stream, head } });
     truncateMetrics(dir, s.metricsRows);
-    runLoop(t2, { outputDir: dir, saveEvery: 3, keepLast: 2, savePolicy: save(p2), configForCheck: {} });
+    await runLoop(t2, { outputDir: dir, saveEvery: 3, keepLast: 2, savePolicy: save(p2), configForCheck: {} });
     const rows = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepMetrics);
     expect(rows.map(stripTimes)).toEqual(fullRows.map(stripTimes));
     expect(listCheckpoints(dir).map((c) => c.step)).toEqual([6, 7]);
   });
 
-  test('a NaN stops the run and keeps the last good checkpoint', () => {
+  test('a NaN stops the run and keeps the last good checkpoint', async () => {
     const dir = tmp();
     const policy = new BigramPolicy(12, 6, EOS, 11);
     const t = trainer(config({ 'optim.max_steps': 6 }, dir), policy);
@@ -181,14 +185,14 @@ describe('trainer on a tiny policy', () => {
       mkdirSync(d, { recursive: true });
       writeSafetensors(path.join(d, 'w.safetensors'), [...policy.exportWeights()]);
     };
-    expect(() =>
+    await expect(
       runLoop(t, {
         outputDir: dir, saveEvery: 2, keepLast: 3, savePolicy: save, configForCheck: {},
         onStep: (m) => {
           if (m.step === 2) policy.W.fill(NaN);
         },
       }),
-    ).toThrow(/step 3: .*non-finite.*; training stopped \(the last good checkpoint is .*step-00000002\)/);
+    ).rejects.toThrow(/step 3: .*non-finite.*; training stopped \(the last good checkpoint is .*step-00000002\)/);
     expect(listCheckpoints(dir).map((c) => c.step)).toEqual([2]);
     expect(existsSync(path.join(dir, 'checkpoints', 'step-00000003'))).toBe(false);
     expect(readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);

@@ -317,7 +317,8 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     Napi::Object o = clipo::argObject(info, 0, "backward");
     auto gl = clipo::getArray<float>(o, "gradLogp");
     if (!m.hasActivations()) clipo::throwError(env, "backward: no activations; call forwardTrain first");
-    guarded(env, "backward", [&] { m.backward(gl.data, gl.length); });
+    auto ge = clipo::getOptionalArray<float>(o, "gradEntropy");
+    guarded(env, "backward", [&] { m.backward(gl.data, gl.length, ge.data, ge.length); });
     if (clipo::getBoolOr(o, "release", true)) m.releaseActivations();
     return env.Undefined();
   }

@@ -90,7 +90,8 @@ class Model {
 
   // training: forward keeping activations, then backward from d loss / d logp ([B*T] layout of the forward)
   ScoreResult forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans);
-  void backward(const float* gradLogp, size_t count);
+  // gradEntropy (optional, same layout): d loss / d entropy of each position, for an entropy bonus
+  void backward(const float* gradLogp, size_t count, const float* gradEntropy = nullptr, size_t entropyCount = 0);
   bool hasActivations() const { return train_.N > 0; }
   void zeroGrad();
   double adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm);

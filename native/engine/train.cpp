@@ -1,5 +1,7 @@
-// Backward pass through the whole model from d loss / d logp of the response tokens, and AdamW.
+// Backward pass through the whole model from d loss / d logp of the response tokens (and optionally d loss / d H of
+// their entropies), and AdamW.
 //   d logp_t / d z = onehot(t) - softmax(z)        (z: logits of the row predicting t)
+//   d H / d z_i    = -p_i (z_i - sum_j p_j z_j)      (H = lse(z) - sum_j p_j z_j, the entropy of softmax(z))
 // The logits of the response rows are recomputed chunk by chunk (never [rows x vocab] at once), then every block is
 // differentiated in reverse order with the activations kept by forwardTrain. Weight gradients accumulate into g.
 #include <omp.h>
@@ -14,7 +16,7 @@
 
 namespace clipo::engine {
 
-void Model::backward(const float* gradLogp, size_t count) {
+void Model::backward(const float* gradLogp, size_t count, const float* gradEntropy, size_t entropyCount) {
   TrainState& st = train_;
   if (st.N == 0 && st.tokens.empty()) throw EngineError("backward: no activations; call forwardTrain first");
   const int64_t N = static_cast<int64_t>(st.tokens.size()), H = cfg.hidden, I = cfg.intermediate,
@@ -25,6 +27,14 @@ void Model::backward(const float* gradLogp, size_t count) {
                       std::to_string(expected) + " (batch x max response length of the forward)");
   for (size_t i = 0; i < count; ++i)
     if (!std::isfinite(gradLogp[i])) throw EngineError("backward: gradLogp[" + std::to_string(i) + "] is not finite");
+  if (gradEntropy) {
+    if (entropyCount != expected)
+      throw EngineError("backward: gradEntropy has " + std::to_string(entropyCount) + " values, expected " +
+                        std::to_string(expected) + " (the layout of gradLogp)");
+    for (size_t i = 0; i < entropyCount; ++i)
+      if (!std::isfinite(gradEntropy[i]))
+        throw EngineError("backward: gradEntropy[" + std::to_string(i) + "] is not finite");
+  }
   float* G = g.data();
 
   // LM head and the final hidden states
@@ -37,20 +47,35 @@ void Model::backward(const float* gradLogp, size_t count) {
     for (int64_t r0 = 0; r0 < R; r0 += CH) {
       const int64_t ch = std::min(CH, R - r0);
       bool any = false;
-      for (int64_t r = 0; r < ch; ++r) any = any || gradLogp[st.headOut[r0 + r]] != 0.f;
+      for (int64_t r = 0; r < ch; ++r)
+        any = any || gradLogp[st.headOut[r0 + r]] != 0.f || (gradEntropy && gradEntropy[st.headOut[r0 + r]] != 0.f);
       if (!any) continue;
       for (int64_t r = 0; r < ch; ++r)
         std::memcpy(Xc.data() + r * H, st.xf.data() + st.headRows[r0 + r] * H, H * sizeof(float));
       const bool kept = !st.probs.empty();
-      if (!kept) matmulNT(ch, V, H, Xc.data(), P(headOff_), Z.data(), false, threads);
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t r = 0; r < ch; ++r) {
-        float* z = Z.data() + r * V;
-        const float gr = gradLogp[st.headOut[r0 + r]];
-        const float* p = kept ? st.probs.data() + (r0 + r) * V : z;
-        if (!kept) rowSoftmaxStats(z, V, false, z);
-        for (int64_t i = 0; i < V; ++i) z[i] = -gr * p[i];
-        z[st.headTargets[r0 + r]] += gr;
+      // the entropy term needs the logits themselves, so they are recomputed even when the probabilities are kept
+      if (!kept || gradEntropy) matmulNT(ch, V, H, Xc.data(), P(headOff_), Z.data(), false, threads);
+#pragma omp parallel num_threads(threads)
+      {
+        std::vector<float> pr(gradEntropy ? V : 0);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < ch; ++r) {
+          float* z = Z.data() + r * V;
+          const float gr = gradLogp[st.headOut[r0 + r]];
+          const float ge = gradEntropy ? gradEntropy[st.headOut[r0 + r]] : 0.f;
+          if (ge != 0.f) {
+            rowSoftmaxStats(z, V, false, pr.data());
+            double pz = 0.0;
+            for (int64_t i = 0; i < V; ++i) pz += static_cast<double>(pr[i]) * z[i];
+            for (int64_t i = 0; i < V; ++i)
+              z[i] = -gr * pr[i] - ge * pr[i] * static_cast<float>(static_cast<double>(z[i]) - pz);
+          } else {
+            const float* p = kept ? st.probs.data() + (r0 + r) * V : z;
+            if (!kept) rowSoftmaxStats(z, V, false, z);
+            for (int64_t i = 0; i < V; ++i) z[i] = -gr * p[i];
+          }
+          z[st.headTargets[r0 + r]] += gr;
+        }
       }
       matmulNN(ch, H, V, Z.data(), P(headOff_), dX.data(), false, threads);
       matmulTN(V, H, ch, Z.data(), Xc.data(), G + headOff_, true, threads);

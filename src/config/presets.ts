@@ -16,17 +16,26 @@ export interface AlgorithmSettings {
   adv_eps: number;
   dynamic_sampling: boolean;
   max_sampling_tries: number;
+  overlong_shaping: boolean;
+  overlong_buffer: number | null;
+  overlong_penalty: number;
+  overlong_filter: boolean;
+  entropy_coef: number;
 }
+
+// shared by every preset unless it says otherwise
+const common = { overlong_shaping: false, overlong_buffer: null, overlong_penalty: 1, overlong_filter: false, entropy_coef: 0 } as const;
 
 export const presets: Record<PresetName, AlgorithmSettings> = {
   // PPO clip, symmetric 0.2, dual clip 3, token-mean, low_var_kl loss 0.001 to the reference policy.
-  grpo: { preset: 'grpo', mode: 'token', clip_low: 0.2, clip_high: 0.2, dual_clip: 3, agg: 'token-mean', kl_coef: 0.001, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10 },
-  // GRPO with clip-higher (0.2 / 0.28), no KL at all, dynamic sampling.
-  dapo: { preset: 'dapo', mode: 'token', clip_low: 0.2, clip_high: 0.28, dual_clip: 3, agg: 'token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: true, max_sampling_tries: 10 },
+  grpo: { preset: 'grpo', mode: 'token', clip_low: 0.2, clip_high: 0.2, dual_clip: 3, agg: 'token-mean', kl_coef: 0.001, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10, ...common },
+  // GRPO with clip-higher (0.2 / 0.28), no KL at all, dynamic sampling, soft overlong punishment and overlong
+  // filtering (DAPO paper, section 3.4: buffer 4096 of 20480 tokens, penalty factor 1).
+  dapo: { preset: 'dapo', mode: 'token', clip_low: 0.2, clip_high: 0.28, dual_clip: 3, agg: 'token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: true, max_sampling_tries: 10, ...common, overlong_shaping: true, overlong_filter: true },
   // Sequence-level ratio exp(mean_t δ_t), clip (1 - 3e-4, 1 + 4e-4), seq-mean-token-mean; no KL term.
-  gspo: { preset: 'gspo', mode: 'sequence', clip_low: 3e-4, clip_high: 4e-4, dual_clip: null, agg: 'seq-mean-token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10 },
+  gspo: { preset: 'gspo', mode: 'sequence', clip_low: 3e-4, clip_high: 4e-4, dual_clip: null, agg: 'seq-mean-token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10, ...common },
   // Geometric mean of token ratios, log-space clip 0.4 both sides, loss -mean_i(A_i R_i); no KL term.
-  gmpo: { preset: 'gmpo', mode: 'geo_mean', clip_low: 0.4, clip_high: 0.4, dual_clip: null, agg: 'seq-mean-token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10 },
+  gmpo: { preset: 'gmpo', mode: 'geo_mean', clip_low: 0.4, clip_high: 0.4, dual_clip: null, agg: 'seq-mean-token-mean', kl_coef: 0, kl_type: 'low_var_kl', adv_estimator: 'grpo', adv_eps: 1e-6, dynamic_sampling: false, max_sampling_tries: 10, ...common },
 };
 
 export function resolveAlgorithm(a: ParsedTrainConfig['algorithm']): AlgorithmSettings {

@@ -62,6 +62,15 @@ export const algorithmSchema = z.strictObject({
   dynamic_sampling: z.boolean().optional(),
   /** generation rounds per step before dynamic sampling gives up and trains on the groups it has */
   max_sampling_tries: posInt.optional(),
+  /** DAPO's soft overlong punishment: a length penalty over the last overlong_buffer tokens before the limit */
+  overlong_shaping: z.boolean().optional(),
+  /** tokens before data.max_response_tokens where the penalty ramps from 0 to -overlong_penalty; null: a fifth of the limit (DAPO: 4096 of 20480) */
+  overlong_buffer: posInt.nullable().optional(),
+  overlong_penalty: z.number().nonnegative().optional(),
+  /** DAPO's overlong filtering: truncated responses (no EOS within the limit) are masked out of the policy loss */
+  overlong_filter: z.boolean().optional(),
+  /** entropy bonus: the loss gets -entropy_coef × (token-mean entropy of the mini-batch) */
+  entropy_coef: z.number().nonnegative().optional(),
 });
 
 export const clipoSchema = z.strictObject({
@@ -107,6 +116,12 @@ export const optimSchema = z.strictObject({
   /** stop after this many steps (null: epochs decide) */
   max_steps: posInt.nullable().default(null),
   seed: nonNegInt.default(1),
+  /** learning-rate schedule over the policy-training steps (after the head warm-up): constant or cosine decay */
+  lr_schedule: z.enum(['constant', 'cosine']).default('constant'),
+  /** linear warm-up of the learning rate from lr/lr_warmup_steps to lr over this many policy-training steps */
+  lr_warmup_steps: nonNegInt.default(0),
+  /** cosine: the learning rate decays to lr × min_lr_ratio at the last step */
+  min_lr_ratio: z.number().gte(0).lte(1).default(0),
 });
 
 export const verifierSchema = z.strictObject({
@@ -124,6 +139,67 @@ export const outputSchema = z.strictObject({
   save_every: nonNegInt.default(50),
   /** checkpoints to keep (the newest) */
   keep_last: posInt.default(2),
+  /** TensorBoard event files under <dir>/tensorboard (every metric and validation figure) */
+  tensorboard: z.boolean().default(true),
+  /** write rollouts/step-NNNNNNNN.jsonl every N steps (0: never) */
+  rollouts_every: nonNegInt.default(10),
+  /** of those, this many responses also go to TensorBoard as text */
+  rollouts_text: nonNegInt.default(4),
+});
+
+export const validationSchema = z.strictObject({
+  /** track1, track2 (the paper's suites under data_root) or null */
+  suite: z.enum(['track1', 'track2']).nullable().default(null),
+  /** parquet, jsonl or json files (instead of, or besides, a suite) */
+  files: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(z.string().min(1))).default([]),
+  /** folder of the suites' test/*.parquet (null: $CLIPO_DATA_ROOT or ../shared/data/clipo-benchmarks) */
+  data_root: z.string().min(1).nullable().default(null),
+  /** the first N problems of each benchmark (null: all) */
+  limit: posInt.nullable().default(null),
+  /** validate every N steps (and always at step 0 and at the end); 0: only at step 0 and the end */
+  every: nonNegInt.default(0),
+  /** validate before the first step */
+  at_start: z.boolean().default(true),
+  /** samples per problem: pass@k for k up to n, maj@n */
+  n: posInt.default(1),
+  temperature: z.number().refine(isSamplingTemperature, `must be ${SAMPLING_TEMPERATURE_RULE}`).default(0),
+  top_p: z.number().gt(0).lte(1).default(1),
+  /** response limit (null: data.max_response_tokens) */
+  max_response_tokens: posInt.nullable().default(null),
+  seed: nonNegInt.default(0),
+  /** sequences per engine batch (as clipo eval --concurrency) */
+  concurrency: posInt.default(8),
+  /** keep the policy with the best value of this figure in <output.dir>/best (e.g. mean_acc, pass@4, maj@4, or bench/mean_acc); null: off */
+  keep_best: z.string().min(1).nullable().default(null),
+});
+
+export const rewardSchema = z.strictObject({
+  /** an ES module whose default export (or `reward`) maps {prompt, response, groundTruth, row, verifierReward} to a number or {score, parts} */
+  module: z.string().min(1).nullable().default(null),
+  /** r = verifier_weight × r_verifier + module_weight × r_module (+ CLIPO's r_c) */
+  verifier_weight: z.number().default(1),
+  module_weight: z.number().default(1),
+  /** per-response time limit of the custom reward; a throw or a timeout scores 0 and is counted */
+  timeout_s: posNum.default(5),
+  /** CLIPO's correct label: the verifier's outcome, or total reward > 0 */
+  correct_from: z.enum(['verifier', 'reward']).default('verifier'),
+});
+
+export const guardsSchema = z.strictObject({
+  /** stop the run (keeping the last checkpoint) when a guard fires; --strict sets it */
+  stop: z.boolean().default(false),
+  /** recent steps the shares are averaged over */
+  window: posInt.default(5),
+  /** warn when the share of truncated responses exceeds this */
+  max_truncated: z.number().gte(0).lte(1).default(0.5),
+  /** warn when the share of groups whose rewards are all equal exceeds this */
+  max_no_spread: z.number().gte(0).lte(1).default(0.9),
+  /** warn when the share of verifier or custom-reward errors and timeouts exceeds this */
+  max_reward_errors: z.number().gte(0).lte(1).default(0.05),
+  /** warn when the mean entropy falls below this (collapse); null: off */
+  min_entropy: z.number().nonnegative().nullable().default(0.01),
+  /** warn when the mean entropy rises above this (blow-up); null: off */
+  max_entropy: z.number().nonnegative().nullable().default(null),
 });
 
 export const trainConfigSchema = z
@@ -136,6 +212,9 @@ export const trainConfigSchema = z
     optim: optimSchema.prefault({}),
     output: outputSchema.prefault({}),
     verifier: verifierSchema.prefault({}),
+    validation: validationSchema.nullable().default(null),
+    reward: rewardSchema.prefault({}),
+    guards: guardsSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     if (c.optim.ppo_mini_batch > c.optim.prompts_per_step) {

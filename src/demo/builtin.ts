@@ -2,6 +2,7 @@
 //
 //   model.path:        builtin:demo-warmup        the demo's supervised warm-up model (the default demo settings)
 //   data.train_files:  builtin:task/<split>       the built-in task's <split> file (train, test, symbolic, p1, p2, noop)
+//   validation.files:  builtin:task/<split>       the same, for validation during training
 //
 // Both live in the same cache as `clipo demo` uses (task-<hash>, warmup-<hash>), so a demo's cache serves a recipe and
 // the other way round. What is missing is made on first use: the task files in a second, the warm-up model in a few
@@ -49,7 +50,8 @@ export interface BuiltinHooks {
 
 /** Whether the config names any built-in data or model. */
 export function usesBuiltins(c: TrainConfig): boolean {
-  return c.model.path.startsWith(BUILTIN_PREFIX) || c.data.train_files.some((f) => f.startsWith(BUILTIN_PREFIX));
+  const files = [...c.data.train_files, ...(c.validation?.files ?? [])];
+  return c.model.path.startsWith(BUILTIN_PREFIX) || files.some((f) => f.startsWith(BUILTIN_PREFIX));
 }
 
 /** The config with every `builtin:` name replaced by its path in the cache, making (and caching) what is missing.
@@ -61,17 +63,20 @@ export function resolveBuiltins(c: TrainConfig, cacheDir: string, hooks: Builtin
     if (modelPath !== BUILTIN_WARMUP) throw new ConfigError(`model.path: unknown built-in model '${modelPath}' (known: ${BUILTIN_WARMUP})`);
   }
   const splits = c.data.train_files.map((f, i) => builtinTaskSplit(f, `data.train_files[${i}]`));
+  const valFiles = c.validation?.files ?? [];
+  const valSplits = valFiles.map((f, i) => builtinTaskSplit(f, `validation.files[${i}]`));
   let taskDir: string | null = null;
-  if (splits.some((x) => x !== null)) {
+  if ([...splits, ...valSplits].some((x) => x !== null)) {
     taskDir = taskDataDir(cacheDir, s);
     const t = ensureTaskData(taskDir, { ...s.task, format: 'parquet' });
     hooks.log?.(`built-in task data: ${t.reused ? 'cached' : 'generated'} in ${taskDir}`);
   }
   const trainFiles = c.data.train_files.map((f, i) => (splits[i] ? path.join(taskDir!, TASK_FILES[splits[i]!]) : f));
+  const validation = c.validation ? { ...c.validation, files: valFiles.map((f, i) => (valSplits[i] ? path.join(taskDir!, TASK_FILES[valSplits[i]!]) : f)) } : c.validation;
   if (modelPath === BUILTIN_WARMUP) {
     const warm: WarmupResult = ensureWarmup(s, cacheDir, hooks.warmup);
     hooks.log?.(`built-in warm-up model: ${warm.reused ? 'cached' : 'trained'} in ${warm.modelDir} (${warm.info.steps} steps, greedy validation accuracy ${(100 * warm.info.accuracy).toFixed(1)}%)`);
     modelPath = warm.modelDir;
   }
-  return { ...c, model: { ...c.model, path: modelPath }, data: { ...c.data, train_files: trainFiles } };
+  return { ...c, model: { ...c.model, path: modelPath }, data: { ...c.data, train_files: trainFiles }, validation };
 }

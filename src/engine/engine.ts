@@ -90,7 +90,7 @@ interface NativeEngineModel {
   logits(o: { tokens: Int32Array; batch: number; length: number }): Float32Array;
   score(o: object): ScoreResult;
   forwardTrain(o: object): Required<Omit<ScoreResult, 'pooled'>>;
-  backward(o: { gradLogp: Float32Array; release?: boolean }): void;
+  backward(o: { gradLogp: Float32Array; gradEntropy?: Float32Array; release?: boolean }): void;
   zeroGrad(): void;
   adamwStep(o: AdamWOptions): number;
   getOptimizerState(): { step: number; m: Float32Array | null; v: Float32Array | null };
@@ -266,15 +266,21 @@ export class Engine {
     return r;
   }
 
-  /** Backward from d loss / d logp ([B*T], the layout of forwardTrain); gradients accumulate until zeroGrad(). */
-  backward(gradLogp: Float32Array): void {
+  /**
+   * Backward from d loss / d logp ([B*T], the layout of forwardTrain) and, optionally, d loss / d entropy of the same
+   * positions (an entropy bonus); gradients accumulate until zeroGrad().
+   */
+  backward(gradLogp: Float32Array, gradEntropy?: Float32Array): void {
     this.trainable('backward');
     if (!this.pending) throw new Error('backward: no activations; call forwardTrain first');
     const want = this.pending.batchSize * this.pending.length;
     if (!isTyped(gradLogp, 'Float32Array') || gradLogp.length !== want) {
       throw new Error(`backward: gradLogp must be a Float32Array of length ${want} (batch ${this.pending.batchSize} x length ${this.pending.length})`);
     }
-    this.handle().backward({ gradLogp });
+    if (gradEntropy !== undefined && (!isTyped(gradEntropy, 'Float32Array') || gradEntropy.length !== want)) {
+      throw new Error(`backward: gradEntropy must be a Float32Array of length ${want} (batch ${this.pending.batchSize} x length ${this.pending.length})`);
+    }
+    this.handle().backward(gradEntropy ? { gradLogp, gradEntropy } : { gradLogp });
     this.pending = null;
   }
 

@@ -20,8 +20,10 @@ export class LocalGenerator implements Generator {
     private readonly model: LocalModel,
     private readonly concurrency: number,
     dir: string,
+    /** identifies weights that are not (only) on disk, e.g. a policy in training; default: the weight files' size and time */
+    fingerprint?: string,
   ) {
-    this.info = { backend: 'local', model: model.name, dir: path.resolve(dir), fingerprint: weightsFingerprint(dir) };
+    this.info = { backend: 'local', model: model.name, dir: path.resolve(dir), fingerprint: fingerprint ?? weightsFingerprint(dir) };
   }
 
   async generate(requests: GenRequest[], params: SamplingParams, onSample: (req: GenRequest, sample: number, c: Completion) => void): Promise<void> {

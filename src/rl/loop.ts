@@ -5,6 +5,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { appendText, ensureDir, writeFileAtomic } from '../util/atomic.js';
 import { listCheckpoints, saveCheckpoint } from './checkpoint.js';
+import type { TrainExtras } from './extras.js';
+import { GuardStopError } from './guards.js';
 import type { StepDetail, StepMetrics, Trainer } from './trainer.js';
 import { NonFiniteError } from './types.js';
 
@@ -19,6 +21,10 @@ export interface LoopOptions {
   onStep?: (m: StepMetrics, d: StepDetail) => void;
   /** stop after this many steps of this call (for tests that simulate a killed run) */
   stopAfter?: number;
+  /** TensorBoard, rollout logs, guards, validation (extras.ts) */
+  extras?: TrainExtras;
+  /** stop when a guard fires (guards.stop / --strict) */
+  stopOnGuard?: boolean;
 }
 
 export function metricsPath(outputDir: string): string {
@@ -38,9 +44,9 @@ export function countMetricsRows(outputDir: string): number {
   return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').length : 0;
 }
 
-const jsonRow = (m: StepMetrics) => JSON.stringify(m, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v));
+const jsonRow = (m: object) => JSON.stringify(m, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v));
 
-export function runLoop(trainer: Trainer, o: LoopOptions): { steps: number; lastCheckpoint: string | null; last: StepMetrics | null } {
+export async function runLoop(trainer: Trainer, o: LoopOptions): Promise<{ steps: number; lastCheckpoint: string | null; last: StepMetrics | null }> {
   ensureDir(o.outputDir, 'output.dir');
   const file = metricsPath(o.outputDir);
   if (!existsSync(file)) appendText(file, '');
@@ -51,6 +57,7 @@ export function runLoop(trainer: Trainer, o: LoopOptions): { steps: number; last
   const save = () => {
     lastCheckpoint = saveCheckpoint(o.outputDir, trainer.checkpointPayload(o.savePolicy, rows, o.configForCheck), o.keepLast);
   };
+  await o.extras?.start(trainer.step);
   while (!trainer.done && (o.stopAfter === undefined || steps < o.stopAfter)) {
     let r: ReturnType<Trainer['runStep']>;
     try {
@@ -62,11 +69,16 @@ export function runLoop(trainer: Trainer, o: LoopOptions): { steps: number; last
       }
       throw e;
     }
-    appendText(file, jsonRow(r.metrics) + '\n');
+    const extra = o.extras ? await o.extras.afterStep(r.metrics, r.detail) : null;
+    appendText(file, jsonRow({ ...r.metrics, ...extra?.row }) + '\n');
     rows++;
     steps++;
     last = r.metrics;
     o.onStep?.(r.metrics, r.detail);
+    if (o.stopOnGuard && extra?.warnings.length) {
+      const keep = lastCheckpoint ? `the last checkpoint is ${lastCheckpoint}` : 'no checkpoint was written yet';
+      throw new GuardStopError(`step ${r.metrics.step}: ${extra.warnings.map((w) => w.message).join('; ')}; training stopped by guards.stop / --strict (${keep})`);
+    }
     const atEnd = trainer.done;
     if (atEnd || (o.saveEvery > 0 && trainer.step % o.saveEvery === 0)) save();
   }

@@ -13,11 +13,16 @@ import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
 import { lockDir } from '../util/lock.js';
 import { reward } from '../verify/index.js';
 import { VerifierPool } from '../verify/pool.js';
+import { TrainExtras } from './extras.js';
+import type { GuardWarning } from './guards.js';
+import { RewardModule } from './reward-module.js';
+import type { ValidationResult } from './validation.js';
 import { listCheckpoints, loadCheckpoint } from './checkpoint.js';
 import { ContrastiveHead } from './head.js';
 import { runLoop, truncateMetrics } from './loop.js';
 import { Trainer, type StepDetail, type StepMetrics } from './trainer.js';
 import type { PolicyEngine, TrainPrompt } from './types.js';
+import type { GenerateEngine } from '../eval/localmodel.js';
 
 export interface RunOptions {
   resume?: boolean;
@@ -29,6 +34,11 @@ export interface RunOptions {
   cacheDir?: string;
   /** progress of making a missing `builtin:` warm-up model, and a line on what was reused */
   builtin?: BuiltinHooks;
+  /** a guard fired (guards.ts); with guards.stop or `strict` the run then stops */
+  onWarning?: (w: GuardWarning, step: number) => void;
+  onValidation?: (r: ValidationResult) => void;
+  /** stop when a guard fires (the CLI's --strict; same as guards.stop: true) */
+  strict?: boolean;
 }
 
 export interface RunResult {
@@ -47,6 +57,9 @@ function configForCheck(c: TrainConfig): Record<string, unknown> {
   delete copy.optim!.epochs;
   delete copy.model!.threads;
   delete copy.verifier;
+  // validation and guards watch the run without changing its steps
+  delete copy.validation;
+  delete copy.guards;
   return copy;
 }
 
@@ -77,7 +90,8 @@ export function buildPrompts(rows: Array<{ id: string; messages: Array<{ role: s
     }
     // the built-in task's rows carry their worked solution: the process check of correct rollouts needs its steps
     const steps = r.solution !== undefined && r.source?.startsWith('clipo/task_') ? solutionEquations(r.solution) : undefined;
-    prompts.push({ id: r.id, tokens: Int32Array.from(ids), groundTruth: r.groundTruth, ...(steps?.length ? { steps } : {}) });
+    const text = useTemplate ? rendered[i % BATCH]! : r.messages.map((m) => m.content).join('\n');
+    prompts.push({ id: r.id, tokens: Int32Array.from(ids), groundTruth: r.groundTruth, text, row: r, ...(steps?.length ? { steps } : {}) });
   }
   return { prompts, filtered };
 }
@@ -104,7 +118,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const ckpt = o.resume && checkpoints.length ? loadCheckpoint(checkpoints.at(-1)!.dir) : null;
   if (ckpt) {
     const diff = diffKeys(ckpt.state.config, configForCheck(c));
-    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads and verifier.* may change)`);
+    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, verifier.*, validation.* and guards.* may change)`);
   }
 
   const base = loadModelDir(c.model.path);
@@ -123,7 +137,11 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const policy = Engine.create(base.config, policyWeights, threads ? { threads } : {}) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   let reference: PolicyEngine | null = null;
   const verifier = new VerifierPool({ threads: c.verifier.threads, timeoutMs: c.verifier.timeout_ms, boxes: c.verifier.boxes });
+  let rewardModule: RewardModule | null = null;
+  let extras: TrainExtras | null = null;
   try {
+    if (c.reward.module) rewardModule = RewardModule.open(c.reward.module, c.reward.timeout_s * 1000);
+    const custom = rewardModule;
     if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
     if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, threads ? { threads } : {}) as unknown as PolicyEngine) : policy.cloneFrozen();
     const head = ckpt?.head && ckpt.state.head ? ContrastiveHead.fromTensors(ckpt.state.head.kind, ckpt.state.head.hiddenSize, ckpt.state.head.outSize, ckpt.head.weights, ckpt.head.optimizer, ckpt.state.head.step) : null;
@@ -135,27 +153,44 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
         // a hard deadline per rollout: a degenerate answer costs at most verifier.timeout_ms, never the run
         rewardBatch: (items) => {
           const r = verifier.verifyBatchSync(items.map((it) => ({ completion: it.text, groundTruth: it.groundTruth })));
-          return { rewards: r.results.map((x) => (x.correct ? 1 : 0)), timeouts: r.timeouts };
+          return {
+            rewards: r.results.map((x) => (x.correct ? 1 : 0)),
+            timeouts: r.timeouts,
+            // a wrong answer is no failure; a timeout or an internal error of the comparison is
+            errors: r.results.map((x) => (x.timedOut || x.reason?.startsWith('verifier error') || x.reason === 'comparison took too long' ? x.reason ?? 'verifier failed' : null)),
+            extracted: r.results.map((x) => x.extracted),
+          };
         },
         stepsCorrect,
+        ...(custom ? { customReward: (item) => custom.score(item) } : {}),
       },
       resume: ckpt ? { step: ckpt.state.step, stream: ckpt.state.stream, head } : undefined,
     });
     // resuming drops metrics rows past the checkpoint; a run killed before its first checkpoint starts over
     truncateMetrics(outputDir, ckpt ? ckpt.state.metricsRows : 0);
+    TrainExtras.truncateValidationLog(outputDir, ckpt ? ckpt.state.step : -1);
+    const savePolicy = (dir: string) => saveModelDir(dir, base.config, policy.exportWeights(), { dtype: c.model.save_dtype, copyFrom: c.model.path });
+    extras = new TrainExtras({
+      config: c, outputDir, totalSteps: trainer.schedule.totalSteps, engine: policy as unknown as GenerateEngine, tokenizer: tok, savePolicy,
+      onWarning: o.onWarning, onValidation: o.onValidation,
+    });
     if (!ckpt) writeJsonAtomic(path.join(outputDir, 'train-config.json'), c);
     o.onStart?.({ totalSteps: trainer.schedule.totalSteps, startStep: trainer.step, stepsPerEpoch: trainer.schedule.stepsPerEpoch, warmupSteps: trainer.schedule.warmupSteps, prompts: prompts.length, filtered });
-    const r = runLoop(trainer, {
+    const r = await runLoop(trainer, {
       outputDir,
       saveEvery: c.output.save_every,
       keepLast: c.output.keep_last,
       configForCheck: configForCheck(c),
-      savePolicy: (dir) => saveModelDir(dir, base.config, policy.exportWeights(), { dtype: c.model.save_dtype, copyFrom: c.model.path }),
+      savePolicy,
       onStep: o.onStep,
       stopAfter: o.stopAfter,
+      extras,
+      stopOnGuard: c.guards.stop || !!o.strict,
     });
     return { outputDir, steps: r.steps, totalSteps: trainer.schedule.totalSteps, lastCheckpoint: r.lastCheckpoint, last: r.last };
   } finally {
+    extras?.close();
+    rewardModule?.close();
     reference?.dispose();
     policy.dispose();
     await verifier.close();

@@ -19,6 +19,8 @@ import { contrastiveDiagnostics } from './diagnostics.js';
 import { ContrastiveHead } from './head.js';
 import { deriveSeed, makeSchedule, PromptStream, type Schedule } from './schedule.js';
 import { microBatchWeight, surrogateSettings } from './policy-loss.js';
+import { learningRate } from './lr-schedule.js';
+import { RewardStage, type ScoredResponse } from './rewards.js';
 import { NonFiniteError, type PolicyEngine, type TrainIO, type TrainPrompt } from './types.js';
 import { maxOf } from '../util/stats.js';
 
@@ -66,6 +68,28 @@ export interface StepMetrics {
   time_clipo_s: number;
   time_update_s: number;
   time_step_s: number;
+  /** verifier reward mean over the trained batch (r_verifier) */
+  verifier_reward_mean: number;
+  /** custom reward module's mean score over every sampled response (null: no module) */
+  module_reward_mean: number | null;
+  /** mean of each named part the module returned, over the responses that returned it */
+  reward_parts: Record<string, number> | null;
+  /** mean DAPO overlong penalty R_length over the trained batch (null: shaping off) */
+  overlong_penalty_mean: number | null;
+  /** share of sampled responses that hit data.max_response_tokens without an end-of-sequence token */
+  truncated_frac: number;
+  /** share of sampled groups whose task rewards are all equal */
+  no_spread_group_frac: number;
+  /** verifier failures (internal error or timeout) and custom-reward throws/timeouts/invalid values, sampled responses */
+  verifier_errors: number;
+  reward_module_errors: number;
+  reward_module_timeouts: number;
+  /** (verifier_errors + reward_module_errors + reward_module_timeouts) / sampled responses */
+  reward_error_frac: number;
+  /** truncated responses masked out of the policy loss (algorithm.overlong_filter) */
+  overlong_filtered: number;
+  /** the policy's learning rate this step (null during the head warm-up) */
+  lr: number | null;
 }
 
 /** Per-step detail beyond metrics, for reports (embedding maps) and tests. */
@@ -78,6 +102,11 @@ export interface StepDetail {
   /** head embeddings [B × D] before the head's step (CLIPO only) */
   embeddings: Float32Array | null;
   outSize: number;
+  /** per response of the trained batch: prompt index, reward breakdown, length (rollout logs) */
+  responses: Array<{ promptId: string; promptText: string; groundTruth: string; scored: ScoredResponse; length: number }>;
+  /** CLIPO's per-anchor contrastive loss and reward r_c (null without CLIPO) */
+  contrastivePerSample: Float32Array | null;
+  contrastiveReward: Float32Array | null;
 }
 
 export interface TrainerState {
@@ -100,8 +129,11 @@ export interface TrainerOptions {
 interface Rollout {
   prompt: Int32Array;
   response: Int32Array;
+  /** task reward r_task (verifier, custom module, overlong shaping) */
   rv: number;
   group: number;
+  scored: ScoredResponse;
+  source: TrainPrompt;
 }
 
 const now = () => performance.now() / 1000;
@@ -123,6 +155,7 @@ export class Trainer {
   step: number;
   /** kernel backend, resolved once (probing for a GPU on every call would cost more than the call) */
   readonly backend: Backend;
+  private readonly rewardStage: RewardStage;
 
   constructor(o: TrainerOptions) {
     this.cfg = o.config;
@@ -136,6 +169,8 @@ export class Trainer {
     if (c.algorithm.dynamic_sampling && c.rollout.n < 2) throw new Error('algorithm.dynamic_sampling needs rollout.n ≥ 2 (a group of one never has reward spread)');
     this.step = o.resume?.step ?? 0;
     this.backend = resolveBackend('auto');
+    this.rewardStage = new RewardStage(c, o.io);
+    if (c.algorithm.entropy_coef > 0 && this.policy.backward.length < 2) throw new Error('algorithm.entropy_coef > 0 needs an engine whose backward takes d loss / d entropy');
     this.stream = new PromptStream(o.prompts.length, c.optim.seed, c.data.shuffle, o.resume?.stream);
     const H = this.policy.config.hiddenSize;
     this.head = c.clipo.enabled ? (o.resume?.head ?? ContrastiveHead.init(c.clipo.head, H, c.clipo.out_size, deriveSeed(c.optim.seed, 0x4ead))) : null;
@@ -162,6 +197,8 @@ export class Trainer {
     const kept: Rollout[][] = [];
     let sampled = 0, sampledCorrect = 0, generatedTokens = 0, rounds = 0, epoch = -1, verifyTimeouts = 0;
     let processChecked = 0, processOk = 0;
+    let truncated = 0, noSpread = 0, groupsSampled = 0, verifierErrors = 0, moduleErrors = 0, moduleTimeouts = 0, moduleSum = 0;
+    const partSum = new Map<string, { sum: number; count: number }>();
     const maxRounds = alg.dynamic_sampling ? alg.max_sampling_tries : 1;
     while (rounds < maxRounds && kept.length < P) {
       const idx = this.stream.next(P);
@@ -176,36 +213,48 @@ export class Trainer {
       });
       rounds++;
       if (gen.sequences.length !== idx.length * n) throw new Error(`engine returned ${gen.sequences.length} sequences for ${idx.length} prompts × ${n}`);
-      const rv = new Float32Array(gen.sequences.length);
-      const items = gen.sequences.map((s) => ({ text: this.io.decode(s.tokens), groundTruth: this.prompts[idx[s.promptIndex]!]!.groundTruth }));
-      for (const s of gen.sequences) generatedTokens += s.tokens.length;
-      if (this.io.rewardBatch) {
-        const r = this.io.rewardBatch(items);
-        if (r.rewards.length !== items.length) throw new Error(`rewardBatch returned ${r.rewards.length} rewards for ${items.length} responses`);
-        rv.set(Array.from(r.rewards));
-        verifyTimeouts += r.timeouts;
-      } else items.forEach((it, k) => (rv[k] = this.io.reward(it.text, it.groundTruth)));
-      // the process check of correct responses (built-in task only: its prompts carry their true steps)
-      items.forEach((it, k) => {
-        const p = this.prompts[idx[gen.sequences[k]!.promptIndex]!]!;
-        if (rv[k]! > 0 && p.steps && this.io.stepsCorrect) {
-          processChecked++;
-          if (this.io.stepsCorrect(it.text, p.steps)) processOk++;
+      const scoredBatch = this.rewardStage.scoreAll(gen.sequences.map((s) => ({ prompt: this.prompts[idx[s.promptIndex]!]!, tokens: s.tokens, finishReason: s.finishReason })));
+      const scored = scoredBatch.scored;
+      verifyTimeouts += scoredBatch.timeouts;
+      const rv = Float32Array.from(scored, (x) => x.verifier);
+      const rTask = Float32Array.from(scored, (x) => x.reward);
+      for (const [k, x] of scored.entries()) {
+        generatedTokens += gen.sequences[k]!.tokens.length;
+        if (x.truncated) truncated++;
+        if (x.verifierError) verifierErrors++;
+        if (x.moduleError?.startsWith('timeout')) moduleTimeouts++;
+        else if (x.moduleError) moduleErrors++;
+        moduleSum += x.module ?? 0;
+        for (const [name, v] of Object.entries(x.parts)) {
+          const e = partSum.get(name) ?? { sum: 0, count: 0 };
+          e.sum += v;
+          e.count++;
+          partSum.set(name, e);
         }
-      });
+        // the process check of correct responses (built-in task only: its prompts carry their true steps)
+        const p = this.prompts[idx[gen.sequences[k]!.promptIndex]!]!;
+        if (x.verifier > 0 && p.steps && this.io.stepsCorrect) {
+          processChecked++;
+          if (this.io.stepsCorrect(x.text, p.steps)) processOk++;
+        }
+      }
       for (let g = 0; g < idx.length; g++) {
         for (let j = 0; j < n; j++) sampledCorrect += rv[g * n + j]! > 0 ? 1 : 0;
         sampled += n;
+        groupsSampled++;
+        if (!groupHasSpread(rTask, g * n, n)) noSpread++;
         if (kept.length >= P) continue;
+        // DAPO's filter: groups whose verifier outcomes are all equal (accuracy 0 or 1) are dropped
         if (alg.dynamic_sampling && !groupHasSpread(rv, g * n, n)) continue;
-        kept.push(gen.sequences.slice(g * n, (g + 1) * n).map((s, j) => ({ prompt: this.prompts[idx[g]!]!.tokens, response: s.tokens, rv: rv[g * n + j]!, group: kept.length })));
+        const src = this.prompts[idx[g]!]!;
+        kept.push(gen.sequences.slice(g * n, (g + 1) * n).map((s, j) => ({ prompt: src.tokens, response: s.tokens, rv: rTask[g * n + j]!, group: kept.length, scored: scored[g * n + j]!, source: src })));
       }
     }
     const batch = kept.flat();
     const B = batch.length;
     const tRollout = now() - tStep;
 
-    const correct = Uint8Array.from(batch, (r) => (r.rv > 0 ? 1 : 0));
+    const correct = Uint8Array.from(batch, (r) => (r.scored.correct ? 1 : 0));
     const group = Int32Array.from(batch, (r) => r.group);
     const lengths = batch.map((r) => r.response.length);
 
@@ -222,6 +271,7 @@ export class Trainer {
     let closs: number | null = null, headStepped: boolean | null = null;
     let diag: ReturnType<typeof contrastiveDiagnostics> | null = null;
     let embeddings: Float32Array | null = null;
+    let perSample: Float32Array | null = null;
     if (this.head && B > 0) {
       const k = c.clipo;
       const H = this.head.hiddenSize;
@@ -233,6 +283,7 @@ export class Trainer {
       if (!Number.isFinite(res.loss)) throw new NonFiniteError(`step ${stepNo}: the contrastive loss is non-finite (${res.loss})`);
       closs = res.loss;
       embeddings = res.embeddings;
+      perSample = res.perSample;
       rc = contrastiveReward({ perSample: res.perSample, correct, lambda: k.lambda, constant: k.constant, clampMin: k.clamp });
       diag = contrastiveDiagnostics({ embeddings: res.embeddings, outSize: k.out_size, perSample: res.perSample, correct, group }, { level: k.level, distance: k.distance, lossType: k.loss_type, temperature: k.temperature, maskedLabel: k.masked_label, skipTrivial: k.skip_trivial });
       headStepped = !k.fixed_head && res.validAnchors > 0;
@@ -251,7 +302,8 @@ export class Trainer {
 
     // --- PPO update ---
     const t3 = now();
-    const upd = update ? this.updatePolicy(batch, old.logp, ref, adv, stepNo) : null;
+    const lr = update ? learningRate(c.optim, this.step - this.schedule.warmupSteps, this.schedule.totalSteps - this.schedule.warmupSteps) : null;
+    const upd = update ? this.updatePolicy(batch, old.logp, ref, adv, stepNo, lr!) : null;
     const tUpdate = now() - t3;
     this.step++;
 
@@ -298,8 +350,21 @@ export class Trainer {
       time_clipo_s: tClipo,
       time_update_s: tUpdate,
       time_step_s: stepTime,
+      verifier_reward_mean: mean(batch.map((r) => r.scored.verifier)),
+      module_reward_mean: this.io.customReward ? (sampled ? moduleSum / sampled : 0) : null,
+      reward_parts: partSum.size ? Object.fromEntries([...partSum].map(([k, e]) => [k, e.sum / e.count])) : null,
+      overlong_penalty_mean: alg.overlong_shaping ? mean(batch.map((r) => r.scored.overlong)) : null,
+      truncated_frac: sampled ? truncated / sampled : 0,
+      no_spread_group_frac: groupsSampled ? noSpread / groupsSampled : 0,
+      verifier_errors: verifierErrors,
+      reward_module_errors: moduleErrors,
+      reward_module_timeouts: moduleTimeouts,
+      reward_error_frac: sampled ? (verifierErrors + moduleErrors + moduleTimeouts) / sampled : 0,
+      overlong_filtered: update && alg.overlong_filter ? batch.filter((r) => r.scored.truncated).length : 0,
+      lr,
     };
-    return { metrics, detail: { step: stepNo, correct, group, rewards, advantages: adv, embeddings, outSize: c.clipo.out_size } };
+    const responses = batch.map((r) => ({ promptId: r.source.id, promptText: r.source.text ?? '', groundTruth: r.source.groundTruth, scored: r.scored, length: r.response.length }));
+    return { metrics, detail: { step: stepNo, correct, group, rewards, advantages: adv, embeddings, outSize: c.clipo.out_size, responses, contrastivePerSample: perSample, contrastiveReward: rc } };
   }
 
   /** Scores the batch in micro-batches: per-sequence log-probs of the response tokens and pooled states [B × H]. */
@@ -327,7 +392,7 @@ export class Trainer {
    * micro-batches; the kernel's per-micro-batch mean is reweighted so the sum equals the mini-batch's aggregate
    * (token-mean: tokens_micro / tokens_mini; sequence means: seqs_micro / seqs_mini), whatever the micro-batch size.
    */
-  private updatePolicy(batch: Rollout[], oldLogp: Float32Array[], refLogp: Float32Array[] | null, adv: Float32Array, stepNo: number) {
+  private updatePolicy(batch: Rollout[], oldLogp: Float32Array[], refLogp: Float32Array[] | null, adv: Float32Array, stepNo: number, lr: number) {
     const c = this.cfg;
     const alg = c.algorithm;
     const n = c.rollout.n;
@@ -336,11 +401,20 @@ export class Trainer {
     const settings = surrogateSettings(alg, refLogp !== null);
     const acc = { loss: 0, clipFracHigh: 0, clipFracLow: 0, approxKl: 0, klLoss: 0, entropy: 0, gradNorm: 0 };
     let minis = 0;
+    // DAPO's overlong filtering: a truncated response takes no part in the loss (its tokens are masked out and it
+    // counts in neither the token nor the sequence denominators)
+    const inLoss = (r: Rollout) => !(alg.overlong_filter && r.scored.truncated);
+    const entCoef = alg.entropy_coef;
     for (let e = 0; e < c.optim.ppo_epochs; e++) {
       for (let m0 = 0; m0 < batch.length; m0 += miniSeqs) {
         const mEnd = Math.min(batch.length, m0 + miniSeqs);
-        let miniTokens = 0;
-        for (let i = m0; i < mEnd; i++) miniTokens += batch[i]!.response.length;
+        let miniTokens = 0, miniKept = 0;
+        for (let i = m0; i < mEnd; i++) {
+          if (!inLoss(batch[i]!)) continue;
+          miniTokens += batch[i]!.response.length;
+          if (batch[i]!.response.length) miniKept++;
+        }
+        if (miniTokens === 0) continue; // every response of the mini-batch is filtered out: no update
         const fig = { loss: 0, clipFracHigh: 0, clipFracLow: 0, approxKl: 0, klLoss: 0, entropy: 0 };
         this.policy.zeroGrad();
         for (let s = m0; s < mEnd; s += micro) {
@@ -352,24 +426,36 @@ export class Trainer {
           checkFinite(ft.logprobs, ft.mask, 'the training forward gave non-finite log-probabilities', stepNo);
           const oldPacked = new Float32Array(b * T);
           const refPacked = refLogp ? new Float32Array(b * T) : undefined;
-          let tokens = 0;
+          let tokens = 0, kept = 0;
+          const mask = ft.mask.slice();
           for (let k = 0; k < b; k++) {
             oldPacked.set(oldLogp[s + k]!, k * T);
             if (refPacked) refPacked.set(refLogp![s + k]!, k * T);
+            if (!inLoss(part[k]!)) {
+              mask.fill(0, k * T, (k + 1) * T);
+              continue;
+            }
             tokens += part[k]!.response.length;
+            if (part[k]!.response.length) kept++;
           }
+          if (tokens === 0) continue;
           const sl = surrogateLoss({
-            logp: ft.logprobs, oldLogp: oldPacked, refLogp: refPacked, advantages: adv.slice(s, end), mask: ft.mask, batch: b, length: T,
+            logp: ft.logprobs, oldLogp: oldPacked, refLogp: refPacked, advantages: adv.slice(s, end), mask, batch: b, length: T,
             ...settings,
             backend: this.backend,
           });
           if (!Number.isFinite(sl.loss)) throw new NonFiniteError(`step ${stepNo}: the policy loss is non-finite (${sl.loss})`);
-          const w = microBatchWeight(settings, tokens, miniTokens, b, mEnd - m0);
+          const w = microBatchWeight(settings, tokens, miniTokens, kept, miniKept);
           const grad = new Float32Array(sl.gradLogp.length);
           for (let i = 0; i < grad.length; i++) grad[i] = sl.gradLogp[i]! * w;
-          this.policy.backward(grad);
+          // entropy bonus: loss −= entropy_coef × token-mean entropy of the mini-batch, so d loss / d H_t = −coef / tokens
+          if (entCoef > 0) {
+            const gradEnt = new Float32Array(mask.length);
+            for (let i = 0; i < mask.length; i++) if (mask[i]) gradEnt[i] = -entCoef / miniTokens;
+            this.policy.backward(grad, gradEnt);
+          } else this.policy.backward(grad);
           let ent = 0;
-          for (let i = 0; i < ft.mask.length; i++) if (ft.mask[i]) ent += ft.entropy[i]!;
+          for (let i = 0; i < mask.length; i++) if (mask[i]) ent += ft.entropy[i]!;
           fig.loss += w * sl.pgLoss;
           fig.clipFracHigh += w * sl.clipFracHigh;
           fig.clipFracLow += w * sl.clipFracLow;
@@ -378,7 +464,7 @@ export class Trainer {
           fig.entropy += tokens ? (ent / tokens) * (tokens / miniTokens) : 0;
         }
         const { gradNorm } = this.policy.adamwStep({
-          lr: c.optim.lr, beta1: c.optim.beta1, beta2: c.optim.beta2, eps: c.optim.eps, weightDecay: c.optim.weight_decay,
+          lr, beta1: c.optim.beta1, beta2: c.optim.beta2, eps: c.optim.eps, weightDecay: c.optim.weight_decay,
           maxGradNorm: c.optim.grad_clip > 0 ? c.optim.grad_clip : undefined,
         });
         if (!Number.isFinite(gradNorm)) throw new NonFiniteError(`step ${stepNo}: the policy gradient norm is non-finite (${gradNorm})`);

@@ -3,6 +3,7 @@
 import type { ModelConfig, TensorMap } from '../model/types.js';
 import type { Equation } from '../task/templates.js';
 import type { GenerateRequest, GeneratedSequence, ScoreBatch } from '../engine/engine.js';
+import type { RewardItem, RewardOutcome } from './reward-module.js';
 
 export type { GeneratedSequence, ScoreBatch };
 
@@ -11,7 +12,8 @@ export interface PolicyEngine {
   generate(req: GenerateRequest): { sequences: GeneratedSequence[] };
   score(batch: ScoreBatch, opts?: { entropy?: boolean; pooled?: boolean }): { logprobs: Float32Array; entropy?: Float32Array; pooled?: Float32Array; mask: Uint8Array; length: number };
   forwardTrain(batch: ScoreBatch): { logprobs: Float32Array; entropy: Float32Array; mask: Uint8Array; length: number };
-  backward(gradLogp: Float32Array): void;
+  /** d loss / d logp, and optionally d loss / d entropy of the same positions (the entropy bonus) */
+  backward(gradLogp: Float32Array, gradEntropy?: Float32Array): void;
   zeroGrad(): void;
   adamwStep(opts: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number }): { gradNorm: number };
   exportWeights(): TensorMap;
@@ -27,6 +29,9 @@ export interface TrainPrompt {
   groundTruth: string;
   /** the true worked steps, when known (the built-in task): enables the process check of correct responses */
   steps?: Equation[];
+  /** the rendered prompt text and the data row (for custom rewards and rollout logs) */
+  text?: string;
+  row?: unknown;
 }
 
 export interface TrainIO {
@@ -38,9 +43,19 @@ export interface TrainIO {
    * The rewards of a batch at once (the verifier's worker pool, with its hard deadline): used instead of `reward`
    * when present; `timeouts` counts answers that ran out of time (each scored 0).
    */
-  rewardBatch?(items: Array<{ text: string; groundTruth: string }>): { rewards: ArrayLike<number>; timeouts: number };
+  rewardBatch?(items: Array<{ text: string; groundTruth: string }>): {
+    rewards: ArrayLike<number>;
+    timeouts: number;
+    /** per response: why the verifier failed (timeout or internal error; null for a plain verdict), when known */
+    errors?: ReadonlyArray<string | null>;
+    extracted?: ReadonlyArray<string | null>;
+  };
   /** whether a correct response's stated steps are the true ones (src/task/process.ts) */
   stepsCorrect?(text: string, steps: readonly Equation[]): boolean;
+  /** the verifier's reward with its failure, if any (internal error or timeout; a wrong answer is no failure) */
+  verify?(text: string, groundTruth: string): { reward: number; error: string | null; extracted: string | null };
+  /** the custom reward module (reward.module) */
+  customReward?(item: RewardItem): RewardOutcome;
 }
 
 /** Raised when a loss or gradient is NaN/Inf: the run stops and keeps its last good checkpoint. */

@@ -14,6 +14,7 @@ interface TrainOptions {
   resume?: boolean;
   json?: boolean;
   cache?: string;
+  strict?: boolean;
 }
 
 const fmt = (v: number | null, d = 3) => (v === null || !Number.isFinite(v) ? '-' : v.toFixed(d));
@@ -28,6 +29,7 @@ export function headline(m: StepMetrics): Record<string, string> {
     cos: fmt(m.positive_cos_mean, 2),
     kl: fmt(m.approx_kl, 4),
     len: m.response_length_mean.toFixed(0),
+    trunc: `${(100 * m.truncated_frac).toFixed(0)}%`,
     sps: m.time_step_s.toFixed(1),
     phase: m.warmup ? 'head warm-up' : 'train',
     // rollouts whose verification ran out of time (scored 0): shown only when there are some
@@ -35,15 +37,24 @@ export function headline(m: StepMetrics): Record<string, string> {
   };
 }
 
+/** The validation figures of the progress line: mean accuracy, the largest pass@k and maj@n (benchmark averages). */
+export function validationHeadline(f: Record<string, number>): string {
+  const pass = Object.keys(f).filter((k) => /^pass@\d+$/.test(k)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5))).at(-1);
+  const maj = Object.keys(f).find((k) => /^maj@\d+$/.test(k));
+  const pct = (v: number | undefined) => (v === undefined ? '-' : `${(100 * v).toFixed(1)}%`);
+  return [`acc ${pct(f.mean_acc)}`, pass && pass !== 'pass@1' ? `${pass} ${pct(f[pass])}` : '', maj && maj !== 'maj@1' ? `${maj} ${pct(f[maj])}` : ''].filter(Boolean).join(' ');
+}
+
 export function registerTrain(program: Command): void {
   program
     .command('train')
     .description('RL training: GRPO, DAPO, GSPO or GMPO, each with or without CLIPO (see recipes/ and docs/training.md)')
-    .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output, verifier)')
+    .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output, verifier, validation, reward, guards)')
     .option('--set <block.key=value>', 'override a config value (repeatable), e.g. --set clipo.enabled=true', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--resume', 'continue the run found in output.dir from its newest checkpoint')
     .option('--json', 'print a JSON summary on stdout at the end')
     .option('--cache <dir>', 'cache for builtin:task/<split> data and the builtin:demo-warmup model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
+    .option('--strict', 'stop when a guard fires (truncation, groups without reward spread, reward errors, entropy), as guards.stop: true')
     .action(async (opts: TrainOptions) => {
       if (opts.cache !== undefined && opts.cache.trim() === '') throw new UsageError('--cache: expected a folder');
       const config = loadTrainConfig(opts.config, opts.set);
@@ -52,6 +63,8 @@ export function registerTrain(program: Command): void {
       const { resolveCacheDir } = await import('../../demo/builtin.js');
       const tty = !!process.stderr.isTTY && !opts.json;
       let bar: cliProgress.SingleBar | null = null;
+      let warnings = '';
+      let lastVal = '-';
       const log = (s: string) => process.stderr.write(s + '\n');
       // a config naming builtin:demo-warmup trains that model on first use (minutes): show its progress
       let warmBar: cliProgress.SingleBar | null = null;
@@ -75,22 +88,35 @@ export function registerTrain(program: Command): void {
         cacheDir: resolveCacheDir(opts.cache),
         builtin: { warmup, log: (s) => (opts.json ? undefined : log(chalk.dim(s))) },
         resume: !!opts.resume,
+        strict: !!opts.strict,
+        onWarning: (w, step) => {
+          warnings = warnings ? `${warnings} ${w.guard}!` : `${w.guard}!`;
+          const line = chalk.yellow(`warning: step ${step}: ${w.message}`);
+          if (bar) (bar as cliProgress.SingleBar).update({ warn: warnings });
+          log(line);
+        },
+        onValidation: (r) => {
+          lastVal = validationHeadline(r.figures);
+          if (bar) (bar as cliProgress.SingleBar).update({ val: lastVal });
+          else if (!opts.json) log(`validation at step ${r.step}: ${lastVal} (${r.seconds.toFixed(1)} s, ${r.dir})`);
+        },
         onStart: (info) => {
           const clipo = config.clipo.enabled ? ` + CLIPO (head warm-up ${info.warmupSteps} steps)` : '';
           log(chalk.dim(`train ${config.algorithm.preset}${clipo}: ${info.prompts} prompts (${info.filtered} overlong dropped), ${info.stepsPerEpoch} steps/epoch, steps ${info.startStep + 1}..${info.totalSteps} -> ${config.output.dir}`));
           if (info.warmupSteps >= info.totalSteps) log(chalk.yellow(`note: all ${info.totalSteps} steps are head warm-up (policy frozen); lower clipo.warmup_steps to train the policy`));
           if (tty) {
             bar = new cliProgress.SingleBar(
-              { format: 'train {bar} {value}/{total} | {phase} | reward {reward} | acc {acc} | steps ok {steps} | closs {closs} | cos {cos} | kl {kl} | len {len} | {sps}s/step | eta {eta_formatted}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 },
+              { format: 'train {bar} {value}/{total} | {phase} | reward {reward} | acc {acc} | steps ok {steps} | closs {closs} | cos {cos} | kl {kl} | len {len} | trunc {trunc} | val {val} | {sps}s/step | eta {eta_formatted} {warn}', stream: process.stderr, hideCursor: true, barsize: 20, fps: 2 },
               cliProgress.Presets.shades_classic,
             );
-            bar.start(info.totalSteps, info.startStep, { phase: '-', reward: '-', acc: '-', steps: '-', closs: '-', cos: '-', kl: '-', len: '-', sps: '-' });
+            bar.start(info.totalSteps, info.startStep, { phase: '-', reward: '-', acc: '-', steps: '-', closs: '-', cos: '-', kl: '-', len: '-', trunc: '-', val: lastVal, sps: '-', warn: '' });
           }
         },
         onStep: (m) => {
           const h = headline(m);
-          if (bar) (bar as cliProgress.SingleBar).update(m.step, h);
-          else if (!opts.json) log(`step ${m.step} [${h.phase}] reward ${h.reward} acc ${h.acc} steps-ok ${h.steps} closs ${h.closs} cos ${h.cos} kl ${h.kl} len ${h.len} ${h.sps}s`);
+          if (bar) (bar as cliProgress.SingleBar).update(m.step, { ...h, val: lastVal, warn: warnings });
+          else if (!opts.json) log(`step ${m.step} [${h.phase}] reward ${h.reward} acc ${h.acc} steps-ok ${h.steps} closs ${h.closs} cos ${h.cos} kl ${h.kl} len ${h.len} trunc ${h.trunc} ${h.sps}s${warnings ? ` ${warnings}` : ''}`);
+          warnings = '';
         },
       }).finally(() => (bar as cliProgress.SingleBar | null)?.stop());
       if (opts.json) console.log(JSON.stringify({ outputDir: result.outputDir, steps: result.steps, totalSteps: result.totalSteps, lastCheckpoint: result.lastCheckpoint, last: result.last }, null, 2));
