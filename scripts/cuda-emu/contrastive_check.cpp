@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
     run(16, 264, 40, 64, Head::Linear, LossType::SoftNN, Level::Batch, Distance::Cosine, -1, true, 2, rng); n++;
     run(20, 200, 130, 50, Head::Mlp, LossType::SupConIn, Level::Group, Distance::L2, 1, false, 1, rng); n++;
   } else {
+    // skipTrivial off: anchors without a positive or a negative stay valid (groups of 5 with random labels have them)
+    for (int lv = 0; lv < 3; ++lv) for (int ml = -1; ml <= 1; ++ml) {
+      run(15, 24, 16, 5, Head::Linear, LossType::InfoNCE, (Level)lv, Distance::Cosine, ml, false, 0, rng); n++;
+    }
     for (int lt = 0; lt < 4; ++lt) for (int lv = 0; lv < 3; ++lv) for (int input = 0; input < 3; ++input) {
       run(12, 40, 24, 7, (lt + lv) % 2 ? Head::Mlp : Head::Linear, (LossType)lt, (Level)lv, (Distance)((lt + input) % 2), (int)(rng() % 3) - 1, rng() % 2, input, rng); n++;
     }

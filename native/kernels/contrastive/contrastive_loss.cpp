@@ -143,7 +143,7 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
       ++nA;
       if (inPos(p.level, gi, group[j], yi, correct[j])) ++nP;
     }
-    bool ok = anchorLabelOk(p.maskedLabel, yi) && (!p.skipTrivial || (nP >= 1 && nA - nP >= 1));
+    bool ok = anchorValid(p, yi, nP, nA);
     int64_t pos = -1;
     if (ok && p.loss == LossType::InfoNCE) {
       if (givenPositives) {
@@ -156,7 +156,7 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
             break;
           }
       }
-      ok = pos >= 0;  // InfoNCE without a positive has no term to score
+      ok = infoNceKeepsAnchor(p, pos);
     }
     if (!ok) continue;
 
@@ -174,8 +174,10 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
     double cA = 0.0, cP = 0.0, cPexp = 0.0;
     switch (p.loss) {
       case LossType::InfoNCE:
-        Li = -((logit[pos] - m) - logSA);
-        cA = 1.0;
+        if (pos >= 0) {  // no positive: the empty sum, 0 with no gradient
+          Li = -((logit[pos] - m) - logSA);
+          cA = 1.0;
+        }
         break;
       case LossType::SupConIn:
         Li = -(std::log(SP + eps) - logSA - std::log(static_cast<double>(nP) + eps));

@@ -366,7 +366,7 @@ __global__ void lossRowKernel(LossArgs a) {
   const int nA = static_cast<int>(blockSum(cA, scratch) + 0.5f);
   const int nP = static_cast<int>(blockSum(cP, scratch) + 0.5f);
   if (threadIdx.x == 0) {
-    bool ok = anchorLabelOk(a.p.maskedLabel, yi) && (!a.p.skipTrivial || (nP >= 1 && nA - nP >= 1));
+    bool ok = anchorValid(a.p, yi, nP, nA);
     int pos = -1;
     if (ok && a.p.loss == LossType::InfoNCE) {
       if (a.given) {
@@ -379,7 +379,7 @@ __global__ void lossRowKernel(LossArgs a) {
             break;
           }
       }
-      ok = pos >= 0;
+      ok = infoNceKeepsAnchor(a.p, pos);
     }
     sPos = pos;
     sOk = ok ? 1 : 0;
@@ -405,7 +405,12 @@ __global__ void lossRowKernel(LossArgs a) {
   float Li = 0.f, kA = 0.f, kP = 0.f, kPexp = 0.f;
   if (ok) {
     switch (a.p.loss) {
-      case LossType::InfoNCE: Li = -((logit[pos] - m) - logSA); kA = 1.f; break;
+      case LossType::InfoNCE:
+        if (pos >= 0) {  // no positive: the empty sum, 0 with no gradient
+          Li = -((logit[pos] - m) - logSA);
+          kA = 1.f;
+        }
+        break;
       case LossType::SupConIn: Li = -(logf(SP + eps) - logSA - logf(static_cast<float>(nP) + eps)); kA = 1.f; kPexp = -1.f / (SP + eps); break;
       case LossType::SupConOut: {
         const float w = 1.f / (static_cast<float>(nP) + eps);

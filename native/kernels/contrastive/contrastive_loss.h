@@ -93,6 +93,16 @@ CLIPO_HD inline bool inPos(Level level, int32_t gi, int32_t gj, uint8_t yi, uint
 CLIPO_HD inline bool anchorLabelOk(int maskedLabel, uint8_t y) {
   return maskedLabel == -1 || (maskedLabel == 0 ? y != 0 : y == 0);
 }
+// Whether anchor i enters the batch loss, given |P(i)| and |A(i)|: its label passes the mask and, with skipTrivial,
+// it has a positive and a negative. Without skipTrivial an anchor with no positive (or no negative) still counts,
+// as in the official implementation: it adds to the number of valid anchors, and its loss is what the formula gives
+// for an empty P(i) (docs/algorithm.md, "Anchors").
+CLIPO_HD inline bool anchorValid(const Params& p, uint8_t y, int64_t nP, int64_t nA) {
+  return anchorLabelOk(p.maskedLabel, y) && (!p.skipTrivial || (nP >= 1 && nA - nP >= 1));
+}
+// InfoNCE scores one drawn positive. A valid anchor without one (P(i) empty, or a given -1) has the empty sum as
+// its loss (0, no gradient) and stays valid without skipTrivial; with skipTrivial a given -1 drops the anchor.
+CLIPO_HD inline bool infoNceKeepsAnchor(const Params& p, int64_t pos) { return pos >= 0 || !p.skipTrivial; }
 
 // bf16 raw bits -> float (bf16 is the high half of a float32).
 CLIPO_HD inline float bf16ToFloat(uint16_t b) {
