@@ -9,6 +9,7 @@ export { suites, suiteSummary, defaultDataRoot, type SuiteName, type SuiteDef, t
 export { buildMessages, buildPrompt, MATH_INSTRUCTION, choiceInstruction, type ChatMessage } from './data/prompt.js';
 export { contrastiveLoss, contrastiveLossUnfused, contrastiveReward, type ContrastiveLossOptions, type ContrastiveLossResult, type ContrastiveRewardOptions } from './kernels/contrastive.js';
 export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type SurrogateMode, type SurrogateAgg } from './kernels/surrogate.js';
+export * from './kernels/variants.js';
 export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';
 export { gpuLibsInfo, gemmProbe, allReduceProbe, type GpuLibsInfo, type GemmProbeResult, type AllReduceProbeResult } from './kernels/gpulibs.js';
 export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
@@ -30,7 +31,7 @@ export { metricsChartSpec, embeddingMapSpec, renderSvg } from './report/charts.j
 export { embed2d } from './report/embedding.js';
 export { pairedDifference, meanWithSE, studentTQuantile, type PairedDifference } from './report/stats.js';
 export { loadTrainConfig, parseTrainConfig, applySet, ConfigError as TrainConfigError, type TrainConfig } from './config/load.js';
-export { presets, resolveAlgorithm, type AlgorithmSettings } from './config/presets.js';
+export { presets, resolveAlgorithm, algorithmIssues, type AlgorithmSettings } from './config/presets.js';
 export { runTraining, buildPrompts, type RunOptions, type RunResult } from './rl/run.js';
 export { Trainer, type StepMetrics, type StepDetail, type TrainerOptions } from './rl/trainer.js';
 export { ContrastiveHead } from './rl/head.js';

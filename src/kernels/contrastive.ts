@@ -4,28 +4,36 @@ import { checkAllocatable, MIN_CONTRASTIVE_TEMPERATURE } from '../util/limits.js
 import { nativeFunction } from '../native.js';
 import { resolveBackend, type BackendRequest } from './backend.js';
 
-export type ContrastiveLossType = 'infonce' | 'supcon_in' | 'supcon_out' | 'soft_nn';
-export type ContrastiveLevel = 'group' | 'cross' | 'batch';
-export type ContrastiveDistance = 'cosine' | 'l2';
-export type ContrastiveHead = 'linear' | 'mlp';
+import {
+  contrastiveDistances,
+  contrastiveHeadKinds,
+  contrastiveLevels,
+  contrastiveLossTypes,
+  tokenDtypes,
+  type ContrastiveDistance,
+  type ContrastiveHeadKind,
+  type ContrastiveLevel,
+  type ContrastiveLossType,
+  type MaskedLabel,
+  type TokenDtype,
+} from './variants.js';
 
-export const contrastiveLossTypes: readonly ContrastiveLossType[] = ['infonce', 'supcon_in', 'supcon_out', 'soft_nn'];
-export const contrastiveLevels: readonly ContrastiveLevel[] = ['group', 'cross', 'batch'];
-export const contrastiveDistances: readonly ContrastiveDistance[] = ['cosine', 'l2'];
+export { contrastiveLossTypes, contrastiveLevels, contrastiveDistances, contrastiveHeadKinds };
+export type { ContrastiveLossType, ContrastiveLevel, ContrastiveDistance, ContrastiveHeadKind };
 
 export interface ContrastiveLossOptions {
   /** already-pooled representations [B*H]; or give tokens + mask + length */
   pooled?: Float32Array;
   /** token-level hidden states [B*L*H]: Float32Array, or Uint16Array of raw bf16 bits with dtype 'bf16' */
   tokens?: Float32Array | Uint16Array;
-  dtype?: 'f32' | 'bf16';
+  dtype?: TokenDtype;
   /** response mask [B*L], 1 = response token; every response needs at least one */
   mask?: Uint8Array;
   batch: number;
   length?: number;
   hiddenSize: number;
   outSize: number;
-  head?: ContrastiveHead;
+  head?: ContrastiveHeadKind;
   /** linear head W [D*H], row-major like nn.Linear.weight */
   weight?: Float32Array;
   /** mlp head: W1 [H*H] and W2 [D*H]; u = W2 relu(W1 h) */
@@ -40,7 +48,7 @@ export interface ContrastiveLossOptions {
   distance: ContrastiveDistance;
   temperature: number;
   /** 0: correct anchors only, -1: all anchors, 1: incorrect anchors only */
-  maskedLabel: -1 | 0 | 1;
+  maskedLabel: MaskedLabel;
   skipTrivial: boolean;
   eps?: number;
   /** InfoNCE positive per anchor ([B], -1 none); otherwise drawn by a counter-based hash of (seed, anchor) */
@@ -116,7 +124,7 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
   const B = checkInt('batch', o.batch, 1);
   const H = checkInt('hiddenSize', o.hiddenSize, 1);
   const D = checkInt('outSize', o.outSize, 1);
-  const head = o.head === undefined ? 'linear' : checkEnum('head', o.head, ['linear', 'mlp'] as const);
+  const head = o.head === undefined ? 'linear' : checkEnum('head', o.head, contrastiveHeadKinds);
   checkEnum('lossType', o.lossType, contrastiveLossTypes);
   const level = checkEnum('level', o.level, contrastiveLevels);
   checkEnum('distance', o.distance, contrastiveDistances);
@@ -148,7 +156,7 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
     for (let k = 0; k < B * H; k++) if (!Number.isFinite(o.pooled![k]!)) fail(`pooled: non-finite value at index ${k}`);
   } else {
     const L = checkInt('length', o.length, 1);
-    const dtype = o.dtype === undefined ? 'f32' : checkEnum('dtype', o.dtype, ['f32', 'bf16'] as const);
+    const dtype = o.dtype === undefined ? 'f32' : checkEnum('dtype', o.dtype, tokenDtypes);
     checkArray('tokens', o.tokens, dtype === 'bf16' ? Uint16Array : Float32Array, B * L * H);
     checkArray('mask', o.mask, Uint8Array, B * L);
     const mask = o.mask!;
