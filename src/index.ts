@@ -15,7 +15,8 @@ export { gpuLibsInfo, gemmProbe, allReduceProbe, type GpuLibsInfo, type GemmProb
 export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
 export { loadModelDir, loadModelConfig, saveModelDir, type ModelDir, type SaveOptions } from './model/hfdir.js';
-export { parseModelConfig, modelConfigToJson, ConfigError } from './model/config.js';
+export { parseModelConfig, modelConfigToJson } from './model/config.js';
+export { UsageError, ConfigError } from './errors.js';
 export { readSafetensors, readSafetensorsDir, writeSafetensors, writeSafetensorsDir, SafetensorsError } from './model/safetensors.js';
 export { ModelTokenizer, byteTokenizerDir } from './model/tokenizer.js';
 export { initModel, type InitShape } from './model/init.js';

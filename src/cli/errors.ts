@@ -1,12 +1,8 @@
-// Errors the CLI reports as one clear line, without a stack trace. Exit code 2: the user's input was wrong.
-export class UsageError extends Error {
-  readonly exitCode: number;
-  constructor(message: string, exitCode = 2) {
-    super(message);
-    this.name = 'UsageError';
-    this.exitCode = exitCode;
-  }
-}
+// Command-line helpers. UsageError itself lives in src/errors.ts (the library raises it too); it is re-exported here
+// for the commands.
+import { UsageError } from '../errors.js';
+
+export { UsageError };
 
 /** Parses a CLI number option with a clear message; `integer` rejects fractions. */
 export function parseNumberOption(name: string, raw: string, opts: { integer?: boolean; min?: number; max?: number } = {}): number {

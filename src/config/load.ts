@@ -3,11 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { UsageError } from '../cli/errors.js';
+import { ConfigError } from '../errors.js';
 import { algorithmIssues, resolveAlgorithm, type AlgorithmSettings } from './presets.js';
 import { trainConfigSchema, type ParsedTrainConfig } from './schema.js';
 
-export class ConfigError extends UsageError {}
+export { ConfigError };
 
 /** A fully resolved training config: the parsed blocks plus the algorithm with every preset field filled. */
 export type TrainConfig = Omit<ParsedTrainConfig, 'algorithm'> & { algorithm: AlgorithmSettings };

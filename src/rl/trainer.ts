@@ -17,7 +17,8 @@ import type { CheckpointPayload, CheckpointState } from './checkpoint.js';
 import { CHECKPOINT_FORMAT } from './checkpoint.js';
 import { contrastiveDiagnostics } from './diagnostics.js';
 import { ContrastiveHead } from './head.js';
-import { deriveSeed, makeSchedule, PromptStream, type Schedule } from './schedule.js';
+import { makeSchedule, PromptStream, type Schedule } from './schedule.js';
+import { counterSeed, SeedStream } from '../util/seeds.js';
 import { microBatchWeight, surrogateSettings } from './policy-loss.js';
 import { NonFiniteError, type PolicyEngine, type TrainIO, type TrainPrompt } from './types.js';
 import { maxOf } from '../util/stats.js';
@@ -135,7 +136,7 @@ export class Trainer {
     this.backend = resolveBackend('auto');
     this.stream = new PromptStream(o.prompts.length, c.optim.seed, c.data.shuffle, o.resume?.stream);
     const H = this.policy.config.hiddenSize;
-    this.head = c.clipo.enabled ? (o.resume?.head ?? ContrastiveHead.init(c.clipo.head, H, c.clipo.out_size, deriveSeed(c.optim.seed, 0x4ead))) : null;
+    this.head = c.clipo.enabled ? (o.resume?.head ?? ContrastiveHead.init(c.clipo.head, H, c.clipo.out_size, counterSeed(c.optim.seed, SeedStream.headInit))) : null;
     if (this.head && (this.head.hiddenSize !== H || this.head.outSize !== c.clipo.out_size || this.head.kind !== c.clipo.head)) {
       throw new Error(`contrastive head (${this.head.kind}, H ${this.head.hiddenSize}, D ${this.head.outSize}) does not fit the config (${c.clipo.head}, H ${H}, D ${c.clipo.out_size})`);
     }
@@ -168,7 +169,7 @@ export class Trainer {
         maxNewTokens: c.data.max_response_tokens,
         temperature: c.rollout.temperature,
         topP: c.rollout.top_p,
-        seed: deriveSeed(c.optim.seed, 0x9e4, stepNo, rounds),
+        seed: counterSeed(c.optim.seed, SeedStream.rollout, stepNo, rounds),
       });
       rounds++;
       if (gen.sequences.length !== idx.length * n) throw new Error(`engine returned ${gen.sequences.length} sequences for ${idx.length} prompts × ${n}`);
@@ -216,7 +217,7 @@ export class Trainer {
       const res = contrastiveLoss({
         pooled: old.pooled!, batch: B, hiddenSize: H, outSize: k.out_size, ...this.head.kernelWeights(),
         correct, group, lossType: k.loss_type, level: k.level, distance: k.distance, temperature: k.temperature,
-        maskedLabel: k.masked_label, skipTrivial: k.skip_trivial, seed: deriveSeed(c.optim.seed, 0xc1, stepNo), backend: this.backend,
+        maskedLabel: k.masked_label, skipTrivial: k.skip_trivial, seed: counterSeed(c.optim.seed, SeedStream.infoNcePositive, stepNo), backend: this.backend,
       });
       if (!Number.isFinite(res.loss)) throw new NonFiniteError(`step ${stepNo}: the contrastive loss is non-finite (${res.loss})`);
       closs = res.loss;
