@@ -7,7 +7,8 @@ export { VerifierPool, defaultVerifierThreads, type VerifierPoolOptions, type Ba
 export { loadDataset, type DataRow, type LoadOptions, type LoadedDataset, DataRowError } from './data/load.js';
 export { suites, suiteSummary, defaultDataRoot, type SuiteName, type SuiteDef, type SuiteBenchmark } from './data/suites.js';
 export { buildMessages, buildPrompt, MATH_INSTRUCTION, choiceInstruction, type ChatMessage } from './data/prompt.js';
-export { contrastiveLoss, contrastiveLossUnfused, contrastiveReward, type ContrastiveLossOptions, type ContrastiveLossResult, type ContrastiveRewardOptions } from './kernels/contrastive.js';
+export { contrastiveLoss, contrastiveLossUnfused, type ContrastiveLossOptions, type ContrastiveLossResult } from './kernels/contrastive.js';
+export { contrastiveReward, clipoPhase, type ContrastiveRewardOptions, type ClipoBatch, type ClipoPhaseResult } from './rl/clipo.js';
 export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type SurrogateMode, type SurrogateAgg } from './kernels/surrogate.js';
 export * from './kernels/variants.js';
 export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';

@@ -3,7 +3,6 @@
 import {
   contrastiveLoss,
   contrastiveLossUnfused,
-  contrastiveReward,
   contrastiveLossTypes,
   contrastiveLevels,
   contrastiveDistances,
@@ -11,6 +10,7 @@ import {
   type ContrastiveLossResult,
 } from '../src/kernels/contrastive.js';
 import { availableBackends } from '../src/kernels/backend.js';
+import { contrastiveReward } from '../src/rl/clipo.js';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { nativeFunction, packageRoot } from '../src/native.js';

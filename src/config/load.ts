@@ -12,6 +12,9 @@ export { ConfigError };
 /** A fully resolved training config: the parsed blocks plus the algorithm with every preset field filled. */
 export type TrainConfig = Omit<ParsedTrainConfig, 'algorithm'> & { algorithm: AlgorithmSettings };
 
+/** The `clipo` block of a training config. */
+export type ClipoSettings = TrainConfig['clipo'];
+
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 

@@ -1,4 +1,5 @@
-// The contrastive kernel of CLIPO (CLIPO-SPEC section 2) and the contrastive reward (section 1 step 5).
+// The contrastive kernel of CLIPO (docs/algorithm.md, "The contrastive loss"). The contrastive reward built from its
+// per-anchor losses is RL logic and lives beside the CLIPO phase (src/rl/clipo.ts).
 // Inputs are validated here with messages naming the field; the native side validates again at its boundary.
 import { checkAllocatable, MIN_CONTRASTIVE_TEMPERATURE } from '../util/limits.js';
 import { nativeFunction } from '../native.js';
@@ -73,6 +74,8 @@ export interface ContrastiveLossResult {
   /** [H*H] and [D*H] (mlp head) */
   gradWeight1?: Float32Array;
   gradWeight2?: Float32Array;
+  /** the weight gradients in the order of the head's weights: [gradWeight] or [gradWeight1, gradWeight2] */
+  gradients?: Float32Array[];
   /** [B] InfoNCE positive used per anchor, -1 where none */
   positives: Int32Array;
   validAnchors: number;
@@ -202,54 +205,16 @@ export function contrastiveLoss(o: ContrastiveLossOptions): ContrastiveLossResul
   validateContrastiveOptions(o);
   const backend = resolveBackend(o.backend, 'contrastiveLoss: backend');
   const fn = nativeFunction<NativeContrastive>(backend === 'cuda' ? 'contrastiveLossCuda' : 'contrastiveLoss');
-  return { ...fn(o), backend };
+  return withGradients({ ...fn(o), backend });
+}
+
+function withGradients(r: ContrastiveLossResult): ContrastiveLossResult {
+  const g = r.gradWeight ? [r.gradWeight] : r.gradWeight1 && r.gradWeight2 ? [r.gradWeight1, r.gradWeight2] : undefined;
+  return g ? { ...r, gradients: g } : r;
 }
 
 /** The unfused CPU implementation of the same math (separate passes, full intermediates): the benchmark baseline. */
 export function contrastiveLossUnfused(o: ContrastiveLossOptions): ContrastiveLossResult {
   validateContrastiveOptions(o);
-  return { ...nativeFunction<NativeContrastive>('contrastiveLossUnfused')(o), backend: 'cpu' };
-}
-
-export interface ContrastiveRewardOptions {
-  /** [B] per-anchor contrastive losses L_i (from the forward pass before the head update) */
-  perSample: Float32Array;
-  /** [B] 0/1 */
-  correct: Uint8Array;
-  /** lambda (0.2 in the paper) */
-  lambda: number;
-  /** c (default 0) */
-  constant?: number;
-  /** lower clamp (default -0.5) */
-  clampMin?: number;
-}
-
-/** CLIPO-SPEC section 1 step 5: r_c,i = max(c - lambda * L_i * correct_i, clampMin). */
-export function contrastiveReward(o: ContrastiveRewardOptions): Float32Array {
-  const err = (m: string): never => {
-    throw new Error(`contrastiveReward: ${m}`);
-  };
-  if (typeof o !== 'object' || o === null) err('expected an options object');
-  const tag = (v: unknown) => Object.prototype.toString.call(v);
-  if (tag(o.perSample) !== '[object Float32Array]') err('perSample: expected a Float32Array');
-  if (tag(o.correct) !== '[object Uint8Array]') err('correct: expected a Uint8Array');
-  if (o.correct.length !== o.perSample.length) {
-    err(`correct: expected length ${o.perSample.length} (as perSample), got ${o.correct.length}`);
-  }
-  const num = (name: string, v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) err(`${name}: expected a finite number, got ${String(v)}`);
-    return v as number;
-  };
-  const lambda = num('lambda', o.lambda);
-  const c = o.constant === undefined ? 0 : num('constant', o.constant);
-  const lo = o.clampMin === undefined ? -0.5 : num('clampMin', o.clampMin);
-  const out = new Float32Array(o.perSample.length);
-  for (let i = 0; i < out.length; i++) {
-    const y = o.correct[i]!;
-    if (y > 1) err(`correct: values must be 0 or 1, got ${y} at index ${i}`);
-    const L = o.perSample[i]!;
-    if (!Number.isFinite(L)) err(`perSample: non-finite value at index ${i}`);
-    out[i] = Math.max(c - lambda * L * y, lo);
-  }
-  return out;
+  return withGradients({ ...nativeFunction<NativeContrastive>('contrastiveLossUnfused')(o), backend: 'cpu' });
 }

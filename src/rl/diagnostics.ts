@@ -1,16 +1,23 @@
-// Contrastive diagnostics for metrics.jsonl (CLIPO-SPEC section 2 masks), computed in float64 from the head's
-// embeddings and the kernel's per-anchor losses. Cost O(B·n·D) for groups of n: pairwise work stays inside groups
-// (level `batch` uses per-label embedding sums), so it is negligible next to a step at the paper's batch sizes.
+// Contrastive diagnostics for metrics.jsonl (docs/algorithm.md, "The contrastive loss": the masks), from the head's
+// embeddings and the kernel's per-anchor losses. Which anchors are valid and the positives' cosine are counted here
+// (O(B·n·D) for groups of n: pairwise work stays inside groups; level `batch` uses per-label embedding sums); the
+// one loss the kernel's main call does not give (incorrect anchors, when they are masked out) comes from a
+// forward-only call of the same kernel, so the loss formulas live in the kernels alone.
+import { contrastiveLoss } from '../kernels/contrastive.js';
+import type { BackendRequest } from '../kernels/backend.js';
+import type { ContrastiveDistance, ContrastiveLevel, ContrastiveLossType, MaskedLabel } from '../kernels/variants.js';
 import { maxOf, minOf } from '../util/stats.js';
 
 export interface ContrastiveSetup {
-  level: 'group' | 'cross' | 'batch';
-  distance: 'cosine' | 'l2';
-  lossType: 'infonce' | 'supcon_in' | 'supcon_out' | 'soft_nn';
+  level: ContrastiveLevel;
+  distance: ContrastiveDistance;
+  lossType: ContrastiveLossType;
   temperature: number;
-  maskedLabel: -1 | 0 | 1;
+  maskedLabel: MaskedLabel;
   skipTrivial: boolean;
   eps?: number;
+  /** backend of the forward-only kernel call (default: the best available) */
+  backend?: BackendRequest;
 }
 
 export interface ContrastiveDiagnostics {
@@ -62,7 +69,6 @@ export function contrastiveDiagnostics(
     for (let d = 0; d < D; d++) t += o.embeddings[i * D + d]! * o.embeddings[j * D + d]!;
     return t;
   };
-  const sim = (i: number, j: number): number => (s.distance === 'cosine' ? dot(i, j) : 1 - Math.sqrt(Math.max(2 - 2 * dot(i, j), eps)));
   // level `batch`: positives are every same-label response, so Σ_p z_i·z_p = z_i·(S_label − z_i) with S_label the
   // label's embedding sum: O(B·D) instead of O(B²·D)
   const labelCount = [0, 0];
@@ -78,7 +84,7 @@ export function contrastiveDiagnostics(
   let valid = 0;
   const signalGroups = new Set<number>();
   const correctLosses: number[] = [];
-  const incorrectLosses: number[] = [];
+  const incorrect: number[] = [];
   let cosSum = 0, cosN = 0;
   for (let i = 0; i < B; i++) {
     const yi = o.correct[i]! > 0;
@@ -108,12 +114,9 @@ export function contrastiveDiagnostics(
       cosN += nPos;
       if (yi) correctLosses.push(o.perSample[i]!);
     }
-    // incorrect anchors: only at level `group`, where A(i) is the group (other levels would need the B×B matrix)
-    if (!yi && nonTrivial && s.level === 'group') {
-      if (isValid && s.lossType !== 'infonce') incorrectLosses.push(o.perSample[i]!);
-      else incorrectLosses.push(anchorLoss(i, st!, sim, s, eps));
-    }
+    if (!yi && nonTrivial && s.level === 'group') incorrect.push(i);
   }
+  const incorrectLosses = s.level === 'group' && incorrect.length ? incorrectAnchorLosses(o, s, eps, incorrect) : [];
   const stats = (a: number[]) => (a.length ? { mean: a.reduce((x, y) => x + y, 0) / a.length, min: minOf(a), max: maxOf(a) } : null);
   const c = stats(correctLosses);
   const w = stats(incorrectLosses);
@@ -128,25 +131,27 @@ export function contrastiveDiagnostics(
   };
 }
 
-/** One anchor's loss in float64 (InfoNCE as its expectation over the positive draw, i.e. the supcon_out form). */
-function anchorLoss(i: number, st: Sets, sim: (i: number, j: number) => number, s: ContrastiveSetup, eps: number): number {
-  const tau = s.temperature;
-  const m = sim(i, i) / tau; // the row maximum is the self term
-  const l = (j: number) => sim(i, j) / tau - m;
-  let SA = 0;
-  for (const a of st.all) SA += Math.exp(l(a));
-  let SP = 0;
-  for (const p of st.pos) SP += Math.exp(l(p));
-  const logSA = Math.log(SA + eps);
-  switch (s.lossType) {
-    case 'supcon_in':
-      return -(Math.log(SP + eps) - logSA - Math.log(st.pos.length + eps));
-    case 'soft_nn':
-      return -(Math.log(SP + eps) - logSA);
-    default: {
-      let t = 0;
-      for (const p of st.pos) t += l(p) - logSA;
-      return -t / (st.pos.length + (s.lossType === 'supcon_out' ? eps : 0));
-    }
-  }
+/**
+ * The losses of the given incorrect anchors (each with a positive and a negative in its group), from one forward-only
+ * kernel call on the embeddings: pooled = z with an identity head (normalize(I z) = z), incorrect anchors only,
+ * trivial anchors skipped. InfoNCE's random positive is replaced by its expectation over P(i), which is the
+ * supcon_out form, so the figure does not depend on a draw.
+ */
+function incorrectAnchorLosses(
+  o: { embeddings: Float32Array; outSize: number; correct: ArrayLike<number>; group: ArrayLike<number> },
+  s: ContrastiveSetup,
+  eps: number,
+  anchors: number[],
+): number[] {
+  const D = o.outSize;
+  const B = o.correct.length;
+  const eye = new Float32Array(D * D);
+  for (let d = 0; d < D; d++) eye[d * D + d] = 1;
+  const r = contrastiveLoss({
+    pooled: o.embeddings, batch: B, hiddenSize: D, outSize: D, head: 'linear', weight: eye,
+    correct: Uint8Array.from(o.correct, (y) => (y > 0 ? 1 : 0)), group: Int32Array.from(o.group),
+    lossType: s.lossType === 'infonce' ? 'supcon_out' : s.lossType, level: 'group', distance: s.distance, temperature: s.temperature,
+    maskedLabel: 1, skipTrivial: true, eps, grad: false, backend: s.backend,
+  });
+  return anchors.map((i) => r.perSample[i]!);
 }

@@ -8,18 +8,18 @@
 //
 // During the head warm-up (the first epoch by default) the policy is frozen: rollouts, scoring and the head step
 // run, the PPO update does not.
-import { contrastiveLoss, contrastiveReward } from '../kernels/contrastive.js';
 import { resolveBackend, type Backend } from '../kernels/backend.js';
 import { surrogateLoss } from '../kernels/surrogate.js';
 import type { TrainConfig } from '../config/load.js';
-import { computeAdvantages, groupHasSpread } from './advantages.js';
+import { computeAdvantages } from './advantages.js';
 import type { CheckpointPayload, CheckpointState } from './checkpoint.js';
 import { CHECKPOINT_FORMAT } from './checkpoint.js';
-import { contrastiveDiagnostics } from './diagnostics.js';
+import { clipoPhase } from './clipo.js';
 import { ContrastiveHead } from './head.js';
 import { makeSchedule, PromptStream, type Schedule } from './schedule.js';
 import { counterSeed, SeedStream } from '../util/seeds.js';
 import { microBatchWeight, surrogateSettings } from './policy-loss.js';
+import { sampleGroups, type Rollout } from './sampling.js';
 import { NonFiniteError, type PolicyEngine, type TrainIO, type TrainPrompt } from './types.js';
 import { maxOf } from '../util/stats.js';
 
@@ -95,14 +95,12 @@ export interface TrainerOptions {
   resume?: TrainerState;
 }
 
-interface Rollout {
-  prompt: Int32Array;
-  response: Int32Array;
-  rv: number;
-  group: number;
-}
-
 const now = () => performance.now() / 1000;
+const mean = (a: ArrayLike<number>): number => {
+  let t = 0;
+  for (let i = 0; i < a.length; i++) t += a[i]!;
+  return a.length ? t / a.length : 0;
+};
 
 function checkFinite(a: Float32Array, mask: Uint8Array | null, what: string, step: number): void {
   for (let i = 0; i < a.length; i++) if ((!mask || mask[i]) && !Number.isFinite(a[i]!)) throw new NonFiniteError(`step ${step}: ${what} (${a[i]})`);
@@ -146,128 +144,66 @@ export class Trainer {
     return this.step >= this.schedule.totalSteps;
   }
 
-  /** Runs one RL step; returns its metrics row and detail. */
+  /** Runs one RL step (docs/algorithm.md, "One RL step"); returns its metrics row and detail. */
   runStep(): { metrics: StepMetrics; detail: StepDetail } {
     const c = this.cfg;
-    const alg = c.algorithm;
     const stepNo = this.step + 1;
     const warmup = this.step < this.schedule.warmupSteps;
-    const n = c.rollout.n;
-    const P = c.optim.prompts_per_step;
     const tStep = now();
 
-    // --- rollouts (DAPO dynamic sampling: drop groups whose verifier rewards are all equal, sample again) ---
-    const kept: Rollout[][] = [];
-    let sampled = 0, sampledCorrect = 0, generatedTokens = 0, rounds = 0, epoch = -1, verifyTimeouts = 0;
-    const maxRounds = alg.dynamic_sampling ? alg.max_sampling_tries : 1;
-    while (rounds < maxRounds && kept.length < P) {
-      const idx = this.stream.next(P);
-      if (epoch < 0) epoch = this.stream.pos.epoch;
-      const gen = this.policy.generate({
-        prompts: idx.map((i) => this.prompts[i]!.tokens),
-        n,
-        maxNewTokens: c.data.max_response_tokens,
-        temperature: c.rollout.temperature,
-        topP: c.rollout.top_p,
-        seed: counterSeed(c.optim.seed, SeedStream.rollout, stepNo, rounds),
-      });
-      rounds++;
-      if (gen.sequences.length !== idx.length * n) throw new Error(`engine returned ${gen.sequences.length} sequences for ${idx.length} prompts × ${n}`);
-      const rv = new Float32Array(gen.sequences.length);
-      const items = gen.sequences.map((s) => ({ text: this.io.decode(s.tokens), groundTruth: this.prompts[idx[s.promptIndex]!]!.groundTruth }));
-      for (const s of gen.sequences) generatedTokens += s.tokens.length;
-      if (this.io.rewardBatch) {
-        const r = this.io.rewardBatch(items);
-        if (r.rewards.length !== items.length) throw new Error(`rewardBatch returned ${r.rewards.length} rewards for ${items.length} responses`);
-        rv.set(Array.from(r.rewards));
-        verifyTimeouts += r.timeouts;
-      } else items.forEach((it, k) => (rv[k] = this.io.reward(it.text, it.groundTruth)));
-      for (let g = 0; g < idx.length; g++) {
-        for (let j = 0; j < n; j++) sampledCorrect += rv[g * n + j]! > 0 ? 1 : 0;
-        sampled += n;
-        if (kept.length >= P) continue;
-        if (alg.dynamic_sampling && !groupHasSpread(rv, g * n, n)) continue;
-        kept.push(gen.sequences.slice(g * n, (g + 1) * n).map((s, j) => ({ prompt: this.prompts[idx[g]!]!.tokens, response: s.tokens, rv: rv[g * n + j]!, group: kept.length })));
-      }
-    }
-    const batch = kept.flat();
+    // 1. rollouts and verifier rewards r_v (DAPO: dynamic sampling)
+    const sampling = sampleGroups({ cfg: c, policy: this.policy, prompts: this.prompts, stream: this.stream, io: this.io, stepNo });
+    const batch = sampling.groups.flat();
     const B = batch.length;
-    const tRollout = now() - tStep;
-
     const correct = Uint8Array.from(batch, (r) => (r.rv > 0 ? 1 : 0));
     const group = Int32Array.from(batch, (r) => r.group);
-    const lengths = batch.map((r) => r.response.length);
+    const tRollout = now() - tStep;
 
-    // --- scoring pass: old log-probs and pooled states (and reference log-probs when the loss has KL) ---
+    // 2. scoring pass: old log-probs and, from the same pass, the pooled states (reference log-probs with KL)
     const t1 = now();
     const update = !warmup && B > 0;
     const old = B > 0 ? this.scoreAll(this.policy, batch, !!this.head) : { logp: [], pooled: null };
-    const ref = update && alg.kl_coef > 0 ? this.scoreAll(this.reference!, batch, false).logp : null;
+    const ref = update && c.algorithm.kl_coef > 0 ? this.scoreAll(this.reference!, batch, false).logp : null;
     const tScoring = now() - t1;
 
-    // --- CLIPO: contrastive loss and reward from the head before its step, then the head step ---
+    // 3-6. CLIPO: contrastive loss and reward r_c from the head before its step, then the head step
     const t2 = now();
-    let rc: Float32Array | null = null;
-    let closs: number | null = null, headStepped: boolean | null = null;
-    let diag: ReturnType<typeof contrastiveDiagnostics> | null = null;
-    let embeddings: Float32Array | null = null;
-    if (this.head && B > 0) {
-      const k = c.clipo;
-      const H = this.head.hiddenSize;
-      const res = contrastiveLoss({
-        pooled: old.pooled!, batch: B, hiddenSize: H, outSize: k.out_size, ...this.head.kernelWeights(),
-        correct, group, lossType: k.loss_type, level: k.level, distance: k.distance, temperature: k.temperature,
-        maskedLabel: k.masked_label, skipTrivial: k.skip_trivial, seed: counterSeed(c.optim.seed, SeedStream.infoNcePositive, stepNo), backend: this.backend,
-      });
-      if (!Number.isFinite(res.loss)) throw new NonFiniteError(`step ${stepNo}: the contrastive loss is non-finite (${res.loss})`);
-      closs = res.loss;
-      embeddings = res.embeddings;
-      rc = contrastiveReward({ perSample: res.perSample, correct, lambda: k.lambda, constant: k.constant, clampMin: k.clamp });
-      diag = contrastiveDiagnostics({ embeddings: res.embeddings, outSize: k.out_size, perSample: res.perSample, correct, group }, { level: k.level, distance: k.distance, lossType: k.loss_type, temperature: k.temperature, maskedLabel: k.masked_label, skipTrivial: k.skip_trivial });
-      headStepped = !k.fixed_head && res.validAnchors > 0;
-      if (headStepped) {
-        const r = res as unknown as { gradWeight?: Float32Array; gradWeight1?: Float32Array; gradWeight2?: Float32Array };
-        const grads = this.head.kind === 'linear' ? [r.gradWeight!] : [r.gradWeight1!, r.gradWeight2!];
-        this.head.adamwStep(grads, { lr: k.lr, weightDecay: k.weight_decay });
-      }
-    }
+    const clipo = this.head && B > 0
+      ? clipoPhase(this.head, { pooled: old.pooled!, correct, group }, c.clipo, { seed: counterSeed(c.optim.seed, SeedStream.infoNcePositive, stepNo), backend: this.backend, stepNo })
+      : null;
     const tClipo = now() - t2;
 
-    // --- rewards and advantages ---
-    const rewards = new Float32Array(B);
-    for (let i = 0; i < B; i++) rewards[i] = batch[i]!.rv + (rc ? rc[i]! : 0);
-    const adv = computeAdvantages(rewards, group, { estimator: alg.adv_estimator, eps: alg.adv_eps });
+    // 7. total reward r = r_v + r_c and group advantages
+    const rewards = Float32Array.from(batch, (r, i) => r.rv + (clipo ? clipo.reward[i]! : 0));
+    const adv = computeAdvantages(rewards, group, { estimator: c.algorithm.adv_estimator, eps: c.algorithm.adv_eps });
 
-    // --- PPO update ---
+    // 8. policy update (not during the head warm-up)
     const t3 = now();
     const upd = update ? this.updatePolicy(batch, old.logp, ref, adv, stepNo) : null;
     const tUpdate = now() - t3;
     this.step++;
 
     const stepTime = now() - tStep;
-    const mean = (a: ArrayLike<number>) => {
-      let t = 0;
-      for (let i = 0; i < a.length; i++) t += a[i]!;
-      return a.length ? t / a.length : 0;
-    };
+    const lengths = batch.map((r) => r.response.length);
+    const diag = clipo?.diagnostics ?? null;
     const metrics: StepMetrics = {
       step: stepNo,
-      epoch: epoch + 1,
+      epoch: sampling.epoch + 1,
       warmup,
       reward_mean: mean(rewards),
-      accuracy: sampled ? sampledCorrect / sampled : 0,
+      accuracy: sampling.sampled ? sampling.sampledCorrect / sampling.sampled : 0,
       batch_accuracy: mean(correct),
       advantage_abs_mean: mean(Array.from(adv, Math.abs)),
-      contrastive_loss: closs,
+      contrastive_loss: clipo?.loss ?? null,
       contrastive_valid_anchors: diag?.validAnchors ?? null,
       contrastive_correct_loss_mean: diag?.correctLossMean ?? null,
       contrastive_correct_loss_min: diag?.correctLossMin ?? null,
       contrastive_correct_loss_max: diag?.correctLossMax ?? null,
       contrastive_incorrect_loss_mean: diag?.incorrectLossMean ?? null,
-      contrastive_reward_mean: rc ? mean(rc) : null,
+      contrastive_reward_mean: clipo ? mean(clipo.reward) : null,
       contrastive_signal_group_frac: diag?.signalGroupFraction ?? null,
       positive_cos_mean: diag?.positiveCosineMean ?? null,
-      head_stepped: headStepped,
+      head_stepped: clipo?.headStepped ?? null,
       policy_loss: upd?.loss ?? null,
       clip_frac_high: upd?.clipFracHigh ?? null,
       clip_frac_low: upd?.clipFracLow ?? null,
@@ -277,17 +213,17 @@ export class Trainer {
       grad_norm: upd?.gradNorm ?? null,
       response_length_mean: mean(lengths),
       response_length_max: maxOf(lengths, 0),
-      kept_groups: kept.length,
-      sampling_rounds: rounds,
-      verify_timeouts: verifyTimeouts,
-      tokens_per_s: stepTime > 0 ? generatedTokens / stepTime : 0,
+      kept_groups: sampling.groups.length,
+      sampling_rounds: sampling.rounds,
+      verify_timeouts: sampling.verifyTimeouts,
+      tokens_per_s: stepTime > 0 ? sampling.generatedTokens / stepTime : 0,
       time_rollout_s: tRollout,
       time_scoring_s: tScoring,
       time_clipo_s: tClipo,
       time_update_s: tUpdate,
       time_step_s: stepTime,
     };
-    return { metrics, detail: { step: stepNo, correct, group, rewards, advantages: adv, embeddings, outSize: c.clipo.out_size } };
+    return { metrics, detail: { step: stepNo, correct, group, rewards, advantages: adv, embeddings: clipo?.embeddings ?? null, outSize: c.clipo.out_size } };
   }
 
   /** Scores the batch in micro-batches: per-sequence log-probs of the response tokens and pooled states [B × H]. */
