@@ -1,4 +1,4 @@
-// The contrastive kernel against its float64 reference (CLIPO-SPEC section 2): every variant on fresh random inputs,
+// The contrastive kernel against its float64 reference (docs/algorithm.md §2): every variant on fresh random inputs,
 // gradients by finite differences, the edge cases, bad inputs, and (when a GPU is present) CUDA against the CPU.
 import {
   contrastiveLoss,
@@ -445,7 +445,7 @@ describe('contrastiveLoss rejects bad input with a clear Error', () => {
   });
 });
 
-describe('contrastiveReward (CLIPO-SPEC section 1 step 5)', () => {
+describe('contrastiveReward (docs/algorithm.md §1 step 5)', () => {
   test('r = max(c - lambda * L * correct, clampMin) with defaults c = 0, clampMin = -0.5', () => {
     const perSample = Float32Array.from([0.5, 3, 1, 0, 2.4]);
     const correct = Uint8Array.from([1, 1, 0, 1, 1]);

@@ -20,7 +20,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const minimal = 'model: {path: m}\ndata: {train_files: a.parquet}\n';
 
 describe('training config', () => {
-  test('defaults are the paper\'s (CLIPO-SPEC sections 1-4)', () => {
+  test('defaults are the paper\'s (docs/algorithm.md §1-4)', () => {
     const c = loadTrainConfig(yamlFile(minimal));
     expect(c.data.train_files).toEqual(['a.parquet']);
     expect(c.rollout.n).toBe(16);

@@ -26,11 +26,11 @@ void run(int B, int H, int D, int L, Head head, LossType lt, Level lv, Distance 
   for (auto& v : W) v = nd(rng) / std::sqrt((float)H);
   for (auto& v : W1) v = nd(rng) / std::sqrt((float)H);
   for (int i = 0; i < B; ++i) { int n = 1 + rng() % L; for (int t = 0; t < n; ++t) mask[i * L + t] = 1; corr[i] = rng() % 2; grp[i] = i / 5; }
-  Inputs in; in.weight = W.data(); in.weight1 = head == Head::Mlp ? W1.data() : nullptr; in.correct = corr.data(); in.group = grp.data(); in.mask = mask.data();
+  Inputs in; in.weightOut = W.data(); in.weightIn = head == Head::Mlp ? W1.data() : nullptr; in.correct = corr.data(); in.group = grp.data(); in.mask = mask.data();
   if (input == 0) in.pooled = pooled.data(); else if (input == 1) { in.tokens = tok.data(); in.tokenType = DType::F32; } else { in.tokens = tb.data(); in.tokenType = DType::BF16; }
   auto mk = [&](std::vector<float>& ps, std::vector<float>& e, std::vector<float>& g, std::vector<float>& g1, std::vector<int32_t>& pos, float& loss, int32_t& va) {
     ps.assign(B, 0); e.assign(B * D, 0); g.assign(D * H, 0); g1.assign(H * H, 0); pos.assign(B, 0);
-    Outputs o; o.perSample = ps.data(); o.embeddings = e.data(); o.gradWeight = g.data(); o.gradWeight1 = head == Head::Mlp ? g1.data() : nullptr; o.positives = pos.data(); o.loss = &loss; o.validAnchors = &va; return o; };
+    Outputs o; o.perSample = ps.data(); o.embeddings = e.data(); o.gradWeightOut = g.data(); o.gradWeightIn = head == Head::Mlp ? g1.data() : nullptr; o.positives = pos.data(); o.loss = &loss; o.validAnchors = &va; return o; };
   std::vector<float> ps1, e1, g1, h1, ps2, e2, g2, h2; std::vector<int32_t> pos1, pos2; float l1, l2; int32_t v1, v2;
   contrastiveCpu(p, in, mk(ps1, e1, g1, h1, pos1, l1, v1));
   const char* err = contrastiveCudaHost(p, in, mk(ps2, e2, g2, h2, pos2, l2, v2));

@@ -1,4 +1,4 @@
-// The four base algorithms as surrogate-loss settings (docs/algorithm.md, "Base algorithms"). A config names a
+// The four base algorithms as surrogate-loss settings (docs/algorithm.md §3). A config names a
 // preset and may override any field; resolveAlgorithm fills the rest from the preset, and algorithmIssues refuses
 // a combination the surrogate kernel would not honour (checked when the config is read, not steps later).
 import { policyLossModes, type KlType, type SurrogateAgg, type SurrogateMode } from '../kernels/variants.js';

@@ -1,5 +1,5 @@
 // The training configuration: one zod schema per block of a `clipo train` YAML file. Keys are snake_case as in
-// the YAML (and in verl, whose names most of them follow); defaults are the paper's (CLIPO-SPEC sections 1-4,
+// the YAML (and in verl, whose names most of them follow); defaults are the paper's (docs/algorithm.md §1-4,
 // Track I where the tracks differ). Every object is strict, so a misspelt key is an error, not a silent default.
 import { z } from 'zod';
 import { isSamplingTemperature, MIN_CONTRASTIVE_TEMPERATURE, SAMPLING_TEMPERATURE_RULE } from '../util/limits.js';
@@ -25,7 +25,7 @@ export const modelSchema = z.strictObject({
   path: z.string().min(1),
   /** apply the tokenizer's chat template to the prompt messages (false: join the message contents) */
   chat_template: z.boolean().default(true),
-  /** engine threads (default: all cores) */
+  /** engine threads (default: picked by the model's size; `clipo train --threads` overrides) */
   threads: posInt.optional(),
   /** dtype of the saved policy in checkpoints; f32 keeps resume exact */
   save_dtype: z.enum(['f32', 'bf16']).default('f32'),

@@ -1,4 +1,4 @@
-// The contrastive kernel of CLIPO (docs/algorithm.md, "The contrastive loss"). The contrastive reward built from its
+// The contrastive kernel of CLIPO (docs/algorithm.md §2). The contrastive reward built from its
 // per-anchor losses is RL logic and lives beside the CLIPO phase (src/rl/clipo.ts).
 // Inputs are validated here with messages naming the field; the native side validates again at its boundary.
 import { checkAllocatable, MIN_CONTRASTIVE_TEMPERATURE } from '../util/limits.js';
@@ -112,7 +112,7 @@ function checkEnum<T extends string>(name: string, v: unknown, allowed: readonly
   return v as T;
 }
 
-/** Same-group and positive-set rules of CLIPO-SPEC section 2 (j != i is the caller's job). */
+/** Same-group and positive-set rules of docs/algorithm.md §2 (j != i is the caller's job). */
 export function inPositiveSet(level: ContrastiveLevel, gi: number, gj: number, yi: number, yj: number): boolean {
   const same = (yi !== 0) === (yj !== 0);
   return level === 'batch' ? same : gi === gj && same;
@@ -198,7 +198,7 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
 }
 
 /**
- * Fused pool -> project -> normalize -> similarity -> contrastive loss, forward and backward (CLIPO-SPEC section 2).
+ * Fused pool -> project -> normalize -> similarity -> contrastive loss, forward and backward (docs/algorithm.md §2).
  * Give either `pooled` [B*H] or `tokens` [B*L*H] with `mask` [B*L] (pooling is then fused into the same pass).
  */
 export function contrastiveLoss(o: ContrastiveLossOptions): ContrastiveLossResult {

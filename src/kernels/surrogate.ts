@@ -1,4 +1,4 @@
-// The clipped surrogate policy loss (CLIPO-SPEC section 3), forward and backward in one native call:
+// The clipped surrogate policy loss (docs/algorithm.md §3), forward and backward in one native call:
 // mode 'token' (GRPO / DAPO), 'sequence' (GSPO), 'geo_mean' (GMPO), optional low-variance KL to a reference.
 // Conventions (weights, clamps, metric definitions) are documented in docs/kernels.md, "Surrogate kernel".
 import { nativeFunction } from '../native.js';

@@ -15,7 +15,7 @@ export type SurrogateAgg = (typeof surrogateAggs)[number];
 export const klTypes = ['low_var_kl'] as const;
 export type KlType = (typeof klTypes)[number];
 
-/** Contrastive loss types (docs/algorithm.md, "The contrastive loss"). */
+/** Contrastive loss types (docs/algorithm.md §2). */
 export const contrastiveLossTypes = ['infonce', 'supcon_in', 'supcon_out', 'soft_nn'] as const;
 export type ContrastiveLossType = (typeof contrastiveLossTypes)[number];
 

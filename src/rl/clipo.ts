@@ -1,4 +1,4 @@
-// The CLIPO phase of an RL step (docs/algorithm.md, "One RL step", steps 3 to 6): the contrastive loss of the
+// The CLIPO phase of an RL step (docs/algorithm.md §1, steps 3 to 6): the contrastive loss of the
 // batch's pooled states under the head as it is, the contrastive reward from that loss, the diagnostics, and then
 // the head's AdamW step. The reward always comes from the head *before* its step, as in the official code.
 import type { ClipoSettings } from '../config/load.js';
@@ -21,7 +21,7 @@ export interface ContrastiveRewardOptions {
   clampMin?: number;
 }
 
-/** The contrastive reward r_c,i = max(c − λ · L_i · correct_i, clampMin) (docs/algorithm.md, "Contrastive reward"). */
+/** The contrastive reward r_c,i = max(c − λ · L_i · correct_i, clampMin) (docs/algorithm.md §1 step 5). */
 export function contrastiveReward(o: ContrastiveRewardOptions): Float32Array {
   const err = (m: string): never => {
     throw new Error(`contrastiveReward: ${m}`);

@@ -1,4 +1,4 @@
-// Contrastive diagnostics for metrics.jsonl (docs/algorithm.md, "The contrastive loss": the masks), from the head's
+// Contrastive diagnostics for metrics.jsonl (docs/algorithm.md §2: the masks), from the head's
 // embeddings and the kernel's per-anchor losses. Which anchors are valid and the positives' cosine are counted here
 // (O(B·n·D) for groups of n: pairwise work stays inside groups; level `batch` uses per-label embedding sums); the
 // one loss the kernel's main call does not give (incorrect anchors, when they are masked out) comes from a

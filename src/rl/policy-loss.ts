@@ -1,5 +1,5 @@
 // The preset's settings as arguments of the surrogate kernel, and the micro-batch weighting, both driven by the
-// policy-loss mode's descriptor (policyLossModes in src/kernels/variants.ts; docs/algorithm.md, "Base algorithms").
+// policy-loss mode's descriptor (policyLossModes in src/kernels/variants.ts; docs/algorithm.md §3).
 import type { AlgorithmSettings } from '../config/presets.js';
 import { policyLossModes, type KlType, type SurrogateAgg, type SurrogateMode } from '../kernels/variants.js';
 

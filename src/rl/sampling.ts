@@ -1,5 +1,5 @@
 // Rollouts of one RL step: n responses per prompt from the policy, each scored by the verifier. With DAPO's dynamic
-// sampling (docs/algorithm.md, "Base algorithms"), groups whose verifier rewards are all equal carry no advantage
+// sampling (docs/algorithm.md §3), groups whose verifier rewards are all equal carry no advantage
 // and are dropped, and more prompts are sampled until the batch is full or max_sampling_tries rounds have run.
 import type { TrainConfig } from '../config/load.js';
 import { counterSeed, SeedStream } from '../util/seeds.js';

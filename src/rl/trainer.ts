@@ -1,4 +1,4 @@
-// The RL step loop (CLIPO-SPEC section 1) on the policy engine:
+// The RL step loop (docs/algorithm.md §1) on the policy engine:
 //
 //   prompts → n rollouts each (engine sampling) → verifier rewards r_v
 //   → scoring pass: old log-probs and, from the same pass, the pooled final hidden states
@@ -144,7 +144,7 @@ export class Trainer {
     return this.step >= this.schedule.totalSteps;
   }
 
-  /** Runs one RL step (docs/algorithm.md, "One RL step"); returns its metrics row and detail. */
+  /** Runs one RL step (docs/algorithm.md §1); returns its metrics row and detail. */
   runStep(): { metrics: StepMetrics; detail: StepDetail } {
     const c = this.cfg;
     const stepNo = this.step + 1;

@@ -1,4 +1,4 @@
-// The verifier: the training reward and the evaluation's correctness (CLIPO-SPEC section 5).
+// The verifier: the training reward and the evaluation's correctness (docs/algorithm.md §5).
 //
 //   verify(completion, groundTruth) -> { correct, extracted, reason? }
 //

@@ -1,4 +1,4 @@
-// Float64 reference of the contrastive loss, written straight from CLIPO-SPEC section 2 (no fusion, no tricks):
+// Float64 reference of the contrastive loss, written straight from docs/algorithm.md §2 (no fusion, no tricks):
 // the tests compare the native kernels with it and check their gradients by finite differences of refContrastive.
 import type { ContrastiveDistance, ContrastiveLevel, ContrastiveLossType } from '../../src/kernels/variants.js';
 

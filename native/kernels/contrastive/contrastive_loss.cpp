@@ -248,7 +248,7 @@ void contrastiveCpu(const Params& p, const Inputs& in, const Outputs& out) {
     Hm = pooledBuf.data();
   }
   std::vector<float> U(B * D), norms(B), A1, R;
-  cpu::headForward(p, Hm, in.weight, in.weight1, U.data(), A1, R);
+  cpu::headForward(p, Hm, in.weightOut, in.weightIn, U.data(), A1, R);
   cpu::normalizeRows(B, D, U.data(), out.embeddings, norms.data());
 
   std::vector<float> dZ(p.computeGrad ? B * D : 0);
@@ -257,13 +257,13 @@ void contrastiveCpu(const Params& p, const Inputs& in, const Outputs& out) {
   *out.validAnchors = valid;
   if (!p.computeGrad) return;
   if (!valid) {  // no valid anchor: the loss is the constant 0
-    std::fill(out.gradWeight, out.gradWeight + D * H, 0.f);
-    if (p.head == Head::Mlp) std::fill(out.gradWeight1, out.gradWeight1 + H * H, 0.f);
+    std::fill(out.gradWeightOut, out.gradWeightOut + D * H, 0.f);
+    if (p.head == Head::Mlp) std::fill(out.gradWeightIn, out.gradWeightIn + H * H, 0.f);
     return;
   }
   std::vector<float> dU(B * D);
   cpu::normalizeBackward(B, D, out.embeddings, norms.data(), dZ.data(), dU.data());
-  cpu::headBackward(p, Hm, in.weight, A1, R, dU.data(), out.gradWeight, out.gradWeight1);
+  cpu::headBackward(p, Hm, in.weightOut, A1, R, dU.data(), out.gradWeightOut, out.gradWeightIn);
 }
 
 }  // namespace clipo::contrastive

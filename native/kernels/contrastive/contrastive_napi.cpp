@@ -84,10 +84,10 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
     }
   }
   if (p.head == Head::Linear) {
-    in.weight = clipo::getArray<float>(o, "weight", clipo::checkedSize(env, {p.out, p.hidden}, "weight")).data;
+    in.weightOut = clipo::getArray<float>(o, "weight", clipo::checkedSize(env, {p.out, p.hidden}, "weight")).data;
   } else {
-    in.weight1 = clipo::getArray<float>(o, "weight1", clipo::checkedSize(env, {p.hidden, p.hidden}, "weight1")).data;
-    in.weight = clipo::getArray<float>(o, "weight2", clipo::checkedSize(env, {p.out, p.hidden}, "weight2")).data;
+    in.weightIn = clipo::getArray<float>(o, "weight1", clipo::checkedSize(env, {p.hidden, p.hidden}, "weight1")).data;
+    in.weightOut = clipo::getArray<float>(o, "weight2", clipo::checkedSize(env, {p.out, p.hidden}, "weight2")).data;
   }
   in.correct = clipo::getArray<uint8_t>(o, "correct", B).data;
   in.group = clipo::getArray<int32_t>(o, "group", B).data;
@@ -136,9 +136,9 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
       auto gw1 = clipo::newArray<float>(env, H * H);
       res.Set("gradWeight1", gw1);
       res.Set("gradWeight2", gw);
-      r.out.gradWeight1 = gw1.Data();
+      r.out.gradWeightIn = gw1.Data();
     }
-    r.out.gradWeight = gw.Data();
+    r.out.gradWeightOut = gw.Data();
   }
   r.result = res;
   return r;

@@ -53,7 +53,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
 
   // projection, norms, normalize
   std::vector<float> U(B * D), A1, R, norms(B);
-  cpu::headForward(p, pooled.data(), in.weight, in.weight1, U.data(), A1, R);
+  cpu::headForward(p, pooled.data(), in.weightOut, in.weightIn, U.data(), A1, R);
   for (int64_t i = 0; i < B; ++i) {
     float ss = 0.f;
     for (int64_t d = 0; d < D; ++d) ss += U[i * D + d] * U[i * D + d];
@@ -137,8 +137,8 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
   *out.validAnchors = static_cast<int32_t>(valid);
   if (!p.computeGrad) return;
   if (valid == 0.f) {
-    std::fill(out.gradWeight, out.gradWeight + D * H, 0.f);
-    if (p.head == Head::Mlp) std::fill(out.gradWeight1, out.gradWeight1 + H * H, 0.f);
+    std::fill(out.gradWeightOut, out.gradWeightOut + D * H, 0.f);
+    if (p.head == Head::Mlp) std::fill(out.gradWeightIn, out.gradWeightIn + H * H, 0.f);
     return;
   }
 
@@ -171,7 +171,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
   std::vector<float> dZ(B * D), dU(B * D);
   cpu::gemmAB(B, D, B, Gs.data(), B, 1, Z, dZ.data());
   cpu::normalizeBackward(B, D, Z, norms.data(), dZ.data(), dU.data());
-  cpu::headBackward(p, pooled.data(), in.weight, A1, R, dU.data(), out.gradWeight, out.gradWeight1);
+  cpu::headBackward(p, pooled.data(), in.weightOut, A1, R, dU.data(), out.gradWeightOut, out.gradWeightIn);
 }
 
 }  // namespace clipo::contrastive
