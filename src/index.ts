@@ -15,6 +15,7 @@ export { availableBackends, resolveBackend, type Backend, type BackendRequest } 
 export { gpuLibsInfo, gemmProbe, allReduceProbe, type GpuLibsInfo, type GemmProbeResult, type AllReduceProbeResult } from './kernels/gpulibs.js';
 export { Engine, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
+export { threadsForModel, PARAMS_PER_THREAD } from './engine/threads.js';
 export { loadModelDir, loadModelConfig, saveModelDir, type ModelDir, type SaveOptions } from './model/hfdir.js';
 export { parseModelConfig, modelConfigToJson } from './model/config.js';
 export { UsageError, ConfigError } from './errors.js';

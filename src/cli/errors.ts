@@ -13,3 +13,11 @@ export function parseNumberOption(name: string, raw: string, opts: { integer?: b
   if (opts.max !== undefined && v > opts.max) throw new UsageError(`${name}: must be at most ${opts.max}, got ${v}`);
   return v;
 }
+
+/** The help text of every engine command's --threads. */
+export const THREADS_HELP = 'CPU threads of the engine (default: picked by the model\'s size, one for small models, up to all cores)';
+
+/** Parses --threads (absent: undefined, i.e. picked by the model's size). */
+export function threadsOption(raw: string | undefined): number | undefined {
+  return raw === undefined ? undefined : parseNumberOption('--threads', raw, { integer: true, min: 1, max: 1024 });
+}

@@ -96,9 +96,9 @@ export async function loadLocalModel(dir: string, opts: { name?: string; threads
   return new LocalModel(engine, md.tokenizer, opts.name ?? path.basename(path.resolve(dir)));
 }
 
-export async function createLocalGenerator(opts: { dir: string; concurrency: number; log: (m: string) => void }): Promise<Generator> {
+export async function createLocalGenerator(opts: { dir: string; concurrency: number; threads?: number; log: (m: string) => void }): Promise<Generator> {
   const t0 = Date.now();
-  const model = await loadLocalModel(opts.dir);
+  const model = await loadLocalModel(opts.dir, { threads: opts.threads });
   opts.log(`loaded ${opts.dir} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return new LocalGenerator(model, opts.concurrency, opts.dir);
 }

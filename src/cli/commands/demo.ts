@@ -5,7 +5,7 @@ import chalk from 'chalk';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import path from 'node:path';
-import { UsageError, parseNumberOption } from '../errors.js';
+import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
 import { renderTable } from '../table.js';
 
 interface DemoCliOptions {
@@ -15,6 +15,7 @@ interface DemoCliOptions {
   quick?: boolean;
   json?: boolean;
   cache?: string;
+  threads?: string;
 }
 
 /** runs/demo-2026-11-21T20-05-03 (local time would collide less, but UTC sorts the same everywhere) */
@@ -31,9 +32,11 @@ export function registerDemo(program: Command): void {
     .option('--steps <n>', 'RL steps per arm (default: 80; --quick: 3)')
     .option('--quick', 'a tiny smoke run (well under a minute)')
     .option('--json', 'print a JSON summary on stdout at the end (no progress bars)')
+    .option('--threads <n>', THREADS_HELP)
     .option('--cache <dir>', 'cache for the task data and the warm-up model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
     .action(async (opts: DemoCliOptions) => {
       const seeds = parseNumberOption('--seeds', opts.seeds, { integer: true, min: 1, max: 100 });
+      const threads = threadsOption(opts.threads);
       const steps = opts.steps === undefined ? undefined : parseNumberOption('--steps', opts.steps, { integer: true, min: 1, max: 100000 });
       // OpenMP threads that spin between the many small parallel regions of a tiny model turn a busy 2-core laptop
       // into a crawl (measured here: a warm-up step 5-8x slower under load); sleeping threads cost little when the
@@ -45,6 +48,7 @@ export function registerDemo(program: Command): void {
       const { runDemo } = await import('../../demo/run.js');
       const settings = structuredClone(opts.quick ? QUICK_SETTINGS : DEFAULT_SETTINGS);
       if (steps !== undefined) settings.rl.steps = steps;
+      if (threads !== undefined) settings.threads = threads;
       const outDir = path.resolve(opts.out ?? path.join('runs', demoDirName()));
       const cacheDir = path.resolve(opts.cache ?? process.env.CLIPO_CACHE_DIR ?? defaultCacheDir());
       if (opts.out !== undefined && opts.out.trim() === '') throw new UsageError('--out: expected a folder');

@@ -5,6 +5,7 @@ import chalk from 'chalk';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { loadTrainConfig } from '../../config/load.js';
+import { THREADS_HELP, threadsOption } from '../errors.js';
 import type { StepMetrics } from '../../rl/trainer.js';
 
 interface TrainOptions {
@@ -12,6 +13,7 @@ interface TrainOptions {
   set: string[];
   resume?: boolean;
   json?: boolean;
+  threads?: string;
 }
 
 const fmt = (v: number | null, d = 3) => (v === null || !Number.isFinite(v) ? '-' : v.toFixed(d));
@@ -39,9 +41,12 @@ export function registerTrain(program: Command): void {
     .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output, verifier)')
     .option('--set <block.key=value>', 'override a config value (repeatable), e.g. --set clipo.enabled=true', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--resume', 'continue the run found in output.dir from its newest checkpoint')
+    .option('--threads <n>', `${THREADS_HELP}; overrides model.threads`)
     .option('--json', 'print a JSON summary on stdout at the end')
     .action(async (opts: TrainOptions) => {
+      const threads = threadsOption(opts.threads);
       const config = loadTrainConfig(opts.config, opts.set);
+      if (threads !== undefined) config.model.threads = threads;
       // loaded on use: the engine and data modules are only needed once a run starts
       const { runTraining } = await import('../../rl/run.js');
       const tty = !!process.stderr.isTTY && !opts.json;
