@@ -45,8 +45,6 @@ export type MaskedLabel = (typeof maskedLabels)[number];
  * and the wrapper's input checks (src/kernels/surrogate.ts) all read it.
  */
 export interface PolicyLossMode {
-  /** the base algorithms that use it */
-  algorithms: readonly string[];
   /** ratio: clip ρ to [1 − clip_low, 1 + clip_high]; log_ratio: clip δ = log ρ to [−clip_low, clip_high] */
   clipSpace: 'ratio' | 'log_ratio';
   /** clip_low must be below this (ratio space: the lower bound 1 − clip_low must stay positive) */
@@ -63,10 +61,11 @@ export interface PolicyLossMode {
   microBatchWeight: 'agg' | 'sequences';
 }
 
+/** token: GRPO and DAPO; sequence: GSPO; geo_mean: GMPO. */
 export const policyLossModes: Readonly<Record<SurrogateMode, PolicyLossMode>> = {
-  token: { algorithms: ['grpo', 'dapo'], clipSpace: 'ratio', clipLowBelow: 1, clipHighMax: 20, dualClip: true, microBatchWeight: 'agg' },
-  sequence: { algorithms: ['gspo'], clipSpace: 'ratio', clipLowBelow: 1, clipHighMax: 20, dualClip: false, microBatchWeight: 'agg' },
-  geo_mean: { algorithms: ['gmpo'], clipSpace: 'log_ratio', clipLowBelow: 20, clipHighMax: 20, dualClip: false, microBatchWeight: 'sequences' },
+  token: { clipSpace: 'ratio', clipLowBelow: 1, clipHighMax: 20, dualClip: true, microBatchWeight: 'agg' },
+  sequence: { clipSpace: 'ratio', clipLowBelow: 1, clipHighMax: 20, dualClip: false, microBatchWeight: 'agg' },
+  geo_mean: { clipSpace: 'log_ratio', clipLowBelow: 20, clipHighMax: 20, dualClip: false, microBatchWeight: 'sequences' },
 };
 
 /** Type guard for a name of one vocabulary (for values read from JSON, YAML or the command line). */
