@@ -4,6 +4,11 @@ import { contrastiveDiagnostics } from '../src/rl/diagnostics.js';
 import { ContrastiveHead } from '../src/rl/head.js';
 import { makeSchedule, PromptStream } from '../src/rl/schedule.js';
 import { counterSeed } from '../src/util/seeds.js';
+import { Rng } from '../src/util/rng.js';
+import { clipoSchema } from '../src/config/schema.js';
+import { contrastiveLoss } from '../src/kernels/contrastive.js';
+import { contrastiveLevels } from '../src/kernels/variants.js';
+import { clipoPhase, contrastiveReward } from '../src/rl/clipo.js';
 
 describe('group advantages', () => {
   test('GRPO: (r - mean) / (Bessel std + 1e-6), by hand', () => {
@@ -151,5 +156,40 @@ describe('contrastive diagnostics at levels cross and batch', () => {
     expect(d.validAnchors).toBe(2);
     expect(d.positiveCosineMean).toBeCloseTo(Math.cos(0.3), 6);
     expect(d.signalGroupFraction).toBeCloseTo(1 / 3, 6);
+  });
+});
+
+describe('the CLIPO phase', () => {
+  const B = 24, H = 12, D = 6;
+  const rng = new Rng(3);
+  const pooled = Float32Array.from({ length: B * H }, () => rng.normal());
+  const group = Int32Array.from({ length: B }, (_, i) => Math.floor(i / 6));
+  const correct = Uint8Array.from({ length: B }, (_, i) => (i % 6 < 2 + (i >> 3) % 3 ? 1 : 0));
+  const settings = clipoSchema.parse({ enabled: true, out_size: D, temperature: 0.1 });
+
+  test('reward from the loss before the head step, then one head step; diagnostics agree with the kernel', () => {
+    for (const level of contrastiveLevels)
+      for (const skip_trivial of [true, false])
+        for (const masked_label of [-1, 0, 1] as const) {
+          const k = { ...settings, level, skip_trivial, masked_label };
+          const head = ContrastiveHead.init('linear', H, D, 7);
+          const before = Float32Array.from(head.weights[0]!);
+          const ref = contrastiveLoss({ pooled, batch: B, hiddenSize: H, outSize: D, ...head.kernelWeights(), correct, group, lossType: k.loss_type, level, distance: k.distance, temperature: k.temperature, maskedLabel: masked_label, skipTrivial: skip_trivial, seed: 11, backend: 'cpu' });
+          const r = clipoPhase(head, { pooled, correct, group }, k, { seed: 11, backend: 'cpu', stepNo: 1 });
+          expect(r.loss).toBe(ref.loss);
+          expect(Array.from(r.reward)).toEqual(Array.from(contrastiveReward({ perSample: ref.perSample, correct, lambda: k.lambda, constant: k.constant, clampMin: k.clamp })));
+          expect(r.diagnostics.validAnchors).toBe(ref.validAnchors);
+          expect(r.headStepped).toBe(ref.validAnchors > 0);
+          expect(Array.from(head.weights[0]!).some((w, i) => w !== before[i])).toBe(r.headStepped);
+        }
+  });
+
+  test('a fixed head is never stepped', () => {
+    const head = ContrastiveHead.init('mlp', H, D, 8);
+    const before = head.weights.map((w) => Float32Array.from(w));
+    const r = clipoPhase(head, { pooled, correct, group }, { ...settings, head: 'mlp', fixed_head: true }, { seed: 1, backend: 'cpu', stepNo: 1 });
+    expect(r.headStepped).toBe(false);
+    expect(r.diagnostics.validAnchors).toBeGreaterThan(0);
+    head.weights.forEach((w, k) => expect(Array.from(w)).toEqual(Array.from(before[k]!)));
   });
 });
