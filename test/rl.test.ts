@@ -7,7 +7,7 @@ import { counterSeed } from '../src/util/seeds.js';
 import { Rng } from '../src/util/rng.js';
 import { clipoSchema } from '../src/config/schema.js';
 import { contrastiveLoss } from '../src/kernels/contrastive.js';
-import { contrastiveLevels } from '../src/kernels/variants.js';
+import { contrastiveLevels, contrastiveLossTypes } from '../src/kernels/variants.js';
 import { clipoPhase, contrastiveReward } from '../src/rl/clipo.js';
 
 describe('group advantages', () => {
@@ -191,5 +191,38 @@ describe('the CLIPO phase', () => {
     expect(r.headStepped).toBe(false);
     expect(r.diagnostics.validAnchors).toBeGreaterThan(0);
     head.weights.forEach((w, k) => expect(Array.from(w)).toEqual(Array.from(before[k]!)));
+  });
+});
+
+describe('contrastive diagnostics: the incorrect anchors\' loss', () => {
+  test('equals the kernel on the full embeddings (identity head), for every loss type and distance', () => {
+    const rng = new Rng(21);
+    const sizes = [5, 8, 3, 8, 6, 1];
+    const group = Int32Array.from(sizes.flatMap((n, g) => Array(n).fill(g * 3 + 1)));
+    const B = group.length, D = 24;
+    const correct = Uint8Array.from({ length: B }, (_, i) => (i % 3 === 0 ? 1 : 0));
+    const e = new Float32Array(B * D);
+    for (let i = 0; i < B; i++) {
+      let n = 0;
+      for (let d = 0; d < D; d++) n += (e[i * D + d] = rng.normal()) ** 2;
+      for (let d = 0; d < D; d++) e[i * D + d]! /= Math.sqrt(n);
+    }
+    e.copyWithin(1 * D, 0, D);  // a duplicate embedding inside a group
+    const eye = new Float32Array(D * D);
+    for (let d = 0; d < D; d++) eye[d * D + d] = 1;
+    for (const lossType of contrastiveLossTypes)
+      for (const distance of ['cosine', 'l2'] as const) {
+        const d = contrastiveDiagnostics({ embeddings: e, outSize: D, perSample: new Float32Array(B), correct, group }, { level: 'group', distance, lossType, temperature: 0.1, maskedLabel: 0, skipTrivial: true });
+        const full = contrastiveLoss({ pooled: e, batch: B, hiddenSize: D, outSize: D, weight: eye, correct, group, lossType: lossType === 'infonce' ? 'supcon_out' : lossType, level: 'group', distance, temperature: 0.1, maskedLabel: 1, skipTrivial: true, grad: false, backend: 'cpu' });
+        let sum = 0;
+        for (const v of full.perSample) sum += v;
+        expect(full.validAnchors).toBeGreaterThan(3);
+        // l2 near a duplicate (z·z' = 1 up to rounding) turns a 1e-7 rounding of the dot product into 1e-4 through
+        // sqrt(max(2 − 2 z·z', eps)); cosine has no such amplification
+        const tol = distance === 'l2' ? 2e-4 : 2e-6;
+        if (!(Math.abs(d.incorrectLossMean! - sum / full.validAnchors) <= tol * Math.abs(sum / full.validAnchors))) {
+          throw new Error(`${lossType}/${distance}: ${d.incorrectLossMean} vs ${sum / full.validAnchors}`);
+        }
+      }
   });
 });

@@ -116,7 +116,7 @@ export function contrastiveDiagnostics(
     }
     if (!yi && nonTrivial && s.level === 'group') incorrect.push(i);
   }
-  const incorrectLosses = s.level === 'group' && incorrect.length ? incorrectAnchorLosses(o, s, eps, incorrect) : [];
+  const incorrectLosses = s.level === 'group' && incorrect.length ? incorrectAnchorLosses(o, s, eps, incorrect, members) : [];
   const stats = (a: number[]) => (a.length ? { mean: a.reduce((x, y) => x + y, 0) / a.length, min: minOf(a), max: maxOf(a) } : null);
   const c = stats(correctLosses);
   const w = stats(incorrectLosses);
@@ -133,22 +133,54 @@ export function contrastiveDiagnostics(
 
 /**
  * The losses of the given incorrect anchors (each with a positive and a negative in its group), from one forward-only
- * kernel call on the embeddings: pooled = z with an identity head (normalize(I z) = z), incorrect anchors only,
- * trivial anchors skipped. InfoNCE's random positive is replaced by its expectation over P(i), which is the
- * supcon_out form, so the figure does not depend on a draw.
+ * kernel call, incorrect anchors only, trivial anchors skipped. InfoNCE's random positive is replaced by its
+ * expectation over P(i), which is the supcon_out form, so the figure does not depend on a draw.
+ *
+ * At level `group` an anchor's terms only involve its own group, and a group of n unit vectors spans at most n
+ * dimensions. So each group's embeddings are written in an orthonormal basis of their span (Gram-Schmidt in float64,
+ * O(n²·D) per group): same lengths and same dot products inside the group, K = largest group coordinates instead of
+ * D. The kernel then runs on those coordinates with an identity head (normalize(I c) = c), which costs O(B·K²)
+ * instead of the O(B·D²) of an identity head over the embeddings themselves. Dot products across groups change,
+ * but they never enter a group-level loss (and stay at most 1, below the self term that sets the row maximum).
  */
 function incorrectAnchorLosses(
   o: { embeddings: Float32Array; outSize: number; correct: ArrayLike<number>; group: ArrayLike<number> },
   s: ContrastiveSetup,
   eps: number,
   anchors: number[],
+  members: Map<number, number[]>,
 ): number[] {
   const D = o.outSize;
   const B = o.correct.length;
-  const eye = new Float32Array(D * D);
-  for (let d = 0; d < D; d++) eye[d * D + d] = 1;
+  let K = 1;
+  for (const m of members.values()) K = Math.max(K, m.length);
+  const coords = new Float32Array(B * K);
+  const basis: Float64Array[] = [];
+  for (const m of members.values()) {
+    basis.length = 0;
+    for (const i of m) {
+      const z = o.embeddings.subarray(i * D, (i + 1) * D);
+      const r = Float64Array.from(z);
+      basis.forEach((q, k) => {
+        let c = 0;
+        for (let d = 0; d < D; d++) c += q[d]! * z[d]!;
+        coords[i * K + k] = c;
+        for (let d = 0; d < D; d++) r[d]! -= c * q[d]!;
+      });
+      let n = 0;
+      for (let d = 0; d < D; d++) n += r[d]! * r[d]!;
+      n = Math.sqrt(n);
+      if (n > 1e-9) {  // a new direction (a duplicate embedding adds none)
+        for (let d = 0; d < D; d++) r[d]! /= n;
+        coords[i * K + basis.length] = n;
+        basis.push(r);
+      }
+    }
+  }
+  const eye = new Float32Array(K * K);
+  for (let k = 0; k < K; k++) eye[k * K + k] = 1;
   const r = contrastiveLoss({
-    pooled: o.embeddings, batch: B, hiddenSize: D, outSize: D, head: 'linear', weight: eye,
+    pooled: coords, batch: B, hiddenSize: K, outSize: K, head: 'linear', weight: eye,
     correct: Uint8Array.from(o.correct, (y) => (y > 0 ? 1 : 0)), group: Int32Array.from(o.group),
     lossType: s.lossType === 'infonce' ? 'supcon_out' : s.lossType, level: 'group', distance: s.distance, temperature: s.temperature,
     maskedLabel: 1, skipTrivial: true, eps, grad: false, backend: s.backend,
