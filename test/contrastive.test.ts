@@ -1,9 +1,8 @@
-// The contrastive kernel against its float64 reference (CLIPO-SPEC section 2): every variant on fresh random inputs,
+// The contrastive kernel against its float64 reference (docs/algorithm.md §2): every variant on fresh random inputs,
 // gradients by finite differences, the edge cases, bad inputs, and (when a GPU is present) CUDA against the CPU.
 import {
   contrastiveLoss,
   contrastiveLossUnfused,
-  contrastiveReward,
   contrastiveLossTypes,
   contrastiveLevels,
   contrastiveDistances,
@@ -11,6 +10,7 @@ import {
   type ContrastiveLossResult,
 } from '../src/kernels/contrastive.js';
 import { availableBackends } from '../src/kernels/backend.js';
+import { contrastiveReward } from '../src/rl/clipo.js';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { nativeFunction, packageRoot } from '../src/native.js';
@@ -322,8 +322,56 @@ describe('contrastiveLoss edge cases', () => {
         expectMatchesRef(r, c, `B=1 ${lossType} skipTrivial=${skipTrivial}`);
         expect(Number.isFinite(r.loss)).toBe(true);
         expect(Array.from(r.gradWeight!).every(Number.isFinite)).toBe(true);
-        if (skipTrivial || lossType === 'infonce') expect(r.validAnchors).toBe(0);
+        // without skipTrivial the lone anchor counts (InfoNCE with the empty sum over positives: L = 0)
+        expect(r.validAnchors).toBe(skipTrivial ? 0 : 1);
       }
+  });
+
+  test('skipTrivial false: an anchor without a positive or without a negative still counts (official semantics)', () => {
+    // groups: [1 0 0] (correct anchor 0 has no positive), [1 1 0], [1 1 1] (no negative), [0] (alone)
+    const labels = labelsOf([1, 0, 0, 1, 1, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+    const labelOk = { 0: (y: number) => y === 1, 1: (y: number) => y === 0, [-1]: () => true } as const;
+    const rng = new Rng(18);
+    for (const lossType of contrastiveLossTypes)
+      for (const level of contrastiveLevels)
+        for (const maskedLabel of [-1, 0, 1] as const) {
+          const c = makeCase(rng, { ...base, lossType, level, maskedLabel, skipTrivial: false, labels, H: 12, D: 6 });
+          const what = `${lossType}/${level}/maskedLabel ${maskedLabel}`;
+          const fused = contrastiveLoss(c.opts);
+          const unfused = contrastiveLossUnfused(c.opts);
+          // every anchor whose label passes the mask is valid, whatever its positives and negatives
+          const want = Array.from(labels.correct).filter((y) => labelOk[maskedLabel](y)).length;
+          for (const r of [fused, unfused]) {
+            expect(r.validAnchors).toBe(want);
+            let total = 0;
+            for (const v of r.perSample) total += v;
+            expect(r.loss).toBeCloseTo(total / want, 5);
+            expectMatchesRef(r, c, what);
+          }
+          expectClose(fused.gradWeight!, unfused.gradWeight!, 1e-4, `grad fused vs unfused ${what}`);
+          if (lossType === 'infonce' && level === 'group') {
+            // the anchors without a positive: no drawn positive, loss 0
+            for (const i of maskedLabel === 1 ? [9] : [0, ...(maskedLabel === -1 ? [9] : [])]) {
+              expect(fused.positives[i]).toBe(-1);
+              expect(fused.perSample[i]).toBe(0);
+            }
+          }
+        }
+  });
+
+  test('skipTrivial false: a given positive of -1 keeps the anchor, with loss 0 and no gradient from it', () => {
+    const c = makeCase(new Rng(19), { ...base, skipTrivial: false, labels: labelsOf([1, 1, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1]) });
+    const drawn = contrastiveLoss(c.opts);
+    const given = Int32Array.from(drawn.positives);
+    given[0] = -1;
+    const r = contrastiveLoss({ ...c.opts, positives: given });
+    expect(r.validAnchors).toBe(drawn.validAnchors);
+    expect(r.perSample[0]).toBe(0);
+    expectMatchesRef(r, { ...c, opts: { ...c.opts, positives: given } }, 'given -1');
+    // the same loss as the other anchors alone, over the unchanged count
+    let rest = 0;
+    for (let i = 1; i < 6; i++) rest += drawn.perSample[i]!;
+    expect(r.loss).toBeCloseTo(rest / drawn.validAnchors, 5);
   });
 
   test('very long masks: the mean over 3000 tokens matches the float64 mean', () => {
@@ -397,7 +445,7 @@ describe('contrastiveLoss rejects bad input with a clear Error', () => {
   });
 });
 
-describe('contrastiveReward (CLIPO-SPEC section 1 step 5)', () => {
+describe('contrastiveReward (docs/algorithm.md §1 step 5)', () => {
   test('r = max(c - lambda * L * correct, clampMin) with defaults c = 0, clampMin = -0.5', () => {
     const perSample = Float32Array.from([0.5, 3, 1, 0, 2.4]);
     const correct = Uint8Array.from([1, 1, 0, 1, 1]);

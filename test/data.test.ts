@@ -146,7 +146,7 @@ describe('jsonl', () => {
   });
 });
 
-describe('prompt building (CLIPO-SPEC section 4)', () => {
+describe('prompt building (docs/algorithm.md §4)', () => {
   test('math and multiple-choice instructions, as in the benchmark files', () => {
     expect(buildPrompt('What is 1+1?')).toBe("What is 1+1?\nLet's think step by step and output the final answer within \\boxed{}.");
     expect(choiceInstruction(4)).toBe("Let's think step by step and output the final answer (eg, A, B, C, D) within \\boxed{}.");
@@ -162,7 +162,7 @@ describe('prompt building (CLIPO-SPEC section 4)', () => {
   });
 });
 
-describe('suites and averages (CLIPO-SPEC sections 5 and 6)', () => {
+describe('suites and averages (docs/algorithm.md §5 and §6)', () => {
   test('the suites: keys, paper names, files, sampling defaults', () => {
     expect(suites.track1.benchmarks.map((b) => b.key)).toEqual(['gsm8k', 'gsm_symbolic', 'gsm_p1', 'gsm_p2', 'commonsense_qa', 'truthfulqa', 'theoremqa', 'mmlu']);
     expect(suites.track1.benchmarks.map((b) => b.display)).toEqual(['GSM8K', 'SYM', 'P1', 'P2', 'cQA', 'tQA', 'thrmQA', 'MMLU']);
@@ -173,7 +173,7 @@ describe('suites and averages (CLIPO-SPEC sections 5 and 6)', () => {
     expect(suites.track2.defaults).toMatchObject({ samples: 16, temperature: 0.6, topP: 0.95 });
   });
 
-  // CLIPO-SPEC section 6: per-benchmark scores and the paper's averages (M, G or C, Avg)
+  // docs/algorithm.md §6: per-benchmark scores and the paper's averages (M, G or C, Avg)
   const PAPER: [string, 'track1' | 'track2', number[], [number, number, number]][] = [
     ['Track I, GRPO+CLIPO', 'track1', [88.02, 84.62, 74.6, 54.16, 76.9, 31.52, 27.58, 68.64], [75.35, 51.16, 63.26]],
     ['Track I, CLIPO-fixed', 'track1', [88.63, 85.12, 73.48, 51.68, 75.59, 30.11, 26.77, 68.49], [74.73, 50.24, 62.48]],

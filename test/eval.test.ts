@@ -5,7 +5,7 @@ import path from 'node:path';
 import { EndpointGenerator, FatalEndpointError, normaliseBaseURL } from '../src/eval/endpoint.js';
 import { benchmarkResult } from '../src/eval/results.js';
 import { runEval, type EvalResults } from '../src/eval/run.js';
-import { deriveSeed } from '../src/eval/seeds.js';
+import { keySeed } from '../src/util/seeds.js';
 import { GenerationStore } from '../src/eval/store.js';
 import type { Completion, GenRequest, SampleRecord } from '../src/eval/types.js';
 import { holdLock, killHard } from './helpers/lock-holder.js';
@@ -100,8 +100,8 @@ describe('EndpointGenerator', () => {
       const got: Array<[number, Completion]> = [];
       await gen.generate([req(0, [0, 2])], { temperature: 0.5, topP: 0.9, maxNewTokens: 33 }, (_r, s, c) => got.push([s, c]));
       expect(got.map(([s]) => s)).toEqual([0, 2]);
-      expect(got[0][1]).toMatchObject({ text: `ok seed=${deriveSeed(1000, 0)}`, finishReason: 'stop', attempts: 4 });
-      expect(got[1][1]).toMatchObject({ text: `ok seed=${deriveSeed(1000, 2)}`, attempts: 1 });
+      expect(got[0][1]).toMatchObject({ text: `ok seed=${keySeed(1000, 0)}`, finishReason: 'stop', attempts: 4 });
+      expect(got[1][1]).toMatchObject({ text: `ok seed=${keySeed(1000, 2)}`, attempts: 1 });
       expect(delays.length).toBe(3);
       expect(delays[0]).toBeLessThanOrEqual(100); // full jitter below base·2^0
       expect(delays[1]).toBeLessThanOrEqual(200);
@@ -221,7 +221,7 @@ describe('runEval against a scripted server', () => {
       for (const l of lines) {
         expect(l.correct).toBe(l.problem % 2 === 0);
         expect(l.prompt[0].content).toMatch(/^What is \d+ \+ \d+\?/);
-        expect(l.completion).toContain(`seed=${deriveSeed(deriveSeed(7, 'arith', l.problem), l.sample)}`);
+        expect(l.completion).toContain(`seed=${keySeed(keySeed(7, 'arith', l.problem), l.sample)}`);
         expect(l.extracted).toBe(l.correct ? l.groundTruth : String(Number(l.groundTruth) + 1));
         expect(l.finishReason).toBe('stop');
       }

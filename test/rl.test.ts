@@ -2,7 +2,13 @@
 import { computeAdvantages, groupHasSpread, groupStats } from '../src/rl/advantages.js';
 import { contrastiveDiagnostics } from '../src/rl/diagnostics.js';
 import { ContrastiveHead } from '../src/rl/head.js';
-import { deriveSeed, makeSchedule, PromptStream } from '../src/rl/schedule.js';
+import { makeSchedule, PromptStream } from '../src/rl/schedule.js';
+import { counterSeed } from '../src/util/seeds.js';
+import { Rng } from '../src/util/rng.js';
+import { clipoSchema } from '../src/config/schema.js';
+import { contrastiveLoss } from '../src/kernels/contrastive.js';
+import { contrastiveLevels, contrastiveLossTypes } from '../src/kernels/variants.js';
+import { clipoPhase, contrastiveReward } from '../src/rl/clipo.js';
 
 describe('group advantages', () => {
   test('GRPO: (r - mean) / (Bessel std + 1e-6), by hand', () => {
@@ -94,8 +100,8 @@ describe('schedule and prompt stream', () => {
     expect(new PromptStream(10, 7, true, pos).next(4)).toEqual(next);
     expect(new PromptStream(10, 8, true).next(10)).not.toEqual(new PromptStream(10, 7, true).next(10));
     expect(new PromptStream(5, 7, false).next(5)).toEqual([0, 1, 2, 3, 4]);
-    expect(deriveSeed(1, 2, 3)).toBe(deriveSeed(1, 2, 3));
-    expect(deriveSeed(1, 2, 3)).not.toBe(deriveSeed(1, 3, 2));
+    expect(counterSeed(1, 2, 3)).toBe(counterSeed(1, 2, 3));
+    expect(counterSeed(1, 2, 3)).not.toBe(counterSeed(1, 3, 2));
   });
 });
 
@@ -150,5 +156,73 @@ describe('contrastive diagnostics at levels cross and batch', () => {
     expect(d.validAnchors).toBe(2);
     expect(d.positiveCosineMean).toBeCloseTo(Math.cos(0.3), 6);
     expect(d.signalGroupFraction).toBeCloseTo(1 / 3, 6);
+  });
+});
+
+describe('the CLIPO phase', () => {
+  const B = 24, H = 12, D = 6;
+  const rng = new Rng(3);
+  const pooled = Float32Array.from({ length: B * H }, () => rng.normal());
+  const group = Int32Array.from({ length: B }, (_, i) => Math.floor(i / 6));
+  const correct = Uint8Array.from({ length: B }, (_, i) => (i % 6 < 2 + (i >> 3) % 3 ? 1 : 0));
+  const settings = clipoSchema.parse({ enabled: true, out_size: D, temperature: 0.1 });
+
+  test('reward from the loss before the head step, then one head step; diagnostics agree with the kernel', () => {
+    for (const level of contrastiveLevels)
+      for (const skip_trivial of [true, false])
+        for (const masked_label of [-1, 0, 1] as const) {
+          const k = { ...settings, level, skip_trivial, masked_label };
+          const head = ContrastiveHead.init('linear', H, D, 7);
+          const before = Float32Array.from(head.weights[0]!);
+          const ref = contrastiveLoss({ pooled, batch: B, hiddenSize: H, outSize: D, ...head.kernelWeights(), correct, group, lossType: k.loss_type, level, distance: k.distance, temperature: k.temperature, maskedLabel: masked_label, skipTrivial: skip_trivial, seed: 11, backend: 'cpu' });
+          const r = clipoPhase(head, { pooled, correct, group }, k, { seed: 11, backend: 'cpu', stepNo: 1 });
+          expect(r.loss).toBe(ref.loss);
+          expect(Array.from(r.reward)).toEqual(Array.from(contrastiveReward({ perSample: ref.perSample, correct, lambda: k.lambda, constant: k.constant, clampMin: k.clamp })));
+          expect(r.diagnostics.validAnchors).toBe(ref.validAnchors);
+          expect(r.headStepped).toBe(ref.validAnchors > 0);
+          expect(Array.from(head.weights[0]!).some((w, i) => w !== before[i])).toBe(r.headStepped);
+        }
+  });
+
+  test('a fixed head is never stepped', () => {
+    const head = ContrastiveHead.init('mlp', H, D, 8);
+    const before = head.weights.map((w) => Float32Array.from(w));
+    const r = clipoPhase(head, { pooled, correct, group }, { ...settings, head: 'mlp', fixed_head: true }, { seed: 1, backend: 'cpu', stepNo: 1 });
+    expect(r.headStepped).toBe(false);
+    expect(r.diagnostics.validAnchors).toBeGreaterThan(0);
+    head.weights.forEach((w, k) => expect(Array.from(w)).toEqual(Array.from(before[k]!)));
+  });
+});
+
+describe('contrastive diagnostics: the incorrect anchors\' loss', () => {
+  test('equals the kernel on the full embeddings (identity head), for every loss type and distance', () => {
+    const rng = new Rng(21);
+    const sizes = [5, 8, 3, 8, 6, 1];
+    const group = Int32Array.from(sizes.flatMap((n, g) => Array(n).fill(g * 3 + 1)));
+    const B = group.length, D = 24;
+    const correct = Uint8Array.from({ length: B }, (_, i) => (i % 3 === 0 ? 1 : 0));
+    const e = new Float32Array(B * D);
+    for (let i = 0; i < B; i++) {
+      let n = 0;
+      for (let d = 0; d < D; d++) n += (e[i * D + d] = rng.normal()) ** 2;
+      for (let d = 0; d < D; d++) e[i * D + d]! /= Math.sqrt(n);
+    }
+    e.copyWithin(1 * D, 0, D);  // a duplicate embedding inside a group
+    const eye = new Float32Array(D * D);
+    for (let d = 0; d < D; d++) eye[d * D + d] = 1;
+    for (const lossType of contrastiveLossTypes)
+      for (const distance of ['cosine', 'l2'] as const) {
+        const d = contrastiveDiagnostics({ embeddings: e, outSize: D, perSample: new Float32Array(B), correct, group }, { level: 'group', distance, lossType, temperature: 0.1, maskedLabel: 0, skipTrivial: true });
+        const full = contrastiveLoss({ pooled: e, batch: B, hiddenSize: D, outSize: D, weight: eye, correct, group, lossType: lossType === 'infonce' ? 'supcon_out' : lossType, level: 'group', distance, temperature: 0.1, maskedLabel: 1, skipTrivial: true, grad: false, backend: 'cpu' });
+        let sum = 0;
+        for (const v of full.perSample) sum += v;
+        expect(full.validAnchors).toBeGreaterThan(3);
+        // l2 near a duplicate (z·z' = 1 up to rounding) turns a 1e-7 rounding of the dot product into 1e-4 through
+        // sqrt(max(2 − 2 z·z', eps)); cosine has no such amplification
+        const tol = distance === 'l2' ? 2e-4 : 2e-6;
+        if (!(Math.abs(d.incorrectLossMean! - sum / full.validAnchors) <= tol * Math.abs(sum / full.validAnchors))) {
+          throw new Error(`${lossType}/${distance}: ${d.incorrectLossMean} vs ${sum / full.validAnchors}`);
+        }
+      }
   });
 });

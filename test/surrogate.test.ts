@@ -1,4 +1,4 @@
-// The surrogate policy loss kernel (CLIPO-SPEC section 3) against a float64 reference written after verl's code:
+// The surrogate policy loss kernel (docs/algorithm.md §3) against a float64 reference written after verl's code:
 // every mode x aggregation x KL on/off x dual clip, finite differences of d loss / d logp, hand-checked tiny cases,
 // edge cases, bad inputs, and (where a GPU is present) CUDA against CPU with NaN-poisoned outputs.
 import { spawnSync } from 'node:child_process';

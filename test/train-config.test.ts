@@ -4,6 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { applySet, loadTrainConfig, parseTrainConfig } from '../src/config/load.js';
 import { presets } from '../src/config/presets.js';
+import { presetNames } from '../src/config/schema.js';
+import { surrogateLoss } from '../src/kernels/surrogate.js';
+import { surrogateModes } from '../src/kernels/variants.js';
+import { surrogateSettings } from '../src/rl/policy-loss.js';
 import { packageRoot } from '../src/native.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'clipo-config-'));
@@ -16,7 +20,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const minimal = 'model: {path: m}\ndata: {train_files: a.parquet}\n';
 
 describe('training config', () => {
-  test('defaults are the paper\'s (CLIPO-SPEC sections 1-4)', () => {
+  test('defaults are the paper\'s (docs/algorithm.md §1-4)', () => {
     const c = loadTrainConfig(yamlFile(minimal));
     expect(c.data.train_files).toEqual(['a.parquet']);
     expect(c.rollout.n).toBe(16);
@@ -60,6 +64,47 @@ describe('training config', () => {
     expect(() => loadTrainConfig(path.join(dir, 'absent.yaml'))).toThrow(/cannot read \(ENOENT\)/);
     expect(() => loadTrainConfig(yamlFile('- 1\n- 2\n'))).toThrow(/expected a mapping of blocks/);
     expect(() => parseTrainConfig({ model: { path: 'm' }, data: { train_files: [] } })).toThrow(/data\.train_files: /);
+  });
+
+  test('a combination the surrogate kernel would not honour is refused when the config is read', () => {
+    // mode sequence keeps the grpo preset's dual clip: refused, not silently dropped
+    expect(() => loadTrainConfig(yamlFile(minimal), ['algorithm.mode=sequence'])).toThrow(/algorithm\.dual_clip: mode 'sequence' has no dual clip, but dual_clip is 3 \(from preset grpo\); set algorithm\.dual_clip: null/);
+    expect(() => loadTrainConfig(yamlFile(minimal), ['algorithm.preset=gmpo', 'algorithm.dual_clip=2'])).toThrow(/algorithm\.dual_clip: mode 'geo_mean' has no dual clip, but dual_clip is 2;/);
+    expect(loadTrainConfig(yamlFile(minimal), ['algorithm.mode=sequence', 'algorithm.dual_clip=null']).algorithm).toMatchObject({ mode: 'sequence', dual_clip: null });
+    // ratio space: the lower bound 1 - clip_low must stay positive; log-ratio space allows more
+    expect(() => loadTrainConfig(yamlFile(minimal), ['algorithm.clip_low=1'])).toThrow(/algorithm\.clip_low: must be below 1 in mode 'token': the ratio bound 1 − clip_low must stay positive, got 1/);
+    expect(loadTrainConfig(yamlFile(minimal), ['algorithm.preset=gmpo', 'algorithm.clip_low=1']).algorithm.clip_low).toBe(1);
+    expect(() => loadTrainConfig(yamlFile(minimal), ['algorithm.preset=gmpo', 'algorithm.clip_low=20'])).toThrow(/algorithm\.clip_low: must be below 20 in mode 'geo_mean'/);
+    expect(() => loadTrainConfig(yamlFile(minimal), ['algorithm.clip_high=21'])).toThrow(/algorithm\.clip_high: must be at most 20/);
+    // a preset's values are named as such when a mode override makes them invalid
+    expect(() => loadTrainConfig(yamlFile(minimal), ['algorithm.preset=gmpo', 'algorithm.mode=token', 'algorithm.clip_low=1.5'])).toThrow(/clip_low: must be below 1 .*got 1\.5;?/);
+  });
+
+  test('every config the check accepts gives arguments the surrogate kernel accepts, and the rest are refused', () => {
+    const B = 2, T = 3;
+    const arrays = { logp: new Float32Array(B * T).fill(-1), oldLogp: new Float32Array(B * T).fill(-1.1), advantages: Float32Array.from([1, -1]), mask: new Uint8Array(B * T).fill(1), batch: B, length: T };
+    let accepted = 0, refused = 0;
+    for (const preset of presetNames)
+      for (const mode of surrogateModes)
+        for (const clipLow of [0, 0.2, 0.999, 1, 5, 19.9, 20])
+          for (const dual of ['null', '3', undefined]) {
+            const sets = [`algorithm.preset=${preset}`, `algorithm.mode=${mode}`, `algorithm.clip_low=${clipLow}`, ...(dual ? [`algorithm.dual_clip=${dual}`] : [])];
+            let cfg;
+            try {
+              cfg = loadTrainConfig(yamlFile(minimal), sets);
+            } catch (e) {
+              refused++;
+              expect((e as Error).message).toMatch(/algorithm\.(clip_low|dual_clip)/);
+              // what the config refuses, the kernel refuses too
+              const a = { ...presets[preset], mode, clip_low: clipLow, dual_clip: dual === undefined ? presets[preset].dual_clip : dual === 'null' ? null : Number(dual) };
+              expect(() => surrogateLoss({ ...arrays, mode, clipLow: a.clip_low, clipHigh: a.clip_high, dualClip: a.dual_clip ?? undefined, agg: a.agg })).toThrow();
+              continue;
+            }
+            accepted++;
+            expect(() => surrogateLoss({ ...arrays, ...surrogateSettings(cfg.algorithm, false), backend: 'cpu' })).not.toThrow();
+          }
+    expect(accepted).toBeGreaterThan(20);
+    expect(refused).toBeGreaterThan(20);
   });
 
   test('applySet creates missing blocks', () => {

@@ -16,7 +16,7 @@ function presetLoss(name: keyof typeof presets): number {
   return surrogateLoss({ logp, oldLogp, refLogp: logp, advantages, mask, batch: 2, length: 2, ...s }).loss;
 }
 
-describe('preset losses by hand (CLIPO-SPEC section 3)', () => {
+describe('preset losses by hand (docs/algorithm.md §3)', () => {
   test('GRPO: clip 0.2, dual clip 3, token-mean', () => {
     // seq 0: −min(1.5, 1.2) = −1.2; −min(0.5, 0.8·1) = −0.5
     // seq 1: −min(−1.5, −1.2) = 1.5; −min(−5, −1.2) = 5, capped by the dual clip −c·A = 3

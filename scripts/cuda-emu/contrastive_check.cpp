@@ -26,11 +26,11 @@ void run(int B, int H, int D, int L, Head head, LossType lt, Level lv, Distance 
   for (auto& v : W) v = nd(rng) / std::sqrt((float)H);
   for (auto& v : W1) v = nd(rng) / std::sqrt((float)H);
   for (int i = 0; i < B; ++i) { int n = 1 + rng() % L; for (int t = 0; t < n; ++t) mask[i * L + t] = 1; corr[i] = rng() % 2; grp[i] = i / 5; }
-  Inputs in; in.weight = W.data(); in.weight1 = head == Head::Mlp ? W1.data() : nullptr; in.correct = corr.data(); in.group = grp.data(); in.mask = mask.data();
+  Inputs in; in.weightOut = W.data(); in.weightIn = head == Head::Mlp ? W1.data() : nullptr; in.correct = corr.data(); in.group = grp.data(); in.mask = mask.data();
   if (input == 0) in.pooled = pooled.data(); else if (input == 1) { in.tokens = tok.data(); in.tokenType = DType::F32; } else { in.tokens = tb.data(); in.tokenType = DType::BF16; }
   auto mk = [&](std::vector<float>& ps, std::vector<float>& e, std::vector<float>& g, std::vector<float>& g1, std::vector<int32_t>& pos, float& loss, int32_t& va) {
     ps.assign(B, 0); e.assign(B * D, 0); g.assign(D * H, 0); g1.assign(H * H, 0); pos.assign(B, 0);
-    Outputs o; o.perSample = ps.data(); o.embeddings = e.data(); o.gradWeight = g.data(); o.gradWeight1 = head == Head::Mlp ? g1.data() : nullptr; o.positives = pos.data(); o.loss = &loss; o.validAnchors = &va; return o; };
+    Outputs o; o.perSample = ps.data(); o.embeddings = e.data(); o.gradWeightOut = g.data(); o.gradWeightIn = head == Head::Mlp ? g1.data() : nullptr; o.positives = pos.data(); o.loss = &loss; o.validAnchors = &va; return o; };
   std::vector<float> ps1, e1, g1, h1, ps2, e2, g2, h2; std::vector<int32_t> pos1, pos2; float l1, l2; int32_t v1, v2;
   contrastiveCpu(p, in, mk(ps1, e1, g1, h1, pos1, l1, v1));
   const char* err = contrastiveCudaHost(p, in, mk(ps2, e2, g2, h2, pos2, l2, v2));
@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
     run(16, 264, 40, 64, Head::Linear, LossType::SoftNN, Level::Batch, Distance::Cosine, -1, true, 2, rng); n++;
     run(20, 200, 130, 50, Head::Mlp, LossType::SupConIn, Level::Group, Distance::L2, 1, false, 1, rng); n++;
   } else {
+    // skipTrivial off: anchors without a positive or a negative stay valid (groups of 5 with random labels have them)
+    for (int lv = 0; lv < 3; ++lv) for (int ml = -1; ml <= 1; ++ml) {
+      run(15, 24, 16, 5, Head::Linear, LossType::InfoNCE, (Level)lv, Distance::Cosine, ml, false, 0, rng); n++;
+    }
     for (int lt = 0; lt < 4; ++lt) for (int lv = 0; lv < 3; ++lv) for (int input = 0; input < 3; ++input) {
       run(12, 40, 24, 7, (lt + lv) % 2 ? Head::Mlp : Head::Linear, (LossType)lt, (Level)lv, (Distance)((lt + input) % 2), (int)(rng() % 3) - 1, rng() % 2, input, rng); n++;
     }

@@ -41,7 +41,7 @@ def pool_careful(hidden, mask):
 
 
 def loss_from_pooled(pooled, weight, correct, group, tau, loss_type, pos=None):
-    """Group level, cosine, correct anchors, skip trivial anchors (CLIPO-SPEC section 2)."""
+    """Group level, cosine, correct anchors, skip trivial anchors (docs/algorithm.md §2)."""
     B = pooled.shape[0]
     z = F.normalize(pooled @ weight.t(), dim=-1, eps=1e-12)
     logits = (z @ z.t()) / tau

@@ -12,7 +12,7 @@ import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, rowSecond
 import { compareValues, howToGetTorch, TorchPeer } from './peer.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
-/** The algorithms' settings (CLIPO-SPEC section 3), one benchmark row each. */
+/** The algorithms' settings (docs/algorithm.md §3), one benchmark row each. */
 const configs: Array<{ name: string; mode: SurrogateMode; ref: boolean; set: Partial<SurrogateInput> }> = [
   { name: 'GRPO (token, dual clip, KL)', mode: 'token', ref: true, set: { clipLow: 0.2, clipHigh: 0.2, dualClip: 3, agg: 'token-mean', klCoef: 0.001 } },
   { name: 'DAPO (token, no KL)', mode: 'token', ref: false, set: { clipLow: 0.2, clipHigh: 0.28, agg: 'token-mean' } },

@@ -1,12 +1,8 @@
-// Errors the CLI reports as one clear line, without a stack trace. Exit code 2: the user's input was wrong.
-export class UsageError extends Error {
-  readonly exitCode: number;
-  constructor(message: string, exitCode = 2) {
-    super(message);
-    this.name = 'UsageError';
-    this.exitCode = exitCode;
-  }
-}
+// Command-line helpers. UsageError itself lives in src/errors.ts (the library raises it too); it is re-exported here
+// for the commands.
+import { UsageError } from '../errors.js';
+
+export { UsageError };
 
 /** Parses a CLI number option with a clear message; `integer` rejects fractions. */
 export function parseNumberOption(name: string, raw: string, opts: { integer?: boolean; min?: number; max?: number } = {}): number {
@@ -16,4 +12,12 @@ export function parseNumberOption(name: string, raw: string, opts: { integer?: b
   if (opts.min !== undefined && v < opts.min) throw new UsageError(`${name}: must be at least ${opts.min}, got ${v}`);
   if (opts.max !== undefined && v > opts.max) throw new UsageError(`${name}: must be at most ${opts.max}, got ${v}`);
   return v;
+}
+
+/** The help text of every engine command's --threads. */
+export const THREADS_HELP = 'CPU threads of the engine (default: picked by the model\'s size, one for small models, up to all cores)';
+
+/** Parses --threads (absent: undefined, i.e. picked by the model's size). */
+export function threadsOption(raw: string | undefined): number | undefined {
+  return raw === undefined ? undefined : parseNumberOption('--threads', raw, { integer: true, min: 1, max: 1024 });
 }

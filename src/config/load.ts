@@ -3,14 +3,17 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { UsageError } from '../cli/errors.js';
-import { resolveAlgorithm, type AlgorithmSettings } from './presets.js';
+import { ConfigError } from '../errors.js';
+import { algorithmIssues, resolveAlgorithm, type AlgorithmSettings } from './presets.js';
 import { trainConfigSchema, type ParsedTrainConfig } from './schema.js';
 
-export class ConfigError extends UsageError {}
+export { ConfigError };
 
 /** A fully resolved training config: the parsed blocks plus the algorithm with every preset field filled. */
 export type TrainConfig = Omit<ParsedTrainConfig, 'algorithm'> & { algorithm: AlgorithmSettings };
+
+/** The `clipo` block of a training config. */
+export type ClipoSettings = TrainConfig['clipo'];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -19,7 +22,11 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 export function parseTrainConfig(raw: unknown, source = 'config'): TrainConfig {
   const r = trainConfigSchema.safeParse(raw ?? {});
   if (!r.success) throw new ConfigError(`${source}: ${formatIssues(r.error.issues)}`);
-  return { ...r.data, algorithm: resolveAlgorithm(r.data.algorithm) };
+  const algorithm = resolveAlgorithm(r.data.algorithm);
+  const explicit = new Set(Object.entries(r.data.algorithm).filter(([, v]) => v !== undefined).map(([k]) => k));
+  const issues = algorithmIssues(algorithm, explicit);
+  if (issues.length) throw new ConfigError(`${source}: ${issues.map(([k, m]) => `${k}: ${m}`).join('; ')}`);
+  return { ...r.data, algorithm };
 }
 
 /** Reads a YAML config file, applies `--set` overrides (in order) and validates. */

@@ -1,17 +1,19 @@
-// The four base algorithms as surrogate-loss settings (CLIPO-SPEC section 3). A config names a preset and may
-// override any field; resolveAlgorithm fills the rest from the preset.
+// The four base algorithms as surrogate-loss settings (docs/algorithm.md §3). A config names a
+// preset and may override any field; resolveAlgorithm fills the rest from the preset, and algorithmIssues refuses
+// a combination the surrogate kernel would not honour (checked when the config is read, not steps later).
+import { policyLossModes, type KlType, type SurrogateAgg, type SurrogateMode } from '../kernels/variants.js';
 import type { ParsedTrainConfig, PresetName } from './schema.js';
 
 export interface AlgorithmSettings {
   preset: PresetName;
-  mode: 'token' | 'sequence' | 'geo_mean';
+  mode: SurrogateMode;
   clip_low: number;
   clip_high: number;
   /** dual clip c for negative advantages (token mode only); null = off */
   dual_clip: number | null;
-  agg: 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum';
+  agg: SurrogateAgg;
   kl_coef: number;
-  kl_type: 'low_var_kl';
+  kl_type: KlType;
   adv_estimator: 'grpo' | 'drgrpo';
   adv_eps: number;
   dynamic_sampling: boolean;
@@ -43,4 +45,26 @@ export function resolveAlgorithm(a: ParsedTrainConfig['algorithm']): AlgorithmSe
   const out = { ...base } as AlgorithmSettings;
   for (const [k, v] of Object.entries(a)) if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
   return out;
+}
+
+/**
+ * What the surrogate kernel would refuse or ignore in resolved settings, as [dotted key, message] pairs: the clip
+ * bounds outside the mode's range, and a dual clip in a mode that has none (e.g. mode sequence keeping the grpo
+ * preset's dual_clip: refused rather than silently dropped). Ranges come from policyLossModes.
+ */
+export function algorithmIssues(a: AlgorithmSettings, explicit: ReadonlySet<string> = new Set()): [string, string][] {
+  const m = policyLossModes[a.mode];
+  const from = (k: string) => (explicit.has(k) ? '' : ` (from preset ${a.preset})`);
+  const issues: [string, string][] = [];
+  if (!(a.clip_low < m.clipLowBelow)) {
+    const why = m.clipSpace === 'ratio' ? `: the ratio bound 1 − clip_low must stay positive` : '';
+    issues.push(['algorithm.clip_low', `must be below ${m.clipLowBelow} in mode '${a.mode}'${why}, got ${a.clip_low}${from('clip_low')}`]);
+  }
+  if (!(a.clip_high <= m.clipHighMax)) {
+    issues.push(['algorithm.clip_high', `must be at most ${m.clipHighMax} in mode '${a.mode}', got ${a.clip_high}${from('clip_high')}`]);
+  }
+  if (a.dual_clip !== null && !m.dualClip) {
+    issues.push(['algorithm.dual_clip', `mode '${a.mode}' has no dual clip, but dual_clip is ${a.dual_clip}${from('dual_clip')}; set algorithm.dual_clip: null`]);
+  }
+  return issues;
 }

@@ -1,8 +1,17 @@
 // The training configuration: one zod schema per block of a `clipo train` YAML file. Keys are snake_case as in
-// the YAML (and in verl, whose names most of them follow); defaults are the paper's (CLIPO-SPEC sections 1-4,
+// the YAML (and in verl, whose names most of them follow); defaults are the paper's (docs/algorithm.md §1-4,
 // Track I where the tracks differ). Every object is strict, so a misspelt key is an error, not a silent default.
 import { z } from 'zod';
 import { isSamplingTemperature, MIN_CONTRASTIVE_TEMPERATURE, SAMPLING_TEMPERATURE_RULE } from '../util/limits.js';
+import {
+  contrastiveDistances,
+  contrastiveHeadKinds,
+  contrastiveLevels,
+  contrastiveLossTypes,
+  klTypes,
+  surrogateAggs,
+  surrogateModes,
+} from '../kernels/variants.js';
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -16,7 +25,7 @@ export const modelSchema = z.strictObject({
   path: z.string().min(1),
   /** apply the tokenizer's chat template to the prompt messages (false: join the message contents) */
   chat_template: z.boolean().default(true),
-  /** engine threads (default: all cores) */
+  /** engine threads (default: picked by the model's size; `clipo train --threads` overrides) */
   threads: posInt.optional(),
   /** dtype of the saved policy in checkpoints; f32 keeps resume exact */
   save_dtype: z.enum(['f32', 'bf16']).default('f32'),
@@ -46,15 +55,15 @@ export const rolloutSchema = z.strictObject({
 export const algorithmSchema = z.strictObject({
   preset: z.enum(presetNames).default('grpo'),
   /** surrogate mode: token (GRPO/DAPO), sequence (GSPO), geo_mean (GMPO) */
-  mode: z.enum(['token', 'sequence', 'geo_mean']).optional(),
+  mode: z.enum(surrogateModes).optional(),
   clip_low: z.number().nonnegative().optional(),
   clip_high: z.number().nonnegative().optional(),
   /** dual clip c > 1 for negative advantages (token mode); null turns it off */
   dual_clip: z.number().gt(1).nullable().optional(),
-  agg: z.enum(['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum']).optional(),
+  agg: z.enum(surrogateAggs).optional(),
   /** coefficient of the KL loss to the reference (initial) policy; 0 = no reference pass */
   kl_coef: z.number().nonnegative().optional(),
-  kl_type: z.enum(['low_var_kl']).optional(),
+  kl_type: z.enum(klTypes).optional(),
   /** grpo: (r - mean) / (std + eps); drgrpo: r - mean (Dr. GRPO) */
   adv_estimator: z.enum(['grpo', 'drgrpo']).optional(),
   adv_eps: z.number().nonnegative().optional(),
@@ -75,12 +84,12 @@ export const algorithmSchema = z.strictObject({
 
 export const clipoSchema = z.strictObject({
   enabled: z.boolean().default(false),
-  head: z.enum(['linear', 'mlp']).default('linear'),
+  head: z.enum(contrastiveHeadKinds).default('linear'),
   /** D, the head's output size (512 on Track I, 2048 on Track II) */
   out_size: posInt.default(512),
-  loss_type: z.enum(['infonce', 'supcon_in', 'supcon_out', 'soft_nn']).default('infonce'),
-  level: z.enum(['group', 'cross', 'batch']).default('group'),
-  distance: z.enum(['cosine', 'l2']).default('cosine'),
+  loss_type: z.enum(contrastiveLossTypes).default('infonce'),
+  level: z.enum(contrastiveLevels).default('group'),
+  distance: z.enum(contrastiveDistances).default('cosine'),
   temperature: z.number().min(MIN_CONTRASTIVE_TEMPERATURE).default(0.05),
   lambda: z.number().nonnegative().default(0.2),
   constant: z.number().default(0),

@@ -1,4 +1,4 @@
-// Prompt building, CLIPO-SPEC section 4: the problem, a newline, then the instruction, as the single user message.
+// Prompt building, docs/algorithm.md §4: the problem, a newline, then the instruction, as the single user message.
 //   math:             "Let's think step by step and output the final answer within \boxed{}."
 //   multiple choice:  "Let's think step by step and output the final answer (eg, A, B, C, D) within \boxed{}."
 // The benchmark parquet files already carry the instruction; a prompt that mentions \boxed{} is left unchanged so it

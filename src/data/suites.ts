@@ -1,4 +1,4 @@
-// The paper's benchmark suites (CLIPO-SPEC sections 4-6) and their averages.
+// The paper's benchmark suites (docs/algorithm.md §4-6) and their averages.
 //   Track I:  M-Avg = mean(GSM8K, SYM, P1, P2), G-Avg = mean(cQA, tQA, thrmQA, MMLU), Avg = mean of the eight
 //   Track II: M-Avg = mean(MATH500, Math_S, Math_H), C-Avg = mean(AMC23, AIME24, AIME25), Avg = mean of the six
 // Validation sampling: Track I one greedy sample per problem; Track II 16 samples at T = 0.6, top-p 0.95.
@@ -77,7 +77,7 @@ export type SuiteSummary = Record<string, number | null>;
  * The scores with the suite's averages appended: {...scores, 'M-Avg', 'G-Avg' | 'C-Avg', 'Avg'}, in the scores'
  * own unit (fractions or percent). An average is null unless every benchmark it covers has a finite score; Avg is
  * the mean over all of the suite's benchmarks (equal to the mean of the two group averages, as the groups are
- * the same size). No rounding: the paper rounds only for display (see the test against CLIPO-SPEC section 6).
+ * the same size). No rounding: the paper rounds only for display (see the test against docs/algorithm.md §6).
  */
 export function suiteSummary(suite: SuiteName, scores: Record<string, number | null | undefined>): SuiteSummary {
   const def = suites[suite];

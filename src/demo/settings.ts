@@ -16,7 +16,7 @@ export interface DemoSettings {
   maxNewTokens: number;
   /** problems evaluated per split (at most task.test) */
   evalProblems: number;
-  /** engine threads (0: all cores) */
+  /** engine threads (0: picked by the model's size, which is one thread for the demo's models) */
   threads: number;
 }
 

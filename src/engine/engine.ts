@@ -1,7 +1,7 @@
 // The policy engine: a Qwen2/Llama transformer in the native addon (fp32, CPU), driven from TypeScript.
 // Scoring with pooled hidden states, KV-cache sampling, training forward/backward, AdamW, a frozen reference copy.
 // See docs/engine.md for the API contract and the numerics.
-import os from 'node:os';
+import { threadsForModel } from './threads.js';
 import { loadNative } from '../native.js';
 import type { ModelConfig, Tensor, TensorMap } from '../model/types.js';
 import { flattenBatch, isTyped, type ScoreBatch } from './batch.js';
@@ -10,7 +10,7 @@ import { checkAllocatable, isSamplingTemperature, SAMPLING_TEMPERATURE_RULE } fr
 export type { ScoreBatch } from './batch.js';
 
 export interface EngineOptions {
-  /** OpenMP threads for this engine (default: all cores) */
+  /** OpenMP threads for this engine (default: picked by the model's size, threadsForModel) */
   threads?: number;
 }
 
@@ -135,7 +135,7 @@ export class Engine {
   /** Builds the native model from a config and fp32 weights with HF names; a missing, extra or misshapen tensor
    *  throws naming it. Tied embeddings: lm_head.weight may be absent. */
   static create(config: ModelConfig, weights: TensorMap, opts: EngineOptions = {}): Engine {
-    const threads = opts.threads ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    const threads = opts.threads ?? threadsForModel(config);
     const list = [...weights].map(([name, t]) => ({ name, shape: t.shape, data: t.data }));
     const Ctor = nativeCtor();
     return new Engine(config, new Ctor({ config, weights: list, threads }), false);

@@ -13,7 +13,7 @@
 //   run rather than turning every remaining sample into an error record; a server that cannot be reached at all,
 //   or does not serve the model, is caught before the first sample by a GET /models (prepare()).
 import OpenAI from 'openai';
-import { deriveSeed } from './seeds.js';
+import { keySeed } from '../util/seeds.js';
 import type { Completion, GenRequest, Generator, SamplingParams } from './types.js';
 
 export interface EndpointOptions {
@@ -149,7 +149,7 @@ export class EndpointGenerator implements Generator {
 
   /** One sample with retries; resolves to a completion or an error record, throws only FatalEndpointError. */
   private async one(req: GenRequest, sample: number, params: SamplingParams): Promise<Completion & { retriesExhausted?: boolean }> {
-    const seed = deriveSeed(req.seed, sample);
+    const seed = keySeed(req.seed, sample);
     let last = '';
     for (let attempt = 0; attempt <= this.opts.maxRetries; attempt++) {
       const t0 = Date.now();

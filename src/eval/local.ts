@@ -10,7 +10,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ContextLengthError, LocalModel, type GenerateEngine } from './localmodel.js';
-import { deriveSeed } from './seeds.js';
+import { keySeed } from '../util/seeds.js';
 import type { Completion, GenRequest, Generator, SamplingParams } from './types.js';
 
 export class LocalGenerator implements Generator {
@@ -53,7 +53,7 @@ export class LocalGenerator implements Generator {
       const runnable = ids.map((p, i) => (p.length ? i : -1)).filter((i) => i >= 0);
       if (runnable.length) {
         const k = block[0].k;
-        const seed = deriveSeed(block[0].seed, 'block');
+        const seed = keySeed(block[0].seed, 'block');
         const placeholder = ids[runnable[0]].slice(0, 1);
         const out = this.model.generate(
           ids.map((p) => ({ ids: p.length ? p : placeholder, n: k })),
@@ -98,9 +98,9 @@ export async function loadLocalModel(dir: string, opts: { name?: string; threads
   return new LocalModel(engine, md.tokenizer, opts.name ?? path.basename(path.resolve(dir)));
 }
 
-export async function createLocalGenerator(opts: { dir: string; concurrency: number; log: (m: string) => void }): Promise<Generator> {
+export async function createLocalGenerator(opts: { dir: string; concurrency: number; threads?: number; log: (m: string) => void }): Promise<Generator> {
   const t0 = Date.now();
-  const model = await loadLocalModel(opts.dir);
+  const model = await loadLocalModel(opts.dir, { threads: opts.threads });
   opts.log(`loaded ${opts.dir} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return new LocalGenerator(model, opts.concurrency, opts.dir);
 }

@@ -1,5 +1,5 @@
 // Turning the store into scores. Pass@1 of a benchmark = mean over problems of the mean correctness of its K
-// samples (CLIPO-SPEC section 5); with every sample present that equals the mean over all samples. Scores are in
+// samples (docs/algorithm.md §5); with every sample present that equals the mean over all samples. Scores are in
 // percent, like the paper. Samples still missing or failed are left out of the mean and the benchmark is marked
 // incomplete, so a partial number is never passed off as a final one.
 import path from 'node:path';

@@ -3,13 +3,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../errors.js';
 import { ensureDir, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { lockDir } from '../util/lock.js';
 import { loadDataset, suiteSummary, verify, VerifierPool, type DataRow, type SuiteName, type VerifyResult } from './deps.js';
 import { startProgress } from './progress.js';
 import { benchmarkResult, renderResultsMarkdown, type BenchmarkPlan, type BenchmarkResult } from './results.js';
-import { deriveSeed } from './seeds.js';
+import { keySeed } from '../util/seeds.js';
 import { GenerationStore } from './store.js';
 import type { Completion, GenRequest, Generator, SampleRecord, SamplingParams } from './types.js';
 
@@ -200,7 +200,7 @@ export async function runEval(opts: RunEvalOptions): Promise<EvalResults> {
           } else missing.push(s);
         }
         // every problem is passed, finished or not: the local backend batches fixed blocks of problems (see local.ts)
-        requests.push({ benchmark: b.key, problem: p, messages: rows[p].messages, samples: missing, k: opts.samples, seed: deriveSeed(opts.seed, b.key, p) });
+        requests.push({ benchmark: b.key, problem: p, messages: rows[p].messages, samples: missing, k: opts.samples, seed: keySeed(opts.seed, b.key, p) });
       }
       const total = rows.length * opts.samples;
       const bar = startProgress(!!opts.progress, b.display, total, done, correct);

@@ -1,31 +1,40 @@
-// The contrastive kernel of CLIPO (CLIPO-SPEC section 2) and the contrastive reward (section 1 step 5).
+// The contrastive kernel of CLIPO (docs/algorithm.md §2). The contrastive reward built from its
+// per-anchor losses is RL logic and lives beside the CLIPO phase (src/rl/clipo.ts).
 // Inputs are validated here with messages naming the field; the native side validates again at its boundary.
 import { checkAllocatable, MIN_CONTRASTIVE_TEMPERATURE } from '../util/limits.js';
 import { nativeFunction } from '../native.js';
 import { resolveBackend, type BackendRequest } from './backend.js';
 
-export type ContrastiveLossType = 'infonce' | 'supcon_in' | 'supcon_out' | 'soft_nn';
-export type ContrastiveLevel = 'group' | 'cross' | 'batch';
-export type ContrastiveDistance = 'cosine' | 'l2';
-export type ContrastiveHead = 'linear' | 'mlp';
+import {
+  contrastiveDistances,
+  contrastiveHeadKinds,
+  contrastiveLevels,
+  contrastiveLossTypes,
+  tokenDtypes,
+  type ContrastiveDistance,
+  type ContrastiveHeadKind,
+  type ContrastiveLevel,
+  type ContrastiveLossType,
+  type MaskedLabel,
+  type TokenDtype,
+} from './variants.js';
 
-export const contrastiveLossTypes: readonly ContrastiveLossType[] = ['infonce', 'supcon_in', 'supcon_out', 'soft_nn'];
-export const contrastiveLevels: readonly ContrastiveLevel[] = ['group', 'cross', 'batch'];
-export const contrastiveDistances: readonly ContrastiveDistance[] = ['cosine', 'l2'];
+export { contrastiveLossTypes, contrastiveLevels, contrastiveDistances, contrastiveHeadKinds };
+export type { ContrastiveLossType, ContrastiveLevel, ContrastiveDistance, ContrastiveHeadKind };
 
 export interface ContrastiveLossOptions {
   /** already-pooled representations [B*H]; or give tokens + mask + length */
   pooled?: Float32Array;
   /** token-level hidden states [B*L*H]: Float32Array, or Uint16Array of raw bf16 bits with dtype 'bf16' */
   tokens?: Float32Array | Uint16Array;
-  dtype?: 'f32' | 'bf16';
+  dtype?: TokenDtype;
   /** response mask [B*L], 1 = response token; every response needs at least one */
   mask?: Uint8Array;
   batch: number;
   length?: number;
   hiddenSize: number;
   outSize: number;
-  head?: ContrastiveHead;
+  head?: ContrastiveHeadKind;
   /** linear head W [D*H], row-major like nn.Linear.weight */
   weight?: Float32Array;
   /** mlp head: W1 [H*H] and W2 [D*H]; u = W2 relu(W1 h) */
@@ -40,7 +49,7 @@ export interface ContrastiveLossOptions {
   distance: ContrastiveDistance;
   temperature: number;
   /** 0: correct anchors only, -1: all anchors, 1: incorrect anchors only */
-  maskedLabel: -1 | 0 | 1;
+  maskedLabel: MaskedLabel;
   skipTrivial: boolean;
   eps?: number;
   /** InfoNCE positive per anchor ([B], -1 none); otherwise drawn by a counter-based hash of (seed, anchor) */
@@ -65,6 +74,8 @@ export interface ContrastiveLossResult {
   /** [H*H] and [D*H] (mlp head) */
   gradWeight1?: Float32Array;
   gradWeight2?: Float32Array;
+  /** the weight gradients in the order of the head's weights: [gradWeight] or [gradWeight1, gradWeight2] */
+  gradients?: Float32Array[];
   /** [B] InfoNCE positive used per anchor, -1 where none */
   positives: Int32Array;
   validAnchors: number;
@@ -101,7 +112,7 @@ function checkEnum<T extends string>(name: string, v: unknown, allowed: readonly
   return v as T;
 }
 
-/** Same-group and positive-set rules of CLIPO-SPEC section 2 (j != i is the caller's job). */
+/** Same-group and positive-set rules of docs/algorithm.md §2 (j != i is the caller's job). */
 export function inPositiveSet(level: ContrastiveLevel, gi: number, gj: number, yi: number, yj: number): boolean {
   const same = (yi !== 0) === (yj !== 0);
   return level === 'batch' ? same : gi === gj && same;
@@ -116,7 +127,7 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
   const B = checkInt('batch', o.batch, 1);
   const H = checkInt('hiddenSize', o.hiddenSize, 1);
   const D = checkInt('outSize', o.outSize, 1);
-  const head = o.head === undefined ? 'linear' : checkEnum('head', o.head, ['linear', 'mlp'] as const);
+  const head = o.head === undefined ? 'linear' : checkEnum('head', o.head, contrastiveHeadKinds);
   checkEnum('lossType', o.lossType, contrastiveLossTypes);
   const level = checkEnum('level', o.level, contrastiveLevels);
   checkEnum('distance', o.distance, contrastiveDistances);
@@ -148,7 +159,7 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
     for (let k = 0; k < B * H; k++) if (!Number.isFinite(o.pooled![k]!)) fail(`pooled: non-finite value at index ${k}`);
   } else {
     const L = checkInt('length', o.length, 1);
-    const dtype = o.dtype === undefined ? 'f32' : checkEnum('dtype', o.dtype, ['f32', 'bf16'] as const);
+    const dtype = o.dtype === undefined ? 'f32' : checkEnum('dtype', o.dtype, tokenDtypes);
     checkArray('tokens', o.tokens, dtype === 'bf16' ? Uint16Array : Float32Array, B * L * H);
     checkArray('mask', o.mask, Uint8Array, B * L);
     const mask = o.mask!;
@@ -187,61 +198,23 @@ export function validateContrastiveOptions(o: ContrastiveLossOptions): void {
 }
 
 /**
- * Fused pool -> project -> normalize -> similarity -> contrastive loss, forward and backward (CLIPO-SPEC section 2).
+ * Fused pool -> project -> normalize -> similarity -> contrastive loss, forward and backward (docs/algorithm.md §2).
  * Give either `pooled` [B*H] or `tokens` [B*L*H] with `mask` [B*L] (pooling is then fused into the same pass).
  */
 export function contrastiveLoss(o: ContrastiveLossOptions): ContrastiveLossResult {
   validateContrastiveOptions(o);
   const backend = resolveBackend(o.backend, 'contrastiveLoss: backend');
   const fn = nativeFunction<NativeContrastive>(backend === 'cuda' ? 'contrastiveLossCuda' : 'contrastiveLoss');
-  return { ...fn(o), backend };
+  return withGradients({ ...fn(o), backend });
+}
+
+function withGradients(r: ContrastiveLossResult): ContrastiveLossResult {
+  const g = r.gradWeight ? [r.gradWeight] : r.gradWeight1 && r.gradWeight2 ? [r.gradWeight1, r.gradWeight2] : undefined;
+  return g ? { ...r, gradients: g } : r;
 }
 
 /** The unfused CPU implementation of the same math (separate passes, full intermediates): the benchmark baseline. */
 export function contrastiveLossUnfused(o: ContrastiveLossOptions): ContrastiveLossResult {
   validateContrastiveOptions(o);
-  return { ...nativeFunction<NativeContrastive>('contrastiveLossUnfused')(o), backend: 'cpu' };
-}
-
-export interface ContrastiveRewardOptions {
-  /** [B] per-anchor contrastive losses L_i (from the forward pass before the head update) */
-  perSample: Float32Array;
-  /** [B] 0/1 */
-  correct: Uint8Array;
-  /** lambda (0.2 in the paper) */
-  lambda: number;
-  /** c (default 0) */
-  constant?: number;
-  /** lower clamp (default -0.5) */
-  clampMin?: number;
-}
-
-/** CLIPO-SPEC section 1 step 5: r_c,i = max(c - lambda * L_i * correct_i, clampMin). */
-export function contrastiveReward(o: ContrastiveRewardOptions): Float32Array {
-  const err = (m: string): never => {
-    throw new Error(`contrastiveReward: ${m}`);
-  };
-  if (typeof o !== 'object' || o === null) err('expected an options object');
-  const tag = (v: unknown) => Object.prototype.toString.call(v);
-  if (tag(o.perSample) !== '[object Float32Array]') err('perSample: expected a Float32Array');
-  if (tag(o.correct) !== '[object Uint8Array]') err('correct: expected a Uint8Array');
-  if (o.correct.length !== o.perSample.length) {
-    err(`correct: expected length ${o.perSample.length} (as perSample), got ${o.correct.length}`);
-  }
-  const num = (name: string, v: unknown): number => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) err(`${name}: expected a finite number, got ${String(v)}`);
-    return v as number;
-  };
-  const lambda = num('lambda', o.lambda);
-  const c = o.constant === undefined ? 0 : num('constant', o.constant);
-  const lo = o.clampMin === undefined ? -0.5 : num('clampMin', o.clampMin);
-  const out = new Float32Array(o.perSample.length);
-  for (let i = 0; i < out.length; i++) {
-    const y = o.correct[i]!;
-    if (y > 1) err(`correct: values must be 0 or 1, got ${y} at index ${i}`);
-    const L = o.perSample[i]!;
-    if (!Number.isFinite(L)) err(`perSample: non-finite value at index ${i}`);
-    out[i] = Math.max(c - lambda * L * y, lo);
-  }
-  return out;
+  return withGradients({ ...nativeFunction<NativeContrastive>('contrastiveLossUnfused')(o), backend: 'cpu' });
 }

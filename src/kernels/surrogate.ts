@@ -1,13 +1,13 @@
-// The clipped surrogate policy loss (CLIPO-SPEC section 3), forward and backward in one native call:
+// The clipped surrogate policy loss (docs/algorithm.md §3), forward and backward in one native call:
 // mode 'token' (GRPO / DAPO), 'sequence' (GSPO), 'geo_mean' (GMPO), optional low-variance KL to a reference.
 // Conventions (weights, clamps, metric definitions) are documented in docs/kernels.md, "Surrogate kernel".
 import { nativeFunction } from '../native.js';
 import { resolveBackend, type Backend, type BackendRequest } from './backend.js';
 
-export type SurrogateMode = 'token' | 'sequence' | 'geo_mean';
-export type SurrogateAgg = 'token-mean' | 'seq-mean-token-mean' | 'seq-mean-token-sum';
-export const surrogateModes: readonly SurrogateMode[] = ['token', 'sequence', 'geo_mean'];
-export const surrogateAggs: readonly SurrogateAgg[] = ['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum'];
+import { klTypes, policyLossModes, surrogateAggs, surrogateModes, isVariant, type KlType, type SurrogateAgg, type SurrogateMode } from './variants.js';
+
+export { surrogateModes, surrogateAggs };
+export type { SurrogateMode, SurrogateAgg };
 
 export interface SurrogateInput {
   /** log pi_theta of the response tokens, [B*T] row-major */
@@ -32,7 +32,7 @@ export interface SurrogateInput {
   agg: SurrogateAgg;
   /** coefficient of the KL term (needs refLogp); default 0 */
   klCoef?: number;
-  klType?: 'low_var_kl';
+  klType?: KlType;
   /** 'cpu' | 'cuda' | 'auto' (default: the best available) */
   backend?: BackendRequest;
   /** reuse this [B*T] array for gradLogp instead of allocating one */
@@ -98,8 +98,8 @@ export function validateSurrogateInput(o: SurrogateInput): void {
   if (typeof o !== 'object' || o === null) throw new Error('surrogateLoss: expected an options object');
   const B = checkInt('batch', o.batch, 1);
   const T = checkInt('length', o.length, 1);
-  if (!surrogateModes.includes(o.mode)) throw new Error(`surrogateLoss: mode must be one of ${surrogateModes.join(', ')}, got ${JSON.stringify(o.mode)}`);
-  if (!surrogateAggs.includes(o.agg)) throw new Error(`surrogateLoss: agg must be one of ${surrogateAggs.join(', ')}, got ${JSON.stringify(o.agg)}`);
+  if (!isVariant(surrogateModes, o.mode)) throw new Error(`surrogateLoss: mode must be one of ${surrogateModes.join(', ')}, got ${JSON.stringify(o.mode)}`);
+  if (!isVariant(surrogateAggs, o.agg)) throw new Error(`surrogateLoss: agg must be one of ${surrogateAggs.join(', ')}, got ${JSON.stringify(o.agg)}`);
   checkArray('logp', o.logp, Float32Array, B * T);
   checkArray('oldLogp', o.oldLogp, Float32Array, B * T);
   checkArray('refLogp', o.refLogp, Float32Array, B * T, true);
@@ -112,19 +112,20 @@ export function validateSurrogateInput(o: SurrogateInput): void {
       if (overlapping(o.out, o[name])) throw new Error(`surrogateLoss: out must not overlap ${name} (give a separate array)`);
     }
   }
-  const logSpace = o.mode === 'geo_mean';
-  checkNumber('clipLow', o.clipLow, (x) => x >= 0 && x < (logSpace ? 20 : 1), logSpace ? 'a number in [0, 20)' : 'a number in [0, 1) (the ratio bound 1 - clipLow must stay positive)');
-  checkNumber('clipHigh', o.clipHigh, (x) => x >= 0 && x <= 20, 'a number in [0, 20]');
+  const m = policyLossModes[o.mode];
+  const logSpace = m.clipSpace === 'log_ratio';
+  checkNumber('clipLow', o.clipLow, (x) => x >= 0 && x < m.clipLowBelow, logSpace ? `a number in [0, ${m.clipLowBelow})` : `a number in [0, ${m.clipLowBelow}) (the ratio bound 1 - clipLow must stay positive)`);
+  checkNumber('clipHigh', o.clipHigh, (x) => x >= 0 && x <= m.clipHighMax, `a number in [0, ${m.clipHighMax}]`);
   if (o.dualClip !== undefined) {
     checkNumber('dualClip', o.dualClip, (x) => x > 1 && Number.isFinite(x), 'a finite number > 1 (the dual-clip bound c)');
-    if (o.mode !== 'token') throw new Error(`surrogateLoss: dualClip only applies to mode 'token' (got mode '${o.mode}')`);
+    if (!m.dualClip) throw new Error(`surrogateLoss: dualClip only applies to mode 'token' (got mode '${o.mode}')`);
   }
   if (o.klCoef !== undefined) {
     checkNumber('klCoef', o.klCoef, (x) => x >= 0 && Number.isFinite(x), 'a finite number >= 0');
     if (o.klCoef !== 0 && o.refLogp === undefined) throw new Error('surrogateLoss: klCoef needs refLogp (the reference policy log-probs)');
   }
   if (o.threads !== undefined) checkNumber('threads', o.threads, (x) => Number.isInteger(x) && x >= 1 && x <= 4096, 'an integer in [1, 4096]');
-  if (o.klType !== undefined && o.klType !== 'low_var_kl') throw new Error(`surrogateLoss: klType must be 'low_var_kl', got ${JSON.stringify(o.klType)}`);
+  if (o.klType !== undefined && !isVariant(klTypes, o.klType)) throw new Error(`surrogateLoss: klType must be ${klTypes.map((n) => `'${n}'`).join(' or ')}, got ${JSON.stringify(o.klType)}`);
 }
 
 /** The clipped surrogate loss and d loss / d logp (see SurrogateInput / SurrogateOutput). */

@@ -5,6 +5,7 @@
 // implement (sliding windows, other RoPE scalings, activations other than SiLU) are refused rather than ignored.
 import { z } from 'zod';
 import type { Architecture, ModelConfig, RopeScaling } from './types.js';
+import { ConfigError } from '../errors.js';
 
 /** HF class name and model_type per supported architecture. */
 export const hfArchitectures: Record<Architecture, { className: string; modelType: string }> = {
@@ -48,32 +49,26 @@ const llama3Schema = z.looseObject({
   original_max_position_embeddings: posInt,
 });
 
-/** An error about one key of one config file. */
-export class ConfigError extends Error {
-  constructor(file: string, key: string, message: string) {
-    super(`${file}: key '${key}': ${message}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 function firstIssue(file: string, error: z.ZodError): ConfigError {
   const issue = error.issues[0]!;
   const key = issue.path.map(String).join('.') || '(root)';
   const missing = issue.code === 'invalid_type' && /received undefined/.test(issue.message);
-  return new ConfigError(file, key, missing ? 'missing (required)' : issue.message);
+  return ConfigError.atKey(file, key, missing ? 'missing (required)' : issue.message);
 }
 
 /** Parses and validates a config.json object. `file` names the file in error messages. */
 export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ConfigError(file, '(root)', 'expected a JSON object');
+    throw ConfigError.atKey(file, '(root)', 'expected a JSON object');
   }
   const parsed = rawSchema.safeParse(raw);
   if (!parsed.success) throw firstIssue(file, parsed.error);
   const c = parsed.data;
 
   const architecture = detectArchitecture(c.architectures, c.model_type, file);
-  const err = (key: string, msg: string) => new ConfigError(file, key, msg);
+  const err = (key: string, msg: string) => ConfigError.atKey(file, key, msg);
 
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') {
     throw err('hidden_act', `'${c.hidden_act}' is not supported (the engine implements SwiGLU with 'silu')`);
@@ -170,16 +165,16 @@ function detectArchitecture(architectures: string[] | undefined, modelType: stri
     const name = architectures[0]!;
     const hit = known.find(([, v]) => v.className === name);
     if (!hit) {
-      throw new ConfigError(file, 'architectures', `'${name}' is not supported (supported: ${known.map(([, v]) => v.className).join(', ')})`);
+      throw ConfigError.atKey(file, 'architectures', `'${name}' is not supported (supported: ${known.map(([, v]) => v.className).join(', ')})`);
     }
     if (modelType !== undefined && modelType !== hit[1].modelType) {
-      throw new ConfigError(file, 'model_type', `'${modelType}' does not match architectures[0] = '${name}' (expected '${hit[1].modelType}')`);
+      throw ConfigError.atKey(file, 'model_type', `'${modelType}' does not match architectures[0] = '${name}' (expected '${hit[1].modelType}')`);
     }
     return hit[0];
   }
-  if (modelType === undefined) throw new ConfigError(file, 'architectures', 'missing (neither architectures nor model_type is given)');
+  if (modelType === undefined) throw ConfigError.atKey(file, 'architectures', 'missing (neither architectures nor model_type is given)');
   const hit = known.find(([, v]) => v.modelType === modelType);
-  if (!hit) throw new ConfigError(file, 'model_type', `'${modelType}' is not supported (supported: ${known.map(([, v]) => v.modelType).join(', ')})`);
+  if (!hit) throw ConfigError.atKey(file, 'model_type', `'${modelType}' is not supported (supported: ${known.map(([, v]) => v.modelType).join(', ')})`);
   return hit[0];
 }
 
@@ -188,16 +183,16 @@ function parseRopeScaling(rs: Record<string, unknown> | null, key: string, file:
   const type = (rs.rope_type ?? rs.type ?? 'default') as unknown;
   if (type === 'default') return null;
   if (type !== 'llama3') {
-    throw new ConfigError(file, `${key}.rope_type`, `${JSON.stringify(type)} is not supported (supported: 'default', 'llama3')`);
+    throw ConfigError.atKey(file, `${key}.rope_type`, `${JSON.stringify(type)} is not supported (supported: 'default', 'llama3')`);
   }
   const p = llama3Schema.safeParse(rs);
   if (!p.success) {
     const issue = p.error.issues[0]!;
     const missing = issue.code === 'invalid_type' && /received undefined/.test(issue.message);
-    throw new ConfigError(file, `${key}.${issue.path.map(String).join('.')}`, missing ? 'missing (required for llama3 scaling)' : issue.message);
+    throw ConfigError.atKey(file, `${key}.${issue.path.map(String).join('.')}`, missing ? 'missing (required for llama3 scaling)' : issue.message);
   }
   if (p.data.high_freq_factor <= p.data.low_freq_factor) {
-    throw new ConfigError(file, `${key}.high_freq_factor`, `must be greater than low_freq_factor (${p.data.low_freq_factor})`);
+    throw ConfigError.atKey(file, `${key}.high_freq_factor`, `must be greater than low_freq_factor (${p.data.low_freq_factor})`);
   }
   return {
     type: 'llama3',

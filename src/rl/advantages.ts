@@ -1,4 +1,4 @@
-// Group advantages (CLIPO-SPEC section 3), computed from each response's total reward r_i = r_v,i + r_c,i.
+// Group advantages (docs/algorithm.md §3), computed from each response's total reward r_i = r_v,i + r_c,i.
 //   GRPO:     A_i = (r_i − mean_g(r)) / (std_g(r) + eps), std with Bessel's correction (n − 1)
 //   Dr. GRPO: A_i =  r_i − mean_g(r)
 // A group of one has no spread: it gets mean 0 and std 1 (as verl does), so A_i = r_i / (1 + eps) under GRPO.

@@ -1,16 +1,23 @@
-// Contrastive diagnostics for metrics.jsonl (CLIPO-SPEC section 2 masks), computed in float64 from the head's
-// embeddings and the kernel's per-anchor losses. Cost O(B·n·D) for groups of n: pairwise work stays inside groups
-// (level `batch` uses per-label embedding sums), so it is negligible next to a step at the paper's batch sizes.
+// Contrastive diagnostics for metrics.jsonl (docs/algorithm.md §2: the masks), from the head's
+// embeddings and the kernel's per-anchor losses. Which anchors are valid and the positives' cosine are counted here
+// (O(B·n·D) for groups of n: pairwise work stays inside groups; level `batch` uses per-label embedding sums); the
+// one loss the kernel's main call does not give (incorrect anchors, when they are masked out) comes from a
+// forward-only call of the same kernel, so the loss formulas live in the kernels alone.
+import { contrastiveLoss } from '../kernels/contrastive.js';
+import type { BackendRequest } from '../kernels/backend.js';
+import type { ContrastiveDistance, ContrastiveLevel, ContrastiveLossType, MaskedLabel } from '../kernels/variants.js';
 import { maxOf, minOf } from '../util/stats.js';
 
 export interface ContrastiveSetup {
-  level: 'group' | 'cross' | 'batch';
-  distance: 'cosine' | 'l2';
-  lossType: 'infonce' | 'supcon_in' | 'supcon_out' | 'soft_nn';
+  level: ContrastiveLevel;
+  distance: ContrastiveDistance;
+  lossType: ContrastiveLossType;
   temperature: number;
-  maskedLabel: -1 | 0 | 1;
+  maskedLabel: MaskedLabel;
   skipTrivial: boolean;
   eps?: number;
+  /** backend of the forward-only kernel call (default: the best available) */
+  backend?: BackendRequest;
 }
 
 export interface ContrastiveDiagnostics {
@@ -62,7 +69,6 @@ export function contrastiveDiagnostics(
     for (let d = 0; d < D; d++) t += o.embeddings[i * D + d]! * o.embeddings[j * D + d]!;
     return t;
   };
-  const sim = (i: number, j: number): number => (s.distance === 'cosine' ? dot(i, j) : 1 - Math.sqrt(Math.max(2 - 2 * dot(i, j), eps)));
   // level `batch`: positives are every same-label response, so Σ_p z_i·z_p = z_i·(S_label − z_i) with S_label the
   // label's embedding sum: O(B·D) instead of O(B²·D)
   const labelCount = [0, 0];
@@ -78,7 +84,7 @@ export function contrastiveDiagnostics(
   let valid = 0;
   const signalGroups = new Set<number>();
   const correctLosses: number[] = [];
-  const incorrectLosses: number[] = [];
+  const incorrect: number[] = [];
   let cosSum = 0, cosN = 0;
   for (let i = 0; i < B; i++) {
     const yi = o.correct[i]! > 0;
@@ -108,12 +114,9 @@ export function contrastiveDiagnostics(
       cosN += nPos;
       if (yi) correctLosses.push(o.perSample[i]!);
     }
-    // incorrect anchors: only at level `group`, where A(i) is the group (other levels would need the B×B matrix)
-    if (!yi && nonTrivial && s.level === 'group') {
-      if (isValid && s.lossType !== 'infonce') incorrectLosses.push(o.perSample[i]!);
-      else incorrectLosses.push(anchorLoss(i, st!, sim, s, eps));
-    }
+    if (!yi && nonTrivial && s.level === 'group') incorrect.push(i);
   }
+  const incorrectLosses = s.level === 'group' && incorrect.length ? incorrectAnchorLosses(o, s, eps, incorrect, members) : [];
   const stats = (a: number[]) => (a.length ? { mean: a.reduce((x, y) => x + y, 0) / a.length, min: minOf(a), max: maxOf(a) } : null);
   const c = stats(correctLosses);
   const w = stats(incorrectLosses);
@@ -128,25 +131,59 @@ export function contrastiveDiagnostics(
   };
 }
 
-/** One anchor's loss in float64 (InfoNCE as its expectation over the positive draw, i.e. the supcon_out form). */
-function anchorLoss(i: number, st: Sets, sim: (i: number, j: number) => number, s: ContrastiveSetup, eps: number): number {
-  const tau = s.temperature;
-  const m = sim(i, i) / tau; // the row maximum is the self term
-  const l = (j: number) => sim(i, j) / tau - m;
-  let SA = 0;
-  for (const a of st.all) SA += Math.exp(l(a));
-  let SP = 0;
-  for (const p of st.pos) SP += Math.exp(l(p));
-  const logSA = Math.log(SA + eps);
-  switch (s.lossType) {
-    case 'supcon_in':
-      return -(Math.log(SP + eps) - logSA - Math.log(st.pos.length + eps));
-    case 'soft_nn':
-      return -(Math.log(SP + eps) - logSA);
-    default: {
-      let t = 0;
-      for (const p of st.pos) t += l(p) - logSA;
-      return -t / (st.pos.length + (s.lossType === 'supcon_out' ? eps : 0));
+/**
+ * The losses of the given incorrect anchors (each with a positive and a negative in its group), from one forward-only
+ * kernel call, incorrect anchors only, trivial anchors skipped. InfoNCE's random positive is replaced by its
+ * expectation over P(i), which is the supcon_out form, so the figure does not depend on a draw.
+ *
+ * At level `group` an anchor's terms only involve its own group, and a group of n unit vectors spans at most n
+ * dimensions. So each group's embeddings are written in an orthonormal basis of their span (Gram-Schmidt in float64,
+ * O(n²·D) per group): same lengths and same dot products inside the group, K = largest group coordinates instead of
+ * D. The kernel then runs on those coordinates with an identity head (normalize(I c) = c), which costs O(B·K²)
+ * instead of the O(B·D²) of an identity head over the embeddings themselves. Dot products across groups change,
+ * but they never enter a group-level loss (and stay at most 1, below the self term that sets the row maximum).
+ */
+function incorrectAnchorLosses(
+  o: { embeddings: Float32Array; outSize: number; correct: ArrayLike<number>; group: ArrayLike<number> },
+  s: ContrastiveSetup,
+  eps: number,
+  anchors: number[],
+  members: Map<number, number[]>,
+): number[] {
+  const D = o.outSize;
+  const B = o.correct.length;
+  let K = 1;
+  for (const m of members.values()) K = Math.max(K, m.length);
+  const coords = new Float32Array(B * K);
+  const basis: Float64Array[] = [];
+  for (const m of members.values()) {
+    basis.length = 0;
+    for (const i of m) {
+      const z = o.embeddings.subarray(i * D, (i + 1) * D);
+      const r = Float64Array.from(z);
+      basis.forEach((q, k) => {
+        let c = 0;
+        for (let d = 0; d < D; d++) c += q[d]! * z[d]!;
+        coords[i * K + k] = c;
+        for (let d = 0; d < D; d++) r[d]! -= c * q[d]!;
+      });
+      let n = 0;
+      for (let d = 0; d < D; d++) n += r[d]! * r[d]!;
+      n = Math.sqrt(n);
+      if (n > 1e-9) {  // a new direction (a duplicate embedding adds none)
+        for (let d = 0; d < D; d++) r[d]! /= n;
+        coords[i * K + basis.length] = n;
+        basis.push(r);
+      }
     }
   }
+  const eye = new Float32Array(K * K);
+  for (let k = 0; k < K; k++) eye[k * K + k] = 1;
+  const r = contrastiveLoss({
+    pooled: coords, batch: B, hiddenSize: K, outSize: K, head: 'linear', weight: eye,
+    correct: Uint8Array.from(o.correct, (y) => (y > 0 ? 1 : 0)), group: Int32Array.from(o.group),
+    lossType: s.lossType === 'infonce' ? 'supcon_out' : s.lossType, level: 'group', distance: s.distance, temperature: s.temperature,
+    maskedLabel: 1, skipTrivial: true, eps, grad: false, backend: s.backend,
+  });
+  return anchors.map((i) => r.perSample[i]!);
 }

@@ -4,8 +4,8 @@
 // takes its weights and returns their gradients.
 import type { TensorMap } from '../model/types.js';
 import { Rng } from '../util/rng.js';
+import type { ContrastiveHeadKind } from '../kernels/variants.js';
 
-export type HeadKind = 'linear' | 'mlp';
 
 export interface HeadOptimOptions {
   lr: number;
@@ -16,7 +16,7 @@ export interface HeadOptimOptions {
 }
 
 export class ContrastiveHead {
-  readonly kind: HeadKind;
+  readonly kind: ContrastiveHeadKind;
   readonly hiddenSize: number;
   readonly outSize: number;
   /** linear: [W (D×H)]; mlp: [W1 (H×H), W2 (D×H)], row-major like nn.Linear.weight */
@@ -26,7 +26,7 @@ export class ContrastiveHead {
   readonly v: Float32Array[];
   step = 0;
 
-  private constructor(kind: HeadKind, hiddenSize: number, outSize: number, weights: Float32Array[]) {
+  private constructor(kind: ContrastiveHeadKind, hiddenSize: number, outSize: number, weights: Float32Array[]) {
     this.kind = kind;
     this.hiddenSize = hiddenSize;
     this.outSize = outSize;
@@ -36,7 +36,7 @@ export class ContrastiveHead {
   }
 
   /** nn.Linear's default init: U(−1/√fan_in, 1/√fan_in) per weight (fan_in = H for both layers). */
-  static init(kind: HeadKind, hiddenSize: number, outSize: number, seed: number): ContrastiveHead {
+  static init(kind: ContrastiveHeadKind, hiddenSize: number, outSize: number, seed: number): ContrastiveHead {
     const rng = new Rng(seed);
     const bound = 1 / Math.sqrt(hiddenSize);
     const uniform = (n: number): Float32Array => {
@@ -49,7 +49,7 @@ export class ContrastiveHead {
   }
 
   /** The weight arguments of contrastiveLoss for this head. */
-  kernelWeights(): { head: HeadKind; weight?: Float32Array; weight1?: Float32Array; weight2?: Float32Array } {
+  kernelWeights(): { head: ContrastiveHeadKind; weight?: Float32Array; weight1?: Float32Array; weight2?: Float32Array } {
     return this.kind === 'linear' ? { head: 'linear', weight: this.weights[0] } : { head: 'mlp', weight1: this.weights[0], weight2: this.weights[1] };
   }
 
@@ -128,7 +128,7 @@ export class ContrastiveHead {
     return { weights, optimizer };
   }
 
-  static fromTensors(kind: HeadKind, hiddenSize: number, outSize: number, weights: TensorMap, optimizer: TensorMap | null, step: number): ContrastiveHead {
+  static fromTensors(kind: ContrastiveHeadKind, hiddenSize: number, outSize: number, weights: TensorMap, optimizer: TensorMap | null, step: number): ContrastiveHead {
     const names = kind === 'linear' ? ['weight'] : ['weight1', 'weight2'];
     const sizes = kind === 'linear' ? [outSize * hiddenSize] : [hiddenSize * hiddenSize, outSize * hiddenSize];
     const get = (map: TensorMap, n: string, size: number): Float32Array => {

@@ -6,6 +6,7 @@
 // (seed, epoch) and each generation round by (seed, step, round). A checkpoint therefore holds the whole RNG state
 // as a few integers, and a resumed run draws exactly what the uninterrupted one would have.
 import { Rng } from '../util/rng.js';
+import { counterSeed, SeedStream } from '../util/seeds.js';
 
 export interface Schedule {
   stepsPerEpoch: number;
@@ -20,13 +21,6 @@ export function makeSchedule(o: { numPrompts: number; promptsPerStep: number; ep
   if (o.maxSteps !== null) totalSteps = Math.min(totalSteps, o.maxSteps);
   const warmupSteps = o.clipoEnabled ? (o.warmup === 'epoch' ? stepsPerEpoch : o.warmup) : 0;
   return { stepsPerEpoch, totalSteps, warmupSteps };
-}
-
-/** A 32-bit seed mixed from integers (splitmix-style through Rng), for counter-based seeding. */
-export function deriveSeed(...parts: number[]): number {
-  let s = 0x2545f491;
-  for (const p of parts) s = new Rng((s ^ (p >>> 0)) + p * 0x9e3779b1).nextU32();
-  return s >>> 0;
 }
 
 export interface StreamPosition {
@@ -53,7 +47,7 @@ export class PromptStream {
   private order(epoch: number): number[] {
     if (this.permEpoch !== epoch) {
       const p = Array.from({ length: this.n }, (_, i) => i);
-      this.perm = this.shuffle ? new Rng(deriveSeed(this.seed, 0x5eed, epoch)).shuffle(p) : p;
+      this.perm = this.shuffle ? new Rng(counterSeed(this.seed, SeedStream.promptShuffle, epoch)).shuffle(p) : p;
       this.permEpoch = epoch;
     }
     return this.perm;

@@ -1,4 +1,4 @@
-// The RL step loop (CLIPO-SPEC section 1) on the policy engine:
+// The RL step loop (docs/algorithm.md §1) on the policy engine:
 //
 //   prompts → n rollouts each (engine sampling) → verifier rewards r_v
 //   → scoring pass: old log-probs and, from the same pass, the pooled final hidden states
@@ -8,19 +8,20 @@
 //
 // During the head warm-up (the first epoch by default) the policy is frozen: rollouts, scoring and the head step
 // run, the PPO update does not.
-import { contrastiveLoss, contrastiveReward } from '../kernels/contrastive.js';
 import { resolveBackend, type Backend } from '../kernels/backend.js';
 import { surrogateLoss } from '../kernels/surrogate.js';
 import type { TrainConfig } from '../config/load.js';
-import { computeAdvantages, groupHasSpread } from './advantages.js';
+import { computeAdvantages } from './advantages.js';
 import type { CheckpointPayload, CheckpointState } from './checkpoint.js';
 import { CHECKPOINT_FORMAT } from './checkpoint.js';
-import { contrastiveDiagnostics } from './diagnostics.js';
+import { clipoPhase } from './clipo.js';
 import { ContrastiveHead } from './head.js';
-import { deriveSeed, makeSchedule, PromptStream, type Schedule } from './schedule.js';
+import { makeSchedule, PromptStream, type Schedule } from './schedule.js';
+import { counterSeed, SeedStream } from '../util/seeds.js';
 import { microBatchWeight, surrogateSettings } from './policy-loss.js';
 import { learningRate } from './lr-schedule.js';
 import { RewardStage, type ScoredResponse } from './rewards.js';
+import { sampleGroups, type Rollout } from './sampling.js';
 import { NonFiniteError, type PolicyEngine, type TrainIO, type TrainPrompt } from './types.js';
 import { maxOf } from '../util/stats.js';
 
@@ -126,17 +127,12 @@ export interface TrainerOptions {
   resume?: TrainerState;
 }
 
-interface Rollout {
-  prompt: Int32Array;
-  response: Int32Array;
-  /** task reward r_task (verifier, custom module, overlong shaping) */
-  rv: number;
-  group: number;
-  scored: ScoredResponse;
-  source: TrainPrompt;
-}
-
 const now = () => performance.now() / 1000;
+const mean = (a: ArrayLike<number>): number => {
+  let t = 0;
+  for (let i = 0; i < a.length; i++) t += a[i]!;
+  return a.length ? t / a.length : 0;
+};
 
 function checkFinite(a: Float32Array, mask: Uint8Array | null, what: string, step: number): void {
   for (let i = 0; i < a.length; i++) if ((!mask || mask[i]) && !Number.isFinite(a[i]!)) throw new NonFiniteError(`step ${step}: ${what} (${a[i]})`);
@@ -173,7 +169,7 @@ export class Trainer {
     if (c.algorithm.entropy_coef > 0 && this.policy.backward.length < 2) throw new Error('algorithm.entropy_coef > 0 needs an engine whose backward takes d loss / d entropy');
     this.stream = new PromptStream(o.prompts.length, c.optim.seed, c.data.shuffle, o.resume?.stream);
     const H = this.policy.config.hiddenSize;
-    this.head = c.clipo.enabled ? (o.resume?.head ?? ContrastiveHead.init(c.clipo.head, H, c.clipo.out_size, deriveSeed(c.optim.seed, 0x4ead))) : null;
+    this.head = c.clipo.enabled ? (o.resume?.head ?? ContrastiveHead.init(c.clipo.head, H, c.clipo.out_size, counterSeed(c.optim.seed, SeedStream.headInit))) : null;
     if (this.head && (this.head.hiddenSize !== H || this.head.outSize !== c.clipo.out_size || this.head.kind !== c.clipo.head)) {
       throw new Error(`contrastive head (${this.head.kind}, H ${this.head.hiddenSize}, D ${this.head.outSize}) does not fit the config (${c.clipo.head}, H ${H}, D ${c.clipo.out_size})`);
     }
@@ -183,124 +179,40 @@ export class Trainer {
     return this.step >= this.schedule.totalSteps;
   }
 
-  /** Runs one RL step; returns its metrics row and detail. */
+  /** Runs one RL step (docs/algorithm.md §1); returns its metrics row and detail. */
   runStep(): { metrics: StepMetrics; detail: StepDetail } {
     const c = this.cfg;
-    const alg = c.algorithm;
     const stepNo = this.step + 1;
     const warmup = this.step < this.schedule.warmupSteps;
-    const n = c.rollout.n;
-    const P = c.optim.prompts_per_step;
     const tStep = now();
 
-    // --- rollouts (DAPO dynamic sampling: drop groups whose verifier rewards are all equal, sample again) ---
-    const kept: Rollout[][] = [];
-    let sampled = 0, sampledCorrect = 0, generatedTokens = 0, rounds = 0, epoch = -1, verifyTimeouts = 0;
-    let processChecked = 0, processOk = 0;
-    let truncated = 0, noSpread = 0, groupsSampled = 0, verifierErrors = 0, moduleErrors = 0, moduleTimeouts = 0, moduleSum = 0;
-    const partSum = new Map<string, { sum: number; count: number }>();
-    const maxRounds = alg.dynamic_sampling ? alg.max_sampling_tries : 1;
-    while (rounds < maxRounds && kept.length < P) {
-      const idx = this.stream.next(P);
-      if (epoch < 0) epoch = this.stream.pos.epoch;
-      const gen = this.policy.generate({
-        prompts: idx.map((i) => this.prompts[i]!.tokens),
-        n,
-        maxNewTokens: c.data.max_response_tokens,
-        temperature: c.rollout.temperature,
-        topP: c.rollout.top_p,
-        seed: deriveSeed(c.optim.seed, 0x9e4, stepNo, rounds),
-      });
-      rounds++;
-      if (gen.sequences.length !== idx.length * n) throw new Error(`engine returned ${gen.sequences.length} sequences for ${idx.length} prompts × ${n}`);
-      const scoredBatch = this.rewardStage.scoreAll(gen.sequences.map((s) => ({ prompt: this.prompts[idx[s.promptIndex]!]!, tokens: s.tokens, finishReason: s.finishReason })));
-      const scored = scoredBatch.scored;
-      verifyTimeouts += scoredBatch.timeouts;
-      const rv = Float32Array.from(scored, (x) => x.verifier);
-      const rTask = Float32Array.from(scored, (x) => x.reward);
-      for (const [k, x] of scored.entries()) {
-        generatedTokens += gen.sequences[k]!.tokens.length;
-        if (x.truncated) truncated++;
-        if (x.verifierError) verifierErrors++;
-        if (x.moduleError?.startsWith('timeout')) moduleTimeouts++;
-        else if (x.moduleError) moduleErrors++;
-        moduleSum += x.module ?? 0;
-        for (const [name, v] of Object.entries(x.parts)) {
-          const e = partSum.get(name) ?? { sum: 0, count: 0 };
-          e.sum += v;
-          e.count++;
-          partSum.set(name, e);
-        }
-        // the process check of correct responses (built-in task only: its prompts carry their true steps)
-        const p = this.prompts[idx[gen.sequences[k]!.promptIndex]!]!;
-        if (x.verifier > 0 && p.steps && this.io.stepsCorrect) {
-          processChecked++;
-          if (this.io.stepsCorrect(x.text, p.steps)) processOk++;
-        }
-      }
-      for (let g = 0; g < idx.length; g++) {
-        for (let j = 0; j < n; j++) sampledCorrect += rv[g * n + j]! > 0 ? 1 : 0;
-        sampled += n;
-        groupsSampled++;
-        if (!groupHasSpread(rTask, g * n, n)) noSpread++;
-        if (kept.length >= P) continue;
-        // DAPO's filter: groups whose verifier outcomes are all equal (accuracy 0 or 1) are dropped
-        if (alg.dynamic_sampling && !groupHasSpread(rv, g * n, n)) continue;
-        const src = this.prompts[idx[g]!]!;
-        kept.push(gen.sequences.slice(g * n, (g + 1) * n).map((s, j) => ({ prompt: src.tokens, response: s.tokens, rv: rTask[g * n + j]!, group: kept.length, scored: scored[g * n + j]!, source: src })));
-      }
-    }
-    const batch = kept.flat();
+    // 1. rollouts and task rewards r_v (verifier, custom module, overlong shaping; DAPO: dynamic sampling)
+    const sampling = sampleGroups({ cfg: c, policy: this.policy, prompts: this.prompts, stream: this.stream, io: this.io, rewards: this.rewardStage, stepNo });
+    const batch = sampling.groups.flat();
     const B = batch.length;
-    const tRollout = now() - tStep;
-
     const correct = Uint8Array.from(batch, (r) => (r.scored.correct ? 1 : 0));
     const group = Int32Array.from(batch, (r) => r.group);
-    const lengths = batch.map((r) => r.response.length);
+    const tRollout = now() - tStep;
 
-    // --- scoring pass: old log-probs and pooled states (and reference log-probs when the loss has KL) ---
+    // 2. scoring pass: old log-probs and, from the same pass, the pooled states (reference log-probs with KL)
     const t1 = now();
     const update = !warmup && B > 0;
     const old = B > 0 ? this.scoreAll(this.policy, batch, !!this.head) : { logp: [], pooled: null };
-    const ref = update && alg.kl_coef > 0 ? this.scoreAll(this.reference!, batch, false).logp : null;
+    const ref = update && c.algorithm.kl_coef > 0 ? this.scoreAll(this.reference!, batch, false).logp : null;
     const tScoring = now() - t1;
 
-    // --- CLIPO: contrastive loss and reward from the head before its step, then the head step ---
+    // 3-6. CLIPO: contrastive loss and reward r_c from the head before its step, then the head step
     const t2 = now();
-    let rc: Float32Array | null = null;
-    let closs: number | null = null, headStepped: boolean | null = null;
-    let diag: ReturnType<typeof contrastiveDiagnostics> | null = null;
-    let embeddings: Float32Array | null = null;
-    let perSample: Float32Array | null = null;
-    if (this.head && B > 0) {
-      const k = c.clipo;
-      const H = this.head.hiddenSize;
-      const res = contrastiveLoss({
-        pooled: old.pooled!, batch: B, hiddenSize: H, outSize: k.out_size, ...this.head.kernelWeights(),
-        correct, group, lossType: k.loss_type, level: k.level, distance: k.distance, temperature: k.temperature,
-        maskedLabel: k.masked_label, skipTrivial: k.skip_trivial, seed: deriveSeed(c.optim.seed, 0xc1, stepNo), backend: this.backend,
-      });
-      if (!Number.isFinite(res.loss)) throw new NonFiniteError(`step ${stepNo}: the contrastive loss is non-finite (${res.loss})`);
-      closs = res.loss;
-      embeddings = res.embeddings;
-      perSample = res.perSample;
-      rc = contrastiveReward({ perSample: res.perSample, correct, lambda: k.lambda, constant: k.constant, clampMin: k.clamp });
-      diag = contrastiveDiagnostics({ embeddings: res.embeddings, outSize: k.out_size, perSample: res.perSample, correct, group }, { level: k.level, distance: k.distance, lossType: k.loss_type, temperature: k.temperature, maskedLabel: k.masked_label, skipTrivial: k.skip_trivial });
-      headStepped = !k.fixed_head && res.validAnchors > 0;
-      if (headStepped) {
-        const r = res as unknown as { gradWeight?: Float32Array; gradWeight1?: Float32Array; gradWeight2?: Float32Array };
-        const grads = this.head.kind === 'linear' ? [r.gradWeight!] : [r.gradWeight1!, r.gradWeight2!];
-        this.head.adamwStep(grads, { lr: k.lr, weightDecay: k.weight_decay });
-      }
-    }
+    const clipo = this.head && B > 0
+      ? clipoPhase(this.head, { pooled: old.pooled!, correct, group }, c.clipo, { seed: counterSeed(c.optim.seed, SeedStream.infoNcePositive, stepNo), backend: this.backend, stepNo })
+      : null;
     const tClipo = now() - t2;
 
-    // --- rewards and advantages ---
-    const rewards = new Float32Array(B);
-    for (let i = 0; i < B; i++) rewards[i] = batch[i]!.rv + (rc ? rc[i]! : 0);
-    const adv = computeAdvantages(rewards, group, { estimator: alg.adv_estimator, eps: alg.adv_eps });
+    // 7. total reward r = r_v + r_c and group advantages
+    const rewards = Float32Array.from(batch, (r, i) => r.rv + (clipo ? clipo.reward[i]! : 0));
+    const adv = computeAdvantages(rewards, group, { estimator: c.algorithm.adv_estimator, eps: c.algorithm.adv_eps });
 
-    // --- PPO update ---
+    // 8. policy update (not during the head warm-up)
     const t3 = now();
     const lr = update ? learningRate(c.optim, this.step - this.schedule.warmupSteps, this.schedule.totalSteps - this.schedule.warmupSteps) : null;
     const upd = update ? this.updatePolicy(batch, old.logp, ref, adv, stepNo, lr!) : null;
@@ -308,30 +220,27 @@ export class Trainer {
     this.step++;
 
     const stepTime = now() - tStep;
-    const mean = (a: ArrayLike<number>) => {
-      let t = 0;
-      for (let i = 0; i < a.length; i++) t += a[i]!;
-      return a.length ? t / a.length : 0;
-    };
+    const lengths = batch.map((r) => r.response.length);
+    const diag = clipo?.diagnostics ?? null;
     const metrics: StepMetrics = {
       step: stepNo,
-      epoch: epoch + 1,
+      epoch: sampling.epoch + 1,
       warmup,
       reward_mean: mean(rewards),
-      accuracy: sampled ? sampledCorrect / sampled : 0,
+      accuracy: sampling.sampled ? sampling.sampledCorrect / sampling.sampled : 0,
       batch_accuracy: mean(correct),
-      process_correct_frac: processChecked ? processOk / processChecked : null,
+      process_correct_frac: sampling.processChecked ? sampling.processOk / sampling.processChecked : null,
       advantage_abs_mean: mean(Array.from(adv, Math.abs)),
-      contrastive_loss: closs,
+      contrastive_loss: clipo?.loss ?? null,
       contrastive_valid_anchors: diag?.validAnchors ?? null,
       contrastive_correct_loss_mean: diag?.correctLossMean ?? null,
       contrastive_correct_loss_min: diag?.correctLossMin ?? null,
       contrastive_correct_loss_max: diag?.correctLossMax ?? null,
       contrastive_incorrect_loss_mean: diag?.incorrectLossMean ?? null,
-      contrastive_reward_mean: rc ? mean(rc) : null,
+      contrastive_reward_mean: clipo ? mean(clipo.reward) : null,
       contrastive_signal_group_frac: diag?.signalGroupFraction ?? null,
       positive_cos_mean: diag?.positiveCosineMean ?? null,
-      head_stepped: headStepped,
+      head_stepped: clipo?.headStepped ?? null,
       policy_loss: upd?.loss ?? null,
       clip_frac_high: upd?.clipFracHigh ?? null,
       clip_frac_low: upd?.clipFracLow ?? null,
@@ -341,30 +250,30 @@ export class Trainer {
       grad_norm: upd?.gradNorm ?? null,
       response_length_mean: mean(lengths),
       response_length_max: maxOf(lengths, 0),
-      kept_groups: kept.length,
-      sampling_rounds: rounds,
-      verify_timeouts: verifyTimeouts,
-      tokens_per_s: stepTime > 0 ? generatedTokens / stepTime : 0,
+      kept_groups: sampling.groups.length,
+      sampling_rounds: sampling.rounds,
+      verify_timeouts: sampling.verifyTimeouts,
+      tokens_per_s: stepTime > 0 ? sampling.generatedTokens / stepTime : 0,
       time_rollout_s: tRollout,
       time_scoring_s: tScoring,
       time_clipo_s: tClipo,
       time_update_s: tUpdate,
       time_step_s: stepTime,
       verifier_reward_mean: mean(batch.map((r) => r.scored.verifier)),
-      module_reward_mean: this.io.customReward ? (sampled ? moduleSum / sampled : 0) : null,
-      reward_parts: partSum.size ? Object.fromEntries([...partSum].map(([k, e]) => [k, e.sum / e.count])) : null,
-      overlong_penalty_mean: alg.overlong_shaping ? mean(batch.map((r) => r.scored.overlong)) : null,
-      truncated_frac: sampled ? truncated / sampled : 0,
-      no_spread_group_frac: groupsSampled ? noSpread / groupsSampled : 0,
-      verifier_errors: verifierErrors,
-      reward_module_errors: moduleErrors,
-      reward_module_timeouts: moduleTimeouts,
-      reward_error_frac: sampled ? (verifierErrors + moduleErrors + moduleTimeouts) / sampled : 0,
-      overlong_filtered: update && alg.overlong_filter ? batch.filter((r) => r.scored.truncated).length : 0,
+      module_reward_mean: this.io.customReward ? (sampling.sampled ? sampling.moduleSum / sampling.sampled : 0) : null,
+      reward_parts: sampling.partSum.size ? Object.fromEntries([...sampling.partSum].map(([k, e]) => [k, e.sum / e.count])) : null,
+      overlong_penalty_mean: c.algorithm.overlong_shaping ? mean(batch.map((r) => r.scored.overlong)) : null,
+      truncated_frac: sampling.sampled ? sampling.truncated / sampling.sampled : 0,
+      no_spread_group_frac: sampling.groupsSampled ? sampling.noSpread / sampling.groupsSampled : 0,
+      verifier_errors: sampling.verifierErrors,
+      reward_module_errors: sampling.moduleErrors,
+      reward_module_timeouts: sampling.moduleTimeouts,
+      reward_error_frac: sampling.sampled ? (sampling.verifierErrors + sampling.moduleErrors + sampling.moduleTimeouts) / sampling.sampled : 0,
+      overlong_filtered: update && c.algorithm.overlong_filter ? batch.filter((r) => r.scored.truncated).length : 0,
       lr,
     };
     const responses = batch.map((r) => ({ promptId: r.source.id, promptText: r.source.text ?? '', groundTruth: r.source.groundTruth, scored: r.scored, length: r.response.length }));
-    return { metrics, detail: { step: stepNo, correct, group, rewards, advantages: adv, embeddings, outSize: c.clipo.out_size, responses, contrastivePerSample: perSample, contrastiveReward: rc } };
+    return { metrics, detail: { step: stepNo, correct, group, rewards, advantages: adv, embeddings: clipo?.embeddings ?? null, outSize: c.clipo.out_size, responses, contrastivePerSample: clipo?.perSample ?? null, contrastiveReward: clipo?.reward ?? null } };
   }
 
   /** Scores the batch in micro-batches: per-sequence log-probs of the response tokens and pooled states [B × H]. */

@@ -3,7 +3,7 @@
 // ends, so a lock left by a killed run is stale by construction and the next run takes it over with no guessing
 // about pids. The file holds the owner's pid and command for the refusal message.
 import path from 'node:path';
-import { UsageError } from '../cli/errors.js';
+import { UsageError } from '../errors.js';
 import { nativeFunction } from '../native.js';
 
 type LockFileFn = (file: string, owner: string) => { fd: number } | { heldBy: string };

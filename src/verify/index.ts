@@ -1,4 +1,4 @@
-// The verifier: the training reward and the evaluation's correctness (CLIPO-SPEC section 5).
+// The verifier: the training reward and the evaluation's correctness (docs/algorithm.md §5).
 //
 //   verify(completion, groundTruth) -> { correct, extracted, reason? }
 //
@@ -33,7 +33,7 @@ export interface VerifyOptions {
   /** time budget per call in milliseconds, checked between steps (default 2000) */
   timeoutMs?: number;
   /**
-   * Which boxes answer: 'last' (default; CLIPO-SPEC and the official implementation read the last box), or 'all':
+   * Which boxes answer: 'last' (default; docs/algorithm.md §5 and the official implementation read the last box), or 'all':
    * when the last box alone is wrong, the contents of every box, joined as a list, may match a list ground truth
    * (`\boxed{2}` and `\boxed{3}` for `2, 3`). A single-value ground truth never matches several boxes.
    */

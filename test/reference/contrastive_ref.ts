@@ -1,6 +1,6 @@
-// Float64 reference of the contrastive loss, written straight from CLIPO-SPEC section 2 (no fusion, no tricks):
+// Float64 reference of the contrastive loss, written straight from docs/algorithm.md §2 (no fusion, no tricks):
 // the tests compare the native kernels with it and check their gradients by finite differences of refContrastive.
-import type { ContrastiveDistance, ContrastiveLevel, ContrastiveLossType } from '../../src/kernels/contrastive.js';
+import type { ContrastiveDistance, ContrastiveLevel, ContrastiveLossType } from '../../src/kernels/variants.js';
 
 export interface RefInput {
   B: number;
@@ -125,7 +125,8 @@ export function refContrastive(x: RefInput): RefOutput {
     if (ok && x.lossType === 'infonce') {
       if (x.positives) pos = x.positives[i]!;
       else if (P.length > 0) pos = P[refPositiveHash(x.seed, i) % P.length]!;
-      ok = pos >= 0;
+      // without a positive the anchor stays valid unless trivial anchors are skipped (then only a given -1 gets here)
+      ok = pos >= 0 || !x.skipTrivial;
     }
     if (!ok) continue;
     const SA = A.reduce((t, j) => t + Math.exp(ls[j]!), 0);
@@ -133,7 +134,8 @@ export function refContrastive(x: RefInput): RefOutput {
     let Li: number;
     switch (x.lossType) {
       case 'infonce':
-        Li = -(ls[pos]! - Math.log(SA + eps));
+        // the term of the drawn positive; with none drawn the sum is empty
+        Li = pos >= 0 ? -(ls[pos]! - Math.log(SA + eps)) : 0;
         positives[i] = pos;
         break;
       case 'supcon_in':

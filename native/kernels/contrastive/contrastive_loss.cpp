@@ -143,7 +143,7 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
       ++nA;
       if (inPos(p.level, gi, group[j], yi, correct[j])) ++nP;
     }
-    bool ok = anchorLabelOk(p.maskedLabel, yi) && (!p.skipTrivial || (nP >= 1 && nA - nP >= 1));
+    bool ok = anchorValid(p, yi, nP, nA);
     int64_t pos = -1;
     if (ok && p.loss == LossType::InfoNCE) {
       if (givenPositives) {
@@ -156,7 +156,7 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
             break;
           }
       }
-      ok = pos >= 0;  // InfoNCE without a positive has no term to score
+      ok = infoNceKeepsAnchor(p, pos);
     }
     if (!ok) continue;
 
@@ -174,8 +174,10 @@ int32_t lossFromEmbeddingsCpu(const Params& p, const float* Z, const float* norm
     double cA = 0.0, cP = 0.0, cPexp = 0.0;
     switch (p.loss) {
       case LossType::InfoNCE:
-        Li = -((logit[pos] - m) - logSA);
-        cA = 1.0;
+        if (pos >= 0) {  // no positive: the empty sum, 0 with no gradient
+          Li = -((logit[pos] - m) - logSA);
+          cA = 1.0;
+        }
         break;
       case LossType::SupConIn:
         Li = -(std::log(SP + eps) - logSA - std::log(static_cast<double>(nP) + eps));
@@ -246,7 +248,7 @@ void contrastiveCpu(const Params& p, const Inputs& in, const Outputs& out) {
     Hm = pooledBuf.data();
   }
   std::vector<float> U(B * D), norms(B), A1, R;
-  cpu::headForward(p, Hm, in.weight, in.weight1, U.data(), A1, R);
+  cpu::headForward(p, Hm, in.weightOut, in.weightIn, U.data(), A1, R);
   cpu::normalizeRows(B, D, U.data(), out.embeddings, norms.data());
 
   std::vector<float> dZ(p.computeGrad ? B * D : 0);
@@ -255,13 +257,13 @@ void contrastiveCpu(const Params& p, const Inputs& in, const Outputs& out) {
   *out.validAnchors = valid;
   if (!p.computeGrad) return;
   if (!valid) {  // no valid anchor: the loss is the constant 0
-    std::fill(out.gradWeight, out.gradWeight + D * H, 0.f);
-    if (p.head == Head::Mlp) std::fill(out.gradWeight1, out.gradWeight1 + H * H, 0.f);
+    std::fill(out.gradWeightOut, out.gradWeightOut + D * H, 0.f);
+    if (p.head == Head::Mlp) std::fill(out.gradWeightIn, out.gradWeightIn + H * H, 0.f);
     return;
   }
   std::vector<float> dU(B * D);
   cpu::normalizeBackward(B, D, out.embeddings, norms.data(), dZ.data(), dU.data());
-  cpu::headBackward(p, Hm, in.weight, A1, R, dU.data(), out.gradWeight, out.gradWeight1);
+  cpu::headBackward(p, Hm, in.weightOut, A1, R, dU.data(), out.gradWeightOut, out.gradWeightIn);
 }
 
 }  // namespace clipo::contrastive

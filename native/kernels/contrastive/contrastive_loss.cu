@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_common.cuh"
 #include "contrastive_loss.h"
 
 namespace clipo::contrastive {
@@ -26,49 +27,10 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxBatchCuda = 4096;  // the per-anchor kernel keeps two rows of B floats in shared memory
 
-#define CLIPO_CUDA_TRY(expr)                  \
-  do {                                        \
-    cudaError_t e_ = (expr);                  \
-    if (e_ != cudaSuccess) return e_;         \
-  } while (0)
-
-int smCount() {
-  static int n = 0;
-  if (!n) {
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
-  }
-  return n;
-}
-
-// ---------------------------------------------------------------- block reductions
-__device__ inline float warpSum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ inline float warpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ float blockSum(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warpSum(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float t = lane < nw ? scratch[lane] : 0.f;
-  return warpSum(t);
-}
-__device__ float blockMax(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warpMax(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float t = lane < nw ? scratch[lane] : -INFINITY;
-  return warpMax(t);
-}
+using cuda::blockMax;
+using cuda::blockSum;
+using cuda::DeviceBuffers;
+using cuda::smCount;
 
 // ---------------------------------------------------------------- pooling
 template <typename T> struct Vec;
@@ -366,7 +328,7 @@ __global__ void lossRowKernel(LossArgs a) {
   const int nA = static_cast<int>(blockSum(cA, scratch) + 0.5f);
   const int nP = static_cast<int>(blockSum(cP, scratch) + 0.5f);
   if (threadIdx.x == 0) {
-    bool ok = anchorLabelOk(a.p.maskedLabel, yi) && (!a.p.skipTrivial || (nP >= 1 && nA - nP >= 1));
+    bool ok = anchorValid(a.p, yi, nP, nA);
     int pos = -1;
     if (ok && a.p.loss == LossType::InfoNCE) {
       if (a.given) {
@@ -379,7 +341,7 @@ __global__ void lossRowKernel(LossArgs a) {
             break;
           }
       }
-      ok = pos >= 0;
+      ok = infoNceKeepsAnchor(a.p, pos);
     }
     sPos = pos;
     sOk = ok ? 1 : 0;
@@ -405,7 +367,12 @@ __global__ void lossRowKernel(LossArgs a) {
   float Li = 0.f, kA = 0.f, kP = 0.f, kPexp = 0.f;
   if (ok) {
     switch (a.p.loss) {
-      case LossType::InfoNCE: Li = -((logit[pos] - m) - logSA); kA = 1.f; break;
+      case LossType::InfoNCE:
+        if (pos >= 0) {  // no positive: the empty sum, 0 with no gradient
+          Li = -((logit[pos] - m) - logSA);
+          kA = 1.f;
+        }
+        break;
       case LossType::SupConIn: Li = -(logf(SP + eps) - logSA - logf(static_cast<float>(nP) + eps)); kA = 1.f; kPexp = -1.f / (SP + eps); break;
       case LossType::SupConOut: {
         const float w = 1.f / (static_cast<float>(nP) + eps);
@@ -561,11 +528,11 @@ int contrastiveCudaDevice(const Params& p, const Inputs& in, const Outputs& out,
   // 2. head forward: u = W h, or W2 relu(W1 h)   (x @ W.T: A(m,k) = x[m*H + k], B(k,n) = W[n*H + k])
   const float* X = Hm;
   if (p.head == Head::Mlp) {
-    gemm(B, H, H, Hm, H, 1, in.weight1, 1, H, w.A1, w.gemmScratch, st);
+    gemm(B, H, H, Hm, H, 1, in.weightIn, 1, H, w.A1, w.gemmScratch, st);
     reluKernel<<<gridFor(B * H), 256, 0, st>>>(w.A1, w.R, B * H);
     X = w.R;
   }
-  gemm(B, D, H, X, H, 1, in.weight, 1, H, w.U, w.gemmScratch, st);
+  gemm(B, D, H, X, H, 1, in.weightOut, 1, H, w.U, w.gemmScratch, st);
   normalizeKernel<<<static_cast<unsigned>(B), kThreads, 0, st>>>(w.U, D, out.embeddings, w.norms);
   // 3. similarities and the per-anchor losses
   gemm(B, B, D, out.embeddings, D, 1, out.embeddings, 1, D, w.dot, w.gemmScratch, st);
@@ -579,50 +546,19 @@ int contrastiveCudaDevice(const Params& p, const Inputs& in, const Outputs& out,
     gemm(B, D, B, w.Gs, B, 1, out.embeddings, D, 1, w.dZ, w.gemmScratch, st);
     normalizeBackwardKernel<<<static_cast<unsigned>(B), kThreads, 0, st>>>(out.embeddings, w.norms, w.dZ, D, w.dU);
     // gradW[d][h] = sum_i dU[i][d] X[i][h]
-    gemm(D, H, B, w.dU, 1, D, X, H, 1, out.gradWeight, w.gemmScratch, st);
+    gemm(D, H, B, w.dU, 1, D, X, H, 1, out.gradWeightOut, w.gemmScratch, st);
     if (p.head == Head::Mlp) {
-      gemm(B, H, D, w.dU, D, 1, in.weight, H, 1, w.dA, w.gemmScratch, st);  // dR = dU W2
+      gemm(B, H, D, w.dU, D, 1, in.weightOut, H, 1, w.dA, w.gemmScratch, st);  // dR = dU W2
       reluBackwardKernel<<<gridFor(B * H), 256, 0, st>>>(w.A1, w.dA, B * H);
-      gemm(H, H, B, w.dA, 1, H, Hm, H, 1, out.gradWeight1, w.gemmScratch, st);
+      gemm(H, H, B, w.dA, 1, H, Hm, H, 1, out.gradWeightIn, w.gemmScratch, st);
     }
   }
   return static_cast<int>(cudaGetLastError());
 }
 
-int cudaDeviceCount() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return 0;
-  }
-  return n;
-}
+int cudaDeviceCount() { return cuda::deviceCount(); }
 
 namespace {
-
-// Device buffers of one host call, freed on every path.
-struct DeviceBuffers {
-  std::vector<void*> ptrs;
-  ~DeviceBuffers() {
-    for (void* q : ptrs) cudaFree(q);
-  }
-  template <typename T>
-  cudaError_t alloc(T** out, size_t count) {
-    void* q = nullptr;
-    cudaError_t e = cudaMalloc(&q, std::max<size_t>(count, 1) * sizeof(T));
-    if (e == cudaSuccess) ptrs.push_back(q);
-    *out = static_cast<T*>(q);
-    return e;
-  }
-  template <typename T>
-  cudaError_t upload(const T** out, const T* host, size_t count) {
-    T* d = nullptr;
-    cudaError_t e = alloc(&d, count);
-    if (e != cudaSuccess) return e;
-    *out = d;
-    return cudaMemcpy(d, host, count * sizeof(T), cudaMemcpyHostToDevice);
-  }
-};
 
 cudaError_t runHost(const Params& p, const Inputs& in, const Outputs& out) {
   const size_t B = p.batch, H = p.hidden, D = p.out, L = p.length;
@@ -643,8 +579,8 @@ cudaError_t runHost(const Params& p, const Inputs& in, const Outputs& out) {
     }
     CLIPO_CUDA_TRY(buf.upload(&din.mask, in.mask, B * L));
   }
-  CLIPO_CUDA_TRY(buf.upload(&din.weight, in.weight, D * H));
-  if (in.weight1) CLIPO_CUDA_TRY(buf.upload(&din.weight1, in.weight1, H * H));
+  CLIPO_CUDA_TRY(buf.upload(&din.weightOut, in.weightOut, D * H));
+  if (in.weightIn) CLIPO_CUDA_TRY(buf.upload(&din.weightIn, in.weightIn, H * H));
   CLIPO_CUDA_TRY(buf.upload(&din.correct, in.correct, B));
   CLIPO_CUDA_TRY(buf.upload(&din.group, in.group, B));
   if (in.positives) CLIPO_CUDA_TRY(buf.upload(&din.positives, in.positives, B));
@@ -662,11 +598,11 @@ cudaError_t runHost(const Params& p, const Inputs& in, const Outputs& out) {
   CLIPO_CUDA_TRY(cudaMemset(dout.loss, 0xff, sizeof(float)));
   CLIPO_CUDA_TRY(cudaMemset(dout.validAnchors, 0x7f, sizeof(int32_t)));
   if (p.computeGrad) {
-    CLIPO_CUDA_TRY(buf.alloc(&dout.gradWeight, D * H));
-    CLIPO_CUDA_TRY(cudaMemset(dout.gradWeight, 0xff, D * H * sizeof(float)));
+    CLIPO_CUDA_TRY(buf.alloc(&dout.gradWeightOut, D * H));
+    CLIPO_CUDA_TRY(cudaMemset(dout.gradWeightOut, 0xff, D * H * sizeof(float)));
     if (p.head == Head::Mlp) {
-      CLIPO_CUDA_TRY(buf.alloc(&dout.gradWeight1, H * H));
-      CLIPO_CUDA_TRY(cudaMemset(dout.gradWeight1, 0xff, H * H * sizeof(float)));
+      CLIPO_CUDA_TRY(buf.alloc(&dout.gradWeightIn, H * H));
+      CLIPO_CUDA_TRY(cudaMemset(dout.gradWeightIn, 0xff, H * H * sizeof(float)));
     }
   }
   char* ws = nullptr;
@@ -681,9 +617,9 @@ cudaError_t runHost(const Params& p, const Inputs& in, const Outputs& out) {
   CLIPO_CUDA_TRY(cudaMemcpy(out.loss, dout.loss, sizeof(float), cudaMemcpyDeviceToHost));
   CLIPO_CUDA_TRY(cudaMemcpy(out.validAnchors, dout.validAnchors, sizeof(int32_t), cudaMemcpyDeviceToHost));
   if (p.computeGrad) {
-    CLIPO_CUDA_TRY(cudaMemcpy(out.gradWeight, dout.gradWeight, D * H * sizeof(float), cudaMemcpyDeviceToHost));
+    CLIPO_CUDA_TRY(cudaMemcpy(out.gradWeightOut, dout.gradWeightOut, D * H * sizeof(float), cudaMemcpyDeviceToHost));
     if (p.head == Head::Mlp)
-      CLIPO_CUDA_TRY(cudaMemcpy(out.gradWeight1, dout.gradWeight1, H * H * sizeof(float), cudaMemcpyDeviceToHost));
+      CLIPO_CUDA_TRY(cudaMemcpy(out.gradWeightIn, dout.gradWeightIn, H * H * sizeof(float), cudaMemcpyDeviceToHost));
   }
   return cudaSuccess;
 }
@@ -734,12 +670,12 @@ const char* contrastiveCudaBenchmark(const Params& p, DType type, int repeats, d
     float* w = nullptr;
     CLIPO_CUDA_TRY(buf.alloc(&w, D * H));
     fillKernel<<<4096, 256>>>(w, static_cast<int64_t>(D * H), 2u, 1.f / sqrtf(static_cast<float>(H)));
-    in.weight = w;
+    in.weightOut = w;
     if (p.head == Head::Mlp) {
       float* w1 = nullptr;
       CLIPO_CUDA_TRY(buf.alloc(&w1, H * H));
       fillKernel<<<4096, 256>>>(w1, static_cast<int64_t>(H * H), 3u, 1.f / sqrtf(static_cast<float>(H)));
-      in.weight1 = w1;
+      in.weightIn = w1;
     }
     std::vector<uint8_t> hc(B);
     std::vector<int32_t> hg(B);
@@ -755,8 +691,8 @@ const char* contrastiveCudaBenchmark(const Params& p, DType type, int repeats, d
     CLIPO_CUDA_TRY(buf.alloc(&out.positives, B));
     CLIPO_CUDA_TRY(buf.alloc(&out.loss, 1));
     CLIPO_CUDA_TRY(buf.alloc(&out.validAnchors, 1));
-    CLIPO_CUDA_TRY(buf.alloc(&out.gradWeight, D * H));
-    if (p.head == Head::Mlp) CLIPO_CUDA_TRY(buf.alloc(&out.gradWeight1, H * H));
+    CLIPO_CUDA_TRY(buf.alloc(&out.gradWeightOut, D * H));
+    if (p.head == Head::Mlp) CLIPO_CUDA_TRY(buf.alloc(&out.gradWeightIn, H * H));
     char* ws = nullptr;
     Workspace tmp;
     CLIPO_CUDA_TRY(buf.alloc(&ws, layout(p, true, type, nullptr, &tmp)));

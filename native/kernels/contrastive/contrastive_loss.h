@@ -1,5 +1,5 @@
 // Kernel 1 of CLIPO: fused pool -> project -> normalize -> similarity -> contrastive loss, forward and backward
-// (CLIPO-SPEC section 2). Plain C++: no N-API here, so the engine can call the same functions.
+// (docs/algorithm.md §2). Plain C++: no N-API here, so the engine can call the same functions.
 //
 //   h_i  = sum_t mask_it x_it / n_i                 (or given pooled h_i)
 //   u_i  = W h_i            (linear)   or  W2 relu(W1 h_i)  (mlp)
@@ -43,7 +43,7 @@ struct Params {
   int maskedLabel = 0;       // 0: correct anchors only, -1: all, 1: incorrect only
   bool skipTrivial = true;   // an anchor needs |P(i)| >= 1 and a negative in A(i)
   uint32_t seed = 0;         // InfoNCE positive draw (when no positives are given)
-  bool computeGrad = true;   // false: forward only (gradWeight outputs untouched)
+  bool computeGrad = true;   // false: forward only (the gradient outputs untouched)
   int threads = 0;           // CPU: OpenMP threads for this call (0: the OpenMP default)
 };
 
@@ -53,8 +53,10 @@ struct Inputs {
   const void* tokens = nullptr;     // [B*L*H] f32 or bf16 (raw bits), with
   DType tokenType = DType::F32;
   const uint8_t* mask = nullptr;    // [B*L], nonzero = response token
-  const float* weight = nullptr;    // [D*H] row-major (nn.Linear.weight); the mlp's second layer W2
-  const float* weight1 = nullptr;   // [H*H] mlp first layer W1 (nullptr for linear)
+  // The head's weights, row-major like nn.Linear.weight, named by role so that one name means one layer for both
+  // heads (the JS options call them weight, or weight1 and weight2 for the mlp):
+  const float* weightOut = nullptr;  // [D*H] the layer that maps to the output: W (linear) or W2 (mlp)
+  const float* weightIn = nullptr;   // [H*H] the mlp's first layer W1 (nullptr for linear)
   const uint8_t* correct = nullptr; // [B] 0/1
   const int32_t* group = nullptr;   // [B]
   const int32_t* positives = nullptr;  // [B] optional given InfoNCE positives (-1 none); nullptr: draw by seed
@@ -63,8 +65,8 @@ struct Inputs {
 struct Outputs {
   float* perSample = nullptr;     // [B]
   float* embeddings = nullptr;    // [B*D]
-  float* gradWeight = nullptr;    // [D*H]  d loss / d W (mlp: W2)
-  float* gradWeight1 = nullptr;   // [H*H]  d loss / d W1 (mlp only)
+  float* gradWeightOut = nullptr;  // [D*H]  d loss / d weightOut (JS: gradWeight, mlp gradWeight2)
+  float* gradWeightIn = nullptr;   // [H*H]  d loss / d weightIn (mlp only; JS: gradWeight1)
   int32_t* positives = nullptr;   // [B] InfoNCE positive used per anchor, -1 where none
   float* loss = nullptr;          // [1]
   int32_t* validAnchors = nullptr;  // [1]
@@ -84,7 +86,7 @@ CLIPO_HD inline uint32_t positiveHash(uint32_t seed, uint32_t anchor) {
   return x;
 }
 
-// Masks of CLIPO-SPEC section 2 (j != i is the caller's job).
+// Masks of docs/algorithm.md §2 (j != i is the caller's job).
 CLIPO_HD inline bool inAll(Level level, int32_t gi, int32_t gj) { return level != Level::Group || gi == gj; }
 CLIPO_HD inline bool inPos(Level level, int32_t gi, int32_t gj, uint8_t yi, uint8_t yj) {
   const bool sameLabel = (yi != 0) == (yj != 0);
@@ -93,6 +95,16 @@ CLIPO_HD inline bool inPos(Level level, int32_t gi, int32_t gj, uint8_t yi, uint
 CLIPO_HD inline bool anchorLabelOk(int maskedLabel, uint8_t y) {
   return maskedLabel == -1 || (maskedLabel == 0 ? y != 0 : y == 0);
 }
+// Whether anchor i enters the batch loss, given |P(i)| and |A(i)|: its label passes the mask and, with skipTrivial,
+// it has a positive and a negative. Without skipTrivial an anchor with no positive (or no negative) still counts,
+// as in the official implementation: it adds to the number of valid anchors, and its loss is what the formula gives
+// for an empty P(i) (docs/algorithm.md §2, "Anchors").
+CLIPO_HD inline bool anchorValid(const Params& p, uint8_t y, int64_t nP, int64_t nA) {
+  return anchorLabelOk(p.maskedLabel, y) && (!p.skipTrivial || (nP >= 1 && nA - nP >= 1));
+}
+// InfoNCE scores one drawn positive. A valid anchor without one (P(i) empty, or a given -1) has the empty sum as
+// its loss (0, no gradient) and stays valid without skipTrivial; with skipTrivial a given -1 drops the anchor.
+CLIPO_HD inline bool infoNceKeepsAnchor(const Params& p, int64_t pos) { return pos >= 0 || !p.skipTrivial; }
 
 // bf16 raw bits -> float (bf16 is the high half of a float32).
 CLIPO_HD inline float bf16ToFloat(uint16_t b) {

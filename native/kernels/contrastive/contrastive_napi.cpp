@@ -6,18 +6,27 @@
 //   contrastiveLossUnfused(opts)   the unfused CPU baseline (benchmarks, tests)
 //   contrastiveLossCuda(opts)      CUDA twin through host copies (builds with CUDA only)
 //   contrastiveCudaBench(opts)     the CUDA device entry timed on device-resident inputs (benchmarks)
-//   contrastiveCudaDevices()       number of visible CUDA devices (0 without CUDA in the build)
 #include <napi.h>
 
 #include <string>
 
 #include "common/napi_args.h"
 #include "common/registry.h"
+#include "common/variants.h"
 #include "contrastive_loss.h"
 
 namespace {
 
 using namespace clipo::contrastive;
+namespace variants = clipo::variants;
+
+// The variant names every entry reads (one parser: common/variants.h).
+void readVariants(const Napi::Object& o, Params& p) {
+  p.head = variants::getOr(o, "head", Head::Linear);
+  p.loss = variants::get<LossType>(o, "lossType");
+  p.level = variants::get<Level>(o, "level");
+  p.distance = variants::get<Distance>(o, "distance");
+}
 
 struct Parsed {
   Params p;
@@ -35,10 +44,7 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
   p.batch = clipo::getInt(o, "batch", 1, 1 << 20);
   p.hidden = clipo::getInt(o, "hiddenSize", 1, 1 << 20);
   p.out = clipo::getInt(o, "outSize", 1, 1 << 20);
-  p.head = static_cast<Head>(clipo::hasField(o, "head") ? clipo::getEnum(o, "head", {"linear", "mlp"}) : 0);
-  p.loss = static_cast<LossType>(clipo::getEnum(o, "lossType", {"infonce", "supcon_in", "supcon_out", "soft_nn"}));
-  p.level = static_cast<Level>(clipo::getEnum(o, "level", {"group", "cross", "batch"}));
-  p.distance = static_cast<Distance>(clipo::getEnum(o, "distance", {"cosine", "l2"}));
+  readVariants(o, p);
   const double tau = clipo::getNumber(o, "temperature");
   // held in fp32 by the kernel: below this, similarities / tau overflow (and 1e-50 would become 0)
   if (!(tau >= 1e-4)) clipo::throwError(env, "temperature: must be >= 0.0001, got " + std::to_string(tau));
@@ -61,7 +67,7 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
   } else {
     p.length = clipo::getInt(o, "length", 1, INT32_MAX);
     const size_t n = clipo::checkedSize(env, {p.batch, p.length, p.hidden}, "tokens");
-    in.tokenType = static_cast<DType>(clipo::hasField(o, "dtype") ? clipo::getEnum(o, "dtype", {"f32", "bf16"}) : 0);
+    in.tokenType = variants::getOr(o, "dtype", DType::F32);
     in.tokens = in.tokenType == DType::BF16 ? static_cast<const void*>(clipo::getArray<uint16_t>(o, "tokens", n).data)
                                             : static_cast<const void*>(clipo::getArray<float>(o, "tokens", n).data);
     const size_t L = static_cast<size_t>(p.length);
@@ -78,10 +84,10 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
     }
   }
   if (p.head == Head::Linear) {
-    in.weight = clipo::getArray<float>(o, "weight", clipo::checkedSize(env, {p.out, p.hidden}, "weight")).data;
+    in.weightOut = clipo::getArray<float>(o, "weight", clipo::checkedSize(env, {p.out, p.hidden}, "weight")).data;
   } else {
-    in.weight1 = clipo::getArray<float>(o, "weight1", clipo::checkedSize(env, {p.hidden, p.hidden}, "weight1")).data;
-    in.weight = clipo::getArray<float>(o, "weight2", clipo::checkedSize(env, {p.out, p.hidden}, "weight2")).data;
+    in.weightIn = clipo::getArray<float>(o, "weight1", clipo::checkedSize(env, {p.hidden, p.hidden}, "weight1")).data;
+    in.weightOut = clipo::getArray<float>(o, "weight2", clipo::checkedSize(env, {p.out, p.hidden}, "weight2")).data;
   }
   in.correct = clipo::getArray<uint8_t>(o, "correct", B).data;
   in.group = clipo::getArray<int32_t>(o, "group", B).data;
@@ -130,9 +136,9 @@ Parsed parse(const Napi::CallbackInfo& info, const char* fn) {
       auto gw1 = clipo::newArray<float>(env, H * H);
       res.Set("gradWeight1", gw1);
       res.Set("gradWeight2", gw);
-      r.out.gradWeight1 = gw1.Data();
+      r.out.gradWeightIn = gw1.Data();
     }
-    r.out.gradWeight = gw.Data();
+    r.out.gradWeightOut = gw.Data();
   }
   r.result = res;
   return r;
@@ -188,15 +194,12 @@ Napi::Value ContrastiveCudaBench(const Napi::CallbackInfo& info) {
   p.length = clipo::getInt(o, "length", 1, 1 << 20);
   p.hidden = clipo::getInt(o, "hiddenSize", 1, 1 << 16);
   p.out = clipo::getInt(o, "outSize", 1, 1 << 16);
-  p.head = static_cast<Head>(clipo::hasField(o, "head") ? clipo::getEnum(o, "head", {"linear", "mlp"}) : 0);
-  p.loss = static_cast<LossType>(clipo::getEnum(o, "lossType", {"infonce", "supcon_in", "supcon_out", "soft_nn"}));
-  p.level = static_cast<Level>(clipo::getEnum(o, "level", {"group", "cross", "batch"}));
-  p.distance = static_cast<Distance>(clipo::getEnum(o, "distance", {"cosine", "l2"}));
+  readVariants(o, p);
   p.temperature = static_cast<float>(clipo::getNumber(o, "temperature"));
   if (!(p.temperature > 0.f)) clipo::throwError(env, "temperature: must be > 0");
   p.maskedLabel = static_cast<int>(clipo::getInt(o, "maskedLabel", -1, 1));
   p.skipTrivial = clipo::getBoolOr(o, "skipTrivial", true);
-  const DType type = static_cast<DType>(clipo::hasField(o, "dtype") ? clipo::getEnum(o, "dtype", {"f32", "bf16"}) : 0);
+  const DType type = variants::getOr(o, "dtype", DType::F32);
   const int repeats = static_cast<int>(clipo::getIntOr(o, "repeats", 20, 1, 10000));
   if (cudaDeviceCount() <= 0) clipo::throwError(env, "contrastiveCudaBench: no CUDA device is visible");
   double ms = 0, poolMs = 0;
@@ -213,14 +216,6 @@ Napi::Value ContrastiveCudaBench(const Napi::CallbackInfo& info) {
 }
 #endif
 
-Napi::Value ContrastiveCudaDevices(const Napi::CallbackInfo& info) {
-#if defined(CLIPO_WITH_CUDA)
-  return Napi::Number::New(info.Env(), cudaDeviceCount());
-#else
-  return Napi::Number::New(info.Env(), 0);
-#endif
-}
-
 void InitContrastive(Napi::Env env, Napi::Object exports) {
   exports.Set("contrastiveLoss", Napi::Function::New(env, ContrastiveLoss, "contrastiveLoss"));
   exports.Set("contrastiveLossUnfused", Napi::Function::New(env, ContrastiveLossUnfused, "contrastiveLossUnfused"));
@@ -228,7 +223,6 @@ void InitContrastive(Napi::Env env, Napi::Object exports) {
   exports.Set("contrastiveLossCuda", Napi::Function::New(env, ContrastiveLossCuda, "contrastiveLossCuda"));
   exports.Set("contrastiveCudaBench", Napi::Function::New(env, ContrastiveCudaBench, "contrastiveCudaBench"));
 #endif
-  exports.Set("contrastiveCudaDevices", Napi::Function::New(env, ContrastiveCudaDevices, "contrastiveCudaDevices"));
 }
 
 }  // namespace

@@ -53,7 +53,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
 
   // projection, norms, normalize
   std::vector<float> U(B * D), A1, R, norms(B);
-  cpu::headForward(p, pooled.data(), in.weight, in.weight1, U.data(), A1, R);
+  cpu::headForward(p, pooled.data(), in.weightOut, in.weightIn, U.data(), A1, R);
   for (int64_t i = 0; i < B; ++i) {
     float ss = 0.f;
     for (int64_t d = 0; d < D; ++d) ss += U[i * D + d] * U[i * D + d];
@@ -100,7 +100,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
   // anchor mask and InfoNCE positives
   std::vector<float> anchor(B);
   for (int64_t i = 0; i < B; ++i) {
-    bool ok = anchorLabelOk(p.maskedLabel, in.correct[i]) && (!p.skipTrivial || (nP[i] >= 1.f && nA[i] - nP[i] >= 1.f));
+    bool ok = anchorValid(p, in.correct[i], static_cast<int64_t>(nP[i]), static_cast<int64_t>(nA[i]));
     out.positives[i] = -1;
     if (ok && p.loss == LossType::InfoNCE) {
       int64_t pos = -1;
@@ -111,7 +111,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
         for (int64_t j = 0; j < B && pos < 0; ++j)
           if (posMask[i * B + j] > 0.f && k-- == 0) pos = j;
       }
-      ok = pos >= 0;
+      ok = infoNceKeepsAnchor(p, pos);
       if (ok) out.positives[i] = static_cast<int32_t>(pos);
     }
     anchor[i] = ok ? 1.f : 0.f;
@@ -124,7 +124,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
     logSA[i] = std::log(SA[i] + eps);
     float Li = 0.f;
     switch (p.loss) {
-      case LossType::InfoNCE: Li = anchor[i] > 0.f ? -(shifted[i * B + out.positives[i]] - logSA[i]) : 0.f; break;
+      case LossType::InfoNCE: Li = anchor[i] > 0.f && out.positives[i] >= 0 ? -(shifted[i * B + out.positives[i]] - logSA[i]) : 0.f; break;
       case LossType::SupConIn: Li = -(std::log(SP[i] + eps) - logSA[i] - std::log(nP[i] + eps)); break;
       case LossType::SupConOut: Li = -(sumPosLogit[i] - nP[i] * logSA[i]) / (nP[i] + eps); break;
       case LossType::SoftNN: Li = -(std::log(SP[i] + eps) - logSA[i]); break;
@@ -137,8 +137,8 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
   *out.validAnchors = static_cast<int32_t>(valid);
   if (!p.computeGrad) return;
   if (valid == 0.f) {
-    std::fill(out.gradWeight, out.gradWeight + D * H, 0.f);
-    if (p.head == Head::Mlp) std::fill(out.gradWeight1, out.gradWeight1 + H * H, 0.f);
+    std::fill(out.gradWeightOut, out.gradWeightOut + D * H, 0.f);
+    if (p.head == Head::Mlp) std::fill(out.gradWeightIn, out.gradWeightIn + H * H, 0.f);
     return;
   }
 
@@ -151,7 +151,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
       const float soft = ex[k] * allMask[k] / (SA[i] + eps);
       float g = 0.f;
       switch (p.loss) {
-        case LossType::InfoNCE: g = soft - (j == out.positives[i] ? 1.f : 0.f); break;
+        case LossType::InfoNCE: g = out.positives[i] >= 0 ? soft - (j == out.positives[i] ? 1.f : 0.f) : 0.f; break;
         case LossType::SupConIn:
         case LossType::SoftNN: g = soft - ex[k] * posMask[k] / (SP[i] + eps); break;
         case LossType::SupConOut: g = (nP[i] * soft - posMask[k]) / (nP[i] + eps); break;
@@ -171,7 +171,7 @@ void contrastiveUnfusedCpu(const Params& p, const Inputs& in, const Outputs& out
   std::vector<float> dZ(B * D), dU(B * D);
   cpu::gemmAB(B, D, B, Gs.data(), B, 1, Z, dZ.data());
   cpu::normalizeBackward(B, D, Z, norms.data(), dZ.data(), dU.data());
-  cpu::headBackward(p, pooled.data(), in.weight, A1, R, dU.data(), out.gradWeight, out.gradWeight1);
+  cpu::headBackward(p, pooled.data(), in.weightOut, A1, R, dU.data(), out.gradWeightOut, out.gradWeightIn);
 }
 
 }  // namespace clipo::contrastive

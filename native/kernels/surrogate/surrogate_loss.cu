@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_common.cuh"
 #include "kernels/surrogate/surrogate_loss.h"
 
 namespace clipo {
@@ -58,18 +59,7 @@ Workspace carve(void* base, int64_t B) {
 
 __device__ __forceinline__ float clampNanD(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
-// Block-wide sum; every thread gets the total. `scratch` holds kThreads/32 values.
-template <typename T>
-__device__ T blockSum(T v, T* scratch) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();  // scratch may still be read by a previous call
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  T total = 0;
-  for (int w = 0; w < kThreads / 32; ++w) total += scratch[w];
-  return total;
-}
+using cuda::blockSum;
 
 __global__ void countKernel(const uint8_t* __restrict__ mask, int64_t T, int32_t* counts, Counters* counters) {
   __shared__ int scratch[kThreads / 32];
@@ -363,47 +353,31 @@ const char* fail(const char* where, cudaError_t e) {
   return lastError.c_str();
 }
 
-// RAII device buffers for the host wrappers.
-struct DeviceBuffers {
-  float *logp = nullptr, *old = nullptr, *ref = nullptr, *adv = nullptr, *grad = nullptr;
-  uint8_t* mask = nullptr;
+// Device copies of one host call's arrays (freed with `buf` on every path).
+struct DeviceArrays {
+  cuda::DeviceBuffers buf;
+  float* grad = nullptr;
   void* ws = nullptr;
   Result* result = nullptr;
-  DeviceBuffers() = default;
-  DeviceBuffers(const DeviceBuffers&) = delete;
-  DeviceBuffers& operator=(const DeviceBuffers&) = delete;
-  ~DeviceBuffers() {
-    for (void* p : {static_cast<void*>(logp), static_cast<void*>(old), static_cast<void*>(ref),
-                    static_cast<void*>(adv), static_cast<void*>(grad), static_cast<void*>(mask), ws,
-                    static_cast<void*>(result)})
-      if (p) cudaFree(p);
-  }
 };
 
 // Allocates and uploads the inputs; returns "" or an error.
-const char* upload(const Params& p, const Inputs& in, DeviceBuffers& d, Inputs& dev) {
+const char* upload(const Params& p, const Inputs& in, DeviceArrays& d, Inputs& dev) {
   const size_t n = static_cast<size_t>(p.batch) * p.length;
+  char* ws = nullptr;
   cudaError_t e;
-  if ((e = cudaMalloc(&d.logp, n * 4)) || (e = cudaMalloc(&d.old, n * 4)) || (e = cudaMalloc(&d.grad, n * 4)) ||
-      (e = cudaMalloc(&d.mask, n)) || (e = cudaMalloc(&d.adv, p.batch * 4)) ||
-      (e = cudaMalloc(&d.ws, cudaWorkspaceBytes(p))) || (e = cudaMalloc(&d.result, sizeof(Result))) ||
-      (in.refLogp && (e = cudaMalloc(&d.ref, n * 4))))
+  if ((e = d.buf.alloc(&d.grad, n)) || (e = d.buf.alloc(&ws, cudaWorkspaceBytes(p))) || (e = d.buf.alloc(&d.result, 1)))
     return fail("cudaMalloc", e);
-  if ((e = cudaMemcpy(d.logp, in.logp, n * 4, cudaMemcpyHostToDevice)) ||
-      (e = cudaMemcpy(d.old, in.oldLogp, n * 4, cudaMemcpyHostToDevice)) ||
-      (e = cudaMemcpy(d.mask, in.mask, n, cudaMemcpyHostToDevice)) ||
-      (e = cudaMemcpy(d.adv, in.advantages, p.batch * 4, cudaMemcpyHostToDevice)) ||
-      (in.refLogp && (e = cudaMemcpy(d.ref, in.refLogp, n * 4, cudaMemcpyHostToDevice))))
-    return fail("cudaMemcpy (to device)", e);
-  dev.logp = d.logp;
-  dev.oldLogp = d.old;
-  dev.refLogp = in.refLogp ? d.ref : nullptr;
-  dev.advantages = d.adv;
-  dev.mask = d.mask;
+  d.ws = ws;
+  dev = Inputs{};
+  if ((e = d.buf.upload(&dev.logp, in.logp, n)) || (e = d.buf.upload(&dev.oldLogp, in.oldLogp, n)) ||
+      (e = d.buf.upload(&dev.mask, in.mask, n)) || (e = d.buf.upload(&dev.advantages, in.advantages, static_cast<size_t>(p.batch))) ||
+      (in.refLogp && (e = d.buf.upload(&dev.refLogp, in.refLogp, n))))
+    return fail("cudaMalloc / cudaMemcpy (to device)", e);
   return "";
 }
 
-const char* download(const Params& p, const DeviceBuffers& d, float* grad, Result* result) {
+const char* download(const Params& p, const DeviceArrays& d, float* grad, Result* result) {
   const size_t n = static_cast<size_t>(p.batch) * p.length;
   cudaError_t e;
   if ((e = cudaMemcpy(grad, d.grad, n * 4, cudaMemcpyDeviceToHost)) ||
@@ -463,7 +437,7 @@ const char* lossCudaHost(const Params& pIn, const Inputs& in, float* grad, Resul
   Params p = pIn;
   if (countOnDevice) p.knownTokens = p.knownSequences = -1;
   else countMask(p, in.mask, &p.knownTokens, &p.knownSequences);
-  DeviceBuffers d;
+  DeviceArrays d;
   Inputs dev;
   const char* err = upload(p, in, d, dev);
   if (*err) return err;
@@ -495,7 +469,7 @@ const char* lossCudaTimed(const Params& pIn, const Inputs& in, int repeats, doub
   const size_t want = 3 * static_cast<size_t>(l2);
   size_t sets = std::max<size_t>(1, (want + setBytes - 1) / setBytes);
   sets = std::min(sets, std::max<size_t>(1, freeBytes / 2 / std::max<size_t>(setBytes, 1)));  // leave half the memory free
-  std::vector<DeviceBuffers> d(sets);
+  std::vector<DeviceArrays> d(sets);
   std::vector<Inputs> dev(sets);
   const char* err = "";
   for (size_t k = 0; k < sets && !*err; ++k) err = upload(p, in, d[k], dev[k]);

@@ -3,7 +3,7 @@
 // Plain C++ (no N-API, no CUDA headers): the CPU kernel, the unfused CPU version for the benchmark, and the
 // signatures of the CUDA twin (device-pointer entry for the engine, host wrapper for the JS API).
 //
-// Notation (CLIPO-SPEC section 3): delta_t = logp_t - oldLogp_t, rho_t = exp(delta_t), A_i the sequence advantage,
+// Notation (docs/algorithm.md §3): delta_t = logp_t - oldLogp_t, rho_t = exp(delta_t), A_i the sequence advantage,
 // M the response mask, n_i = sum_t M_it, N = sum_i n_i, Bv = number of rows with n_i > 0.
 //
 // Aggregation weights w_i (the policy loss is sum_i w_i sum_t M l_t, the KL term likewise):

@@ -6,7 +6,7 @@ import chalk from 'chalk';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import path from 'node:path';
-import { UsageError, parseNumberOption } from '../errors.js';
+import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
 import { renderTable } from '../table.js';
 
 interface DemoCliOptions {
@@ -18,6 +18,7 @@ interface DemoCliOptions {
   cache?: string;
   arms?: string;
   algo?: string;
+  threads?: string;
 }
 
 /** runs/demo-2026-11-21T20-05-03 (local time would collide less, but UTC sorts the same everywhere) */
@@ -34,11 +35,13 @@ export function registerDemo(program: Command): void {
     .option('--steps <n>', 'RL steps per arm (default: 80; --quick: 3)')
     .option('--quick', 'a tiny smoke run (well under a minute)')
     .option('--json', 'print a JSON summary on stdout at the end (no progress bars)')
+    .option('--threads <n>', THREADS_HELP)
     .option('--cache <dir>', 'cache for the task data and the warm-up model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
     .option('--arms <list>', 'arms to run, comma-separated: base (the algorithm alone), clipo (with CLIPO), fixed (CLIPO-fixed: the head never stepped)', 'base,clipo,fixed')
     .option('--algo <name>', 'the RL algorithm of every arm: grpo, dapo, gspo or gmpo', 'grpo')
     .action(async (opts: DemoCliOptions) => {
       const seeds = parseNumberOption('--seeds', opts.seeds, { integer: true, min: 1, max: 100 });
+      const threads = threadsOption(opts.threads);
       const steps = opts.steps === undefined ? undefined : parseNumberOption('--steps', opts.steps, { integer: true, min: 1, max: 100000 });
       // OpenMP threads that spin between the many small parallel regions of a tiny model turn a busy 2-core laptop
       // into a crawl (measured here: a warm-up step 5-8x slower under load); sleeping threads cost little when the
@@ -56,6 +59,7 @@ export function registerDemo(program: Command): void {
       if (!(DEMO_ALGOS as readonly string[]).includes(algo)) throw new UsageError(`--algo: expected one of ${DEMO_ALGOS.join(', ')}, got '${opts.algo}'`);
       const settings = structuredClone(opts.quick ? QUICK_SETTINGS : DEFAULT_SETTINGS);
       if (steps !== undefined) settings.rl.steps = steps;
+      if (threads !== undefined) settings.threads = threads;
       const outDir = path.resolve(opts.out ?? path.join('runs', demoDirName()));
       const cacheDir = resolveCacheDir(opts.cache);
       if (opts.out !== undefined && opts.out.trim() === '') throw new UsageError('--out: expected a folder');

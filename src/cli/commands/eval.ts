@@ -9,7 +9,7 @@ import { datasetName, defaultDataRoot, isSuiteName, suites, type SuiteName } fro
 import { createLocalGenerator } from '../../eval/local.js';
 import { runEval, type BenchmarkPlan } from '../../eval/run.js';
 import type { Generator } from '../../eval/types.js';
-import { UsageError, parseNumberOption } from '../errors.js';
+import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
 import { renderTable } from '../table.js';
 
 interface EvalFlags {
@@ -26,6 +26,7 @@ interface EvalFlags {
   maxNewTokens?: string;
   limit?: string;
   concurrency?: string;
+  threads?: string;
   seed?: string;
   timeout?: string;
   retries?: string;
@@ -54,6 +55,7 @@ export function registerEval(program: Command): void {
     .option('--max-new-tokens <n>', 'response length limit (track1 2048, track2 4096; --data: 2048)')
     .option('--limit <n>', 'only the first N problems of each benchmark')
     .option('--concurrency <c>', 'requests in flight (endpoint, default 16) or sequences per engine batch (local, default 8)')
+    .option('--threads <n>', `with --model: ${THREADS_HELP}`)
     .option('--seed <s>', 'base seed; each sample\'s seed is derived from it and the sample\'s identity', '0')
     .option('--timeout <seconds>', 'per-request timeout for --endpoint (default 600)')
     .option('--retries <n>', 'retries per request for --endpoint, with exponential backoff (default 6)')
@@ -67,7 +69,7 @@ export function registerEval(program: Command): void {
       const plan = parseEvalFlags(flags);
       const log = (m: string) => process.stderr.write(chalk.dim(m) + '\n');
       const generator: Generator = plan.model
-        ? await createLocalGenerator({ dir: plan.model, concurrency: plan.concurrency, log })
+        ? await createLocalGenerator({ dir: plan.model, concurrency: plan.concurrency, threads: plan.threads, log })
         : new EndpointGenerator({
             baseURL: plan.endpoint!,
             model: plan.servedModel!,
@@ -132,6 +134,8 @@ export interface EvalPlan {
   maxNewTokens: number;
   limit?: number;
   concurrency: number;
+  /** engine threads (--model only; undefined: picked by the model's size) */
+  threads?: number;
   seed: number;
   timeoutMs: number;
   retries: number;
@@ -148,6 +152,8 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   if (f.endpoint && !f.servedModel) throw new UsageError('--endpoint needs --served-model NAME (the model name the server expects)');
   if (f.model && f.servedModel) throw new UsageError('--served-model goes with --endpoint, not with --model');
   if (f.model && f.apiKey) throw new UsageError('--api-key goes with --endpoint, not with --model');
+  if (f.endpoint && f.threads !== undefined) throw new UsageError('--threads goes with --model (the local engine), not with --endpoint');
+  const threads = threadsOption(f.threads);
   if (f.suite && f.data) throw new UsageError('give either --suite NAME or --data FILE..., not both');
   if (!f.suite && !f.data) throw new UsageError('what to evaluate on: --suite track1|track2 or --data FILE...');
   if (f.dataRoot && !f.suite) throw new UsageError('--data-root goes with --suite (give --data files by their own path)');
@@ -209,5 +215,5 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   if (temperature === 0 && samples > 1) {
     process.stderr.write(chalk.yellow(`clipo eval: warning: --samples ${samples} with greedy decoding (temperature 0) repeats the same answer\n`));
   }
-  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, seed, timeoutMs, retries, verifyThreads, verifyTimeoutMs, verifyBoxes, out: f.out };
+  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, threads, seed, timeoutMs, retries, verifyThreads, verifyTimeoutMs, verifyBoxes, out: f.out };
 }

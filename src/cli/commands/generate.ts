@@ -4,7 +4,7 @@ import chalk from 'chalk';
 import type { Command } from 'commander';
 import { Engine } from '../../engine/engine.js';
 import { loadModelDir, type ModelDir } from '../../model/hfdir.js';
-import { UsageError, parseNumberOption } from '../errors.js';
+import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
 
 interface GenerateOptions {
   model: string;
@@ -43,10 +43,6 @@ export function loadForCli(dir: string): ModelDir {
   }
 }
 
-export function threadsOption(raw: string | undefined): number | undefined {
-  return raw === undefined ? undefined : parseNumberOption('--threads', raw, { integer: true, min: 1, max: 1024 });
-}
-
 export function registerGenerate(program: Command): void {
   program
     .command('generate')
@@ -62,7 +58,7 @@ export function registerGenerate(program: Command): void {
     .option('--seed <n>', 'random seed', '0')
     .option('--n <k>', 'samples per prompt', '1')
     .option('--stop-tokens <ids>', 'token ids that end a sample (default: eos_token_id of config.json and generation_config.json, and the tokenizer eos)')
-    .option('--threads <n>', 'CPU threads (default: all cores)')
+    .option('--threads <n>', THREADS_HELP)
     .option('--json', 'print one JSON document with tokens, log-probs and text')
     .action((opts: GenerateOptions) => runGenerate(opts));
 }

@@ -5,8 +5,8 @@ import chalk from 'chalk';
 import type { Command } from 'commander';
 import { Engine } from '../../engine/engine.js';
 import { renderTable } from '../table.js';
-import { UsageError } from '../errors.js';
-import { loadForCli, parseTokenList, threadsOption } from './generate.js';
+import { THREADS_HELP, UsageError, threadsOption } from '../errors.js';
+import { loadForCli, parseTokenList } from './generate.js';
 
 interface ScoreOptions {
   model: string;
@@ -23,7 +23,7 @@ export function registerScore(program: Command): void {
     .requiredOption('--model <dir>', 'Hugging Face model directory')
     .option('--tokens <ids>', 'comma-separated token ids (at least two)')
     .option('--text <text>', 'text to tokenize and score instead of --tokens (needs the tokenizer)')
-    .option('--threads <n>', 'CPU threads (default: all cores)')
+    .option('--threads <n>', THREADS_HELP)
     .option('--json', 'print {"logprobs": [...]}')
     .action((opts: ScoreOptions) => runScore(opts));
 }

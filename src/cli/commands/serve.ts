@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { loadLocalModel } from '../../eval/local.js';
 import { startServer } from '../../serve/server.js';
-import { UsageError, parseNumberOption } from '../errors.js';
+import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
 
 interface ServeFlags {
   model?: string;
@@ -26,7 +26,7 @@ export function registerServe(program: Command): void {
     .option('--port <p>', 'TCP port (0 = any free port)', '8000')
     .option('--host <addr>', 'address to bind; anything but loopback exposes the model without authentication', '127.0.0.1')
     .option('--served-model-name <name>', 'the model name clients must send (default: the directory name)')
-    .option('--threads <n>', 'engine threads (default: all cores)')
+    .option('--threads <n>', THREADS_HELP)
     .option('--max-batch <n>', 'most sequences in one batched call of queued greedy requests', '32')
     .option('--batch-window <ms>', 'wait this long before each engine call to gather more greedy requests', '0')
     .option('--quiet', 'no per-request log lines')
@@ -34,7 +34,7 @@ export function registerServe(program: Command): void {
       if (!f.model) throw new UsageError('--model DIR is required');
       if (!existsSync(f.model) || !statSync(f.model).isDirectory()) throw new UsageError(`--model: not a directory: ${f.model}`);
       const port = parseNumberOption('--port', f.port, { integer: true, min: 0, max: 65535 });
-      const threads = f.threads === undefined ? undefined : parseNumberOption('--threads', f.threads, { integer: true, min: 1, max: 1024 });
+      const threads = threadsOption(f.threads);
       const maxBatchSequences = parseNumberOption('--max-batch', f.maxBatch, { integer: true, min: 1, max: 4096 });
       const batchWindowMs = parseNumberOption('--batch-window', f.batchWindow, { min: 0, max: 60_000 });
       if (f.servedModelName !== undefined && f.servedModelName.trim() === '') throw new UsageError('--served-model-name: must not be empty');

@@ -5,7 +5,7 @@ import chalk from 'chalk';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { loadTrainConfig } from '../../config/load.js';
-import { UsageError } from '../errors.js';
+import { THREADS_HELP, threadsOption, UsageError } from '../errors.js';
 import type { StepMetrics } from '../../rl/trainer.js';
 
 interface TrainOptions {
@@ -15,6 +15,7 @@ interface TrainOptions {
   json?: boolean;
   cache?: string;
   strict?: boolean;
+  threads?: string;
 }
 
 const fmt = (v: number | null, d = 3) => (v === null || !Number.isFinite(v) ? '-' : v.toFixed(d));
@@ -52,12 +53,15 @@ export function registerTrain(program: Command): void {
     .requiredOption('--config <file>', 'YAML training config (blocks: model, data, rollout, algorithm, clipo, optim, output, verifier, validation, reward, guards)')
     .option('--set <block.key=value>', 'override a config value (repeatable), e.g. --set clipo.enabled=true', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--resume', 'continue the run found in output.dir from its newest checkpoint')
+    .option('--threads <n>', `${THREADS_HELP}; overrides model.threads`)
     .option('--json', 'print a JSON summary on stdout at the end')
     .option('--cache <dir>', 'cache for builtin:task/<split> data and the builtin:demo-warmup model (default: $CLIPO_CACHE_DIR, else ~/.cache/clipo)')
     .option('--strict', 'stop when a guard fires (truncation, groups without reward spread, reward errors, entropy), as guards.stop: true')
     .action(async (opts: TrainOptions) => {
       if (opts.cache !== undefined && opts.cache.trim() === '') throw new UsageError('--cache: expected a folder');
+      const threads = threadsOption(opts.threads);
       const config = loadTrainConfig(opts.config, opts.set);
+      if (threads !== undefined) config.model.threads = threads;
       // loaded on use: the engine and data modules are only needed once a run starts
       const { runTraining } = await import('../../rl/run.js');
       const { resolveCacheDir } = await import('../../demo/builtin.js');
