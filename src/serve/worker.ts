@@ -1,0 +1,36 @@
+// The engine thread of `clipo serve` (started by WorkerBackend): loads the model, runs the continuous-batching
+// scheduler and relays its events. Everything slow (tokenizing, prefill, decoding) happens here, never on the
+// thread that answers HTTP.
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadLocalModel } from '../eval/local.js';
+import type { FromWorker, ToWorker, WorkerBackendOptions } from './backend.js';
+import { isStepEngine, Scheduler } from './scheduler.js';
+
+const port = parentPort!;
+const opts = workerData as WorkerBackendOptions;
+const post = (m: FromWorker) => port.postMessage(m);
+
+async function main(): Promise<void> {
+  const model = await loadLocalModel(opts.modelDir, { name: opts.name, threads: opts.threads });
+  if (!isStepEngine(model.engine)) throw new Error('this engine has no step-wise decoding');
+  const scheduler = new Scheduler(model, model.engine, { maxBatchSequences: opts.maxBatchSequences, defaultMaxTokens: opts.defaultMaxTokens });
+  const ids = new Map<number, number>();
+  port.on('message', (m: ToWorker) => {
+    if (m.type === 'submit') {
+      const id = scheduler.submit(m.spec, (event) => {
+        if (event.type === 'done' || event.type === 'error') ids.delete(m.job);
+        post({ type: 'event', job: m.job, event });
+      });
+      ids.set(m.job, id);
+    } else if (m.type === 'cancel') {
+      const id = ids.get(m.job);
+      if (id !== undefined) scheduler.cancel(id);
+      ids.delete(m.job);
+    } else if (m.type === 'metrics') {
+      post({ type: 'metrics', ask: m.ask, metrics: scheduler.snapshot() });
+    }
+  });
+  post({ type: 'ready', info: { name: model.name, contextLength: model.contextLength, vocabSize: model.engine.config.vocabSize } });
+}
+
+main().catch((e: unknown) => post({ type: 'fatal', message: (e as Error)?.message ?? String(e) }));
