@@ -57,7 +57,7 @@ export interface WorkerBackendOptions extends SchedulerOptions {
 export type ToWorker = { type: 'submit'; job: number; spec: JobSpec } | { type: 'cancel'; job: number } | { type: 'metrics'; ask: number };
 export type FromWorker =
   | { type: 'ready'; info: ServeInfo }
-  | { type: 'event'; job: number; event: JobEvent }
+  | { type: 'events'; events: Array<{ job: number; event: JobEvent }> }
   | { type: 'metrics'; ask: number; metrics: SchedulerMetrics }
   | { type: 'fatal'; message: string };
 
@@ -73,11 +73,13 @@ export class WorkerBackend implements ServeBackend {
     readonly info: ServeInfo,
   ) {
     worker.on('message', (m: FromWorker) => {
-      if (m.type === 'event') {
-        const sink = this.sinks.get(m.job);
-        if (!sink) return;
-        if (m.event.type === 'done' || m.event.type === 'error') this.sinks.delete(m.job);
-        sink(m.event);
+      if (m.type === 'events') {
+        for (const { job, event } of m.events) {
+          const sink = this.sinks.get(job);
+          if (!sink) continue;
+          if (event.type === 'done' || event.type === 'error') this.sinks.delete(job);
+          sink(event);
+        }
       } else if (m.type === 'metrics') {
         this.asks.get(m.ask)?.(m.metrics);
         this.asks.delete(m.ask);

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadLocalModel } from '../eval/local.js';
 import type { FromWorker, ToWorker, WorkerBackendOptions } from './backend.js';
-import { isStepEngine, Scheduler } from './scheduler.js';
+import { isStepEngine, Scheduler, type JobEvent } from './scheduler.js';
 
 const port = parentPort!;
 const opts = workerData as WorkerBackendOptions;
@@ -15,11 +15,21 @@ async function main(): Promise<void> {
   if (!isStepEngine(model.engine)) throw new Error('this engine has no step-wise decoding');
   const scheduler = new Scheduler(model, model.engine, { maxBatchSequences: opts.maxBatchSequences, defaultMaxTokens: opts.defaultMaxTokens });
   const ids = new Map<number, number>();
+  // one message per scheduler step, not one per token: events are gathered and sent when the step's work is done
+  let outbox: Array<{ job: number; event: JobEvent }> = [];
+  const send = (job: number, event: JobEvent) => {
+    if (outbox.length === 0) queueMicrotask(() => {
+      const batch = outbox;
+      outbox = [];
+      post({ type: 'events', events: batch });
+    });
+    outbox.push({ job, event });
+  };
   port.on('message', (m: ToWorker) => {
     if (m.type === 'submit') {
       const id = scheduler.submit(m.spec, (event) => {
         if (event.type === 'done' || event.type === 'error') ids.delete(m.job);
-        post({ type: 'event', job: m.job, event });
+        send(m.job, event);
       });
       ids.set(m.job, id);
     } else if (m.type === 'cancel') {
