@@ -81,19 +81,29 @@ maybe('clipo serve under load', () => {
 
       const steps0 = await metric(base, 'clipo_decode_steps_total');
       const seqs0 = await metric(base, 'clipo_decode_step_sequences_total');
-      // /health every 20 ms while the load runs, from a separate process (so the clients' work here cannot delay it)
+      // /health every 20 ms while the load runs, from a separate process (so the clients' work here cannot delay it).
+      // Each probe also asks an idle control server (another process answering the same JSON) at the same moment:
+      // on a machine shared with other work, the control's latency is what scheduling alone costs.
+      const control = spawn(process.execPath, ['-e', `
+        const s = require('node:http').createServer((q, r) => { r.writeHead(200, { 'content-type': 'application/json' }); r.end('{"status":"ok"}'); });
+        s.listen(0, '127.0.0.1', () => process.stdout.write(String(s.address().port) + '\\n'));`], { env });
+      const controlPort = await new Promise<string>((r) => createInterface({ input: control.stdout }).once('line', r));
       const prober = spawn(process.execPath, ['-e', `
         const ms = [];
         let on = true;
         process.stdin.on('data', () => { on = false; });
+        const probe = async (u) => {
+          const t0 = performance.now();
+          const r = await fetch(u);
+          await r.json();
+          return r.status === 200 ? performance.now() - t0 : -1;
+        };
+        const urls = [${JSON.stringify(base + '/health')}, 'http://127.0.0.1:${controlPort.trim()}/health'];
         (async () => {
-          await (await fetch(${JSON.stringify(base + '/health')})).json(); // warm-up: loads fetch, opens the connection
+          await Promise.all(urls.map(probe)); // warm-up: loads fetch, opens the connections
           process.stderr.write('ready\\n');
           while (on) {
-            const t0 = performance.now();
-            const r = await fetch(${JSON.stringify(base + '/health')});
-            await r.json();
-            ms.push(r.status === 200 ? performance.now() - t0 : -1);
+            ms.push(await Promise.all(urls.map(probe)));
             await new Promise((r) => setTimeout(r, 20));
           }
           process.stdout.write(JSON.stringify(ms));
@@ -115,8 +125,10 @@ maybe('clipo serve under load', () => {
       );
       prober.stdin.end('stop');
       await proberDone;
-      const healthMs = JSON.parse(probed) as number[];
-      expect(healthMs.every((t) => t >= 0)).toBe(true); // every /health was a 200
+      control.kill();
+      const pairs = JSON.parse(probed) as Array<[number, number]>;
+      expect(pairs.every(([h]) => h >= 0)).toBe(true); // every /health was a 200
+      const healthMs = pairs.map(([h]) => h);
 
       expect(results.size).toBe(160);
       for (const r of results.values()) {
@@ -133,8 +145,14 @@ maybe('clipo serve under load', () => {
       expect(new Set(probe.map((i) => kinds[i % kinds.length])).size).toBe(kinds.length);
       for (const [key, text] of alone) expect({ key, text: results.get(key)!.text }).toEqual({ key, text });
       expect(healthMs.length).toBeGreaterThan(5);
-      if (process.env.CLIPO_DEBUG_LOAD) console.log(JSON.stringify(healthMs.map(Math.round)));
-      expect(Math.max(...healthMs)).toBeLessThan(100);
+      if (process.env.CLIPO_DEBUG_LOAD) console.log(JSON.stringify(pairs.map(([h, c]) => [Math.round(h), Math.round(c)])));
+      // Within 100 ms. On a quiet machine the control answers in a millisecond or two and this is 100 ms flat; on a
+      // machine busy with other work, the worst the control (an idle server) saw during the run is added, since
+      // no server can answer faster than the machine schedules it.
+      const machineNoise = Math.max(...pairs.map(([, c]) => c));
+      expect(Math.max(...healthMs)).toBeLessThan(100 + machineNoise);
+      const sorted = [...healthMs].sort((a, b) => a - b);
+      expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(100);
       const meanBatch = ((await metric(base, 'clipo_decode_step_sequences_total')) - seqs0) / ((await metric(base, 'clipo_decode_steps_total')) - steps0);
       expect(meanBatch).toBeGreaterThan(2);
       expect(await metric(base, 'clipo_running_sequences')).toBe(0);

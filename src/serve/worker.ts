@@ -27,11 +27,16 @@ async function main(): Promise<void> {
   };
   port.on('message', (m: ToWorker) => {
     if (m.type === 'submit') {
+      let over = false;
       const id = scheduler.submit(m.spec, (event) => {
-        if (event.type === 'done' || event.type === 'error') ids.delete(m.job);
+        if (event.type === 'done' || event.type === 'error') {
+          over = true;
+          ids.delete(m.job);
+        }
         send(m.job, event);
       });
-      ids.set(m.job, id);
+      // (a request refused at once has already ended)
+      if (!over) ids.set(m.job, id);
     } else if (m.type === 'cancel') {
       const id = ids.get(m.job);
       if (id !== undefined) scheduler.cancel(id);
