@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadNative, packageRoot } from '../src/native.js';
 import { tmpDir } from './eval-fakes.js';
+import { runClipo } from './helpers/cli.js';
 
 function engineBuilt(): boolean {
   try {
@@ -161,4 +162,25 @@ maybe('clipo serve under load', () => {
     }
     expect(await exited).toBe(0);
   }, 180_000);
+
+  test('clipo bench serve: requests/s, tokens/s, p50/p99 latency and mean batch size; bad flags refused', () => {
+    const dir = tmpDir();
+    const modelDir = path.join(dir, 'tiny');
+    expect(runClipo('model', 'init', '--arch', 'llama', '--layers', '1', '--hidden', '32', '--heads', '2', '--kv-heads', '1', '--intermediate', '64', '--vocab', '259', '--tokenizer', 'byte', '--seed', '2', '--out', modelDir).code).toBe(0);
+    const r = runClipo('bench', 'serve', '--model', modelDir, '--threads', '1', '--requests', '12', '--concurrency', '4', '--max-tokens', '6', '--json');
+    expect(r.err).toMatch(/bench serve: 12\/12 requests/);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out);
+    const row = doc.reports[0].rows[0];
+    expect(row).toMatchObject({ clients: 4, requests: 12, errors: 0, 'max tokens': 6 });
+    for (const k of ['req/s', 'tokens/s', 'p50 ms', 'p99 ms']) expect(row[k]).toBeGreaterThan(0);
+    expect(row['p99 ms']).toBeGreaterThanOrEqual(row['p50 ms']);
+    expect(row['mean batch']).toBeGreaterThanOrEqual(1);
+    expect(row['mean batch']).toBeLessThanOrEqual(4);
+    const bad = runClipo('bench', 'serve');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--model DIR .* or --endpoint URL/);
+    expect(runClipo('bench', 'serve', '--endpoint', 'http://127.0.0.1:1/v1').err).toMatch(/--served-model/);
+    expect(runClipo('bench', 'serve', 'kernels', '--model', modelDir).err).toMatch(/on its own/);
+  }, 120_000);
 });
