@@ -202,7 +202,12 @@ export class Scheduler {
     if (longest + maxNewTokens > m.contextLength) {
       throw new RequestError(`the prompt has ${longest} tokens; with max ${maxNewTokens} new tokens that exceeds the model's context of ${m.contextLength}`, param);
     }
-    if (spec.echo && spec.logprobs !== null && !this.engine.logits) throw new RequestError('echo with logprobs: this engine cannot score prompts', 'echo');
+    if (spec.echo && spec.logprobs !== null) {
+      if (!this.engine.logits) throw new RequestError('echo with logprobs: this engine cannot score prompts', 'echo');
+      // the prompt's full logits are materialised: bound them (2^27 floats = 512 MB)
+      const vocab = this.engine.config.vocabSize;
+      if (longest * vocab > 2 ** 27) throw new RequestError(`echo with logprobs: a prompt of ${longest} tokens is too long to score here (at most ${Math.floor(2 ** 27 / vocab)} with this vocabulary)`, 'prompt');
+    }
     const choices: Choice[] = [];
     for (let i = 0; i < prompts.length * spec.n; i++) choices.push({ index: i, seqId: -1, detok: new Detokenizer(m.tokenizer), text: '', sent: 0, tokens: 0, pendingLogprobs: [], done: false });
     return { id, spec, emit, prompts, maxNewTokens, sequences: choices.length, enqueued: Date.now(), queueMs: 0, engineMs: 0, choices, bySeq: new Map(), open: choices.length, completionTokens: 0 };
@@ -277,31 +282,42 @@ export class Scheduler {
       }
       const s = job.spec;
       const bias = new Map(s.logitBias);
-      job.prompts.forEach((prompt, p) => {
-        const ids = this.engine.decodeAdd({
-          prompt,
-          n: s.n,
-          maxNewTokens: job.maxNewTokens,
-          seed: s.seed,
-          promptIndex: p,
-          stopTokens: this.model.stopTokens,
-          temperature: s.temperature,
-          topP: s.topP,
-          topK: s.topK,
-          minP: s.minP,
-          repetitionPenalty: s.repetitionPenalty,
-          logitBias: bias,
-          topLogprobs: s.logprobs ?? 0,
-        });
-        ids.forEach((seqId, k) => {
-          const c = job.choices[p * s.n + k];
-          c.seqId = seqId;
-          job.bySeq.set(seqId, c);
-          this.seqOwner.set(seqId, job);
-        });
-      });
+      try {
+        this.addToBatch(job, s, bias);
+      } catch (e) {
+        // only this request fails (e.g. out of memory for its KV cache); the running batch goes on
+        for (const c of job.choices) this.release(c);
+        this.running.delete(job.id);
+        job.emit({ type: 'error', status: 500, message: `engine error: ${(e as Error)?.message ?? String(e)}`, param: null });
+      }
       job.engineMs += performance.now() - t0;
     }
+  }
+
+  private addToBatch(job: Job, s: JobSpec, bias: Map<number, number>): void {
+    job.prompts.forEach((prompt, p) => {
+      const ids = this.engine.decodeAdd({
+        prompt,
+        n: s.n,
+        maxNewTokens: job.maxNewTokens,
+        seed: s.seed,
+        promptIndex: p,
+        stopTokens: this.model.stopTokens,
+        temperature: s.temperature,
+        topP: s.topP,
+        topK: s.topK,
+        minP: s.minP,
+        repetitionPenalty: s.repetitionPenalty,
+        logitBias: bias,
+        topLogprobs: s.logprobs ?? 0,
+      });
+      ids.forEach((seqId, k) => {
+        const c = job.choices[p * s.n + k];
+        c.seqId = seqId;
+        job.bySeq.set(seqId, c);
+        this.seqOwner.set(seqId, job);
+      });
+    });
   }
 
   private tokenString(id: number): string {
@@ -343,11 +359,17 @@ export class Scheduler {
           let sum = 0;
           for (let v = 0; v < V; v++) sum += Math.exp(row[v] - mx);
           const lse = mx + Math.log(sum);
-          const top: Array<{ token: number; logprob: number }> = [];
-          if (k > 0) {
-            const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b).slice(0, k);
-            for (const t of order) top.push({ token: t, logprob: row[t] - lse });
-          }
+          // the k largest in one pass (k <= 20), ties to the lower id
+          const best: number[] = [];
+          if (k > 0)
+            for (let v = 0; v < V; v++) {
+              if (best.length === k && row[v] <= row[best[k - 1]]) continue;
+              let at = best.length;
+              while (at > 0 && row[best[at - 1]] < row[v]) at--;
+              best.splice(at, 0, v);
+              if (best.length > k) best.pop();
+            }
+          const top = best.map((t) => ({ token: t, logprob: row[t] - lse }));
           lps.push(this.logprobEntry(prompt[i], row[prompt[i]] - lse, top));
         }
       }
