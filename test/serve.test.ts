@@ -395,6 +395,22 @@ describe('clipo serve (HTTP layer)', () => {
     });
   });
 
+  test('a 7 MB prompt is refused by its size, without tokenizing it; the server keeps answering', async () => {
+    await withServer(() => 'ok', async (url, calls) => {
+      const t0 = Date.now();
+      const r = await post(url, '/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(7_000_000) }] });
+      expect(r.status).toBe(400);
+      expect(r.json.error).toMatchObject({ param: 'messages' });
+      expect(r.json.error.message).toMatch(/at least \d+ tokens \(7000000 bytes\), more than the model's context of 512/);
+      // (tokenizing 7 MB with the byte-level tokenizer takes tens of seconds)
+      expect(Date.now() - t0).toBeLessThan(5000);
+      const c = await post(url, '/completions', { model: 'tiny', prompt: ['ok', 'y'.repeat(100_000)] });
+      expect(c.json.error).toMatchObject({ param: 'prompt' });
+      expect(calls.length).toBe(0);
+      expect((await post(url, '/completions', { model: 'tiny', prompt: 'q', max_tokens: 2 })).json.choices[0].text).toBe('ok');
+    });
+  });
+
   test('--api-key: /v1 needs the bearer key, /health does not', async () => {
     await withServer(() => 'ok', async (url) => {
       const bad = new OpenAI({ baseURL: url, apiKey: 'wrong', maxRetries: 0 });

@@ -178,6 +178,16 @@ export class Scheduler {
   private prepare(id: number, spec: JobSpec, emit: (e: JobEvent) => void): Job {
     const m = this.model;
     let prompts: Int32Array[];
+    // a prompt certainly longer than the context is refused before tokenizing it (tokenizing megabytes takes
+    // seconds on this thread, and every running request would wait for it)
+    const texts = spec.kind === 'chat' ? [(spec.messages ?? []).map((x) => x.content).join('')] : (spec.prompts ?? []).filter((p): p is string => typeof p === 'string');
+    for (const t of texts) {
+      const atLeast = Math.ceil(Buffer.byteLength(t, 'utf8') / m.tokenizer.maxTokenBytes);
+      if (atLeast > m.contextLength) {
+        const param = spec.kind === 'chat' ? 'messages' : 'prompt';
+        throw new RequestError(`the prompt has at least ${atLeast} tokens (${Buffer.byteLength(t, 'utf8')} bytes), more than the model's context of ${m.contextLength}`, param);
+      }
+    }
     if (spec.kind === 'chat') {
       try {
         prompts = [Int32Array.from(m.encodeChat(spec.messages ?? []))];
