@@ -67,6 +67,8 @@ export class WorkerBackend implements ServeBackend {
   private nextJob = 1;
   private nextAsk = 1;
   private alive = true;
+  /** called once if the worker dies (the server then answers 503 on /health and 500/503 on requests) */
+  onDeath: ((why: string) => void) | null = null;
 
   private constructor(
     private readonly worker: Worker,
@@ -90,6 +92,7 @@ export class WorkerBackend implements ServeBackend {
       this.alive = false;
       for (const sink of this.sinks.values()) sink({ type: 'error', status: 500, message: `the engine worker stopped: ${why}`, param: null });
       this.sinks.clear();
+      this.onDeath?.(why);
     };
     worker.on('error', (e) => die(e.message));
     worker.on('exit', (code) => die(`exit code ${code}`));

@@ -54,9 +54,13 @@ export function registerServe(program: Command): void {
       }
       // the first stdout line is machine-readable, so a script (or a test) can find the port
       process.stdout.write(`clipo serve: model '${backend.info.name}' at ${s.url}\n`);
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         const stop = () => {
           void s.close().then(resolve);
+        };
+        // an engine that died cannot come back: exit non-zero so a supervisor can restart the server
+        backend.onDeath = (why) => {
+          void s.close().then(() => reject(new Error(`the engine worker stopped (${why}); exiting`)));
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
