@@ -1,6 +1,7 @@
 // The engine thread of `clipo serve` (started by WorkerBackend): loads the model, runs the continuous-batching
 // scheduler and relays its events. Everything slow (tokenizing, prefill, decoding) happens here, never on the
 // thread that answers HTTP.
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadLocalModel } from '../eval/local.js';
 import type { FromWorker, ToWorker, WorkerBackendOptions } from './backend.js';
@@ -11,6 +12,14 @@ const opts = workerData as WorkerBackendOptions;
 const post = (m: FromWorker) => port.postMessage(m);
 
 async function main(): Promise<void> {
+  // The engine thread (and the OpenMP threads it starts, which inherit this) yields the CPU to the HTTP thread when
+  // they compete, so /health and new requests are answered at once even when every core is decoding. (Linux: the
+  // nice value is per thread; elsewhere this may lower the whole process, which is harmless.)
+  try {
+    os.setPriority(0, Math.min(19, Math.max(os.getPriority(0), 0) + 5));
+  } catch {
+    // not allowed here: run at the inherited priority
+  }
   const model = await loadLocalModel(opts.modelDir, { name: opts.name, threads: opts.threads });
   if (!isStepEngine(model.engine)) throw new Error('this engine has no step-wise decoding');
   const scheduler = new Scheduler(model, model.engine, { maxBatchSequences: opts.maxBatchSequences, defaultMaxTokens: opts.defaultMaxTokens });
