@@ -546,6 +546,16 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     r.promptIndex = clipo::getIntOr(o, "promptIndex", 0, 0, int64_t{1} << 40);
     r.seed = parseSeed(o);
     r.sampler = parseSampler(o, m.cfg.vocab);
+    {
+      // this request's KV caches, its logits rows and the prefill's activations, before any work starts
+      const double n = static_cast<double>(r.n), L = static_cast<double>(r.prompt.size());
+      const double cap = L + static_cast<double>(r.maxNewTokens) + 1;
+      const double kvd = static_cast<double>(m.cfg.kvHeads) * static_cast<double>(m.cfg.headDim);
+      const double cache = 2.0 * n * static_cast<double>(m.cfg.layers) * cap * kvd * 4;
+      const double logits = (n + 1) * static_cast<double>(m.cfg.vocab) * 4;
+      const double prefill = L * (8.0 * static_cast<double>(m.cfg.hidden) + 3.0 * static_cast<double>(m.cfg.intermediate)) * 4;
+      clipo::checkAllocatable(env, cache + logits + prefill, "decodeAdd");
+    }
     auto stops = clipo::getOptionalArray<int32_t>(o, "stopTokens");
     r.stopTokens.assign(stops.data, stops.data + stops.length);
     auto ids = guarded(env, "decodeAdd", [&] { return m.decodeAdd(r); });

@@ -193,7 +193,10 @@ export function createServeHandler(backend: ServeBackend, opts: ServeOptions = {
         let lpChat: ReturnType<typeof chatLogprobs> | null = null;
         let lpCmpl: CompletionLogprobs | null = null;
         if (e.logprobs) {
-          if (kind === 'chat') chatLps[e.choice].push(...(lpChat = chatLogprobs(e.logprobs)));
+          if (kind === 'chat') {
+            lpChat = chatLogprobs(e.logprobs);
+            for (const x of lpChat) chatLps[e.choice].push(x);
+          }
           else lpCmpl = cmplLps[e.choice].add(e.logprobs);
         }
         if (stream && (e.text || e.logprobs?.length)) {
