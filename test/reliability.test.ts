@@ -21,6 +21,7 @@ import { ModelTokenizer } from '../src/model/tokenizer.js';
 import { loadNative, packageRoot } from '../src/native.js';
 import { runTraining } from '../src/rl/run.js';
 import { startServer } from '../src/serve/server.js';
+import type { StepEngine } from '../src/serve/scheduler.js';
 import { makeTaskData } from '../src/task/records.js';
 import { appendText, ensureDir, writeAll } from '../src/util/atomic.js';
 import { allocatableBytes } from '../src/util/limits.js';
@@ -290,12 +291,24 @@ describe('hostile model directories', () => {
     for (const f of readdirSync(taskTok)) writeFileSync(path.join(tplDir, f), readFileSync(path.join(taskTok, f)));
     setChatTemplate(tplDir, LOOP_TEMPLATE);
     const tok = ModelTokenizer.fromDir(tplDir);
-    const engine: GenerateEngine = {
+    // a step-wise engine (what clipo serve drives) that answers 'ok' and the eos token
+    const answer = [...tok.encode('ok'), tok.eosTokenId!];
+    const live = new Map<number, number>();
+    let nextId = 1;
+    const engine: StepEngine = {
       config: { eosTokenIds: [tok.eosTokenId!], maxPositionEmbeddings: 512, vocabSize: 296 },
-      generate: (req) => ({ sequences: req.prompts.map((_, p) => ({ promptIndex: p, sampleIndex: 0, tokens: Int32Array.from([...tok.encode('ok'), tok.eosTokenId!]), finishReason: 'stop' as const })) }),
+      decodeAdd: (req) => Array.from({ length: req.n ?? 1 }, () => (live.set(nextId, 0), nextId++)),
+      decodeStep: () =>
+        [...live].map(([id, at]) => {
+          live.set(id, at + 1);
+          const finished = at + 1 === answer.length;
+          if (finished) live.delete(id);
+          return { id, token: answer[at], logprob: 0, finished, stopped: finished };
+        }),
+      decodeRemove: (id) => live.delete(id),
     };
     const prev = setTemplateLimits({ timeoutMs: 1000 });
-    const s = await startServer(new LocalModel(engine, tok, 'tiny'), { port: 0 });
+    const s = await startServer(new LocalModel(engine as unknown as GenerateEngine, tok, 'tiny'), { port: 0 });
     try {
       const chat = await fetch(s.url + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] }) });
       expect(chat.status).toBe(400);

@@ -116,6 +116,54 @@ Napi::Object scoreToJs(Napi::Env env, const clipo::engine::ScoreResult& r, bool 
   return out;
 }
 
+// {temperature, topP?, topK?, minP?, repetitionPenalty?, logitBiasTokens?, logitBiasValues?, topLogprobs?}
+clipo::engine::SamplerSettings parseSampler(const Napi::Object& o, int64_t vocab) {
+  Napi::Env env = o.Env();
+  clipo::engine::SamplerSettings s;
+  s.temperature = clipo::getNumber(o, "temperature");
+  if (!(s.temperature >= 0) || !std::isfinite(s.temperature)) clipo::throwError(env, "temperature: must be a finite number >= 0");
+  s.topP = clipo::getNumberOr(o, "topP", 1.0);
+  if (!(s.topP > 0 && s.topP <= 1)) clipo::throwError(env, "topP: must be in (0, 1]");
+  s.topK = clipo::getIntOr(o, "topK", 0, 0, int64_t{1} << 31);
+  s.minP = clipo::getNumberOr(o, "minP", 0.0);
+  if (!(s.minP >= 0 && s.minP <= 1)) clipo::throwError(env, "minP: must be in [0, 1]");
+  s.repetitionPenalty = clipo::getNumberOr(o, "repetitionPenalty", 1.0);
+  if (!(s.repetitionPenalty > 0) || !std::isfinite(s.repetitionPenalty)) clipo::throwError(env, "repetitionPenalty: must be a finite number > 0");
+  s.topLogprobs = clipo::getIntOr(o, "topLogprobs", 0, 0, 1024);
+  auto bt = clipo::getOptionalArray<int32_t>(o, "logitBiasTokens");
+  auto bv = clipo::getOptionalArray<float>(o, "logitBiasValues", bt.length);
+  if (bt.length != bv.length) clipo::throwError(env, "logitBiasValues: expected one value per token of logitBiasTokens");
+  for (size_t i = 0; i < bt.length; ++i) {
+    if (bt[i] < 0 || bt[i] >= vocab)
+      clipo::throwError(env, "logitBiasTokens[" + std::to_string(i) + "]: token id " + std::to_string(bt[i]) +
+                                 " is out of range [0, " + std::to_string(vocab) + ")");
+    if (!std::isfinite(bv[i])) clipo::throwError(env, "logitBiasValues[" + std::to_string(i) + "]: must be finite");
+    s.logitBias.emplace_back(bt[i], bv[i]);
+  }
+  return s;
+}
+
+void setTop(Napi::Env env, Napi::Object out, const std::vector<clipo::engine::DecodeStepToken>& ts, size_t k) {
+  auto tt = Napi::Int32Array::New(env, ts.size() * k);
+  auto tl = Napi::Float32Array::New(env, ts.size() * k);
+  for (size_t i = 0; i < ts.size(); ++i)
+    for (size_t j = 0; j < k; ++j) {
+      const bool have = j < ts[i].t.top.size();
+      tt[i * k + j] = have ? ts[i].t.top[j].first : -1;
+      tl[i * k + j] = have ? ts[i].t.top[j].second : 0.f;
+    }
+  out.Set("topTokens", tt);
+  out.Set("topLogprobs", tl);
+  out.Set("topCount", Napi::Number::New(env, static_cast<double>(k)));
+}
+
+uint64_t parseSeed(const Napi::Object& o) {
+  const double seed = clipo::getNumber(o, "seed");
+  if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740991.0)
+    clipo::throwError(o.Env(), "seed: expected a non-negative integer");
+  return static_cast<uint64_t>(seed);
+}
+
 class EngineModel : public Napi::ObjectWrap<EngineModel> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -125,6 +173,10 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                         InstanceMethod("logits", &EngineModel::Logits),
                         InstanceMethod("score", &EngineModel::Score),
                         InstanceMethod("generate", &EngineModel::Generate),
+                        InstanceMethod("decodeAdd", &EngineModel::DecodeAdd),
+                        InstanceMethod("decodeStep", &EngineModel::DecodeStep),
+                        InstanceMethod("decodeRemove", &EngineModel::DecodeRemove),
+                        InstanceMethod("decodeActive", &EngineModel::DecodeActive),
                         InstanceMethod("forwardTrain", &EngineModel::ForwardTrain),
                         InstanceMethod("backward", &EngineModel::Backward),
                         InstanceMethod("zeroGrad", &EngineModel::ZeroGrad),
@@ -477,6 +529,85 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     return out;
   }
 
+  // decodeAdd({tokens, n?, maxNewTokens, seed, promptIndex?, stopTokens?, ...sampler}) -> Float64Array of ids
+  Napi::Value DecodeAdd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "decodeAdd");
+    clipo::engine::DecodeAddRequest r;
+    auto tok = clipo::getArray<int32_t>(o, "tokens");
+    if (tok.length == 0) clipo::throwError(env, "tokens: the prompt is empty");
+    for (size_t i = 0; i < tok.length; ++i)
+      if (tok[i] < 0 || tok[i] >= m.cfg.vocab)
+        clipo::throwError(env, "tokens[" + std::to_string(i) + "]: token id " + std::to_string(tok[i]) +
+                                   " is out of range [0, " + std::to_string(m.cfg.vocab) + ")");
+    r.prompt.assign(tok.data, tok.data + tok.length);
+    r.n = clipo::getIntOr(o, "n", 1, 1, 4096);
+    r.maxNewTokens = clipo::getInt(o, "maxNewTokens", 1, 1 << 24);
+    r.promptIndex = clipo::getIntOr(o, "promptIndex", 0, 0, int64_t{1} << 40);
+    r.seed = parseSeed(o);
+    r.sampler = parseSampler(o, m.cfg.vocab);
+    {
+      // this request's KV caches, its logits rows and the prefill's activations, before any work starts
+      const double n = static_cast<double>(r.n), L = static_cast<double>(r.prompt.size());
+      const double cap = L + static_cast<double>(r.maxNewTokens) + 1;
+      const double kvd = static_cast<double>(m.cfg.kvHeads) * static_cast<double>(m.cfg.headDim);
+      const double cache = 2.0 * n * static_cast<double>(m.cfg.layers) * cap * kvd * 4;
+      const double logits = (n + 1) * static_cast<double>(m.cfg.vocab) * 4;
+      const double prefill = L * (8.0 * static_cast<double>(m.cfg.hidden) + 3.0 * static_cast<double>(m.cfg.intermediate)) * 4;
+      clipo::checkAllocatable(env, cache + logits + prefill, "decodeAdd");
+    }
+    auto stops = clipo::getOptionalArray<int32_t>(o, "stopTokens");
+    r.stopTokens.assign(stops.data, stops.data + stops.length);
+    auto ids = guarded(env, "decodeAdd", [&] { return m.decodeAdd(r); });
+    auto out = Napi::Float64Array::New(env, ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) out[i] = static_cast<double>(ids[i]);
+    return out;
+  }
+
+  // decodeStep() -> {ids, tokens, logprobs, finished, stopped, topTokens, topLogprobs, topCount}, one entry per
+  // sequence that was live (finished ones have left the batch when this returns)
+  Napi::Value DecodeStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    auto ts = guarded(env, "decodeStep", [&] { return m.decodeStep(); });
+    const size_t S = ts.size();
+    auto ids = Napi::Float64Array::New(env, S);
+    auto toks = Napi::Int32Array::New(env, S);
+    auto lps = Napi::Float32Array::New(env, S);
+    auto fin = Napi::Uint8Array::New(env, S), stp = Napi::Uint8Array::New(env, S);
+    size_t k = 0;
+    for (size_t i = 0; i < S; ++i) {
+      ids[i] = static_cast<double>(ts[i].id);
+      toks[i] = ts[i].t.token;
+      lps[i] = ts[i].t.logprob;
+      fin[i] = ts[i].finished ? 1 : 0;
+      stp[i] = ts[i].stopped ? 1 : 0;
+      k = std::max(k, ts[i].t.top.size());
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("ids", ids);
+    out.Set("tokens", toks);
+    out.Set("logprobs", lps);
+    out.Set("finished", fin);
+    out.Set("stopped", stp);
+    setTop(env, out, ts, k);
+    return out;
+  }
+
+  Napi::Value DecodeRemove(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = model(env);
+    if (info.Length() < 1 || !info[0].IsNumber()) clipo::throwError(env, "decodeRemove: expected a sequence id");
+    const double id = info[0].As<Napi::Number>().DoubleValue();
+    if (id != std::floor(id) || id < 0) clipo::throwError(env, "decodeRemove: expected a sequence id");
+    return Napi::Boolean::New(env, m.decodeRemove(static_cast<int64_t>(id)));
+  }
+
+  Napi::Value DecodeActive(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(model(info.Env()).decodeActive()));
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     if (inFlight_) disposePending_ = true;  // freed when the running generate returns
     else model_.reset();
@@ -550,7 +681,35 @@ Napi::Value GemmBench(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// engineSample({logits: Float32Array, u, history?: Int32Array, ...sampler}) -> {token, logprob, topTokens, topLogprobs}
+// The step-wise decoder's sampler on one row, for tests against an independent reference.
+Napi::Value SampleJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = clipo::argObject(info, 0, "engineSample");
+  auto z = clipo::getArray<float>(o, "logits");
+  if (z.length == 0) clipo::throwError(env, "logits: empty");
+  const auto s = parseSampler(o, static_cast<int64_t>(z.length));
+  const double u = clipo::getNumber(o, "u");
+  if (!(u >= 0 && u < 1)) clipo::throwError(env, "u: must be in [0, 1)");
+  auto h = clipo::getOptionalArray<int32_t>(o, "history");
+  std::vector<int32_t> hist(h.data, h.data + h.length);
+  auto r = guarded(env, "engineSample", [&] { return clipo::engine::sampleLogits(z.data, static_cast<int64_t>(z.length), s, hist, u); });
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("token", r.token);
+  out.Set("logprob", r.logprob);
+  auto tt = Napi::Int32Array::New(env, r.top.size());
+  auto tl = Napi::Float32Array::New(env, r.top.size());
+  for (size_t i = 0; i < r.top.size(); ++i) {
+    tt[i] = r.top[i].first;
+    tl[i] = r.top[i].second;
+  }
+  out.Set("topTokens", tt);
+  out.Set("topLogprobs", tl);
+  return out;
+}
+
 void InitEngine(Napi::Env env, Napi::Object exports) {
+  exports.Set("engineSample", Napi::Function::New(env, SampleJs));
   exports.Set("EngineModel", EngineModel::Define(env));
   exports.Set("engineFmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("engineGemm", Napi::Function::New(env, GemmBench));

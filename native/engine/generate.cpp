@@ -37,8 +37,10 @@ double uniformAt(uint64_t seed, uint64_t prompt, uint64_t sample, uint64_t step)
 // restricted to the nucleus {i : p_i >= theta} with theta the largest threshold whose set holds topP of the mass
 // (the smallest top set; tokens tied at the boundary are all kept), renormalised, walked in token order. The
 // logprob reported is under the full temperature-scaled distribution.
-int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, double u, float* logprob,
-                  std::vector<float>& e, std::vector<int32_t>& idx) {
+// topK > 0 first keeps the topK most probable tokens (ties at the k-th value kept) and the nucleus is taken over
+// them; minP > 0 then also drops tokens with p_i < minP * p_max. topK = 0 and minP = 0 leave the above unchanged.
+int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, int64_t topK, double minP, double u,
+                  float* logprob, std::vector<float>& e, std::vector<int32_t>& idx) {
   if (temperature <= 0.0) {
     int64_t best = 0;
     for (int64_t i = 1; i < V; ++i)
@@ -52,10 +54,23 @@ int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, do
   double sum = 0.0;
   expShifted(z, V, invT, mx, e.data(), &sum, nullptr);
   int64_t pick = -1;
+  double keptMass = sum;
+  if (topK > 0 && topK < V) {
+    // the k-th largest weight; smaller ones leave the candidate set (weight 0 is never picked)
+    idx.resize(V);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::nth_element(idx.begin(), idx.begin() + (topK - 1), idx.end(), [&](int32_t a, int32_t b) { return e[a] > e[b]; });
+    const float kth = e[idx[topK - 1]];
+    keptMass = 0.0;
+    for (int64_t i = 0; i < V; ++i) {
+      if (e[i] < kth) e[i] = 0.f;
+      keptMass += e[i];
+    }
+  }
   // the candidate set: every token (topP = 1) or the nucleus {p_i >= theta}
   float theta = 0.f;
   if (topP < 1.0) {
-    const double need = topP * sum;
+    const double need = topP * keptMass;
     // peaked distributions: the top 64 usually hold the mass; sort just those
     const int64_t k = std::min<int64_t>(V, 64);
     idx.resize(V);
@@ -79,6 +94,7 @@ int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, do
       theta = lo;
     }
   }
+  if (minP > 0.0) theta = std::max(theta, static_cast<float>(minP * maxOf(e.data(), V)));
   {
     double kept = 0.0;
     for (int64_t i = 0; i < V; ++i) kept += e[i] >= theta ? e[i] : 0.f;
@@ -95,7 +111,202 @@ int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, do
   return static_cast<int32_t>(pick);
 }
 
+// Repetition penalty (vLLM/CTRL: a positive logit is divided by it, a negative one multiplied, once per distinct
+// token of prompt + output) and logit bias, on a copy of the row; null when neither applies (the row is used as is).
+const float* processedLogits(const float* z, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
+                             std::vector<float>& buf) {
+  const bool pen = s.repetitionPenalty != 1.0 && !history.empty();
+  if (!pen && s.logitBias.empty()) return z;
+  buf.assign(z, z + V);
+  if (pen) {
+    std::vector<int32_t> seen(history);
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    const float r = static_cast<float>(s.repetitionPenalty);
+    for (int32_t t : seen)
+      if (t >= 0 && t < V) buf[t] = buf[t] > 0.f ? buf[t] / r : buf[t] * r;
+  }
+  for (const auto& [t, b] : s.logitBias)
+    if (t >= 0 && t < V) buf[t] += b;
+  return buf.data();
+}
+
+SampledToken sampleWith(const float* z0, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
+                        double u, std::vector<float>& buf, std::vector<float>& e, std::vector<int32_t>& idx) {
+  const float* z = processedLogits(z0, V, s, history, buf);
+  SampledToken out;
+  out.token = sampleRow(z, V, s.temperature, s.topP, s.topK, s.minP, u, &out.logprob, e, idx);
+  if (s.topLogprobs > 0) {
+    // the same distribution as out.logprob: untempered for greedy, z / T otherwise
+    const double T = s.temperature > 0.0 ? s.temperature : 1.0;
+    const float invT = static_cast<float>(1.0 / T);
+    const float mx = maxOf(z, V) * invT;
+    double sum = 0.0;
+    for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] * invT - mx));
+    const double lse = std::log(sum);
+    const int64_t k = std::min<int64_t>(V, s.topLogprobs);
+    idx.resize(V);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+    for (int64_t j = 0; j < k; ++j)
+      out.top.emplace_back(idx[j], static_cast<float>((z[idx[j]] * invT - mx) - lse));
+  }
+  return out;
+}
+
 }  // namespace
+
+SampledToken sampleLogits(const float* z, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
+                          double u) {
+  std::vector<float> buf, e;
+  std::vector<int32_t> idx;
+  return sampleWith(z, V, s, history, u, buf, e, idx);
+}
+
+void Model::freeSlot(int64_t slot) {
+  dcache_.k[slot] = std::vector<float>();
+  dcache_.v[slot] = std::vector<float>();
+  dcache_.capacity[slot] = 0;
+  freeSlots_.push_back(slot);
+}
+
+std::vector<int64_t> Model::decodeAdd(const DecodeAddRequest& r) {
+  const int64_t H = cfg.hidden, V = cfg.vocab, L = static_cast<int64_t>(r.prompt.size());
+  if (L < 1) throw EngineError("decodeAdd: empty prompt");
+  if (r.n < 1 || r.maxNewTokens < 1) throw EngineError("decodeAdd: n and maxNewTokens must be >= 1");
+  dcache_.layers = cfg.layers;
+  dcache_.kvd = kvd_;
+  const int64_t cap = L + r.maxNewTokens + 1;
+  auto shared = std::make_shared<const DecodeAddRequest>(r);
+  std::vector<std::vector<int64_t>> slotsOf(1);
+  try {
+    for (int64_t k = 0; k < r.n; ++k) {
+      int64_t slot;
+      if (!freeSlots_.empty()) {
+        slot = freeSlots_.back();
+        freeSlots_.pop_back();
+      } else {
+        slot = static_cast<int64_t>(dcache_.k.size());
+        dcache_.k.emplace_back();
+        dcache_.v.emplace_back();
+        dcache_.capacity.push_back(0);
+      }
+      slotsOf[0].push_back(slot);
+      dcache_.capacity[slot] = cap;
+      dcache_.k[slot].resize(cfg.layers * cap * kvd_);
+      dcache_.v[slot].resize(cfg.layers * cap * kvd_);
+    }
+    ensureRope(cap);
+    std::vector<int32_t> pos;
+    std::vector<Span> spans{Span{0, L, L}};
+    std::vector<float> xf(L * H), logits(V);
+    forwardStream(r.prompt, spans, pos, xf.data(), &dcache_, &slotsOf);
+    matmulNTRows(1, V, H, xf.data() + (L - 1) * H, P(headOff_), logits.data(), threads);
+    std::vector<int64_t> ids;
+    for (int64_t k = 0; k < r.n; ++k) {
+      LiveSeq q;
+      q.id = nextId_++;
+      q.slot = slotsOf[0][k];
+      q.promptIndex = r.promptIndex;
+      q.sampleIndex = k;
+      q.nextPos = L;
+      q.maxNewTokens = r.maxNewTokens;
+      q.seed = r.seed;
+      q.req = shared;
+      if (r.sampler.repetitionPenalty != 1.0) q.history = r.prompt;
+      q.logits = logits;
+      ids.push_back(q.id);
+      live_.push_back(std::move(q));
+    }
+    return ids;
+  } catch (...) {
+    // nothing half-added stays behind
+    for (int64_t slot : slotsOf[0]) freeSlot(slot);
+    throw;
+  }
+}
+
+bool Model::decodeRemove(int64_t id) {
+  for (size_t i = 0; i < live_.size(); ++i)
+    if (live_[i].id == id) {
+      freeSlot(live_[i].slot);
+      live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
+      return true;
+    }
+  return false;
+}
+
+std::vector<DecodeStepToken> Model::decodeStep() {
+  const int64_t H = cfg.hidden, I = cfg.intermediate, V = cfg.vocab;
+  // 1. the rows whose last sampled token has not been through the model yet (row-wise kernels: each row's
+  //    arithmetic is independent of the others)
+  std::vector<int64_t> rowSeq, rowSlot;
+  std::vector<int32_t> rowTok, rowPos;
+  for (size_t i = 0; i < live_.size(); ++i)
+    if (live_[i].needsForward) {
+      rowSeq.push_back(static_cast<int64_t>(i));
+      rowSlot.push_back(live_[i].slot);
+      rowTok.push_back(live_[i].lastToken);
+      rowPos.push_back(static_cast<int32_t>(live_[i].nextPos));
+    }
+  const int64_t M = static_cast<int64_t>(rowSeq.size());
+  if (M > 0) {
+    std::vector<float> resA(M * H), resB(M * H), xn1(M * H), rstd1(M), qkv(M * qkv_), o(M * qd_), lse(M * cfg.heads),
+        x1(M * H), xn2(M * H), rstd2(M), gu(M * 2 * I), act(M * I), xfr(M * H), logits(M * V);
+    embed(rowTok.data(), M, resA.data());
+    float *cur = resA.data(), *nxt = resB.data();
+    for (int64_t l = 0; l < cfg.layers; ++l) {
+      LayerActs a{cur, xn1.data(), rstd1.data(), qkv.data(), o.data(), lse.data(), x1.data(), xn2.data(),
+                  rstd2.data(), gu.data(), act.data(), nxt};
+      layerForward(l, M, rowPos.data(), nullptr, &dcache_, nullptr, rowSlot.data(), a, true);
+      std::swap(cur, nxt);
+    }
+    rmsnorm(cur, P(normOff_), xfr.data(), rstd1.data(), M);
+    matmulNTRows(M, V, H, xfr.data(), P(headOff_), logits.data(), threads);
+    for (int64_t m = 0; m < M; ++m) {
+      LiveSeq& q = live_[rowSeq[m]];
+      std::memcpy(q.logits.data(), logits.data() + m * V, V * sizeof(float));
+      ++q.nextPos;
+      q.needsForward = false;
+    }
+  }
+  // 2. one token for every live sequence, from its own random stream
+  const int64_t S = static_cast<int64_t>(live_.size());
+  std::vector<DecodeStepToken> out(S);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> buf, e;
+    std::vector<int32_t> idx;
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < S; ++i) {
+      const LiveSeq& q = live_[i];
+      const double u = uniformAt(q.seed, q.promptIndex, q.sampleIndex, q.generated);
+      out[i].id = q.id;
+      out[i].t = sampleWith(q.logits.data(), V, q.req->sampler, q.history, u, buf, e, idx);
+    }
+  }
+  std::vector<LiveSeq> keep;
+  keep.reserve(live_.size());
+  for (int64_t i = 0; i < S; ++i) {
+    LiveSeq& q = live_[i];
+    const int32_t t = out[i].t.token;
+    ++q.generated;
+    q.lastToken = t;
+    if (q.req->sampler.repetitionPenalty != 1.0) q.history.push_back(t);
+    const auto& st = q.req->stopTokens;
+    out[i].stopped = std::find(st.begin(), st.end(), t) != st.end();
+    out[i].finished = out[i].stopped || q.generated >= q.maxNewTokens;
+    if (out[i].finished) {
+      freeSlot(q.slot);
+    } else {
+      q.needsForward = true;
+      keep.push_back(std::move(q));
+    }
+  }
+  live_ = std::move(keep);
+  return out;
+}
 
 std::vector<GeneratedSequence> Model::generate(const GenerateRequest& req,
                                                const std::function<void(int64_t, int64_t)>& progress) {
@@ -166,7 +377,7 @@ std::vector<GeneratedSequence> Model::generate(const GenerateRequest& req,
         for (int64_t i = 0; i < static_cast<int64_t>(slots.size()); ++i) {
           const GeneratedSequence& sq = out[p0 * n + slots[i]];
           const double u = uniformAt(req.seed, sq.promptIndex, sq.sampleIndex, step);
-          picked[i] = sampleRow(rowsLogits + rowOf[i] * V, V, req.temperature, req.topP, u, &lps[i], e, idx);
+          picked[i] = sampleRow(rowsLogits + rowOf[i] * V, V, req.temperature, req.topP, 0, 0.0, u, &lps[i], e, idx);
         }
       }
       for (size_t i = 0; i < slots.size(); ++i) {

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -57,6 +59,40 @@ struct GenerateRequest {
   bool returnPooled = false;
 };
 
+// Per-sequence sampling settings of the step-wise decoder (vLLM/OpenAI semantics; the neutral values change
+// nothing). Order: repetition penalty and logit bias on the raw logits, then temperature, then top-k, the nucleus
+// (top-p, over the top-k set) and min-p (p_i >= minP * p_max).
+struct SamplerSettings {
+  double temperature = 1.0, topP = 1.0, minP = 0.0, repetitionPenalty = 1.0;
+  int64_t topK = 0;                                   // 0: off
+  std::vector<std::pair<int32_t, float>> logitBias;   // added to the logits
+  int64_t topLogprobs = 0;                            // report the most likely tokens at each step
+};
+
+// One token chosen from one row of logits (also exposed for tests of the sampler against a reference).
+struct SampledToken {
+  int32_t token = 0;
+  float logprob = 0.f;                                // under the processed, temperature-scaled distribution
+  std::vector<std::pair<int32_t, float>> top;         // topLogprobs most likely tokens, same distribution
+};
+SampledToken sampleLogits(const float* z, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
+                          double u);
+
+// A request joining the running batch of the step-wise decoder: one prompt, n samples.
+struct DecodeAddRequest {
+  std::vector<int32_t> prompt;
+  int64_t n = 1, maxNewTokens = 1, promptIndex = 0;
+  uint64_t seed = 0;
+  SamplerSettings sampler;
+  std::vector<int32_t> stopTokens;
+};
+
+struct DecodeStepToken {
+  int64_t id = 0;
+  SampledToken t;
+  bool finished = false, stopped = false;
+};
+
 struct GeneratedSequence {
   int64_t promptIndex = 0, sampleIndex = 0;
   std::vector<int32_t> tokens;
@@ -87,6 +123,15 @@ class Model {
   ScoreResult score(const std::vector<int32_t>& tokens, const std::vector<Span>& spans, bool entropy, bool pooled);
   std::vector<GeneratedSequence> generate(const GenerateRequest& req,
                                           const std::function<void(int64_t, int64_t)>& progress);
+
+  // step-wise decoding (continuous batching): sequences join between steps (prefilled at once) and leave when
+  // finished or removed; each step advances every live sequence by one token. A sequence's tokens depend only on
+  // its prompt, settings, seed, promptIndex and sampleIndex (its random stream is the one generate() gives prompt
+  // promptIndex, sample sampleIndex), never on the other sequences in the batch.
+  std::vector<int64_t> decodeAdd(const DecodeAddRequest& req);
+  std::vector<DecodeStepToken> decodeStep();
+  bool decodeRemove(int64_t id);
+  int64_t decodeActive() const { return static_cast<int64_t>(live_.size()); }
 
   // training: forward keeping activations, then backward from d loss / d logp ([B*T] layout of the forward)
   ScoreResult forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans);
@@ -125,6 +170,22 @@ class Model {
     std::vector<float> probs;  // [rows x vocab] softmax of the head rows, kept when small enough (else recomputed)
   };
   TrainState train_;
+
+  struct LiveSeq {
+    int64_t id = 0, slot = 0, promptIndex = 0, sampleIndex = 0, nextPos = 0, maxNewTokens = 0;
+    uint64_t seed = 0;
+    std::shared_ptr<const DecodeAddRequest> req;  // shared by the n samples of one request
+    std::vector<int32_t> history;                 // prompt + generated (repetition penalty)
+    int64_t generated = 0;
+    int32_t lastToken = 0;
+    std::vector<float> logits;                    // the row the next token is drawn from
+    bool needsForward = false;
+  };
+  KVCache dcache_;
+  std::vector<int64_t> freeSlots_;
+  std::vector<LiveSeq> live_;
+  int64_t nextId_ = 1;
+  void freeSlot(int64_t slot);
 
   void layout();
   void ensureRope(int64_t positions);

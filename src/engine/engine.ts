@@ -47,6 +47,51 @@ export interface GeneratedSequence {
   pooled?: Float32Array;
 }
 
+/** Per-request sampling settings of the step-wise decoder (neutral values change nothing). Applied in the order
+ *  repetition penalty and logit bias (raw logits), temperature, top-k, top-p (over the top-k set), min-p. */
+export interface SamplerOptions {
+  /** 0 = greedy (argmax of the processed logits) */
+  temperature: number;
+  /** nucleus mass, (0, 1], default 1 */
+  topP?: number;
+  /** keep the k most likely tokens (0 = off) */
+  topK?: number;
+  /** drop tokens with p < minP * p_max, [0, 1], default 0 */
+  minP?: number;
+  /** > 0, default 1: a seen token's positive logit is divided by it, a negative one multiplied */
+  repetitionPenalty?: number;
+  /** token id -> value added to its logit */
+  logitBias?: ReadonlyMap<number, number>;
+  /** also report the most likely tokens at each step (with their log-probs) */
+  topLogprobs?: number;
+}
+
+export interface DecodeAddRequest extends SamplerOptions {
+  prompt: Int32Array;
+  /** samples of this prompt (sample indices 0..n-1), default 1 */
+  n?: number;
+  maxNewTokens: number;
+  seed: number;
+  /** which of generate()'s per-prompt random streams to use (default 0) */
+  promptIndex?: number;
+  /** default: config.eosTokenIds */
+  stopTokens?: number[];
+}
+
+export interface DecodeStepToken {
+  /** the id decodeAdd returned for this sequence */
+  id: number;
+  token: number;
+  /** log-prob under the processed, temperature-scaled distribution (greedy: temperature 1) */
+  logprob: number;
+  /** the sequence ended at this token (stop token or maxNewTokens) and has left the batch */
+  finished: boolean;
+  /** ended by a stop token */
+  stopped: boolean;
+  /** most likely tokens at this step, when topLogprobs was asked */
+  top?: Array<{ token: number; logprob: number }>;
+}
+
 export interface ScoreResult {
   /** [B*T], T = max response length; 0 where masked */
   logprobs: Float32Array;
@@ -104,7 +149,42 @@ interface NativeEngineModel {
     stopped: Uint8Array;
     pooled?: Float32Array;
   };
+  decodeAdd(o: object): Float64Array;
+  decodeStep(): {
+    ids: Float64Array;
+    tokens: Int32Array;
+    logprobs: Float32Array;
+    finished: Uint8Array;
+    stopped: Uint8Array;
+    topTokens: Int32Array;
+    topLogprobs: Float32Array;
+    topCount: number;
+  };
+  decodeRemove(id: number): boolean;
+  decodeActive(): number;
   dispose(): void;
+}
+
+function samplerFields(o: SamplerOptions): object {
+  const bias = o.logitBias ? [...o.logitBias] : [];
+  return {
+    temperature: o.temperature,
+    topP: o.topP ?? 1,
+    topK: o.topK ?? 0,
+    minP: o.minP ?? 0,
+    repetitionPenalty: o.repetitionPenalty ?? 1,
+    topLogprobs: o.topLogprobs ?? 0,
+    logitBiasTokens: Int32Array.from(bias.map((b) => b[0])),
+    logitBiasValues: Float32Array.from(bias.map((b) => b[1])),
+  };
+}
+
+/** The step-wise decoder's sampler on one row of logits (u uniform in [0, 1)); for tests and diagnostics. */
+export function sampleLogits(logits: Float32Array, u: number, opts: SamplerOptions & { history?: Int32Array }): { token: number; logprob: number; top: Array<{ token: number; logprob: number }> } {
+  const fn = loadNative().engineSample as ((o: object) => { token: number; logprob: number; topTokens: Int32Array; topLogprobs: Float32Array }) | undefined;
+  if (typeof fn !== 'function') throw new Error('the engine is not in this build of the addon');
+  const r = fn({ logits, u, history: opts.history, ...samplerFields(opts) });
+  return { token: r.token, logprob: r.logprob, top: Array.from(r.topTokens, (t, i) => ({ token: t, logprob: r.topLogprobs[i] })) };
 }
 
 type EngineModelCtor = new (o: object) => NativeEngineModel;
@@ -249,6 +329,51 @@ export class Engine {
       k += len;
     }
     return { sequences };
+  }
+
+  /**
+   * Step-wise decoding (continuous batching). decodeAdd prefills a prompt and puts its n samples into the running
+   * batch; each decodeStep gives every live sequence one token; finished sequences leave by themselves,
+   * decodeRemove drops one early (cancelled, or stopped by a stop string). A sequence's tokens depend only on its own
+   * prompt, settings, seed, promptIndex and sample index: with default settings they equal generate()'s for the
+   * same prompt index, sample index and seed, whatever else is in the batch.
+   */
+  decodeAdd(req: DecodeAddRequest): number[] {
+    if (!isTyped(req.prompt, 'Int32Array')) throw new Error('decodeAdd: prompt must be an Int32Array');
+    const ids = this.handle().decodeAdd({
+      tokens: req.prompt,
+      n: req.n ?? 1,
+      maxNewTokens: req.maxNewTokens,
+      seed: req.seed,
+      promptIndex: req.promptIndex ?? 0,
+      stopTokens: Int32Array.from(req.stopTokens ?? this.config.eosTokenIds),
+      ...samplerFields(req),
+    });
+    return Array.from(ids);
+  }
+
+  decodeStep(): DecodeStepToken[] {
+    const r = this.handle().decodeStep();
+    const K = r.topCount;
+    const out: DecodeStepToken[] = [];
+    for (let i = 0; i < r.ids.length; i++) {
+      const t: DecodeStepToken = { id: r.ids[i], token: r.tokens[i], logprob: r.logprobs[i], finished: r.finished[i] === 1, stopped: r.stopped[i] === 1 };
+      if (K > 0) {
+        t.top = [];
+        for (let j = 0; j < K; j++) if (r.topTokens[i * K + j] >= 0) t.top.push({ token: r.topTokens[i * K + j], logprob: r.topLogprobs[i * K + j] });
+      }
+      out.push(t);
+    }
+    return out;
+  }
+
+  decodeRemove(id: number): boolean {
+    return this.handle().decodeRemove(id);
+  }
+
+  /** Sequences in the running batch. */
+  decodeActive(): number {
+    return this.handle().decodeActive();
   }
 
   /** Scoring pass (no grad): response log-probs, entropy, and the pooled final hidden state, in one pass. */

@@ -137,6 +137,21 @@ export class ModelTokenizer {
     return this.bosToken === null ? null : (this.tok.token_to_id(this.bosToken) ?? null);
   }
 
+  /**
+   * The most UTF-8 bytes any token's vocabulary string has (added tokens included): a token never covers more input
+   * bytes than that for byte-level and SentencePiece-style vocabularies, so a text of B bytes has at least
+   * B / maxTokenBytes tokens (a cheap bound that refuses an over-long prompt without tokenizing it).
+   */
+  get maxTokenBytes(): number {
+    if (this.maxBytes === undefined) {
+      let m = 1;
+      for (const t of this.tok.get_vocab(true).keys()) m = Math.max(m, Buffer.byteLength(t, 'utf8'));
+      this.maxBytes = m;
+    }
+    return this.maxBytes;
+  }
+  private maxBytes: number | undefined;
+
   get eosTokenId(): number | null {
     return this.eosToken === null ? null : (this.tok.token_to_id(this.eosToken) ?? null);
   }

@@ -190,6 +190,7 @@ function engineRound(): void {
     ['forwardTrain', { ...stream }],
     ['backward', { gradLogp: f32(2 * 3) }],
     ['generate', { tokens: tok(5), promptLengths: P, n: 2, maxNewTokens: 4, temperature: pick([0, 0.7, 1]), topP: 0.9, seed: 3, stopTokens: Int32Array.of(1), returnPooled: rand() < 0.5, maxBatch: 2 }],
+    ['decodeAdd', { tokens: tok(3), n: 2, maxNewTokens: 3, seed: 1, promptIndex: 1, temperature: pick([0, 0.8]), topP: 0.9, topK: 2, minP: 0.1, repetitionPenalty: 1.2, logitBiasTokens: Int32Array.of(1), logitBiasValues: Float32Array.of(2), topLogprobs: 2, stopTokens: Int32Array.of(1) }],
     ['adamwStep', { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 }],
     ['setOptimizerState', { step: 1, m: new Float32Array(0), v: new Float32Array(0) }],
   ];
@@ -211,6 +212,13 @@ function engineRound(): void {
   }
   const m = rand() < 0.8 ? mutate(valid) : { call: valid, what: 'valid' };
   attempt(`EngineModel.${name}`, m.what, () => e[name]!(m.call));
+  if (name === 'decodeAdd' || rand() < 0.05) {
+    // the step-wise decoder: steps, removals of real and weird ids, the running count
+    for (let k = 0; k < 4; k++) attempt('EngineModel.decodeStep', '', () => e.decodeStep!());
+    const id = pick(WEIRD);
+    attempt('EngineModel.decodeRemove', describe(id), () => e.decodeRemove!(id));
+    attempt('EngineModel.decodeActive', '', () => e.decodeActive!());
+  }
   if (rand() < 0.05) attempt('EngineModel.dispose', '', () => e.dispose!());
   if (rand() < 0.05) attempt('EngineModel.zeroGrad', '', () => e.zeroGrad!());
   if (rand() < 0.05) attempt('EngineModel.getWeights', '', () => e.getWeights!());
@@ -226,6 +234,8 @@ function miscRound(): void {
   attempt('engineGemm', g.what, () => native.engineGemm!(g.call));
   const peak = mutate({ threads: 1, seconds: 0.001 });
   attempt('engineFmaPeak', peak.what, () => native.engineFmaPeak!(peak.call));
+  const sample = mutate({ logits: f32(8), u: 0.5, temperature: 0.7, topP: 0.9, topK: 3, minP: 0.05, repetitionPenalty: 1.1, history: Int32Array.of(1, 2), logitBiasTokens: Int32Array.of(0), logitBiasValues: Float32Array.of(1), topLogprobs: 2 });
+  attempt('engineSample', sample.what, () => native.engineSample!(sample.call));
   const bw = mutate({ megabytes: 1, repeats: 1, threads: 1 });
   attempt('measureBandwidth', bw.what, () => native.measureBandwidth?.(bw.call));
   const data = f32(1000);

@@ -17,6 +17,47 @@ interface BenchOptions {
   out?: string;
   list?: boolean;
   compare?: string;
+  model?: string;
+  endpoint?: string;
+  servedModel?: string;
+  apiKey?: string;
+  concurrency: string;
+  requests: string;
+  maxTokens: string;
+  temperature: string;
+  promptWords: string;
+  threads?: string;
+  maxBatch: string;
+}
+
+/** `clipo bench serve`: its own target (a model directory served here, or --endpoint) and load shape. */
+async function runServeBench(opts: BenchOptions, log: (m: string) => void): Promise<BenchReport> {
+  const { benchServe, serveReport } = await import('../../bench/serve.js');
+  if (!!opts.model === !!opts.endpoint) throw new UsageError('bench serve: give --model DIR (served here) or --endpoint URL --served-model NAME');
+  if (opts.endpoint && !opts.servedModel) throw new UsageError('bench serve: --endpoint needs --served-model NAME');
+  const concurrency = parseNumberOption('--concurrency', opts.concurrency, { integer: true, min: 1, max: 1024 });
+  const requests = parseNumberOption('--requests', opts.requests, { integer: true, min: 1, max: 1_000_000 });
+  const maxTokens = parseNumberOption('--max-tokens', opts.maxTokens, { integer: true, min: 1, max: 1 << 20 });
+  const temperature = parseNumberOption('--temperature', opts.temperature, { min: 0, max: 2 });
+  const promptWords = parseNumberOption('--prompt-words', opts.promptWords, { integer: true, min: 1, max: 100_000 });
+  const threads = opts.threads === undefined ? undefined : parseNumberOption('--threads', opts.threads, { integer: true, min: 1, max: 1024 });
+  const maxBatchSequences = parseNumberOption('--max-batch', opts.maxBatch, { integer: true, min: 1, max: 4096 });
+  const shape = { concurrency, requests, maxTokens, temperature, promptWords, apiKey: opts.apiKey, log };
+  if (opts.endpoint) {
+    const o = { ...shape, url: opts.endpoint.replace(/\/+$/, ''), model: opts.servedModel! };
+    return serveReport(o, await benchServe(o), opts.endpoint);
+  }
+  const { WorkerBackend } = await import('../../serve/backend.js');
+  const { startServer } = await import('../../serve/server.js');
+  log(`bench serve: loading ${opts.model}`);
+  const backend = await WorkerBackend.start({ modelDir: opts.model!, threads, maxBatchSequences });
+  const s = await startServer(backend, { port: 0, maxBatchSequences });
+  try {
+    const o = { ...shape, url: s.url, model: backend.info.name, apiKey: undefined };
+    return serveReport(o, await benchServe(o), `clipo serve ${backend.info.name} (max batch ${maxBatchSequences})`);
+  } finally {
+    await s.close();
+  }
 }
 
 export function registerBench(program: Command): void {
@@ -31,9 +72,35 @@ export function registerBench(program: Command): void {
     .option('--out <file>', 'also write the JSON document to this file (atomically)')
     .option('--compare <peer>', "also run the same math in the peer, interleaved in the same run: 'torch' (needs python3 with torch; transformers for the engine)")
     .option('--list', 'list suites and groups, then exit')
+    .option('--model <dir>', 'serve: the model directory to serve and measure')
+    .option('--endpoint <url>', 'serve: measure this OpenAI-compatible server instead (e.g. vLLM), base URL ending in /v1')
+    .option('--served-model <name>', 'serve: the model name --endpoint expects')
+    .option('--api-key <key>', 'serve: bearer key for --endpoint')
+    .option('--concurrency <n>', 'serve: clients sending requests at once', '8')
+    .option('--requests <n>', 'serve: requests in all', '64')
+    .option('--max-tokens <n>', 'serve: max_tokens of each request', '64')
+    .option('--temperature <t>', 'serve: temperature of each request (0 = greedy)', '1')
+    .option('--prompt-words <n>', 'serve: words per prompt', '32')
+    .option('--threads <n>', 'serve: engine threads for --model (default: all cores)')
+    .option('--max-batch <n>', 'serve: the server\'s running-batch limit for --model', '32')
     .action(async (names: string[], opts: BenchOptions) => {
       if (opts.list) {
         for (const s of benchSuites) console.log(`${chalk.bold(s.name.padEnd(14))} [${s.groups.join(', ')}]  ${s.description}`);
+        console.log(`${chalk.bold('serve'.padEnd(14))} []  requests/s, tokens/s, p50/p99 latency and mean batch size of clipo serve (--model DIR) or any OpenAI-compatible server (--endpoint URL)`);
+        return;
+      }
+      if (names.includes('serve')) {
+        if (names.length > 1) throw new UsageError('bench serve runs on its own (no other suites with it)');
+        const log = (m: string) => process.stderr.write(chalk.dim(m) + '\n');
+        const report = await runServeBench(opts, log);
+        const doc = { machine: machineInfo(), options: { concurrency: opts.concurrency, requests: opts.requests, maxTokens: opts.maxTokens, temperature: opts.temperature, promptWords: opts.promptWords }, reports: [report] };
+        if (opts.json) console.log(JSON.stringify(doc, null, 2));
+        else {
+          console.log(chalk.bold.cyan(`\n== ${report.suite} ==`));
+          console.log(renderTable(report.rows));
+          for (const n of report.notes ?? []) console.log(n);
+        }
+        if (opts.out) writeJsonAtomic(opts.out, doc);
         return;
       }
       if (!['cpu', 'cuda', 'auto'].includes(opts.backend)) throw new UsageError(`--backend: expected cpu, cuda or auto, got '${opts.backend}'`);
