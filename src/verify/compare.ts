@@ -4,6 +4,7 @@
 // decimals with a tolerance and the ground truth's rounding); structures (tuples, intervals and lists in order,
 // bare answer lists and \pm as unordered sets, unions, matrices) element by element; then each element with the
 // compute engine (isSame, isEqual) and, where the engine cannot decide, numerically at random points.
+import { splitWithOps } from './split.js';
 import { compactKey } from './normalize.js';
 import { evaluate, exactInteger, samplePoints, Unsupported } from './numeric.js';
 import { constantValue, engineEqual, inScope, numericEqual, parse, parseGroundTruth, type Parsed } from './cas.js';
@@ -135,30 +136,7 @@ const CLOSERS = ['\\}', ')', ']'];
 
 /** Splits at top-level occurrences of `sep` (a regex matched at each position), ignoring bracketed parts. */
 function splitTop(s: string, sep: RegExp): string[] {
-  const out: string[] = [];
-  let depth = 0;
-  let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (c === '\\' && (s[i + 1] === '{' || s[i + 1] === '}')) {
-      depth += s[i + 1] === '{' ? 1 : -1;
-      i++;
-      continue;
-    }
-    if (c === '(' || c === '[' || c === '{') depth++;
-    else if (c === ')' || c === ']' || c === '}') depth--;
-    else if (depth === 0) {
-      sep.lastIndex = i;
-      const m = sep.exec(s);
-      if (m && m.index === i && m[0].length > 0) {
-        out.push(s.slice(start, i));
-        start = i + m[0].length;
-        i = start - 1;
-      }
-    }
-  }
-  out.push(s.slice(start));
-  return out.map((x) => x.trim());
+  return splitWithOps(s, sep).parts;
 }
 
 /** The outer bracket pair if it encloses the whole string (kinds may differ: half-open intervals). */
