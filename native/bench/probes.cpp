@@ -174,7 +174,9 @@ Napi::Value MapSharedFloat32(const Napi::CallbackInfo& info) {
   Napi::Object o = clipo::argObject(info, 0, "mapSharedFloat32");
   if (!o.Get("path").IsString()) clipo::throwError(env, "mapSharedFloat32: path: expected a string");
   const std::string path = o.Get("path").As<Napi::String>();
-  const int64_t length = clipo::getInt(o, "length", 1, INT32_MAX);  // a typed array's length limit
+  // V8 here refuses external array buffers over 4 GiB, and a refused one crashes in N-API's cleanup: refuse first
+  constexpr int64_t kMaxFloats = int64_t{1} << 30;
+  const int64_t length = clipo::getInt(o, "length", 1, kMaxFloats);
 #ifdef _WIN32
   clipo::throwError(env, "mapSharedFloat32: not supported on Windows");
 #else
