@@ -80,16 +80,21 @@ function startTrain(config: string, ...args: string[]) {
 
 describe('one clipo train per output.dir', () => {
   test('a second process on the same output.dir is refused while the first runs, and the history stays intact', async () => {
-    // long enough that the second process starts while the first still runs (it is refused at once)
     const steps = 40;
     const config = writeConfig('shared', { maxSteps: steps });
     const a = startTrain(config);
     await waitFor(() => existsSync(path.join(root, 'shared', '.lock')), 'the first run to take the lock');
-    for (const extra of [[], ['--resume']]) {
-      const b = runClipo('train', '--config', config, ...extra);
-      expect(b.err).toMatch(/another clipo train/);
-      expect(b.code).toBe(2);
-      expect(b.err).toMatch(new RegExp(`another clipo train \\(pid ${a.child.pid}\\) is writing to ${path.join(root, 'shared').replace(/[.]/g, '\\.')}`));
+    // paused mid-run, so that on a fast machine it cannot finish before the second process starts; it keeps its lock
+    a.child.kill('SIGSTOP');
+    try {
+      for (const extra of [[], ['--resume']]) {
+        const b = runClipo('train', '--config', config, ...extra);
+        expect(b.err).toMatch(/another clipo train/);
+        expect(b.code).toBe(2);
+        expect(b.err).toMatch(new RegExp(`another clipo train \\(pid ${a.child.pid}\\) is writing to ${path.join(root, 'shared').replace(/[.]/g, '\\.')}`));
+      }
+    } finally {
+      a.child.kill('SIGCONT');
     }
     const ra = await a.done;
     expect(ra.err).not.toMatch(/error/i);
