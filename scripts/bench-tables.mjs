@@ -28,7 +28,8 @@ const loadOf = (r) => (r?.load ? `${r.load.before[0]} → ${r.load.after[0]}` : 
 
 function machineLine() {
   const m = doc.machine;
-  const suites = doc.reports.map((r) => `${r.suite} ${loadOf(r)}`).join(', ');
+  // a suite re-run alone later (`rerun`: when and why) says so beside its load
+  const suites = doc.reports.map((r) => `${r.suite} ${loadOf(r)}${r.rerun ? ` (re-run alone at ${r.rerun.date.slice(11, 16)} UTC: ${r.rerun.reason})` : ''}`).join(', ');
   const peer = doc.peer && !doc.peer.unavailable ? `; PyTorch ${doc.peer.torch} (MKL ${doc.peer.mkl ? 'on' : 'off'})` : '';
   return `Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.node}${peer}; ` +
     `1-minute load average during each suite (before → after): ${suites}.`;
