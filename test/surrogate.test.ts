@@ -322,6 +322,24 @@ describe(`surrogate loss: CUDA against CPU${avail.cuda ? ` (${avail.device})` : 
       }
     }
   }
+  // Large batches put 2, 4 or 8 responses in one block (128, 64 or 32 threads each) and leave spare groups in the
+  // last block; every mode and both counting paths there too.
+  for (const batch of [700, 3001]) {
+    for (const mode of surrogateModes) {
+      cudaTest(`${mode} / seq-mean-token-mean / B=${batch} (responses grouped per block)`, () => {
+        for (const length of [40, 64]) {
+          const input = { ...gen({ batch, length, mode, seed: batch + length, ref: true, emptyRow: true }), agg: 'seq-mean-token-mean' as const, klCoef: 0.01 };
+          const cpu = surrogateLoss({ ...input, backend: 'cpu' });
+          for (const countOnDevice of [false, true]) {
+            const gpu = native().surrogateLossCuda!({ ...input, poisonOutput: true, countOnDevice });
+            compare(gpu, surrogateRef(input), `cuda ${mode} B=${batch} T=${length}${countOnDevice ? ' (device counts)' : ''}`);
+            expectClose(gpu.loss, cpu.loss, 2e-5, 'cuda vs cpu loss');
+            expect(gpu.tokens).toBe(cpu.tokens);
+          }
+        }
+      });
+    }
+  }
   cudaTest('the timed benchmark entry cycles through input sets larger than 3x the L2 and returns the same result', () => {
     const input = { ...gen({ batch: 64, length: 256, mode: 'token', seed: 5, ref: true }), agg: 'token-mean' as const, klCoef: 0.01 };
     const timed = (loadNative() as Record<string, (o: object) => { ms: number[]; result: ReturnType<typeof surrogateLoss>; sets: number; l2Bytes: number; bytesPerSet: number }>).surrogateLossCudaTimed!({ ...input, repeats: 3 });

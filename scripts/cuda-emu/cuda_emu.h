@@ -70,7 +70,11 @@ inline cudaError_t cudaFree(void* p) { std::free(p); return 0; }
 inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) { std::memcpy(d, s, n); return 0; }
 inline cudaError_t cudaMemset(void* d, int v, size_t n) { std::memset(d, v, n); return 0; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return 0; }
-inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) { *v = getenv("EMU_SM") ? atoi(getenv("EMU_SM")) : 3; return 0; }
+// multiprocessors: EMU_SM (default 3); L2: 1 GiB (large enough that no kernel changes its plan for the cache)
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  *v = a == cudaDevAttrL2CacheSize ? (1 << 30) : (getenv("EMU_SM") ? atoi(getenv("EMU_SM")) : 3);
+  return 0;
+}
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return 0; }
 inline cudaError_t cudaGetLastError() { return 0; }
 inline cudaError_t cudaDeviceSynchronize() { return 0; }

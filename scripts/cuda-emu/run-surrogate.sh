@@ -13,4 +13,10 @@ sed -i 's|#include "cuda_emu.h"|#include "surrogate_emu.h"|' "$tmp/surrogate_emu
 g++ -std=c++20 -O1 -DCLIPO_WITH_CUDA -I"$here" -I"$root/native" -fopenmp \
   "$here/surrogate_check.cpp" "$tmp/surrogate_emu.cpp" "$root/native/kernels/surrogate/surrogate_loss.cpp" \
   -o "$tmp/check" -lpthread
-OMP_NUM_THREADS=1 "$tmp/check"
+# the row kernel groups 256 / 128 / 64 / 32 threads per response by the resident blocks (EMU_SM x EMU_OCC); the
+# check's batches of 9 responses take each grouping once (32: two blocks, the second with spare groups)
+for cfg in "16 16 256" "5 1 128" "3 1 64" "1 1 32"; do
+  set -- $cfg
+  echo "--- $3 threads per response (EMU_SM=$1 EMU_OCC=$2)"
+  EMU_SM=$1 EMU_OCC=$2 OMP_NUM_THREADS=1 "$tmp/check"
+done

@@ -28,3 +28,14 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
 inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = nullptr) { std::memset(d, v, n); return 0; }
 template <typename T> inline cudaError_t cudaMalloc(T** p, size_t n) { return cudaMalloc(reinterpret_cast<void**>(p), n); }
 inline cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) { *freeBytes = *totalBytes = size_t(1) << 34; return 0; }
+
+// the row kernel's last-block finalize and its choice of threads per response
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+template <typename T> inline T __ldcg(const T* p) { return *p; }
+// resident blocks per SM: EMU_OCC (default 1); with EMU_SM this picks the rows-per-block grouping under test
+template <typename F>
+inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, F, int, size_t) {
+  *n = getenv("EMU_OCC") ? atoi(getenv("EMU_OCC")) : 1;
+  return 0;
+}

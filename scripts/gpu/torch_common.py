@@ -45,14 +45,16 @@ def time_calls(fn, device, repeats, warmup):
     sync(device)
     out = []
     if device == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        for _ in range(repeats):
-            start.record()
+        # back to back, as clipo's own CUDA timings: the calls are queued without waiting, an event between
+        # consecutive calls, so each interval is one call's device time (or the host's, where launching is slower)
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(repeats + 1)]
+        events[0].record()
+        for r in range(repeats):
             fn(i)
-            end.record()
-            torch.cuda.synchronize()
-            out.append(start.elapsed_time(end))
+            events[r + 1].record()
             i += 1
+        torch.cuda.synchronize()
+        out = [events[r].elapsed_time(events[r + 1]) for r in range(repeats)]
     else:
         for _ in range(repeats):
             t0 = time.perf_counter()

@@ -231,19 +231,27 @@ CLIPO_EXPORT int clipo_gpulibs_gemm_bf16(const ClipoGemmArgs* a, double* msSampl
   out->maxScaledError = worst;
   out->checked = S;
 
-  Events ev;
-  if ((e = ev.create())) return cudaFail(err, errLen, "gemm: events", e);
   for (int w = 0; w < a->warmup; ++w)
     if ((s = call())) return setError(err, errLen, "gemm: cublasLtMatmul", cublasLtGetStatusString(s));
+  // back to back (as the PyTorch side is timed): products queued without waiting, an event between consecutive
+  // ones, so each interval is one product's device time, not its launch latency too
   std::vector<double> ms(a->repeats);
+  std::vector<cudaEvent_t> marks(static_cast<size_t>(a->repeats) + 1, nullptr);
+  struct Destroy {
+    std::vector<cudaEvent_t>& v;
+    ~Destroy() { for (auto x : v) if (x) cudaEventDestroy(x); }
+  } destroyMarks{marks};
+  for (auto& x : marks)
+    if ((e = cudaEventCreate(&x))) return cudaFail(err, errLen, "gemm: events", e);
+  cudaEventRecord(marks[0], nullptr);
   for (int i = 0; i < a->repeats; ++i) {
-    cudaEventRecord(ev.a, nullptr);
-    s = call();
-    cudaEventRecord(ev.b, nullptr);
-    if ((e = cudaEventSynchronize(ev.b))) return cudaFail(err, errLen, "gemm: run", e);
-    if (s) return setError(err, errLen, "gemm: cublasLtMatmul", cublasLtGetStatusString(s));
+    if ((s = call())) return setError(err, errLen, "gemm: cublasLtMatmul", cublasLtGetStatusString(s));
+    cudaEventRecord(marks[static_cast<size_t>(i) + 1], nullptr);
+  }
+  if ((e = cudaEventSynchronize(marks.back()))) return cudaFail(err, errLen, "gemm: run", e);
+  for (int i = 0; i < a->repeats; ++i) {
     float t = 0;
-    cudaEventElapsedTime(&t, ev.a, ev.b);
+    cudaEventElapsedTime(&t, marks[static_cast<size_t>(i)], marks[static_cast<size_t>(i) + 1]);
     ms[i] = t;
     msSamples[i] = t;
   }

@@ -37,17 +37,19 @@ template <typename T> struct Vec;
 template <> struct Vec<float> { static constexpr int N = 4; };     // float4
 template <> struct Vec<uint16_t> { static constexpr int N = 8; };  // 8 bf16 in 16 bytes
 
-__device__ inline void loadVec(const float* p, float* v) {
-  const float4 a = *reinterpret_cast<const float4*>(p);
-  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+// 16 raw bytes per load, converted to fp32 only as they are added: eight loads in flight then hold 32 registers,
+// not 64. (Converting at the load, the bf16 kernel needed 88 registers, fitted 2 blocks per SM, and pooled at
+// 1.8 TB/s where fp32, at 34 registers, reached 4.2 TB/s on an H200.)
+__device__ inline uint4 loadRaw(const void* p) { return *reinterpret_cast<const uint4*>(p); }
+__device__ inline void addRaw(const float*, const uint4& a, float* acc) {
+  acc[0] += __uint_as_float(a.x), acc[1] += __uint_as_float(a.y), acc[2] += __uint_as_float(a.z), acc[3] += __uint_as_float(a.w);
 }
-__device__ inline void loadVec(const uint16_t* p, float* v) {
-  const uint4 a = *reinterpret_cast<const uint4*>(p);
+__device__ inline void addRaw(const uint16_t*, const uint4& a, float* acc) {  // bf16 = the high half of an fp32
   const uint32_t w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    v[2 * k] = __uint_as_float(w[k] << 16);
-    v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    acc[2 * k] += __uint_as_float(w[k] << 16);
+    acc[2 * k + 1] += __uint_as_float(w[k] & 0xffff0000u);
   }
 }
 __device__ inline float loadOne(const float* p) { return *p; }
@@ -74,49 +76,49 @@ __global__ void poolPartialKernel(const T* __restrict__ X, const uint8_t* __rest
     uint8_t mk[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) mk[u] = m[t + u];
-    float v[U][VEC];
+    if constexpr (VEC == 1) {
+      float v[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (mk[u]) {
-        if constexpr (VEC == 1) v[u][0] = loadOne(x + (t + u) * H);
-        else loadVec(x + (t + u) * H, v[u]);
-      } else {
+      for (int u = 0; u < U; ++u) v[u] = mk[u] ? loadOne(x + (t + u) * H) : 0.f;
 #pragma unroll
-        for (int k = 0; k < VEC; ++k) v[u][k] = 0.f;
+      for (int u = 0; u < U; ++u) acc[0] += v[u];
+    } else {
+      uint4 v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (mk[u]) v[u] = loadRaw(x + (t + u) * H);
+        else v[u] = uint4{0u, 0u, 0u, 0u};  // +0.0 in fp32 and in bf16
       }
+#pragma unroll
+      for (int u = 0; u < U; ++u) addRaw(x, v[u], acc);
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) acc[k] += v[u][k];
   }
   for (; t < t1; ++t) {
     if (!m[t]) continue;
-    float v[VEC];
-    if constexpr (VEC == 1) v[0] = loadOne(x + t * H);
-    else loadVec(x + t * H, v);
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) acc[k] += v[k];
+    if constexpr (VEC == 1) acc[0] += loadOne(x + t * H);
+    else addRaw(x, loadRaw(x + t * H), acc);
   }
   float* out = partial + (static_cast<int64_t>(s) * B + i) * H + h0;
 #pragma unroll
   for (int k = 0; k < VEC; ++k) out[k] = acc[k];
 }
 
-// h[i][:] = sum_s partial[s][i][:] / n_i  (n_i = 0 gives 0: the API rejects such responses before calling)
+// h[i][:] = sum_s partial[s][i][:] / n_i  (n_i = 0 gives 0: the API rejects such responses before calling).
+// Grid (H / blockDim chunks, B): one block per response left 64 blocks on 132 SMs, each reading splits x H floats
+// one dependent load after another.
 __global__ void poolSumKernel(const float* __restrict__ partial, const uint8_t* __restrict__ mask, int64_t L, int64_t H,
                               int splits, int B, float* __restrict__ Hm) {
   __shared__ float scratch[32];
-  const int i = blockIdx.x;
+  const int i = blockIdx.y;
   float c = 0.f;
   for (int64_t t = threadIdx.x; t < L; t += blockDim.x) c += mask[static_cast<int64_t>(i) * L + t] ? 1.f : 0.f;
   const float n = blockSum(c, scratch);
   const float inv = n > 0.f ? 1.f / n : 0.f;
-  for (int64_t h = threadIdx.x; h < H; h += blockDim.x) {
-    float acc = 0.f;
-    for (int s = 0; s < splits; ++s) acc += partial[(static_cast<int64_t>(s) * B + i) * H + h];
-    Hm[static_cast<int64_t>(i) * H + h] = acc * inv;
-  }
+  const int64_t h = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (h >= H) return;
+  float acc = 0.f;
+  for (int s = 0; s < splits; ++s) acc += partial[(static_cast<int64_t>(s) * B + i) * H + h];
+  Hm[static_cast<int64_t>(i) * H + h] = acc * inv;
 }
 
 struct PoolPlan {
@@ -165,7 +167,10 @@ __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t 
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * TM, n0 = static_cast<int64_t>(blockIdx.x) * TN;
   const int64_t kBegin = blockIdx.z * kPerSplit, kEnd = K < kBegin + kPerSplit ? K : kBegin + kPerSplit;
   float acc[RM][4] = {};
-  for (int64_t k0 = kBegin; k0 < kEnd; k0 += TK) {
+  // The next tile's global loads are issued before this tile's products (register prefetch): the k loop of a
+  // micro-batch GEMM is long and its blocks few, so a load -> sync -> compute loop would wait for memory each step.
+  float ra[RM], rb[4];
+  auto loadTiles = [&](int64_t k0) {
     // the fastest-varying index of each load follows the unit stride, for coalescing
 #pragma unroll
     for (int r = 0; r < RM; ++r) {  // A tile: TM * 16 elements, RM per thread
@@ -173,7 +178,7 @@ __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t 
       int mm, kk;
       if (sak == 1) { kk = e % TK; mm = e / TK; } else { mm = e % TM; kk = e / TM; }
       const int64_t gm = m0 + mm, gk = k0 + kk;
-      As[kk][mm] = (gm < M && gk < kEnd) ? A[gm * sam + gk * sak] : 0.f;
+      ra[r] = (gm < M && gk < kEnd) ? A[gm * sam + gk * sak] : 0.f;
     }
 #pragma unroll
     for (int r = 0; r < 4; ++r) {  // B tile: 16 * 64 elements, 4 per thread
@@ -181,9 +186,28 @@ __global__ void __launch_bounds__(256) gemmKernel(int64_t M, int64_t N, int64_t 
       int nn, kk;
       if (sbk == 1) { kk = e % TK; nn = e / TK; } else { nn = e % TN; kk = e / TN; }
       const int64_t gn = n0 + nn, gk = k0 + kk;
-      Bs[kk][nn] = (gn < N && gk < kEnd) ? Bm[gk * sbk + gn * sbn] : 0.f;
+      rb[r] = (gn < N && gk < kEnd) ? Bm[gk * sbk + gn * sbn] : 0.f;
     }
+  };
+  auto storeTiles = [&]() {
+#pragma unroll
+    for (int r = 0; r < RM; ++r) {
+      const int e = tid + r * 256;
+      if (sak == 1) As[e % TK][e / TK] = ra[r];
+      else As[e / TM][e % TM] = ra[r];
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int e = tid + r * 256;
+      if (sbk == 1) Bs[e % TK][e / TK] = rb[r];
+      else Bs[e / TN][e % TN] = rb[r];
+    }
+  };
+  if (kBegin < kEnd) loadTiles(kBegin);
+  for (int64_t k0 = kBegin; k0 < kEnd; k0 += TK) {
+    storeTiles();
     __syncthreads();
+    if (k0 + TK < kEnd) loadTiles(k0 + TK);
 #pragma unroll
     for (int kk = 0; kk < TK; ++kk) {
       // each thread owns rows RM*ty .. RM*ty+RM-1 and columns 4*tx .. 4*tx+3
@@ -522,7 +546,8 @@ int contrastiveCudaDevice(const Params& p, const Inputs& in, const Outputs& out,
       launchPool(p, pl, static_cast<const uint16_t*>(in.tokens), in.mask, w.partial, st);
     else
       launchPool(p, pl, static_cast<const float*>(in.tokens), in.mask, w.partial, st);
-    poolSumKernel<<<static_cast<unsigned>(B), kThreads, 0, st>>>(w.partial, in.mask, p.length, H, pl.splits, static_cast<int>(B), w.Hm);
+    poolSumKernel<<<dim3(static_cast<unsigned>((H + kThreads - 1) / kThreads), static_cast<unsigned>(B)), kThreads, 0, st>>>(
+        w.partial, in.mask, p.length, H, pl.splits, static_cast<int>(B), w.Hm);
     Hm = w.Hm;
   }
   // 2. head forward: u = W h, or W2 relu(W1 h)   (x @ W.T: A(m,k) = x[m*H + k], B(k,n) = W[n*H + k])
@@ -696,32 +721,40 @@ const char* contrastiveCudaBenchmark(const Params& p, DType type, int repeats, d
     char* ws = nullptr;
     Workspace tmp;
     CLIPO_CUDA_TRY(buf.alloc(&ws, layout(p, true, type, nullptr, &tmp)));
-    cudaEvent_t e0, e1;
-    CLIPO_CUDA_TRY(cudaEventCreate(&e0));
-    CLIPO_CUDA_TRY(cudaEventCreate(&e1));
-    std::vector<float> full, pool;
     const PoolPlan pl = planPool(p, type);
     Workspace wl;
     layout(p, true, type, ws, &wl);
-    for (int r = 0; r < repeats + 2; ++r) {  // two warm-up runs
-      CLIPO_CUDA_TRY(cudaEventRecord(e0));
-      CLIPO_CUDA_TRY(static_cast<cudaError_t>(contrastiveCudaDevice(p, in, out, ws, nullptr)));
-      CLIPO_CUDA_TRY(cudaEventRecord(e1));
-      CLIPO_CUDA_TRY(cudaEventSynchronize(e1));
-      float t = 0.f;
-      CLIPO_CUDA_TRY(cudaEventElapsedTime(&t, e0, e1));
-      if (r >= 2) full.push_back(t);
-      // the pooling pass alone (the part bounded by memory bandwidth)
-      CLIPO_CUDA_TRY(cudaEventRecord(e0));
-      if (type == DType::BF16) launchPool(p, pl, static_cast<const uint16_t*>(in.tokens), in.mask, wl.partial, nullptr);
-      else launchPool(p, pl, static_cast<const float*>(in.tokens), in.mask, wl.partial, nullptr);
-      CLIPO_CUDA_TRY(cudaEventRecord(e1));
-      CLIPO_CUDA_TRY(cudaEventSynchronize(e1));
-      CLIPO_CUDA_TRY(cudaEventElapsedTime(&t, e0, e1));
-      if (r >= 2) pool.push_back(t);
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
+    // Back to back, as in a training step: `repeats` calls queued without waiting, an event between consecutive
+    // calls, so each interval is one call's device time (waiting for each call would add the launch latency of
+    // its first kernel to every sample). Two untimed calls first.
+    std::vector<cudaEvent_t> ev(static_cast<size_t>(repeats) + 1);
+    for (auto& x : ev) CLIPO_CUDA_TRY(cudaEventCreate(&x));
+    auto timeBackToBack = [&](auto call, std::vector<float>& samples) -> cudaError_t {
+      for (int w = 0; w < 2; ++w) CLIPO_CUDA_TRY(call());
+      CLIPO_CUDA_TRY(cudaEventRecord(ev[0]));
+      for (int r = 0; r < repeats; ++r) {
+        CLIPO_CUDA_TRY(call());
+        CLIPO_CUDA_TRY(cudaEventRecord(ev[static_cast<size_t>(r) + 1]));
+      }
+      CLIPO_CUDA_TRY(cudaEventSynchronize(ev[static_cast<size_t>(repeats)]));
+      for (int r = 0; r < repeats; ++r) {
+        float t = 0.f;
+        CLIPO_CUDA_TRY(cudaEventElapsedTime(&t, ev[static_cast<size_t>(r)], ev[static_cast<size_t>(r) + 1]));
+        samples.push_back(t);
+      }
+      return cudaSuccess;
+    };
+    std::vector<float> full, pool;
+    cudaError_t te = timeBackToBack([&]() { return static_cast<cudaError_t>(contrastiveCudaDevice(p, in, out, ws, nullptr)); }, full);
+    // the pooling pass alone (the part bounded by memory bandwidth)
+    if (te == cudaSuccess)
+      te = timeBackToBack([&]() {
+        if (type == DType::BF16) launchPool(p, pl, static_cast<const uint16_t*>(in.tokens), in.mask, wl.partial, nullptr);
+        else launchPool(p, pl, static_cast<const float*>(in.tokens), in.mask, wl.partial, nullptr);
+        return cudaGetLastError();
+      }, pool);
+    for (auto& x : ev) cudaEventDestroy(x);
+    CLIPO_CUDA_TRY(te);
     std::sort(full.begin(), full.end());
     std::sort(pool.begin(), pool.end());
     *ms = full[full.size() / 2];

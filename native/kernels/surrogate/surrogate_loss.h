@@ -95,7 +95,8 @@ Result lossUnfusedCpu(const Params& p, const Inputs& in, float* gradLogp);
 // CUDA twin (surrogate_loss.cu; only in builds with CLIPO_WITH_CUDA).
 // Device entry: every pointer in `in`, gradLogp and `result` is device memory; nothing is copied to the host and
 // nothing synchronizes, so the engine can chain it on its stream. `workspace` is device memory of at least
-// cudaWorkspaceBytes(p) bytes. `stream` is a cudaStream_t (void* here to keep CUDA headers out of this file).
+// cudaWorkspaceBytes(p) bytes, zeroed once before its first use (a block counter in it must start at 0; every call
+// leaves it at 0 again, so one workspace serves any number of calls on one stream, never two at once). `stream` is a cudaStream_t (void* here to keep CUDA headers out of this file).
 // The Result written to `result` has the same fields as the CPU one. Returns a non-empty error string on failure.
 size_t cudaWorkspaceBytes(const Params& p);
 const char* lossCudaDevice(const Params& p, const Inputs& in, float* gradLogp, Result* result, void* workspace,
