@@ -1,5 +1,6 @@
-// N-API surface of the engine: the EngineModel class (one native model; explicit dispose()) and the benchmark
-// probes (fmaPeak, gemm timing). Every value from JS is validated here; engine errors become JS Errors.
+// N-API surface of the engine: the EngineModel class (one native engine of any backend, through the interface of
+// engine.h; explicit dispose()), engineBackends(), and the benchmark probes (fmaPeak, gemm timing). A binding only:
+// every value from JS is validated here; engine errors become JS Errors.
 #include <napi.h>
 #include <omp.h>
 
@@ -14,13 +15,14 @@
 
 #include "common/napi_args.h"
 #include "common/registry.h"
+#include "engine/engine.h"
 #include "engine/gemm.h"
-#include "engine/model.h"
+#include "engine/sampling.h"
 
 namespace {
 
 using clipo::engine::EngineError;
-using clipo::engine::Model;
+using clipo::engine::Engine;
 using clipo::engine::Span;
 
 const napi_type_tag kEngineTag = {0x5c1a0e4f2b7d4c11ULL, 0x9a3e6b8d0f214a77ULL};
@@ -199,9 +201,9 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       if (src.IsObject()) napi_check_object_type_tag(env, src, &kEngineTag, &ok);
       if (!ok) clipo::throwError(env, "source: expected an EngineModel");
       EngineModel* other = Napi::ObjectWrap<EngineModel>::Unwrap(src.As<Napi::Object>());
-      Model& m = other->model(env);
+      Engine& m = other->model(env);
       const bool frozen = clipo::getBoolOr(opts, "frozen", true);
-      model_ = guarded(env, "cloneFrozen", [&] { return std::make_unique<Model>(m, frozen); });
+      model_ = guarded(env, "cloneFrozen", [&] { return m.clone(frozen); });
       return;
     }
     if (!clipo::hasField(opts, "config") || !opts.Get("config").IsObject())
@@ -216,7 +218,10 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       const double params = static_cast<double>(cfg.layers) * perLayer + static_cast<double>(cfg.vocab) * H;
       clipo::checkAllocatable(env, 4.0 * params, "Engine.create");
     }
-    model_ = guarded(env, "Engine.create", [&] { return std::make_unique<Model>(cfg, threads); });
+    const std::string backend = clipo::hasField(opts, "backend")
+                                    ? std::vector<std::string>{"cpu", "cuda"}[clipo::getEnum(opts, "backend", {"cpu", "cuda"})]
+                                    : std::string("cpu");
+    model_ = guarded(env, "Engine.create", [&] { return clipo::engine::createEngine(backend, cfg, threads); });
     if (!clipo::hasField(opts, "weights") || !opts.Get("weights").IsArray())
       clipo::throwError(env, "weights: expected an array of {name, shape, data}");
     Napi::Array arr = opts.Get("weights").As<Napi::Array>();
@@ -229,8 +234,8 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       byName.emplace(t.Get("name").As<Napi::String>().Utf8Value(), t);
     }
     std::unordered_set<std::string> used;
-    Model& m = *model_;
-    for (const auto& p : m.params) {
+    Engine& m = *model_;
+    for (const auto& p : m.layout().params) {
       auto it = byName.find(p.name);
       if (it == byName.end()) clipo::throwError(env, "weights: missing tensor " + p.name);
       used.insert(p.name);
@@ -257,7 +262,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       if (f.ElementLength() != p.size)
         clipo::throwError(env, "weights: tensor " + p.name + ": data has " + std::to_string(f.ElementLength()) +
                                    " values, expected " + std::to_string(p.size));
-      std::copy(f.Data(), f.Data() + p.size, m.w.data() + p.offset);
+      m.setParameter(p, f.Data());
     }
     for (const auto& kv : byName) {
       if (used.count(kv.first)) continue;
@@ -269,7 +274,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   }
 
  private:
-  std::unique_ptr<Model> model_;
+  std::unique_ptr<Engine> model_;
   // A generate call runs JS (onProgress) while it holds the model: during it, every other use of this engine is
   // refused and dispose() is deferred to the call's end, so the running call never loses what it uses.
   int inFlight_ = 0;
@@ -283,7 +288,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     }
   };
 
-  Model& model(Napi::Env env) {
+  Engine& model(Napi::Env env) {
     if (!model_ || disposePending_) clipo::throwError(env, "this engine has been disposed");
     if (inFlight_)
       clipo::throwError(env, "this engine is busy: generate is running (an onProgress callback must not use the engine)");
@@ -291,46 +296,45 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   }
 
   Napi::Value ParamInfoJs(const Napi::CallbackInfo& info) {
-    Model& m = model(info.Env());
-    Napi::Array out = Napi::Array::New(info.Env(), m.params.size());
-    for (size_t i = 0; i < m.params.size(); ++i) {
+    const auto& params = model(info.Env()).layout().params;
+    Napi::Array out = Napi::Array::New(info.Env(), params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
       Napi::Object o = Napi::Object::New(info.Env());
-      o.Set("name", m.params[i].name);
-      Napi::Array sh = Napi::Array::New(info.Env(), m.params[i].shape.size());
-      for (size_t k = 0; k < m.params[i].shape.size(); ++k) sh.Set(k, Napi::Number::New(info.Env(), m.params[i].shape[k]));
+      o.Set("name", params[i].name);
+      Napi::Array sh = Napi::Array::New(info.Env(), params[i].shape.size());
+      for (size_t k = 0; k < params[i].shape.size(); ++k) sh.Set(k, Napi::Number::New(info.Env(), params[i].shape[k]));
       o.Set("shape", sh);
-      o.Set("offset", Napi::Number::New(info.Env(), static_cast<double>(m.params[i].offset)));
-      o.Set("size", Napi::Number::New(info.Env(), static_cast<double>(m.params[i].size)));
+      o.Set("offset", Napi::Number::New(info.Env(), static_cast<double>(params[i].offset)));
+      o.Set("size", Napi::Number::New(info.Env(), static_cast<double>(params[i].size)));
       out.Set(i, o);
     }
     return out;
   }
 
-  Napi::Value GetWeights(const Napi::CallbackInfo& info) { return toF32(info.Env(), model(info.Env()).w); }
+  Napi::Value GetWeights(const Napi::CallbackInfo& info) { return toF32(info.Env(), model(info.Env()).exportWeights()); }
   Napi::Value GetGradients(const Napi::CallbackInfo& info) {
-    Model& m = model(info.Env());
-    if (m.g.empty()) return info.Env().Null();
-    return toF32(info.Env(), m.g);
+    const std::vector<float> g = model(info.Env()).exportGradients();
+    if (g.empty()) return info.Env().Null();
+    return toF32(info.Env(), g);
   }
 
   Napi::Value MemoryBytes(const Napi::CallbackInfo& info) {
-    Model& m = model(info.Env());
-    return Napi::Number::New(info.Env(), 4.0 * (m.w.size() + m.g.size() + m.m.size() + m.v.size()));
+    return Napi::Number::New(info.Env(), model(info.Env()).stateBytes());
   }
 
   // logits({tokens, batch, length}) -> Float32Array [batch*length*vocab]
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "logits");
     const int64_t batch = clipo::getInt(o, "batch", 1), length = clipo::getInt(o, "length", 1);
     const size_t n = clipo::checkedSize(env, {batch, length}, "logits");
     auto tok = clipo::getArray<int32_t>(o, "tokens", n);
     for (size_t i = 0; i < n; ++i)
-      if (tok[i] < 0 || tok[i] >= m.cfg.vocab)
+      if (tok[i] < 0 || tok[i] >= m.config().vocab)
         clipo::throwError(env, "tokens[" + std::to_string(i) + "]: id " + std::to_string(tok[i]) +
-                                   " is out of range [0, " + std::to_string(m.cfg.vocab) + ")");
-    const size_t outN = clipo::checkedSize(env, {batch, length, m.cfg.vocab}, "logits");
+                                   " is out of range [0, " + std::to_string(m.config().vocab) + ")");
+    const size_t outN = clipo::checkedSize(env, {batch, length, m.config().vocab}, "logits");
     auto out = clipo::newArray<float>(env, outN, "logits");
     guarded(env, "logits", [&] { m.logits(tok.data, batch, length, out.Data()); });
     return out;
@@ -338,9 +342,9 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
 
   Napi::Value Score(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "score");
-    Stream s = parseStream(o, m.cfg.vocab);
+    Stream s = parseStream(o, m.config().vocab);
     const bool ent = clipo::getBoolOr(o, "entropy", false), pooled = clipo::getBoolOr(o, "pooled", false);
     auto r = guarded(env, "score", [&] { return m.score(s.tokens, s.spans, ent, pooled); });
     return scoreToJs(env, r, ent, pooled);
@@ -348,15 +352,15 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
 
   Napi::Value ForwardTrain(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "forwardTrain");
-    Stream s = parseStream(o, m.cfg.vocab);
+    Stream s = parseStream(o, m.config().vocab);
     {
-      // the activations kept for backward, per token and layer (model.cpp, forwardTrain), before any is allocated
-      const double N = static_cast<double>(s.tokens.size()), H = static_cast<double>(m.cfg.hidden);
-      const double hd = static_cast<double>(m.cfg.headDim), heads = static_cast<double>(m.cfg.heads);
-      const double qkv = (heads + 2.0 * m.cfg.kvHeads) * hd, qd = heads * hd, I = static_cast<double>(m.cfg.intermediate);
-      const double perToken = static_cast<double>(m.cfg.layers) * (5 * H + qkv + qd + 2 * I + heads + 2) + 2 * H;
+      // the activations kept for backward, per token and layer (cpu_forward.cpp, forwardTrain), before any is allocated
+      const double N = static_cast<double>(s.tokens.size()), H = static_cast<double>(m.config().hidden);
+      const double hd = static_cast<double>(m.config().headDim), heads = static_cast<double>(m.config().heads);
+      const double qkv = (heads + 2.0 * m.config().kvHeads) * hd, qd = heads * hd, I = static_cast<double>(m.config().intermediate);
+      const double perToken = static_cast<double>(m.config().layers) * (5 * H + qkv + qd + 2 * I + heads + 2) + 2 * H;
       clipo::checkAllocatable(env, 4.0 * N * perToken, "forwardTrain");
     }
     auto r = guarded(env, "forwardTrain", [&] { return m.forwardTrain(s.tokens, s.spans); });
@@ -365,7 +369,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
 
   Napi::Value Backward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "backward");
     auto gl = clipo::getArray<float>(o, "gradLogp");
     if (!m.hasActivations()) clipo::throwError(env, "backward: no activations; call forwardTrain first");
@@ -376,14 +380,14 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   }
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
-    Model& m = model(info.Env());
+    Engine& m = model(info.Env());
     guarded(info.Env(), "zeroGrad", [&] { m.zeroGrad(); });
     return info.Env().Undefined();
   }
 
   Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "adamwStep");
     const double lr = clipo::getNumber(o, "lr");
     const double b1 = clipo::getNumberOr(o, "beta1", 0.9), b2 = clipo::getNumberOr(o, "beta2", 0.999);
@@ -399,28 +403,31 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
 
   Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     Napi::Object out = Napi::Object::New(env);
-    out.Set("step", Napi::Number::New(env, static_cast<double>(m.adamSteps)));
-    out.Set("m", m.m.empty() ? env.Null() : Napi::Value(toF32(env, m.m)));
-    out.Set("v", m.v.empty() ? env.Null() : Napi::Value(toF32(env, m.v)));
+    const auto st = m.optimizerState();
+    out.Set("step", Napi::Number::New(env, static_cast<double>(st.step)));
+    out.Set("m", st.m.empty() ? env.Null() : Napi::Value(toF32(env, st.m)));
+    out.Set("v", st.v.empty() ? env.Null() : Napi::Value(toF32(env, st.v)));
     return out;
   }
 
   Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
-    if (m.frozen) clipo::throwError(env, "importOptimizerState: this engine is a frozen copy");
+    Engine& m = model(env);
+    if (m.frozen()) clipo::throwError(env, "importOptimizerState: this engine is a frozen copy");
     Napi::Object o = clipo::argObject(info, 0, "importOptimizerState");
     const int64_t step = clipo::getInt(o, "step", 0, int64_t{1} << 40);
-    auto mm = clipo::getArray<float>(o, "m", m.w.size());
-    auto vv = clipo::getArray<float>(o, "v", m.w.size());
+    auto mm = clipo::getArray<float>(o, "m", m.layout().total);
+    auto vv = clipo::getArray<float>(o, "v", m.layout().total);
     for (size_t i = 0; i < vv.length; ++i)
       if (!std::isfinite(mm[i]) || !std::isfinite(vv[i]) || vv[i] < 0)
         clipo::throwError(env, "importOptimizerState: m/v value " + std::to_string(i) + " is not finite or v < 0");
-    m.adamSteps = step;
-    m.m.assign(mm.data, mm.data + mm.length);
-    m.v.assign(vv.data, vv.data + vv.length);
+    clipo::engine::OptimizerState st;
+    st.step = step;
+    st.m.assign(mm.data, mm.data + mm.length);
+    st.v.assign(vv.data, vv.data + vv.length);
+    guarded(env, "importOptimizerState", [&] { m.setOptimizerState(std::move(st)); });
     return env.Undefined();
   }
 
@@ -428,7 +435,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   //           onProgress}) -> {promptIndex, sampleIndex, lengths, tokens, logprobs, stopped, pooled?}
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     InFlight inFlight(this);  // until this function returns: m stays alive whatever onProgress does
     Napi::Object o = clipo::argObject(info, 0, "generate");
     clipo::engine::GenerateRequest req;
@@ -444,9 +451,9 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     for (size_t i = 0; i < pl.length; ++i) {
       for (int32_t k = 0; k < pl[i]; ++k) {
         const int32_t t = tok[at + k];
-        if (t < 0 || t >= m.cfg.vocab)
+        if (t < 0 || t >= m.config().vocab)
           clipo::throwError(env, "prompts[" + std::to_string(i) + "][" + std::to_string(k) + "]: token id " +
-                                     std::to_string(t) + " is out of range [0, " + std::to_string(m.cfg.vocab) + ")");
+                                     std::to_string(t) + " is out of range [0, " + std::to_string(m.config().vocab) + ")");
       }
       req.prompts.emplace_back(tok.data + at, tok.data + at + pl[i]);
       at += pl[i];
@@ -479,11 +486,11 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       const double P = static_cast<double>(pl.length), n = static_cast<double>(req.n);
       const double perGroup = std::min(P, std::max(1.0, std::floor(static_cast<double>(req.maxBatch) / n)));
       const double S = perGroup * n, cap = static_cast<double>(longest) + static_cast<double>(req.maxNewTokens) + 1;
-      const double kvd = static_cast<double>(m.cfg.kvHeads) * static_cast<double>(m.cfg.headDim);
-      const double cache = 2.0 * S * static_cast<double>(m.cfg.layers) * cap * kvd * 4;
-      const double logits = S * static_cast<double>(m.cfg.vocab) * 4;
+      const double kvd = static_cast<double>(m.config().kvHeads) * static_cast<double>(m.config().headDim);
+      const double cache = 2.0 * S * static_cast<double>(m.config().layers) * cap * kvd * 4;
+      const double logits = S * static_cast<double>(m.config().vocab) * 4;
       const double outputs = P * n * static_cast<double>(req.maxNewTokens) * 8 +
-                             (req.returnPooled ? P * n * static_cast<double>(m.cfg.hidden) * 4 : 0.0);
+                             (req.returnPooled ? P * n * static_cast<double>(m.config().hidden) * 4 : 0.0);
       clipo::checkAllocatable(env, cache + logits + outputs, "generate");
     }
     std::function<void(int64_t, int64_t)> progress;
@@ -521,7 +528,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     out.Set("logprobs", lps);
     out.Set("stopped", stopped);
     if (req.returnPooled) {
-      const size_t H = static_cast<size_t>(m.cfg.hidden);
+      const size_t H = static_cast<size_t>(m.config().hidden);
       auto pooled = Napi::Float32Array::New(env, S * H);
       for (size_t i = 0; i < S; ++i) std::copy(seqs[i].pooled.begin(), seqs[i].pooled.end(), pooled.Data() + i * H);
       out.Set("pooled", pooled);
@@ -532,29 +539,29 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   // decodeAdd({tokens, n?, maxNewTokens, seed, promptIndex?, stopTokens?, ...sampler}) -> Float64Array of ids
   Napi::Value DecodeAdd(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "decodeAdd");
     clipo::engine::DecodeAddRequest r;
     auto tok = clipo::getArray<int32_t>(o, "tokens");
     if (tok.length == 0) clipo::throwError(env, "tokens: the prompt is empty");
     for (size_t i = 0; i < tok.length; ++i)
-      if (tok[i] < 0 || tok[i] >= m.cfg.vocab)
+      if (tok[i] < 0 || tok[i] >= m.config().vocab)
         clipo::throwError(env, "tokens[" + std::to_string(i) + "]: token id " + std::to_string(tok[i]) +
-                                   " is out of range [0, " + std::to_string(m.cfg.vocab) + ")");
+                                   " is out of range [0, " + std::to_string(m.config().vocab) + ")");
     r.prompt.assign(tok.data, tok.data + tok.length);
     r.n = clipo::getIntOr(o, "n", 1, 1, 4096);
     r.maxNewTokens = clipo::getInt(o, "maxNewTokens", 1, 1 << 24);
     r.promptIndex = clipo::getIntOr(o, "promptIndex", 0, 0, int64_t{1} << 40);
     r.seed = parseSeed(o);
-    r.sampler = parseSampler(o, m.cfg.vocab);
+    r.sampler = parseSampler(o, m.config().vocab);
     {
       // this request's KV caches, its logits rows and the prefill's activations, before any work starts
       const double n = static_cast<double>(r.n), L = static_cast<double>(r.prompt.size());
       const double cap = L + static_cast<double>(r.maxNewTokens) + 1;
-      const double kvd = static_cast<double>(m.cfg.kvHeads) * static_cast<double>(m.cfg.headDim);
-      const double cache = 2.0 * n * static_cast<double>(m.cfg.layers) * cap * kvd * 4;
-      const double logits = (n + 1) * static_cast<double>(m.cfg.vocab) * 4;
-      const double prefill = L * (8.0 * static_cast<double>(m.cfg.hidden) + 3.0 * static_cast<double>(m.cfg.intermediate)) * 4;
+      const double kvd = static_cast<double>(m.config().kvHeads) * static_cast<double>(m.config().headDim);
+      const double cache = 2.0 * n * static_cast<double>(m.config().layers) * cap * kvd * 4;
+      const double logits = (n + 1) * static_cast<double>(m.config().vocab) * 4;
+      const double prefill = L * (8.0 * static_cast<double>(m.config().hidden) + 3.0 * static_cast<double>(m.config().intermediate)) * 4;
       clipo::checkAllocatable(env, cache + logits + prefill, "decodeAdd");
     }
     auto stops = clipo::getOptionalArray<int32_t>(o, "stopTokens");
@@ -569,7 +576,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   // sequence that was live (finished ones have left the batch when this returns)
   Napi::Value DecodeStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     auto ts = guarded(env, "decodeStep", [&] { return m.decodeStep(); });
     const size_t S = ts.size();
     auto ids = Napi::Float64Array::New(env, S);
@@ -597,7 +604,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
 
   Napi::Value DecodeRemove(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = model(env);
+    Engine& m = model(env);
     if (info.Length() < 1 || !info[0].IsNumber()) clipo::throwError(env, "decodeRemove: expected a sequence id");
     const double id = info[0].As<Napi::Number>().DoubleValue();
     if (id != std::floor(id) || id < 0) clipo::throwError(env, "decodeRemove: expected a sequence id");
@@ -708,7 +715,19 @@ Napi::Value SampleJs(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// engineBackends() -> {cpu: true, cuda: boolean, cudaReason?: string}: which engine backends this build can run.
+Napi::Value EngineBackendsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto b = clipo::engine::engineBackends();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("cpu", b.cpu);
+  out.Set("cuda", b.cuda);
+  if (!b.cuda) out.Set("cudaReason", b.cudaReason);
+  return out;
+}
+
 void InitEngine(Napi::Env env, Napi::Object exports) {
+  exports.Set("engineBackends", Napi::Function::New(env, EngineBackendsJs));
   exports.Set("engineSample", Napi::Function::New(env, SampleJs));
   exports.Set("EngineModel", EngineModel::Define(env));
   exports.Set("engineFmaPeak", Napi::Function::New(env, FmaPeak));

@@ -1,11 +1,11 @@
-// Forward passes (scoring, logits, training forward) and the parameter layout. Formulas follow Hugging Face's
+// The CPU engine's forward passes (scoring, logits, training forward). Formulas follow Hugging Face's
 // Qwen2/Llama modeling code:
 //   RMSNorm   y = x / sqrt(mean(x^2) + eps) * w
 //   RoPE      (x_i, x_{i+d/2}) rotated by pos * invFreq_i, invFreq_i = theta^(-2i/d) (Llama-3 scaling optional)
 //   attention softmax(q k^T / sqrt(d) + causal mask) v, kv head of query head h: h / (heads / kvHeads)
 //   MLP       down(silu(gate(x)) * up(x))
 // Attention keeps only the log-sum-exp per (row, head); the backward pass recomputes the probabilities.
-#include "engine/model.h"
+#include "engine/cpu_model.h"
 
 #include <omp.h>
 
@@ -14,158 +14,51 @@
 #include <cstring>
 #include <limits>
 
+#include "engine/attention.h"
 #include "engine/gemm.h"
-#include "engine/ops.h"
+#include "engine/head.h"
+#include "engine/mlp.h"
+#include "engine/parallel.h"
 
 namespace clipo::engine {
 
-Model::Model(const ModelConfig& c, int t) : cfg(c), threads(std::max(1, t)) {
-  auto need = [](bool ok, const char* msg) {
-    if (!ok) throw EngineError(std::string("invalid model config: ") + msg);
-  };
-  need(c.vocab > 0 && c.hidden > 0 && c.intermediate > 0 && c.layers > 0, "sizes must be positive");
-  need(c.heads > 0 && c.kvHeads > 0 && c.heads % c.kvHeads == 0, "heads must be a positive multiple of kvHeads");
-  need(c.headDim > 0 && c.headDim % 2 == 0, "headDim must be positive and even");
-  need(c.rmsEps > 0 && c.ropeTheta > 0, "rmsNormEps and ropeTheta must be positive");
-  need(!c.llama3Scaling || (c.ropeFactor > 0 && c.highFreqFactor > c.lowFreqFactor && c.originalMaxPositions > 0),
-       "llama3 rope scaling needs factor > 0, highFreqFactor > lowFreqFactor, originalMaxPositionEmbeddings > 0");
-  qd_ = c.heads * c.headDim;
-  kvd_ = c.kvHeads * c.headDim;
-  qkv_ = qd_ + 2 * kvd_;
-  layout();
-  const int64_t half = c.headDim / 2;
-  invFreq_.resize(half);
-  for (int64_t i = 0; i < half; ++i) {
-    double f = 1.0 / std::pow(c.ropeTheta, static_cast<double>(2 * i) / static_cast<double>(c.headDim));
-    if (c.llama3Scaling) {
-      // Llama 3.1: long wavelengths are divided by `factor`, short ones kept, a smooth blend in between.
-      const double lowWavelen = c.originalMaxPositions / c.lowFreqFactor;
-      const double highWavelen = c.originalMaxPositions / c.highFreqFactor;
-      const double wavelen = 2.0 * M_PI / f;
-      if (wavelen > lowWavelen) {
-        f = f / c.ropeFactor;
-      } else if (wavelen >= highWavelen) {
-        const double smooth = (c.originalMaxPositions / wavelen - c.lowFreqFactor) / (c.highFreqFactor - c.lowFreqFactor);
-        f = (1.0 - smooth) * f / c.ropeFactor + smooth * f;
-      }
-    }
-    invFreq_[i] = f;
-  }
+CpuModel::CpuModel(const ModelConfig& c, int t) : cfg(c), threads(std::max(1, t)) {
+  validateConfig(c);
+  lay_ = makeLayout(c);
+  qd_ = lay_.qd;
+  kvd_ = lay_.kvd;
+  qkv_ = lay_.qkv;
+  w.assign(lay_.total, 0.f);
+  rope_.invFreq = ropeInvFreq(c);
 }
 
-Model::Model(const Model& s, bool fr) : Model(s.cfg, s.threads) {
+CpuModel::CpuModel(const CpuModel& s, bool fr) : CpuModel(s.cfg, s.threads) {
   w = s.w;
-  frozen = fr;
+  frozen_ = fr;
 }
 
-void Model::layout() {
-  const int64_t H = cfg.hidden, I = cfg.intermediate, V = cfg.vocab;
-  size_t off = 0;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    size_t n = 1;
-    for (int64_t d : shape) n *= static_cast<size_t>(d);
-    params.push_back({name, std::move(shape), off, n});
-    off += n;
-    return off - n;
-  };
-  embOff_ = add("model.embed_tokens.weight", {V, H});
-  lay_.resize(cfg.layers);
-  for (int64_t l = 0; l < cfg.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerOffsets& o = lay_[l];
-    o.ln1 = add(p + "input_layernorm.weight", {H});
-    o.wqkv = add(p + "self_attn.q_proj.weight", {qd_, H});
-    add(p + "self_attn.k_proj.weight", {kvd_, H});
-    add(p + "self_attn.v_proj.weight", {kvd_, H});
-    o.bqkv = kAbsent;
-    if (cfg.attentionBias) {
-      o.bqkv = add(p + "self_attn.q_proj.bias", {qd_});
-      add(p + "self_attn.k_proj.bias", {kvd_});
-      add(p + "self_attn.v_proj.bias", {kvd_});
-    }
-    o.wo = add(p + "self_attn.o_proj.weight", {H, qd_});
-    o.bo = cfg.mlpBias ? add(p + "self_attn.o_proj.bias", {H}) : kAbsent;
-    o.ln2 = add(p + "post_attention_layernorm.weight", {H});
-    o.wgu = add(p + "mlp.gate_proj.weight", {I, H});
-    add(p + "mlp.up_proj.weight", {I, H});
-    o.bgu = kAbsent;
-    if (cfg.mlpBias) {
-      o.bgu = add(p + "mlp.gate_proj.bias", {I});
-      add(p + "mlp.up_proj.bias", {I});
-    }
-    o.wd = add(p + "mlp.down_proj.weight", {H, I});
-    o.bd = cfg.mlpBias ? add(p + "mlp.down_proj.bias", {H}) : kAbsent;
-  }
-  normOff_ = add("model.norm.weight", {H});
-  headOff_ = cfg.tieEmbeddings ? embOff_ : add("lm_head.weight", {V, H});
-  w.assign(off, 0.f);
+void CpuModel::setParameter(const ParamInfo& p, const float* data) {
+  std::copy(data, data + p.size, w.data() + p.offset);
 }
 
-const ParamInfo* Model::find(const std::string& name) const {
-  for (const auto& p : params)
-    if (p.name == name) return &p;
-  return nullptr;
-}
-
-void Model::ensureRope(int64_t positions) {
-  if (positions <= ropeLen_) return;
-  const int64_t len = std::max<int64_t>({positions, 2 * ropeLen_, 256});
-  const int64_t half = cfg.headDim / 2;
-  cos_.resize(len * half);
-  sin_.resize(len * half);
-  for (int64_t p = ropeLen_; p < len; ++p)
-    for (int64_t i = 0; i < half; ++i) {
-      const double a = static_cast<double>(p) * invFreq_[i];
-      cos_[p * half + i] = static_cast<float>(std::cos(a));
-      sin_[p * half + i] = static_cast<float>(std::sin(a));
-    }
-  ropeLen_ = len;
-}
-
-void Model::ensureGrads() {
-  if (frozen) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
+void CpuModel::ensureGrads() {
+  if (frozen_) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
   if (g.empty()) g.assign(w.size(), 0.f);
 }
 
-void Model::embed(const int32_t* tokens, int64_t N, float* x) const {
-  const int64_t H = cfg.hidden;
-#pragma omp parallel for num_threads(threadsFor(N * H, threads)) schedule(static)
-  for (int64_t n = 0; n < N; ++n) std::memcpy(x + n * H, P(embOff_) + tokens[n] * H, H * sizeof(float));
+void CpuModel::embed(const int32_t* tokens, int64_t N, float* x) const {
+  embedRows(P(lay_.embOff), cfg.hidden, tokens, N, x, threads);
 }
 
-void Model::rmsnorm(const float* x, const float* weight, float* y, float* rstd, int64_t N) const {
-  const int64_t H = cfg.hidden;
-#pragma omp parallel for num_threads(threadsFor(N * H * 3, threads)) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const float* xr = x + n * H;
-    double ss = 0.0;
-    for (int64_t j = 0; j < H; ++j) ss += static_cast<double>(xr[j]) * xr[j];
-    const float r = static_cast<float>(1.0 / std::sqrt(ss / H + cfg.rmsEps));
-    rstd[n] = r;
-    float* yr = y + n * H;
-    for (int64_t j = 0; j < H; ++j) yr[j] = xr[j] * r * weight[j];
-  }
+void CpuModel::rmsnorm(const float* x, const float* weight, float* y, float* rstd, int64_t N) const {
+  rmsnormRows(x, weight, y, rstd, N, cfg.hidden, cfg.rmsEps, threads);
 }
 
-void Model::rope(float* x, int64_t rowStride, int64_t N, int64_t nHeads, const int32_t* pos, bool inverse) const {
-  const int64_t hd = cfg.headDim, half = hd / 2;
-  const float sign = inverse ? -1.f : 1.f;
-#pragma omp parallel for num_threads(threadsFor(N * nHeads * hd * 2, threads)) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const float* c = cos_.data() + static_cast<int64_t>(pos[n]) * half;
-    const float* s = sin_.data() + static_cast<int64_t>(pos[n]) * half;
-    for (int64_t h = 0; h < nHeads; ++h) {
-      float* v = x + n * rowStride + h * hd;
-      for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half], sn = sign * s[i];
-        v[i] = a * c[i] - b * sn;
-        v[i + half] = b * c[i] + a * sn;
-      }
-    }
-  }
+void CpuModel::rope(float* x, int64_t rowStride, int64_t N, int64_t nHeads, const int32_t* pos, bool inverse) const {
+  applyRope(rope_, x, rowStride, N, nHeads, cfg.headDim, pos, inverse, threads);
 }
 
-void Model::linear(int64_t N, int64_t out, int64_t in, const float* X, size_t wOff, size_t bOff, float* Y, bool rows) {
+void CpuModel::linear(int64_t N, int64_t out, int64_t in, const float* X, size_t wOff, size_t bOff, float* Y, bool rows) {
   if (rows)
     matmulNTRows(N, out, in, X, P(wOff), Y, threads);
   else
@@ -173,10 +66,10 @@ void Model::linear(int64_t N, int64_t out, int64_t in, const float* X, size_t wO
   if (bOff != kAbsent) addBias(Y, P(bOff), N, out, threads);
 }
 
-void Model::layerForward(int64_t l, int64_t N, const int32_t* pos, const std::vector<Span>* spans, KVCache* cache,
+void CpuModel::layerForward(int64_t l, int64_t N, const int32_t* pos, const std::vector<Span>* spans, KVCache* cache,
                          const std::vector<std::vector<int64_t>>* prefillSlots, const int64_t* rowSlot, LayerActs& a,
                          bool rowsKernel) {
-  const LayerOffsets& o = lay_[l];
+  const LayerOffsets& o = lay_.layers[l];
   const int64_t H = cfg.hidden, I = cfg.intermediate, nh = cfg.heads, nkv = cfg.kvHeads, hd = cfg.headDim;
   const int64_t qd = qd_, kvd = kvd_, QKV = qkv_;
   rmsnorm(a.xin, P(o.ln1), a.xn1, a.rstd1, N);
@@ -221,7 +114,7 @@ void Model::layerForward(int64_t l, int64_t N, const int32_t* pos, const std::ve
   addInPlace(a.xout, a.x1, N * H, threads);
 }
 
-void Model::forwardStream(const std::vector<int32_t>& tokens, const std::vector<Span>& spans,
+void CpuModel::forwardStream(const std::vector<int32_t>& tokens, const std::vector<Span>& spans,
                           std::vector<int32_t>& pos, float* xf, KVCache* cache,
                           const std::vector<std::vector<int64_t>>* prefillSlots) {
   const int64_t N = static_cast<int64_t>(tokens.size());
@@ -232,7 +125,7 @@ void Model::forwardStream(const std::vector<int32_t>& tokens, const std::vector<
     for (int64_t t = 0; t < s.length; ++t) pos[s.start + t] = static_cast<int32_t>(t);
     maxLen = std::max(maxLen, s.length);
   }
-  ensureRope(maxLen);
+  rope_.ensure(maxLen);
   std::vector<float> resA(N * H), resB(N * H), xn1(N * H), rstd1(N), qkv(N * qkv_), o(N * qd_),
       lse(N * cfg.heads), x1(N * H), xn2(N * H), rstd2(N), gu(N * 2 * I), act(N * I);
   embed(tokens.data(), N, resA.data());
@@ -243,41 +136,26 @@ void Model::forwardStream(const std::vector<int32_t>& tokens, const std::vector<
     layerForward(l, N, pos.data(), &spans, cache, prefillSlots, nullptr, a, false);
     std::swap(cur, nxt);
   }
-  rmsnorm(cur, P(normOff_), xf, rstd1.data(), N);
+  rmsnorm(cur, P(lay_.normOff), xf, rstd1.data(), N);
 }
 
-void Model::headLogprobs(const float* xf, const std::vector<int64_t>& rows, const std::vector<int64_t>& targets,
-                         float* logp, float* entropy, float* keepProbs) {
-  const int64_t H = cfg.hidden, V = cfg.vocab;
-  const int64_t R = static_cast<int64_t>(rows.size());
-  // logits are made CH rows at a time, never [rows x vocab] at once
-  const int64_t CH = std::max<int64_t>(1, std::min<int64_t>(256, (int64_t{1} << 24) / V));
-  std::vector<float> Xc(std::min(CH, R) * H), Lc(std::min(CH, R) * V);
-  for (int64_t r0 = 0; r0 < R; r0 += CH) {
-    const int64_t ch = std::min(CH, R - r0);
-    for (int64_t r = 0; r < ch; ++r) std::memcpy(Xc.data() + r * H, xf + rows[r0 + r] * H, H * sizeof(float));
-    matmulNT(ch, V, H, Xc.data(), P(headOff_), Lc.data(), false, threads);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < ch; ++r) {
-      const float* z = Lc.data() + r * V;
-      const RowSoftmax sm = rowSoftmaxStats(z, V, entropy != nullptr, keepProbs ? keepProbs + (r0 + r) * V : nullptr);
-      logp[r0 + r] = static_cast<float>(z[targets[r0 + r]] - sm.lse);
-      if (entropy) entropy[r0 + r] = static_cast<float>(sm.entropy);
-    }
-  }
+void CpuModel::headLogprobs(const float* xf, const std::vector<int64_t>& rows, const std::vector<int64_t>& targets,
+                            float* logp, float* entropy, float* keepProbs) {
+  clipo::engine::headLogprobs(xf, cfg.hidden, P(lay_.headOff), cfg.vocab, rows, targets, logp, entropy, keepProbs,
+                              threads);
 }
 
-void Model::logits(const int32_t* tokens, int64_t batch, int64_t length, float* out) {
+void CpuModel::logits(const int32_t* tokens, int64_t batch, int64_t length, float* out) {
   const int64_t N = batch * length, H = cfg.hidden;
   std::vector<int32_t> tok(tokens, tokens + N), pos;
   std::vector<Span> spans(batch);
   for (int64_t b = 0; b < batch; ++b) spans[b] = Span{b * length, length, length};
   std::vector<float> xf(N * H);
   forwardStream(tok, spans, pos, xf.data(), nullptr, nullptr);
-  matmulNT(N, cfg.vocab, H, xf.data(), P(headOff_), out, false, threads);
+  matmulNT(N, cfg.vocab, H, xf.data(), P(lay_.headOff), out, false, threads);
 }
 
-ScoreResult Model::score(const std::vector<int32_t>& tokens, const std::vector<Span>& spans, bool entropy,
+ScoreResult CpuModel::score(const std::vector<int32_t>& tokens, const std::vector<Span>& spans, bool entropy,
                          bool pooled) {
   const int64_t H = cfg.hidden, B = static_cast<int64_t>(spans.size());
   ScoreResult res;
@@ -325,7 +203,7 @@ ScoreResult Model::score(const std::vector<int32_t>& tokens, const std::vector<S
   return res;
 }
 
-ScoreResult Model::forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) {
+ScoreResult CpuModel::forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) {
   ensureGrads();
   releaseActivations();
   TrainState& st = train_;
@@ -341,7 +219,7 @@ ScoreResult Model::forwardTrain(const std::vector<int32_t>& tokens, const std::v
     maxLen = std::max(maxLen, s.length);
     st.T = std::max(st.T, s.length - s.promptLength);
   }
-  ensureRope(maxLen);
+  rope_.ensure(maxLen);
   st.res.resize((L + 1) * N * H);
   st.xn1.resize(L * N * H);
   st.rstd1.resize(L * N);
@@ -363,7 +241,7 @@ ScoreResult Model::forwardTrain(const std::vector<int32_t>& tokens, const std::v
                 st.gu.data() + l * N * 2 * I, act.data(), st.res.data() + (l + 1) * N * H};
     layerForward(l, N, st.pos.data(), &st.spans, nullptr, nullptr, nullptr, a, false);
   }
-  rmsnorm(st.res.data() + L * N * H, P(normOff_), st.xf.data(), st.rstdF.data(), N);
+  rmsnorm(st.res.data() + L * N * H, P(lay_.normOff), st.xf.data(), st.rstdF.data(), N);
 
   ScoreResult res;
   res.T = st.T;

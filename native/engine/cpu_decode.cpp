@@ -10,168 +10,22 @@
 #include <limits>
 #include <numeric>
 
+#include "engine/cpu_model.h"
+#include "engine/formulas.h"
 #include "engine/gemm.h"
-#include "engine/model.h"
-#include "engine/ops.h"
+#include "engine/head.h"
+#include "engine/sampling.h"
 
 namespace clipo::engine {
-namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
-// uniform in [0, 1) from the counter (seed, prompt, sample, step)
-double uniformAt(uint64_t seed, uint64_t prompt, uint64_t sample, uint64_t step) {
-  uint64_t k = splitmix64(seed);
-  k = splitmix64(k ^ prompt);
-  k = splitmix64(k ^ (sample * 0xD1B54A32D192ED03ULL));
-  k = splitmix64(k ^ (step * 0xAEF17502108EF2D9ULL));
-  return static_cast<double>(k >> 11) * (1.0 / 9007199254740992.0);
-}
-
-// Picks a token from logits z. temperature 0: argmax, logprob under the untempered softmax. Otherwise softmax(z/T),
-// restricted to the nucleus {i : p_i >= theta} with theta the largest threshold whose set holds topP of the mass
-// (the smallest top set; tokens tied at the boundary are all kept), renormalised, walked in token order. The
-// logprob reported is under the full temperature-scaled distribution.
-// topK > 0 first keeps the topK most probable tokens (ties at the k-th value kept) and the nucleus is taken over
-// them; minP > 0 then also drops tokens with p_i < minP * p_max. topK = 0 and minP = 0 leave the above unchanged.
-int32_t sampleRow(const float* z, int64_t V, double temperature, double topP, int64_t topK, double minP, double u,
-                  float* logprob, std::vector<float>& e, std::vector<int32_t>& idx) {
-  if (temperature <= 0.0) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < V; ++i)
-      if (z[i] > z[best]) best = i;
-    *logprob = static_cast<float>(z[best] - rowSoftmaxStats(z, V, false).lse);
-    return static_cast<int32_t>(best);
-  }
-  const float invT = static_cast<float>(1.0 / temperature);
-  const float mx = maxOf(z, V) * invT;
-  e.resize(V);
-  double sum = 0.0;
-  expShifted(z, V, invT, mx, e.data(), &sum, nullptr);
-  int64_t pick = -1;
-  double keptMass = sum;
-  if (topK > 0 && topK < V) {
-    // the k-th largest weight; smaller ones leave the candidate set (weight 0 is never picked)
-    idx.resize(V);
-    std::iota(idx.begin(), idx.end(), 0);
-    std::nth_element(idx.begin(), idx.begin() + (topK - 1), idx.end(), [&](int32_t a, int32_t b) { return e[a] > e[b]; });
-    const float kth = e[idx[topK - 1]];
-    keptMass = 0.0;
-    for (int64_t i = 0; i < V; ++i) {
-      if (e[i] < kth) e[i] = 0.f;
-      keptMass += e[i];
-    }
-  }
-  // the candidate set: every token (topP = 1) or the nucleus {p_i >= theta}
-  float theta = 0.f;
-  if (topP < 1.0) {
-    const double need = topP * keptMass;
-    // peaked distributions: the top 64 usually hold the mass; sort just those
-    const int64_t k = std::min<int64_t>(V, 64);
-    idx.resize(V);
-    std::iota(idx.begin(), idx.end(), 0);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
-                      [&](int32_t a, int32_t b) { return e[a] > e[b] || (e[a] == e[b] && a < b); });
-    double cum = 0.0;
-    int64_t kept = 0;
-    while (kept < k && cum < need) cum += e[idx[kept++]];
-    if (cum >= need) {
-      theta = e[idx[kept - 1]];
-    } else {
-      // flat distributions: bisect the threshold theta so that sum_{p >= theta} p reaches topP (O(V) per step)
-      float lo = 0.f, hi = e[idx[0]];
-      for (int it = 0; it < 40; ++it) {
-        const float mid = 0.5f * (lo + hi);
-        double m = 0.0;
-        for (int64_t i = 0; i < V; ++i) m += e[i] >= mid ? e[i] : 0.f;
-        if (m >= need) lo = mid; else hi = mid;
-      }
-      theta = lo;
-    }
-  }
-  if (minP > 0.0) theta = std::max(theta, static_cast<float>(minP * maxOf(e.data(), V)));
-  {
-    double kept = 0.0;
-    for (int64_t i = 0; i < V; ++i) kept += e[i] >= theta ? e[i] : 0.f;
-    const double target = u * kept;
-    double c = 0.0;
-    for (int64_t i = 0; i < V; ++i) {
-      if (e[i] < theta || e[i] <= 0.f) continue;
-      c += e[i];
-      pick = i;
-      if (c > target) break;
-    }
-  }
-  *logprob = static_cast<float>((z[pick] * invT - mx) - std::log(sum));
-  return static_cast<int32_t>(pick);
-}
-
-// Repetition penalty (vLLM/CTRL: a positive logit is divided by it, a negative one multiplied, once per distinct
-// token of prompt + output) and logit bias, on a copy of the row; null when neither applies (the row is used as is).
-const float* processedLogits(const float* z, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
-                             std::vector<float>& buf) {
-  const bool pen = s.repetitionPenalty != 1.0 && !history.empty();
-  if (!pen && s.logitBias.empty()) return z;
-  buf.assign(z, z + V);
-  if (pen) {
-    std::vector<int32_t> seen(history);
-    std::sort(seen.begin(), seen.end());
-    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-    const float r = static_cast<float>(s.repetitionPenalty);
-    for (int32_t t : seen)
-      if (t >= 0 && t < V) buf[t] = buf[t] > 0.f ? buf[t] / r : buf[t] * r;
-  }
-  for (const auto& [t, b] : s.logitBias)
-    if (t >= 0 && t < V) buf[t] += b;
-  return buf.data();
-}
-
-SampledToken sampleWith(const float* z0, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
-                        double u, std::vector<float>& buf, std::vector<float>& e, std::vector<int32_t>& idx) {
-  const float* z = processedLogits(z0, V, s, history, buf);
-  SampledToken out;
-  out.token = sampleRow(z, V, s.temperature, s.topP, s.topK, s.minP, u, &out.logprob, e, idx);
-  if (s.topLogprobs > 0) {
-    // the same distribution as out.logprob: untempered for greedy, z / T otherwise
-    const double T = s.temperature > 0.0 ? s.temperature : 1.0;
-    const float invT = static_cast<float>(1.0 / T);
-    const float mx = maxOf(z, V) * invT;
-    double sum = 0.0;
-    for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] * invT - mx));
-    const double lse = std::log(sum);
-    const int64_t k = std::min<int64_t>(V, s.topLogprobs);
-    idx.resize(V);
-    std::iota(idx.begin(), idx.end(), 0);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
-                      [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
-    for (int64_t j = 0; j < k; ++j)
-      out.top.emplace_back(idx[j], static_cast<float>((z[idx[j]] * invT - mx) - lse));
-  }
-  return out;
-}
-
-}  // namespace
-
-SampledToken sampleLogits(const float* z, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
-                          double u) {
-  std::vector<float> buf, e;
-  std::vector<int32_t> idx;
-  return sampleWith(z, V, s, history, u, buf, e, idx);
-}
-
-void Model::freeSlot(int64_t slot) {
+void CpuModel::freeSlot(int64_t slot) {
   dcache_.k[slot] = std::vector<float>();
   dcache_.v[slot] = std::vector<float>();
   dcache_.capacity[slot] = 0;
   freeSlots_.push_back(slot);
 }
 
-std::vector<int64_t> Model::decodeAdd(const DecodeAddRequest& r) {
+std::vector<int64_t> CpuModel::decodeAdd(const DecodeAddRequest& r) {
   const int64_t H = cfg.hidden, V = cfg.vocab, L = static_cast<int64_t>(r.prompt.size());
   if (L < 1) throw EngineError("decodeAdd: empty prompt");
   if (r.n < 1 || r.maxNewTokens < 1) throw EngineError("decodeAdd: n and maxNewTokens must be >= 1");
@@ -197,12 +51,12 @@ std::vector<int64_t> Model::decodeAdd(const DecodeAddRequest& r) {
       dcache_.k[slot].resize(cfg.layers * cap * kvd_);
       dcache_.v[slot].resize(cfg.layers * cap * kvd_);
     }
-    ensureRope(cap);
+    rope_.ensure(cap);
     std::vector<int32_t> pos;
     std::vector<Span> spans{Span{0, L, L}};
     std::vector<float> xf(L * H), logits(V);
     forwardStream(r.prompt, spans, pos, xf.data(), &dcache_, &slotsOf);
-    matmulNTRows(1, V, H, xf.data() + (L - 1) * H, P(headOff_), logits.data(), threads);
+    matmulNTRows(1, V, H, xf.data() + (L - 1) * H, P(lay_.headOff), logits.data(), threads);
     std::vector<int64_t> ids;
     for (int64_t k = 0; k < r.n; ++k) {
       LiveSeq q;
@@ -227,7 +81,7 @@ std::vector<int64_t> Model::decodeAdd(const DecodeAddRequest& r) {
   }
 }
 
-bool Model::decodeRemove(int64_t id) {
+bool CpuModel::decodeRemove(int64_t id) {
   for (size_t i = 0; i < live_.size(); ++i)
     if (live_[i].id == id) {
       freeSlot(live_[i].slot);
@@ -237,7 +91,7 @@ bool Model::decodeRemove(int64_t id) {
   return false;
 }
 
-std::vector<DecodeStepToken> Model::decodeStep() {
+std::vector<DecodeStepToken> CpuModel::decodeStep() {
   const int64_t H = cfg.hidden, I = cfg.intermediate, V = cfg.vocab;
   // 1. the rows whose last sampled token has not been through the model yet (row-wise kernels: each row's
   //    arithmetic is independent of the others)
@@ -262,8 +116,8 @@ std::vector<DecodeStepToken> Model::decodeStep() {
       layerForward(l, M, rowPos.data(), nullptr, &dcache_, nullptr, rowSlot.data(), a, true);
       std::swap(cur, nxt);
     }
-    rmsnorm(cur, P(normOff_), xfr.data(), rstd1.data(), M);
-    matmulNTRows(M, V, H, xfr.data(), P(headOff_), logits.data(), threads);
+    rmsnorm(cur, P(lay_.normOff), xfr.data(), rstd1.data(), M);
+    matmulNTRows(M, V, H, xfr.data(), P(lay_.headOff), logits.data(), threads);
     for (int64_t m = 0; m < M; ++m) {
       LiveSeq& q = live_[rowSeq[m]];
       std::memcpy(q.logits.data(), logits.data() + m * V, V * sizeof(float));
@@ -308,7 +162,7 @@ std::vector<DecodeStepToken> Model::decodeStep() {
   return out;
 }
 
-std::vector<GeneratedSequence> Model::generate(const GenerateRequest& req,
+std::vector<GeneratedSequence> CpuModel::generate(const GenerateRequest& req,
                                                const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t H = cfg.hidden, I = cfg.intermediate, V = cfg.vocab, P0 = static_cast<int64_t>(req.prompts.size());
   const int64_t n = req.n, total = P0 * n;
@@ -351,7 +205,7 @@ std::vector<GeneratedSequence> Model::generate(const GenerateRequest& req,
         cache.v[s].resize(cfg.layers * cap * kvd_);
       }
     }
-    ensureRope(maxLen);
+    rope_.ensure(maxLen);
     std::vector<float> xf(tokens.size() * H);
     forwardStream(tokens, spans, pos, xf.data(), &cache, &slotsOf);
     const int64_t nP = p1 - p0;
@@ -359,7 +213,7 @@ std::vector<GeneratedSequence> Model::generate(const GenerateRequest& req,
     for (int64_t i = 0; i < nP; ++i)
       std::memcpy(lastX.data() + i * H, xf.data() + (spans[i].start + spans[i].length - 1) * H, H * sizeof(float));
     xf = std::vector<float>();
-    matmulNTRows(nP, V, H, lastX.data(), P(headOff_), logitsBuf.data(), threads);
+    matmulNTRows(nP, V, H, lastX.data(), P(lay_.headOff), logitsBuf.data(), threads);
 
     // per-slot state
     std::vector<int64_t> nextPos(S);
@@ -429,7 +283,7 @@ std::vector<GeneratedSequence> Model::generate(const GenerateRequest& req,
         layerForward(l, M, rowPos.data(), nullptr, &cache, nullptr, rowSlot.data(), a, true);
         std::swap(cur, nxt);
       }
-      rmsnorm(cur, P(normOff_), xfr.data(), rstd1.data(), M);
+      rmsnorm(cur, P(lay_.normOff), xfr.data(), rstd1.data(), M);
       std::vector<int64_t> live, rowOf;
       for (int64_t i = 0; i < M; ++i) {
         const int64_t s = rowSlot[i];
@@ -449,7 +303,7 @@ std::vector<GeneratedSequence> Model::generate(const GenerateRequest& req,
         int64_t r = 0;
         for (int64_t i = 0; i < M; ++i)
           if (!finished[rowSlot[i]]) std::memcpy(headX.data() + (r++) * H, xfr.data() + i * H, H * sizeof(float));
-        matmulNTRows(static_cast<int64_t>(live.size()), V, H, headX.data(), P(headOff_), logitsBuf.data(), threads);
+        matmulNTRows(static_cast<int64_t>(live.size()), V, H, headX.data(), P(lay_.headOff), logitsBuf.data(), threads);
         sampleSlots(live, logitsBuf.data(), rowOf, step);
       }
       if (progress) progress(done, total);

@@ -10,13 +10,16 @@
 #include <cmath>
 #include <cstring>
 
+#include "engine/attention.h"
+#include "engine/cpu_model.h"
 #include "engine/gemm.h"
-#include "engine/model.h"
-#include "engine/ops.h"
+#include "engine/head.h"
+#include "engine/mlp.h"
+#include "engine/norm_rope.h"
 
 namespace clipo::engine {
 
-void Model::backward(const float* gradLogp, size_t count, const float* gradEntropy, size_t entropyCount) {
+void CpuModel::backward(const float* gradLogp, size_t count, const float* gradEntropy, size_t entropyCount) {
   TrainState& st = train_;
   if (st.N == 0 && st.tokens.empty()) throw EngineError("backward: no activations; call forwardTrain first");
   const int64_t N = static_cast<int64_t>(st.tokens.size()), H = cfg.hidden, I = cfg.intermediate,
@@ -54,7 +57,7 @@ void Model::backward(const float* gradLogp, size_t count, const float* gradEntro
         std::memcpy(Xc.data() + r * H, st.xf.data() + st.headRows[r0 + r] * H, H * sizeof(float));
       const bool kept = !st.probs.empty();
       // the entropy term needs the logits themselves, so they are recomputed even when the probabilities are kept
-      if (!kept || gradEntropy) matmulNT(ch, V, H, Xc.data(), P(headOff_), Z.data(), false, threads);
+      if (!kept || gradEntropy) matmulNT(ch, V, H, Xc.data(), P(lay_.headOff), Z.data(), false, threads);
 #pragma omp parallel num_threads(threads)
       {
         std::vector<float> pr(gradEntropy ? V : 0);
@@ -77,22 +80,22 @@ void Model::backward(const float* gradLogp, size_t count, const float* gradEntro
           z[st.headTargets[r0 + r]] += gr;
         }
       }
-      matmulNN(ch, H, V, Z.data(), P(headOff_), dX.data(), false, threads);
-      matmulTN(V, H, ch, Z.data(), Xc.data(), G + headOff_, true, threads);
+      matmulNN(ch, H, V, Z.data(), P(lay_.headOff), dX.data(), false, threads);
+      matmulTN(V, H, ch, Z.data(), Xc.data(), G + lay_.headOff, true, threads);
       for (int64_t r = 0; r < ch; ++r) {
         float* d = dxf.data() + st.headRows[r0 + r] * H;
         for (int64_t j = 0; j < H; ++j) d[j] += dX[r * H + j];
       }
     }
   }
-  rmsnormBackward(dxf.data(), st.res.data() + L * N * H, st.rstdF.data(), P(normOff_), dres.data(), G + normOff_, N, H,
+  rmsnormBackward(dxf.data(), st.res.data() + L * N * H, st.rstdF.data(), P(lay_.normOff), dres.data(), G + lay_.normOff, N, H,
                   threads);
   dxf = std::vector<float>();
 
   std::vector<float> act(N * I), dact(N * I), dgu(N * 2 * I), dxn(N * H), dO(N * qd_), dqkv(N * qkv_);
   const AttnShape shape{nh, cfg.kvHeads, cfg.headDim, qkv_, qd_};
   for (int64_t l = L - 1; l >= 0; --l) {
-    const LayerOffsets& o = lay_[l];
+    const LayerOffsets& o = lay_.layers[l];
     const float* xin = st.res.data() + l * N * H;
     const float* xn1 = st.xn1.data() + l * N * H;
     const float* rstd1 = st.rstd1.data() + l * N;
@@ -130,7 +133,7 @@ void Model::backward(const float* gradLogp, size_t count, const float* gradEntro
   }
 
   // embeddings: rows of the same token add up; threads split the hidden dimension, rows stay in order
-  float* gE = G + embOff_;
+  float* gE = G + lay_.embOff;
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -142,12 +145,12 @@ void Model::backward(const float* gradLogp, size_t count, const float* gradEntro
   }
 }
 
-void Model::zeroGrad() {
-  if (frozen) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
+void CpuModel::zeroGrad() {
+  if (frozen_) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
   if (!g.empty()) std::fill(g.begin(), g.end(), 0.f);
 }
 
-double Model::adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) {
+double CpuModel::adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) {
   ensureGrads();
   if (m.empty()) {
     m.assign(w.size(), 0.f);
@@ -173,7 +176,7 @@ double Model::adamw(double lr, double beta1, double beta2, double eps, double we
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(adamSteps));
   // torch.optim.AdamW: p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
   //                    p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).  Decay only on matrices (not norms, biases).
-  for (const ParamInfo& p : params) {
+  for (const ParamInfo& p : lay_.params) {
     if (cfg.tieEmbeddings && p.name == "lm_head.weight") continue;
     const float decay = p.shape.size() >= 2 ? static_cast<float>(1.0 - lr * weightDecay) : 1.f;
     const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2), c = static_cast<float>(clip);
@@ -193,6 +196,19 @@ double Model::adamw(double lr, double beta1, double beta2, double eps, double we
     }
   }
   return norm;
+}
+
+}  // namespace clipo::engine
+
+namespace clipo::engine {
+
+void CpuModel::setOptimizerState(OptimizerState s) {
+  if (frozen_) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
+  if (s.m.size() != w.size() || s.v.size() != w.size())
+    throw EngineError("optimizer state: m and v must hold one value per parameter (" + std::to_string(w.size()) + ")");
+  adamSteps = s.step;
+  m = std::move(s.m);
+  v = std::move(s.v);
 }
 
 }  // namespace clipo::engine

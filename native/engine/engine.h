@@ -1,0 +1,73 @@
+// The engine interface every backend implements (the CPU engine today, cpu_model.h; the CUDA engine later), and
+// the choice of backend. The N-API binding (engine_napi.cpp) sees only this: it validates what JS passes, calls
+// these methods and converts the results.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/config.h"
+
+namespace clipo::engine {
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual const char* backend() const = 0;  // "cpu" | "cuda"
+  virtual const ModelConfig& config() const = 0;
+  virtual const ParamLayout& layout() const = 0;
+  // a frozen copy has no gradients or optimizer state; training calls throw
+  virtual bool frozen() const = 0;
+
+  // ---- weights in and out, as fp32 host values in the layout's flat order (a backend keeps its own precision) ----
+  virtual void setParameter(const ParamInfo& p, const float* data) = 0;
+  virtual std::vector<float> exportWeights() const = 0;
+  virtual std::vector<float> exportGradients() const = 0;  // empty before the first backward
+  virtual double stateBytes() const = 0;                    // parameters + gradients + Adam moments
+  virtual std::unique_ptr<Engine> clone(bool frozen) const = 0;
+
+  // ---- inference ----
+  // tokens [batch*length] -> logits [batch*length*vocab]
+  virtual void logits(const int32_t* tokens, int64_t batch, int64_t length, float* out) = 0;
+  // sequences concatenated in `tokens`; logprobs of response tokens, optional entropy and pooled final states
+  virtual ScoreResult score(const std::vector<int32_t>& tokens, const std::vector<Span>& spans, bool entropy,
+                            bool pooled) = 0;
+  virtual std::vector<GeneratedSequence> generate(const GenerateRequest& req,
+                                                  const std::function<void(int64_t, int64_t)>& progress) = 0;
+  // step-wise decoding (continuous batching): sequences join between steps (prefilled at once) and leave when
+  // finished or removed; each step advances every live sequence by one token. A sequence's tokens depend only on
+  // its prompt, settings, seed, promptIndex and sampleIndex, never on the other sequences in the batch.
+  virtual std::vector<int64_t> decodeAdd(const DecodeAddRequest& req) = 0;
+  virtual std::vector<DecodeStepToken> decodeStep() = 0;
+  virtual bool decodeRemove(int64_t id) = 0;
+  virtual int64_t decodeActive() const = 0;
+
+  // ---- training ----
+  // forward keeping activations, then backward from d loss / d logp ([B*T] layout of the forward) and optionally
+  // d loss / d entropy (same layout)
+  virtual ScoreResult forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) = 0;
+  virtual void backward(const float* gradLogp, size_t count, const float* gradEntropy = nullptr,
+                        size_t entropyCount = 0) = 0;
+  virtual bool hasActivations() const = 0;
+  virtual void releaseActivations() = 0;
+  virtual void zeroGrad() = 0;
+  virtual double adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) = 0;
+  virtual OptimizerState optimizerState() const = 0;
+  virtual void setOptimizerState(OptimizerState s) = 0;
+};
+
+// What this build can run: the CPU engine always; the CUDA engine not in this version (its kernels are compiled
+// and tested against the CPU twins, the engine around them is not written yet). cudaReason says why not.
+struct EngineBackends {
+  bool cpu = true, cuda = false;
+  std::string cudaReason;
+};
+EngineBackends engineBackends();
+
+// backend "cpu" or "cuda"; a backend this build cannot run throws EngineError saying why.
+std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConfig& cfg, int threads);
+
+}  // namespace clipo::engine

@@ -1,0 +1,102 @@
+// The engine's scalar formulas, defined once and compiled into both backends: the CPU kernels (fp32, *.cpp) and
+// their CUDA twins (*.cu; bf16 storage, fp32 arithmetic). Plain C++ with __host__ __device__ under nvcc; no CUDA
+// header, so the host emulation of scripts/cuda-emu/ and the CPU build include it as is.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#ifdef __CUDACC__
+#define CLIPO_ENGINE_HD __host__ __device__
+#else
+#define CLIPO_ENGINE_HD
+#endif
+
+namespace clipo::engine {
+
+// ---- bf16 storage (the CUDA engine's weights and activations): the top 16 bits of an fp32 ----
+// Kept as uint16_t rather than __nv_bfloat16 so that the CPU reference, the host emulation and the device round
+// identically (round to nearest even, NaN kept a quiet NaN).
+CLIPO_ENGINE_HD inline uint32_t floatBits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+CLIPO_ENGINE_HD inline float bitsFloat(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+CLIPO_ENGINE_HD inline float bf16ToFloat(uint16_t h) { return bitsFloat(static_cast<uint32_t>(h) << 16); }
+CLIPO_ENGINE_HD inline uint16_t floatToBf16(float f) {
+  const uint32_t u = floatBits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN stays NaN
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// ---- RMSNorm: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps), the sum of squares in double ----
+CLIPO_ENGINE_HD inline float rmsRstd(double sumSquares, int64_t H, double eps) {
+  return static_cast<float>(1.0 / sqrt(sumSquares / static_cast<double>(H) + eps));
+}
+
+// ---- RoPE: the pair (x_i, x_{i+d/2}) rotated by the angle whose cosine and sine are c, s (s negated: inverse) ----
+CLIPO_ENGINE_HD inline void ropeRotate(float a, float b, float c, float s, float* outA, float* outB) {
+  *outA = a * c - b * s;
+  *outB = b * c + a * s;
+}
+
+// ---- SwiGLU: act = silu(gate) * up, silu(g) = g * sigmoid(g) ----
+CLIPO_ENGINE_HD inline float sigmoidOf(float x) { return 1.f / (1.f + expf(-x)); }
+CLIPO_ENGINE_HD inline float swigluValue(float gate, float up) { return gate * sigmoidOf(gate) * up; }
+// d gate = dact * up * silu'(gate), d up = dact * silu(gate)
+CLIPO_ENGINE_HD inline void swigluGrad(float gate, float up, float dact, float* dgate, float* dup) {
+  const float s = sigmoidOf(gate), silu = gate * s;
+  *dgate = dact * up * s * (1.f + gate * (1.f - s));
+  *dup = dact * silu;
+}
+
+// ---- log-softmax over the vocabulary, a chunk of columns at a time ----
+// State of one row after some chunks: mx = the largest logit seen, sum = sum exp(z - mx), sumZ = sum exp(z - mx)
+// (z - mx). Chunks merge in any grouping (up to rounding): lse = mx + log(sum), entropy = log(sum) - sumZ / sum
+// (H = lse - E_p[z]). A chunk with no entries has mx = -inf, sum = sumZ = 0.
+struct SoftmaxState {
+  float mx;
+  double sum, sumZ;
+};
+CLIPO_ENGINE_HD inline SoftmaxState softmaxEmpty() { return SoftmaxState{-INFINITY, 0.0, 0.0}; }
+CLIPO_ENGINE_HD inline SoftmaxState softmaxMerge(SoftmaxState a, SoftmaxState b) {
+  if (b.sum == 0.0) return a;
+  if (a.sum == 0.0) return b;
+  const float m = a.mx > b.mx ? a.mx : b.mx;
+  // moving a state's reference point from mx to m: sum' = sum e^(mx-m), sumZ' = e^(mx-m) (sumZ + (mx-m) sum)
+  const double da = static_cast<double>(a.mx) - m, db = static_cast<double>(b.mx) - m;
+  const double ea = exp(da), eb = exp(db);
+  return SoftmaxState{m, a.sum * ea + b.sum * eb, ea * (a.sumZ + da * a.sum) + eb * (b.sumZ + db * b.sum)};
+}
+CLIPO_ENGINE_HD inline double softmaxLse(SoftmaxState s) { return static_cast<double>(s.mx) + log(s.sum); }
+CLIPO_ENGINE_HD inline double softmaxEntropy(SoftmaxState s) { return log(s.sum) - s.sumZ / s.sum; }
+
+// ---- the sampler's random stream: one uniform in [0, 1) per (seed, prompt, sample, step), counter-based ----
+CLIPO_ENGINE_HD inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+CLIPO_ENGINE_HD inline double uniformAt(uint64_t seed, uint64_t prompt, uint64_t sample, uint64_t step) {
+  uint64_t k = splitmix64(seed);
+  k = splitmix64(k ^ prompt);
+  k = splitmix64(k ^ (sample * 0xD1B54A32D192ED03ULL));
+  k = splitmix64(k ^ (step * 0xAEF17502108EF2D9ULL));
+  return static_cast<double>(k >> 11) * (1.0 / 9007199254740992.0);
+}
+
+}  // namespace clipo::engine

@@ -1,0 +1,45 @@
+// The LM head's log-softmax over the vocabulary (log-prob of the target token, entropy), the pooled final hidden
+// state, and the softmax primitives the attention and the sampler share: the CPU kernels (head.cpp, fp32) and the
+// CUDA twin of the log-prob pass (head.cu), which walks the vocabulary in chunks with an online log-sum-exp
+// (formulas.h, SoftmaxState), so the [rows x vocab] logits never exist in full on either side.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace clipo::engine {
+
+struct RowSoftmax {
+  double lse = 0.0, entropy = 0.0;
+};
+// log-sum-exp of a logits row, optionally the entropy H = lse - sum_i p_i z_i and the probabilities (probs may be z)
+RowSoftmax rowSoftmaxStats(const float* z, int64_t V, bool entropy, float* probs = nullptr);
+float maxOf(const float* z, int64_t V);
+// out[i] = exp(z[i]*scale - shift) (out may be null); *sum = sum of them, *sumZ = sum of out[i]*(z[i]*scale - shift)
+float expShifted(const float* z, int64_t V, float scale, float shift, float* out, double* sum, double* sumZ);
+// out[c] = mean over rows [start, start+count) of X (zeros when count == 0)
+void meanRows(const float* X, int64_t start, int64_t count, int64_t cols, float* out);
+
+// For each i: the logits of row rows[i] of xf [* x H] under the head W [V x H] (z = W x), then
+// logp[i] = z[targets[i]] - lse(z), entropy[i] (optional), keepProbs[i*V..] = softmax(z) (optional). Logits are
+// made a chunk of rows at a time (at most 2^24 floats).
+void headLogprobs(const float* xf, int64_t H, const float* W, int64_t V, const std::vector<int64_t>& rows,
+                  const std::vector<int64_t>& targets, float* logp, float* entropy, float* keepProbs, int threads);
+
+// ---- CUDA twin (head.cu; builds with CLIPO_WITH_CUDA) ----
+// xf [* x H] and W [V x H] in bf16 (uint16_t), fp32 accumulation; rows/targets int32 [R]; logp, entropy fp32 [R]
+// (entropy may be null). The vocabulary is walked chunkColumns columns at a time (0: chosen so that the chunk's
+// logits take at most 64 MiB): each chunk's [R x chunk] logits are made by a plain tiled kernel (the engine puts its
+// cuBLASLt GEMM there), then every row's SoftmaxState and target logit are updated; logp = z_t - lse at the end.
+// Device entry: device pointers; `workspace` of headLogprobsCudaWorkspace(R, V, chunkColumns) bytes; stream a
+// cudaStream_t; nothing synchronizes. Returns "" or an error message.
+size_t headLogprobsCudaWorkspace(int64_t R, int64_t V, int64_t chunkColumns);
+const char* headLogprobsCuda(const uint16_t* xf, int64_t H, const uint16_t* W, int64_t V, const int32_t* rows,
+                             const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
+                             void* workspace, void* stream);
+// Host wrapper for tests (host pointers; xfRows = rows of xf; copies, runs, copies back, synchronizes).
+const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, const uint16_t* W, int64_t V,
+                                 const int32_t* rows, const int32_t* targets, int64_t R, float* logp, float* entropy,
+                                 int64_t chunkColumns);
+
+}  // namespace clipo::engine

@@ -1,0 +1,26 @@
+// The MLP's element-wise parts (SwiGLU forward and backward) and the row helpers around the projections (bias add,
+// residual add, bias-gradient column sums): the CPU kernels (mlp.cpp, fp32) and the CUDA twin of SwiGLU (mlp.cu,
+// bf16 storage, fp32 arithmetic). Layout: gu is [N x 2I] with gate in columns [0, I) and up in [I, 2I) (the fused
+// gate/up projection's output), act is [N x I]. Formulas in formulas.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace clipo::engine {
+
+void addBias(float* Y, const float* b, int64_t N, int64_t cols, int threads);
+void addInPlace(float* y, const float* x, int64_t n, int threads);
+// act[n, i] = silu(gu[n, i]) * gu[n, I + i]
+void swiglu(const float* gu, float* act, int64_t N, int64_t I, int threads);
+// dgu from dact: d gate = dact * up * silu'(gate), d up = dact * silu(gate)
+void swigluBackward(const float* gu, const float* dact, float* dgu, int64_t N, int64_t I, int threads);
+// gb[c] += sum_n dY[n, c]
+void colSumAccumulate(const float* dY, int64_t N, int64_t cols, float* gb, int threads);
+
+// ---- CUDA twin (mlp.cu; builds with CLIPO_WITH_CUDA): act = bf16(silu(gate) * up), one rounding ----
+// Device entry (device pointers, stream a cudaStream_t, nothing synchronizes) and host wrapper for tests.
+// Return "" or an error message.
+const char* swigluCuda(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I, void* stream);
+const char* swigluCudaHost(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I);
+
+}  // namespace clipo::engine

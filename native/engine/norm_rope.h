@@ -1,0 +1,58 @@
+// Embedding gather, RMSNorm (forward, backward, and fused with the residual add on the GPU) and rotary position
+// embeddings: the CPU kernels (norm_rope.cpp, fp32) and their CUDA twins (norm_rope.cu, bf16 storage with fp32
+// arithmetic, same data layout: row-major [rows x hidden], q/k/v packed in one row of stride rowStride).
+// The scalar formulas are in formulas.h.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/config.h"
+
+namespace clipo::engine {
+
+// x[n] = table[tokens[n]] (rows of H floats)
+void embedRows(const float* table, int64_t H, const int32_t* tokens, int64_t N, float* x, int threads);
+// y = x * rstd * w per row of H; rstd[n] kept for the backward pass
+void rmsnormRows(const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t H, double eps, int threads);
+// y = x * rstd * w:  dx += rstd * (w*dy) - x * rstd^3 / H * sum(w*dy*x);  gw += sum_n dy * x * rstd
+void rmsnormBackward(const float* dy, const float* x, const float* rstd, const float* w, float* dx, float* gw,
+                     int64_t N, int64_t H, int threads);
+
+// cos/sin of pos * invFreq_i for positions [0, len), i < headDim/2, grown on demand (angles in double, stored fp32).
+struct RopeTable {
+  std::vector<double> invFreq;
+  std::vector<float> cos, sin;  // [len][half]
+  int64_t len = 0;
+  int64_t half() const { return static_cast<int64_t>(invFreq.size()); }
+  void ensure(int64_t positions);
+};
+// Rotates nHeads heads of headDim in each of N rows (x + n*rowStride) by its position pos[n]; inverse: the
+// transpose (the backward pass).
+void applyRope(const RopeTable& t, float* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim,
+               const int32_t* pos, bool inverse, int threads);
+
+// ---- CUDA twins (norm_rope.cu; builds with CLIPO_WITH_CUDA). bf16 values are uint16_t (formulas.h). ----
+// Device entries: every pointer is device memory, `stream` a cudaStream_t; nothing synchronizes. They return ""
+// or an error message.
+// x[n] = table[tokens[n]]; a token outside [0, vocab) gives a zero row (the host validates ids before this).
+const char* embedRowsCuda(const uint16_t* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N,
+                          uint16_t* x, void* stream);
+// RMSNorm with the residual add: r = delta ? bf16(residual + delta) : residual (written to residualOut when delta is
+// given), rstd = 1/sqrt(mean(r^2) + eps) (sum of squares in double, as the CPU), y = bf16(r * rstd * w) with one
+// rounding. rstd may be null. residualOut may alias residual.
+const char* rmsnormResidualCuda(const uint16_t* residual, const uint16_t* delta, const uint16_t* w,
+                                uint16_t* residualOut, uint16_t* y, float* rstd, int64_t N, int64_t H, double eps,
+                                void* stream);
+// RoPE in place on bf16 rows with the fp32 tables of RopeTable on the device (cos, sin: [positions][headDim/2]);
+// q and k are contiguous in a packed row, so one call with nHeads = heads + kvHeads rotates both.
+const char* ropeCuda(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
+                     const float* cos, const float* sin, bool inverse, void* stream);
+// Host wrappers for tests: host pointers in and out; copy, run, copy back, synchronize.
+const char* embedRowsCudaHost(const uint16_t* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N,
+                              uint16_t* x);
+const char* rmsnormResidualCudaHost(const uint16_t* residual, const uint16_t* delta, const uint16_t* w,
+                                    uint16_t* residualOut, uint16_t* y, float* rstd, int64_t N, int64_t H, double eps);
+const char* ropeCudaHost(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim,
+                         const int32_t* pos, const RopeTable& table, bool inverse);
+
+}  // namespace clipo::engine
