@@ -1,0 +1,158 @@
+// CUDA twins of norm_rope.h: embedding gather, RMSNorm fused with the residual add, RoPE. bf16 storage (uint16_t,
+// formulas.h), fp32 arithmetic (the RMSNorm sum of squares in double, as the CPU twin), one row per block.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "engine/cuda_util.cuh"
+#include "engine/formulas.h"
+#include "engine/norm_rope.h"
+
+namespace clipo::engine {
+
+namespace {
+
+using namespace cudatwin;
+
+__global__ void embedKernel(const uint16_t* __restrict__ table, int64_t vocab, int64_t H,
+                            const int32_t* __restrict__ tokens, uint16_t* __restrict__ x) {
+  const int64_t n = blockIdx.x;
+  const int32_t t = tokens[n];
+  const bool ok = t >= 0 && t < vocab;
+  const uint16_t* src = table + (ok ? static_cast<int64_t>(t) : 0) * H;
+  uint16_t* dst = x + n * H;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) dst[j] = ok ? src[j] : uint16_t(0);
+}
+
+// residualOut may alias residual: element j is read and written by the same thread, in both sweeps.
+__global__ void rmsnormResidualKernel(const uint16_t* residual, const uint16_t* __restrict__ delta,
+                                      const uint16_t* __restrict__ w, uint16_t* residualOut,
+                                      uint16_t* __restrict__ y, float* __restrict__ rstd, int64_t H, double eps) {
+  __shared__ double scratch[kRowThreads / 32];
+  const int64_t n = blockIdx.x;
+  const uint16_t* r = residual + n * H;
+  double ss = 0.0;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
+    float v = bf16ToFloat(r[j]);
+    if (delta) {
+      const uint16_t sum = floatToBf16(v + bf16ToFloat(delta[n * H + j]));
+      residualOut[n * H + j] = sum;
+      v = bf16ToFloat(sum);
+    }
+    ss += static_cast<double>(v) * v;
+  }
+  ss = cuda::blockSum(ss, scratch);
+  const float rs = rmsRstd(ss, H, eps);
+  if (rstd && threadIdx.x == 0) rstd[n] = rs;
+  const uint16_t* src = delta ? residualOut + n * H : r;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x)
+    y[n * H + j] = floatToBf16(bf16ToFloat(src[j]) * rs * bf16ToFloat(w[j]));
+}
+
+__global__ void ropeKernel(uint16_t* __restrict__ x, int64_t rowStride, int64_t nHeads, int64_t hd,
+                           const int32_t* __restrict__ pos, const float* __restrict__ cosT,
+                           const float* __restrict__ sinT, float sign) {
+  const int64_t n = blockIdx.x, half = hd / 2;
+  const int64_t p = pos[n];
+  const float* c = cosT + p * half;
+  const float* s = sinT + p * half;
+  for (int64_t k = threadIdx.x; k < nHeads * half; k += blockDim.x) {
+    const int64_t h = k / half, i = k % half;
+    uint16_t* v = x + n * rowStride + h * hd;
+    float a, b;
+    ropeRotate(bf16ToFloat(v[i]), bf16ToFloat(v[i + half]), c[i], sign * s[i], &a, &b);
+    v[i] = floatToBf16(a);
+    v[i + half] = floatToBf16(b);
+  }
+}
+
+}  // namespace
+
+const char* embedRowsCuda(const uint16_t* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N,
+                          uint16_t* x, void* stream) {
+  if (N <= 0 || H <= 0) return "";
+  embedKernel<<<static_cast<unsigned>(N), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(table, vocab, H, tokens, x);
+  return launched("embedRowsCuda");
+}
+
+const char* rmsnormResidualCuda(const uint16_t* residual, const uint16_t* delta, const uint16_t* w,
+                                uint16_t* residualOut, uint16_t* y, float* rstd, int64_t N, int64_t H, double eps,
+                                void* stream) {
+  if (N <= 0 || H <= 0) return "";
+  if (delta && !residualOut) return failMsg("rmsnormResidualCuda: residualOut is required with delta");
+  rmsnormResidualKernel<<<static_cast<unsigned>(N), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      residual, delta, w, residualOut, y, rstd, H, eps);
+  return launched("rmsnormResidualCuda");
+}
+
+const char* ropeCuda(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
+                     const float* cos, const float* sin, bool inverse, void* stream) {
+  if (N <= 0 || nHeads <= 0) return "";
+  if (headDim <= 0 || headDim % 2) return failMsg("ropeCuda: headDim must be positive and even");
+  ropeKernel<<<static_cast<unsigned>(N), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, rowStride, nHeads, headDim, pos, cos, sin, inverse ? -1.f : 1.f);
+  return launched("ropeCuda");
+}
+
+// ---- host wrappers (tests) ----
+
+const char* embedRowsCudaHost(const uint16_t* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N,
+                              uint16_t* x) {
+  cuda::DeviceBuffers b;
+  const uint16_t* dT;
+  const int32_t* dTok;
+  uint16_t* dX;
+  cudaError_t e;
+  if ((e = b.upload(&dT, table, static_cast<size_t>(vocab * H))) != cudaSuccess) return fail("upload", e);
+  if ((e = b.upload(&dTok, tokens, static_cast<size_t>(N))) != cudaSuccess) return fail("upload", e);
+  if ((e = b.alloc(&dX, static_cast<size_t>(N * H))) != cudaSuccess) return fail("cudaMalloc", e);
+  const char* err = embedRowsCuda(dT, vocab, H, dTok, N, dX, nullptr);
+  if (*err || *(err = synced("embedRowsCuda"))) return err;
+  return download(x, dX, static_cast<size_t>(N * H), "download");
+}
+
+const char* rmsnormResidualCudaHost(const uint16_t* residual, const uint16_t* delta, const uint16_t* w,
+                                    uint16_t* residualOut, uint16_t* y, float* rstd, int64_t N, int64_t H,
+                                    double eps) {
+  cuda::DeviceBuffers b;
+  const size_t n = static_cast<size_t>(N * H);
+  const uint16_t *dR, *dD = nullptr, *dW;
+  uint16_t *dRo = nullptr, *dY;
+  float* dRstd = nullptr;
+  cudaError_t e;
+  if ((e = b.upload(&dR, residual, n)) != cudaSuccess) return fail("upload", e);
+  if (delta && (e = b.upload(&dD, delta, n)) != cudaSuccess) return fail("upload", e);
+  if ((e = b.upload(&dW, w, static_cast<size_t>(H))) != cudaSuccess) return fail("upload", e);
+  if (delta && (e = b.alloc(&dRo, n)) != cudaSuccess) return fail("cudaMalloc", e);
+  if ((e = b.alloc(&dY, n)) != cudaSuccess) return fail("cudaMalloc", e);
+  if (rstd && (e = b.alloc(&dRstd, static_cast<size_t>(N))) != cudaSuccess) return fail("cudaMalloc", e);
+  const char* err = rmsnormResidualCuda(dR, dD, dW, dRo, dY, dRstd, N, H, eps, nullptr);
+  if (*err || *(err = synced("rmsnormResidualCuda"))) return err;
+  if (delta && residualOut && *(err = download(residualOut, static_cast<const uint16_t*>(dRo), n, "download"))) return err;
+  if (rstd && *(err = download(rstd, static_cast<const float*>(dRstd), static_cast<size_t>(N), "download"))) return err;
+  return download(y, static_cast<const uint16_t*>(dY), n, "download");
+}
+
+const char* ropeCudaHost(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim,
+                         const int32_t* pos, const RopeTable& table, bool inverse) {
+  if (table.half() * 2 != headDim) return failMsg("ropeCudaHost: the table is for another headDim");
+  for (int64_t i = 0; i < N; ++i)
+    if (pos[i] < 0 || pos[i] >= table.len) return failMsg("ropeCudaHost: a position is outside the table");
+  cuda::DeviceBuffers b;
+  const size_t n = static_cast<size_t>(N * rowStride);
+  uint16_t* dX;
+  const int32_t* dPos;
+  const float *dCos, *dSin;
+  cudaError_t e;
+  if ((e = b.alloc(&dX, n)) != cudaSuccess) return fail("cudaMalloc", e);
+  if ((e = cudaMemcpy(dX, x, n * sizeof(uint16_t), cudaMemcpyHostToDevice)) != cudaSuccess) return fail("upload", e);
+  if ((e = b.upload(&dPos, pos, static_cast<size_t>(N))) != cudaSuccess) return fail("upload", e);
+  if ((e = b.upload(&dCos, table.cos.data(), table.cos.size())) != cudaSuccess) return fail("upload", e);
+  if ((e = b.upload(&dSin, table.sin.data(), table.sin.size())) != cudaSuccess) return fail("upload", e);
+  const char* err = ropeCuda(dX, rowStride, N, nHeads, headDim, dPos, dCos, dSin, inverse, nullptr);
+  if (*err || *(err = synced("ropeCuda"))) return err;
+  return download(x, static_cast<const uint16_t*>(dX), n, "download");
+}
+
+}  // namespace clipo::engine

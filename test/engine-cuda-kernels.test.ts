@@ -1,0 +1,217 @@
+// The engine's CUDA kernels (native/engine/{norm_rope,mlp,head}.cu: embedding gather, RMSNorm with the residual
+// add, RoPE incl. Llama-3 scaling, SwiGLU, the chunked log-prob/entropy pass) against float64 references written
+// here from the Hugging Face formulas, on fresh random bf16 inputs of Qwen2.5-like sizes. They run only where a GPU
+// is usable; elsewhere the entry point must fail with a clear Error. Everywhere (g++ and python3 present) the same
+// kernels are also checked against their CPU twins under host emulation (scripts/cuda-emu/run-engine.sh).
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { availableBackends } from '../src/kernels/backend.js';
+import { loadNative, packageRoot } from '../src/native.js';
+import { Rng } from '../src/util/rng.js';
+
+type KernelFn = (op: string, args: object) => unknown;
+const kernel = (op: string, args: object): unknown => (loadNative().engineCudaKernel as KernelFn)(op, args);
+
+// ---- bf16 as the top 16 bits of an fp32, rounded to nearest even ----
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+function toBf16(x: number): number {
+  f32[0] = x;
+  const u = u32[0]!;
+  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
+  return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
+}
+function fromBf16(h: number): number {
+  u32[0] = (h << 16) >>> 0;
+  return f32[0]!;
+}
+/** |a - b| within one bf16 ulp of the larger magnitude (b a float64 reference), plus `slack` for fp32 rounding
+ *  inside the kernel where a result can cancel to near zero */
+function bf16Close(a: number, b: number, slack = 0): boolean {
+  if (a === b) return true;
+  const m = Math.max(Math.abs(a), Math.abs(b));
+  if (m < 1e-30) return true;
+  return Math.abs(a - b) <= 2 ** (Math.floor(Math.log2(m)) - 7) * 1.0001 + slack;
+}
+
+const seed = Math.floor(Math.random() * 2 ** 31);
+const rng = new Rng(seed);
+function randomBf16(n: number, scale: number): Uint16Array {
+  const out = new Uint16Array(n);
+  for (let i = 0; i < n; i++) out[i] = toBf16(rng.normal() * scale);
+  return out;
+}
+function countBad(n: number, ok: (i: number) => boolean): number {
+  let bad = 0;
+  for (let i = 0; i < n; i++) if (!ok(i)) bad++;
+  return bad;
+}
+
+/** RoPE inverse frequencies as transformers computes them (default, or Llama 3.1 scaling). */
+function invFreq(headDim: number, theta: number, s?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number }): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < headDim / 2; i++) {
+    let f = 1 / theta ** ((2 * i) / headDim);
+    if (s) {
+      const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+      const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen > lowWavelen) f = f / s.factor;
+      else if (wavelen >= highWavelen) {
+        const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+        f = ((1 - smooth) * f) / s.factor + smooth * f;
+      }
+    }
+    out.push(f);
+  }
+  return out;
+}
+
+const avail = availableBackends();
+const gpu = avail.cuda && typeof loadNative().engineCudaKernel === 'function';
+
+const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0);
+
+describe('engine CUDA kernels under host emulation', () => {
+  // the .cu sources compiled as host C++ (launches rewritten into one std::thread per CUDA thread) against the CPU
+  // twins on fresh random inputs; exits 1 on a mismatch
+  (hasHostCompiler ? test : test.skip)('scripts/cuda-emu/run-engine.sh: every kernel agrees with its CPU twin', () => {
+    const r = spawnSync('bash', [path.join(packageRoot, 'scripts', 'cuda-emu', 'run-engine.sh')], { encoding: 'utf8', timeout: 590_000 });
+    expect(r.stdout + r.stderr).toMatch(/all ok \(0 failures/);
+    expect(r.status).toBe(0);
+  }, 600_000);
+});
+
+describe('engine CUDA kernels: without a usable GPU', () => {
+  (gpu ? test.skip : test)('engineCudaKernel fails with an Error naming the cause, not a crash', () => {
+    if (typeof loadNative().engineCudaKernel !== 'function') return; // an addon older than the kernels
+    const args = { gu: new Uint16Array(8), rows: 2, intermediate: 2 };
+    expect(() => kernel('swiglu', args)).toThrow(avail.cudaCompiled ? /engineCudaKernel swiglu: / : /built without CUDA/);
+  });
+});
+
+describe(`engine CUDA kernels against float64 references (seed ${seed})${gpu ? ` on ${avail.device}` : ` — skipped: ${avail.reason ?? 'no engineCudaKernel'}`}`, () => {
+  const gpuTest = gpu ? test : test.skip;
+
+  gpuTest('bad arguments are clear errors', () => {
+    expect(() => kernel('nope', {})).toThrow(/unknown op 'nope'/);
+    expect(() => kernel('embed', { table: new Uint16Array(6), vocab: 3, hidden: 2, tokens: Int32Array.of(3) })).toThrow(/tokens\[0\]: out of range/);
+    expect(() => kernel('swiglu', { gu: new Uint16Array(7), rows: 2, intermediate: 2 })).toThrow(/gu: expected length 8/);
+    expect(() => kernel('head', { xf: new Uint16Array(8), hidden: 4, weight: new Uint16Array(12), vocab: 3, rows: Int32Array.of(2), targets: Int32Array.of(0) })).toThrow(/rows\[0\]: out of range/);
+  });
+
+  gpuTest('embedding gather copies the rows exactly', () => {
+    const V = 1000, H = 896, N = 77;
+    const table = randomBf16(V * H, 1);
+    const tokens = Int32Array.from({ length: N }, () => rng.int(V));
+    tokens[0] = 0;
+    tokens[N - 1] = V - 1;
+    const x = kernel('embed', { table, vocab: V, hidden: H, tokens }) as Uint16Array;
+    expect(countBad(N * H, (i) => x[i] === table[tokens[Math.floor(i / H)]! * H + (i % H)])).toBe(0);
+  });
+
+  for (const [H, withDelta] of [[896, true], [1536, true], [1000, false]] as const) {
+    gpuTest(`RMSNorm${withDelta ? ' with the residual add' : ''}, hidden ${H}`, () => {
+      const N = 41, eps = 1e-6;
+      const residual = randomBf16(N * H, 2), delta = randomBf16(N * H, 0.5), weight = randomBf16(H, 1);
+      const out = kernel('rmsnorm', { residual, ...(withDelta ? { delta } : {}), weight, rows: N, hidden: H, eps }) as { y: Uint16Array; residualOut?: Uint16Array; rstd: Float32Array };
+      let bad = 0;
+      for (let n = 0; n < N; n++) {
+        const r: number[] = [];
+        for (let j = 0; j < H; j++) {
+          const a = fromBf16(residual[n * H + j]!);
+          r.push(withDelta ? fromBf16(toBf16(Math.fround(a + fromBf16(delta[n * H + j]!)))) : a);
+        }
+        if (withDelta) for (let j = 0; j < H; j++) if (fromBf16(out.residualOut![n * H + j]!) !== r[j]) bad++;
+        const rstd = 1 / Math.sqrt(r.reduce((s, v) => s + v * v, 0) / H + eps);
+        if (!(Math.abs(out.rstd[n]! - rstd) <= 1e-6 * rstd)) bad++;
+        for (let j = 0; j < H; j++) if (!bf16Close(fromBf16(out.y[n * H + j]!), r[j]! * rstd * fromBf16(weight[j]!))) bad++;
+      }
+      expect(bad).toBe(0);
+    });
+  }
+
+  for (const llama3 of [false, true]) {
+    for (const inverse of [false, true]) {
+      gpuTest(`RoPE on packed q|k|v rows${llama3 ? ', Llama-3 scaling' : ''}${inverse ? ', inverse' : ''}`, () => {
+        const heads = 14, kvHeads = 2, hd = 64, N = 61;
+        const stride = (heads + 2 * kvHeads) * hd, rotated = (heads + kvHeads) * hd;
+        const theta = llama3 ? 500000 : 1000000;
+        const scaling = llama3 ? { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } : undefined;
+        const x = randomBf16(N * stride, 1);
+        const positions = Int32Array.from({ length: N }, () => rng.int(20000));
+        positions[0] = 0;
+        const y = kernel('rope', { x, rowStride: stride, rows: N, heads: heads + kvHeads, headDim: hd, positions, ropeTheta: theta, ...(scaling ? { ropeScaling: scaling } : {}), inverse }) as Uint16Array;
+        const inv = invFreq(hd, theta, scaling);
+        const sign = inverse ? -1 : 1;
+        let bad = 0;
+        for (let n = 0; n < N; n++) {
+          for (let j = rotated; j < stride; j++) if (y[n * stride + j] !== x[n * stride + j]) bad++; // v untouched
+          for (let h = 0; h < heads + kvHeads; h++)
+            for (let i = 0; i < hd / 2; i++) {
+              const k = n * stride + h * hd + i;
+              const a = fromBf16(x[k]!), b = fromBf16(x[k + hd / 2]!);
+              // cos/sin are fp32 in the kernel (as the CPU engine's tables): allow their rounding in absolute terms
+              const ang = positions[n]! * inv[i]!, c = Math.fround(Math.cos(ang)), s = sign * Math.fround(Math.sin(ang));
+              const ra = a * c - b * s, rb = b * c + a * s;
+              // a*c - b*s may cancel: the kernel's fp32 products carry ~2^-24 of |a| + |b|
+              const slack = 2 ** -22 * (Math.abs(a) + Math.abs(b));
+              if (!bf16Close(fromBf16(y[k]!), ra, slack)) bad++;
+              if (!bf16Close(fromBf16(y[k + hd / 2]!), rb, slack)) bad++;
+            }
+        }
+        expect(bad).toBe(0);
+      });
+    }
+  }
+
+  gpuTest('SwiGLU', () => {
+    const N = 33, I = 4864;
+    const gu = randomBf16(N * 2 * I, 2);
+    const act = kernel('swiglu', { gu, rows: N, intermediate: I }) as Uint16Array;
+    const bad = countBad(N * I, (k) => {
+      const n = Math.floor(k / I), i = k % I;
+      const g = fromBf16(gu[n * 2 * I + i]!), u = fromBf16(gu[n * 2 * I + I + i]!);
+      return bf16Close(fromBf16(act[k]!), (g / (1 + Math.exp(-g))) * u);
+    });
+    expect(bad).toBe(0);
+  });
+
+  for (const [chunkColumns, scale] of [[0, 4], [999, 4], [4096, 40]] as const) {
+    gpuTest(`log-probs and entropy over the vocabulary, chunk ${chunkColumns || 'auto'}, logit scale ${scale}`, () => {
+      const V = 32000, H = 256, xfRows = 40, R = 24;
+      const xf = randomBf16(xfRows * H, 1), weight = randomBf16(V * H, scale / Math.sqrt(H));
+      const rows = Int32Array.from({ length: R }, () => rng.int(xfRows));
+      const targets = Int32Array.from({ length: R }, () => rng.int(V));
+      targets[0] = 0;
+      targets[R - 1] = V - 1;
+      const out = kernel('head', { xf, hidden: H, weight, vocab: V, rows, targets, chunkColumns, entropy: true }) as { logprobs: Float32Array; entropy: Float32Array };
+      const wf = Float64Array.from(weight, fromBf16);
+      let worst = 0;
+      let bad = 0;
+      for (let r = 0; r < R; r++) {
+        const x = Float64Array.from(xf.subarray(rows[r]! * H, (rows[r]! + 1) * H), fromBf16);
+        const z = new Float64Array(V);
+        let mx = -Infinity;
+        for (let v = 0; v < V; v++) {
+          let s = 0;
+          for (let j = 0; j < H; j++) s += wf[v * H + j]! * x[j]!;
+          z[v] = s;
+          mx = Math.max(mx, s);
+        }
+        let sum = 0, sumZ = 0;
+        for (let v = 0; v < V; v++) {
+          const e = Math.exp(z[v]! - mx);
+          sum += e;
+          sumZ += e * z[v]!;
+        }
+        const lse = mx + Math.log(sum);
+        const logp = z[targets[r]!]! - lse, ent = lse - sumZ / sum;
+        worst = Math.max(worst, Math.abs(out.logprobs[r]! - logp));
+        if (!(Math.abs(out.logprobs[r]! - logp) <= 2e-4 * (1 + Math.abs(logp)))) bad++;
+        if (!(Math.abs(out.entropy[r]! - ent) <= 2e-4 * (1 + ent))) bad++;
+      }
+      expect({ bad, worst: worst < 1e-2 }).toEqual({ bad: 0, worst: true });
+    });
+  }
+});
