@@ -1,6 +1,6 @@
 // The native policy engine against a float64 reference: logits, scoring (log-probs, entropy, pooled states),
 // KV-cache sampling, gradients by finite differences, AdamW, and input validation.
-import { Engine, type ScoreBatch } from '../src/engine/engine.js';
+import { Engine, engineBackends, type ScoreBatch } from '../src/engine/engine.js';
 import { randomWeights, smallConfig, parameterShapes } from '../src/engine/params.js';
 import type { ModelConfig, TensorMap } from '../src/model/types.js';
 import { Rng } from '../src/util/rng.js';
@@ -385,5 +385,23 @@ describe('bad input', () => {
     expect(() => e.backward(new Float32Array(3))).toThrow(/length 2/);
     expect(() => e.adamwStep({ lr: Number.NaN })).toThrow(/lr/);
     e.dispose();
+  });
+});
+
+describe('backend choice', () => {
+  const config = smallConfig('qwen2', { vocab: 31, hidden: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 24 });
+  const weights = randomWeights(config, { seed: 5 });
+  test("'auto' and 'cpu' run the CPU engine with identical results; 'cuda' says the CUDA engine is not in this version", () => {
+    const b = engineBackends();
+    expect(b).toEqual({ cpu: true, cuda: false, cudaReason: expect.stringMatching(/the CUDA engine is not part of this version of clipo/) });
+    const auto = Engine.create(config, weights, { threads: 1 });
+    const cpu = Engine.create(config, weights, { threads: 1, backend: 'cpu' });
+    expect([auto.backend, cpu.backend, auto.cloneFrozen().backend]).toEqual(['cpu', 'cpu', 'cpu']);
+    const batch: ScoreBatch = { sequences: [{ prompt: Int32Array.of(1, 2, 3), response: Int32Array.of(4, 5) }] };
+    expect(auto.score(batch).logprobs).toEqual(cpu.score(batch).logprobs);
+    auto.dispose();
+    cpu.dispose();
+    expect(() => Engine.create(config, weights, { backend: 'cuda' })).toThrow(/backend 'cuda': the CUDA engine is not part of this version of clipo/);
+    expect(() => Engine.create(config, weights, { backend: 'tpu' as 'cpu' })).toThrow(/backend: expected 'cpu', 'cuda' or 'auto', got "tpu"/);
   });
 });

@@ -203,3 +203,44 @@ describe('clipo generate / score', () => {
     }
   });
 });
+
+describe('--backend on the engine commands', () => {
+  test("cpu and auto give the same output; cuda is an error that names what is missing (exit 1); a bad name is a usage error", async () => {
+    const gen = (b: string) => clipoHere('generate', '--model', byteModel, '--prompt-tokens', '4,5,6', '--max-new-tokens', '6', '--temperature', '1', '--seed', '3', '--backend', b, '--json');
+    const cpu = await gen('cpu');
+    const auto = await gen('auto');
+    expect(cpu.code).toBe(0);
+    expect(JSON.parse(cpu.out).samples).toEqual(JSON.parse(auto.out).samples);
+    expect(JSON.parse(auto.out).settings.backend).toBe('cpu');
+    const sc = (b: string) => clipoHere('score', '--model', byteModel, '--tokens', '4,5,6,7', '--backend', b, '--json');
+    expect(JSON.parse((await sc('cpu')).out)).toEqual(JSON.parse((await sc('auto')).out));
+    const data = path.join(tmpRoot, 'backend-eval.jsonl');
+    writeFileSync(data, JSON.stringify({ problem: '1+1?', answer: '2' }) + '\n');
+    const cases: string[][] = [
+      ['generate', '--model', byteModel, '--prompt-tokens', '4,5', '--backend', 'cuda'],
+      ['score', '--model', byteModel, '--tokens', '4,5', '--backend', 'cuda'],
+      ['eval', '--model', byteModel, '--data', data, '--out', path.join(tmpRoot, 'backend-eval'), '--backend', 'cuda'],
+      ['serve', '--model', byteModel, '--port', '0', '--backend', 'cuda'],
+    ];
+    for (const args of cases) {
+      const r = await clipoHere(...args);
+      expect(r.err).toMatch(/--backend cuda: the CUDA engine is not part of this version of clipo.*use the 'cpu' backend/);
+      expect(r.code).toBe(1);
+    }
+    for (const args of [['generate', '--prompt-tokens', '4,5'], ['score', '--tokens', '4,5'], ['serve', '--port', '0']]) {
+      const r = await clipoHere(...args, '--model', byteModel, '--backend', 'tpu');
+      expect(r.err).toMatch(/--backend: expected cpu, cuda or auto, got 'tpu'/);
+      expect(r.code).toBe(2);
+    }
+    const ep = await clipoHere('eval', '--endpoint', 'http://127.0.0.1:9/v1', '--served-model', 'm', '--data', data, '--out', path.join(tmpRoot, 'e2'), '--backend', 'cpu');
+    expect(ep.err).toMatch(/--backend goes with --model/);
+    expect(ep.code).toBe(2);
+  });
+
+  test('--help of each command describes --backend', async () => {
+    for (const cmd of ['generate', 'score', 'eval', 'serve']) {
+      const r = clipo(cmd, '--help');
+      expect(r.out).toMatch(/--backend <name>\s+(with --model: )?engine backend: cpu, cuda or auto/);
+    }
+  });
+});

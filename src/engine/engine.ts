@@ -1,4 +1,5 @@
-// The policy engine: a Qwen2/Llama transformer in the native addon (fp32, CPU), driven from TypeScript.
+// The policy engine: a Qwen2/Llama transformer in the native addon (fp32, CPU), driven from TypeScript. The backend
+// is chosen at creation ('cpu' | 'cuda' | 'auto'); this version has the CPU engine only (docs/engine.md, Backends).
 // Scoring with pooled hidden states, KV-cache sampling, training forward/backward, AdamW, a frozen reference copy.
 // See docs/engine.md for the API contract and the numerics.
 import { threadsForModel } from './threads.js';
@@ -6,12 +7,40 @@ import { loadNative } from '../native.js';
 import type { ModelConfig, Tensor, TensorMap } from '../model/types.js';
 import { flattenBatch, isTyped, type ScoreBatch } from './batch.js';
 import { checkAllocatable, isSamplingTemperature, SAMPLING_TEMPERATURE_RULE } from '../util/limits.js';
+import { availableBackends } from '../kernels/backend.js';
 
 export type { ScoreBatch } from './batch.js';
+
+export type EngineBackend = 'cpu' | 'cuda';
+export type EngineBackendRequest = EngineBackend | 'auto';
+export const ENGINE_BACKENDS: readonly EngineBackendRequest[] = ['cpu', 'cuda', 'auto'];
 
 export interface EngineOptions {
   /** OpenMP threads for this engine (default: picked by the model's size, threadsForModel) */
   threads?: number;
+  /** 'cpu', 'cuda' or 'auto' (default): 'auto' takes the CUDA engine when this build has one and a GPU is usable,
+   *  else the CPU engine; 'cuda' where that is not so is an Error saying why (in this version: always) */
+  backend?: EngineBackendRequest;
+}
+
+/** Which engine backends this build can run: the CPU engine always; the CUDA engine, with the reason it cannot
+ *  run when it cannot (not part of this version, built without CUDA, no usable GPU). */
+export function engineBackends(): { cpu: true; cuda: boolean; cudaReason?: string } {
+  const fn = loadNative().engineBackends as (() => { cpu: boolean; cuda: boolean; cudaReason?: string }) | undefined;
+  const native = typeof fn === 'function' ? fn() : { cpu: true, cuda: false, cudaReason: 'this build of the addon has no CUDA engine' };
+  if (!native.cuda) return { cpu: true, cuda: false, cudaReason: native.cudaReason ?? 'the CUDA engine is not in this build' };
+  const gpu = availableBackends();
+  return gpu.cuda ? { cpu: true, cuda: true } : { cpu: true, cuda: false, cudaReason: gpu.reason ?? 'no usable GPU' };
+}
+
+/** Resolves a backend request to the engine that will run; 'cuda' that cannot run throws saying why. */
+export function resolveEngineBackend(requested: EngineBackendRequest | undefined): EngineBackend {
+  const r = requested ?? 'auto';
+  if (!ENGINE_BACKENDS.includes(r)) throw new Error(`backend: expected 'cpu', 'cuda' or 'auto', got ${JSON.stringify(requested)}`);
+  if (r === 'cpu') return 'cpu';
+  const b = engineBackends();
+  if (r === 'cuda' && !b.cuda) throw new Error(`backend 'cuda': ${b.cudaReason}`);
+  return b.cuda ? 'cuda' : 'cpu';
 }
 
 export interface GenerateRequest {
@@ -201,24 +230,29 @@ function nativeCtor(): EngineModelCtor {
 export class Engine {
   readonly config: ModelConfig;
   readonly frozen: boolean;
+  /** the engine that runs this model */
+  readonly backend: EngineBackend;
   private native: NativeEngineModel | null;
   private readonly info: ParamInfo[];
   private pending: { batchSize: number; length: number } | null = null;
 
-  private constructor(config: ModelConfig, native: NativeEngineModel, frozen: boolean) {
+  private constructor(config: ModelConfig, native: NativeEngineModel, frozen: boolean, backend: EngineBackend) {
     this.config = config;
     this.native = native;
     this.frozen = frozen;
+    this.backend = backend;
     this.info = native.paramInfo();
   }
 
   /** Builds the native model from a config and fp32 weights with HF names; a missing, extra or misshapen tensor
-   *  throws naming it. Tied embeddings: lm_head.weight may be absent. */
+   *  throws naming it. Tied embeddings: lm_head.weight may be absent. The backend is resolved first (an
+   *  unavailable 'cuda' throws before any weight is copied). */
   static create(config: ModelConfig, weights: TensorMap, opts: EngineOptions = {}): Engine {
+    const backend = resolveEngineBackend(opts.backend);
     const threads = opts.threads ?? threadsForModel(config);
     const list = [...weights].map(([name, t]) => ({ name, shape: t.shape, data: t.data }));
     const Ctor = nativeCtor();
-    return new Engine(config, new Ctor({ config, weights: list, threads }), false);
+    return new Engine(config, new Ctor({ config, weights: list, threads, backend }), false, backend);
   }
 
   /** Names and shapes of the parameters this config needs (HF names, in the engine's order). */
@@ -250,7 +284,7 @@ export class Engine {
   /** A frozen copy (reference policy for KL): same weights, no gradients, no optimizer state. */
   cloneFrozen(): Engine {
     const Ctor = nativeCtor();
-    return new Engine(this.config, new Ctor({ source: this.handle(), frozen: true }), true);
+    return new Engine(this.config, new Ctor({ source: this.handle(), frozen: true }), true, this.backend);
   }
 
   /** Frees the native model; any later call throws. Called while a generate call is running (from its onProgress

@@ -86,21 +86,21 @@ export function weightsFingerprint(dir: string): string {
 }
 
 /** Loads a model directory (weights, tokenizer with chat template) onto the native engine. */
-export async function loadLocalModel(dir: string, opts: { name?: string; threads?: number } = {}): Promise<LocalModel> {
+export async function loadLocalModel(dir: string, opts: { name?: string; threads?: number; backend?: 'cpu' | 'cuda' | 'auto' } = {}): Promise<LocalModel> {
   const { loadModelDir } = await import('../model/hfdir.js');
   const md = loadModelDir(dir);
   if (!md.tokenizer) throw new Error(`${dir}: no tokenizer.json; evaluation and serving need the model's tokenizer and chat template`);
   if (!md.tokenizer.chatTemplate) throw new Error(`${dir}: the tokenizer has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja)`);
   // the engine (and the native addon) is loaded only when a local model is used: --endpoint runs need neither
   const { Engine } = await import('../engine/engine.js');
-  const engine = Engine.create(md.config, md.weights, opts.threads ? { threads: opts.threads } : {}) as unknown as GenerateEngine;
+  const engine = Engine.create(md.config, md.weights, { ...(opts.threads ? { threads: opts.threads } : {}), backend: opts.backend }) as unknown as GenerateEngine;
   md.weights.clear();
   return new LocalModel(engine, md.tokenizer, opts.name ?? path.basename(path.resolve(dir)));
 }
 
-export async function createLocalGenerator(opts: { dir: string; concurrency: number; threads?: number; log: (m: string) => void }): Promise<Generator> {
+export async function createLocalGenerator(opts: { dir: string; concurrency: number; threads?: number; backend?: 'cpu' | 'cuda' | 'auto'; log: (m: string) => void }): Promise<Generator> {
   const t0 = Date.now();
-  const model = await loadLocalModel(opts.dir, { threads: opts.threads });
+  const model = await loadLocalModel(opts.dir, { threads: opts.threads, backend: opts.backend });
   opts.log(`loaded ${opts.dir} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return new LocalGenerator(model, opts.concurrency, opts.dir);
 }

@@ -51,6 +51,8 @@ export interface WorkerBackendOptions extends SchedulerOptions {
   modelDir: string;
   name?: string;
   threads?: number;
+  /** the engine backend (default 'auto') */
+  backend?: 'cpu' | 'cuda' | 'auto';
 }
 
 /** Messages between the server and its engine worker (src/serve/worker.ts). */

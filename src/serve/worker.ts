@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   } catch {
     // not allowed here: run at the inherited priority
   }
-  const model = await loadLocalModel(opts.modelDir, { name: opts.name, threads: opts.threads });
+  const model = await loadLocalModel(opts.modelDir, { name: opts.name, threads: opts.threads, backend: opts.backend });
   if (!isStepEngine(model.engine)) throw new Error('this engine has no step-wise decoding');
   const scheduler = new Scheduler(model, model.engine, { maxBatchSequences: opts.maxBatchSequences, defaultMaxTokens: opts.defaultMaxTokens });
   const ids = new Map<number, number>();

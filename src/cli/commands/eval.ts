@@ -9,7 +9,7 @@ import { datasetName, defaultDataRoot, isSuiteName, suites, type SuiteName } fro
 import { createLocalGenerator } from '../../eval/local.js';
 import { runEval, type BenchmarkPlan } from '../../eval/run.js';
 import type { Generator } from '../../eval/types.js';
-import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
+import { BACKEND_HELP, THREADS_HELP, UsageError, backendOption, parseNumberOption, threadsOption } from '../errors.js';
 import { renderTable } from '../table.js';
 
 interface EvalFlags {
@@ -27,6 +27,7 @@ interface EvalFlags {
   limit?: string;
   concurrency?: string;
   threads?: string;
+  backend?: string;
   seed?: string;
   timeout?: string;
   retries?: string;
@@ -56,6 +57,7 @@ export function registerEval(program: Command): void {
     .option('--limit <n>', 'only the first N problems of each benchmark')
     .option('--concurrency <c>', 'requests in flight (endpoint, default 16) or sequences per engine batch (local, default 8)')
     .option('--threads <n>', `with --model: ${THREADS_HELP}`)
+    .option('--backend <name>', `with --model: ${BACKEND_HELP} (default auto)`)
     .option('--seed <s>', 'base seed; each sample\'s seed is derived from it and the sample\'s identity', '0')
     .option('--timeout <seconds>', 'per-request timeout for --endpoint (default 600)')
     .option('--retries <n>', 'retries per request for --endpoint, with exponential backoff (default 6)')
@@ -69,7 +71,7 @@ export function registerEval(program: Command): void {
       const plan = parseEvalFlags(flags);
       const log = (m: string) => process.stderr.write(chalk.dim(m) + '\n');
       const generator: Generator = plan.model
-        ? await createLocalGenerator({ dir: plan.model, concurrency: plan.concurrency, threads: plan.threads, log })
+        ? await createLocalGenerator({ dir: plan.model, concurrency: plan.concurrency, threads: plan.threads, backend: plan.backend, log })
         : new EndpointGenerator({
             baseURL: plan.endpoint!,
             model: plan.servedModel!,
@@ -136,6 +138,8 @@ export interface EvalPlan {
   concurrency: number;
   /** engine threads (--model only; undefined: picked by the model's size) */
   threads?: number;
+  /** the engine backend (--model only), resolved from --backend */
+  backend?: 'cpu' | 'cuda';
   seed: number;
   timeoutMs: number;
   retries: number;
@@ -154,12 +158,15 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   if (f.model && f.apiKey) throw new UsageError('--api-key goes with --endpoint, not with --model');
   if (f.endpoint && f.threads !== undefined) throw new UsageError('--threads goes with --model (the local engine), not with --endpoint');
   const threads = threadsOption(f.threads);
+  if (f.endpoint && f.backend !== undefined) throw new UsageError('--backend goes with --model (the local engine), not with --endpoint');
   if (f.suite && f.data) throw new UsageError('give either --suite NAME or --data FILE..., not both');
   if (!f.suite && !f.data) throw new UsageError('what to evaluate on: --suite track1|track2 or --data FILE...');
   if (f.dataRoot && !f.suite) throw new UsageError('--data-root goes with --suite (give --data files by their own path)');
   if (!f.out) throw new UsageError('--out DIR is required (results and the resumable generations.jsonl go there)');
+  let backend: 'cpu' | 'cuda' | undefined;
   if (f.model) {
     if (!existsSync(f.model) || !statSync(f.model).isDirectory()) throw new UsageError(`--model: not a directory: ${f.model}`);
+    backend = backendOption(f.backend);
   }
   let suite: SuiteName | null = null;
   let benchmarks: BenchmarkPlan[];
@@ -215,5 +222,5 @@ export function parseEvalFlags(f: EvalFlags): EvalPlan {
   if (temperature === 0 && samples > 1) {
     process.stderr.write(chalk.yellow(`clipo eval: warning: --samples ${samples} with greedy decoding (temperature 0) repeats the same answer\n`));
   }
-  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, threads, seed, timeoutMs, retries, verifyThreads, verifyTimeoutMs, verifyBoxes, out: f.out };
+  return { model: f.model, endpoint: f.endpoint, servedModel: f.servedModel, suite, benchmarks, samples, temperature, topP, maxNewTokens, limit, concurrency, threads, backend, seed, timeoutMs, retries, verifyThreads, verifyTimeoutMs, verifyBoxes, out: f.out };
 }

@@ -4,7 +4,7 @@ import chalk from 'chalk';
 import type { Command } from 'commander';
 import { Engine } from '../../engine/engine.js';
 import { loadModelDir, type ModelDir } from '../../model/hfdir.js';
-import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
+import { BACKEND_HELP, THREADS_HELP, UsageError, backendOption, parseNumberOption, threadsOption } from '../errors.js';
 
 interface GenerateOptions {
   model: string;
@@ -19,6 +19,7 @@ interface GenerateOptions {
   n: string;
   stopTokens?: string;
   threads?: string;
+  backend?: string;
   json?: boolean;
 }
 
@@ -59,6 +60,7 @@ export function registerGenerate(program: Command): void {
     .option('--n <k>', 'samples per prompt', '1')
     .option('--stop-tokens <ids>', 'token ids that end a sample (default: eos_token_id of config.json and generation_config.json, and the tokenizer eos)')
     .option('--threads <n>', THREADS_HELP)
+    .option('--backend <name>', BACKEND_HELP, 'auto')
     .option('--json', 'print one JSON document with tokens, log-probs and text')
     .action((opts: GenerateOptions) => runGenerate(opts));
 }
@@ -73,6 +75,7 @@ function runGenerate(opts: GenerateOptions): void {
   const seed = parseNumberOption('--seed', opts.seed, { integer: true, min: 0, max: 2 ** 53 - 1 });
   const n = parseNumberOption('--n', opts.n, { integer: true, min: 1, max: 100000 });
   const threads = threadsOption(opts.threads);
+  const backend = backendOption(opts.backend);
 
   const m = loadForCli(opts.model);
   const { config, tokenizer } = m;
@@ -97,7 +100,7 @@ function runGenerate(opts: GenerateOptions): void {
   }
   const stopTokens = opts.stopTokens !== undefined ? Array.from(parseTokenList('--stop-tokens', opts.stopTokens, config.vocabSize)) : m.stopTokenIds;
 
-  const engine = Engine.create(config, m.weights, { threads });
+  const engine = Engine.create(config, m.weights, { threads, backend });
   m.weights.clear(); // the engine holds its own copy
   try {
     const { sequences } = engine.generate({ prompts: [prompt], n, maxNewTokens, temperature, topP, seed, stopTokens });
@@ -117,7 +120,7 @@ function runGenerate(opts: GenerateOptions): void {
       const doc = {
         model: opts.model,
         prompt: { ...(promptText !== undefined ? { text: promptText } : {}), tokens: Array.from(prompt) },
-        settings: { maxNewTokens, temperature, topP, seed, n, stopTokens },
+        settings: { maxNewTokens, temperature, topP, seed, n, stopTokens, backend },
         samples,
       };
       console.log(JSON.stringify(doc));

@@ -5,7 +5,7 @@ import chalk from 'chalk';
 import type { Command } from 'commander';
 import { Engine } from '../../engine/engine.js';
 import { renderTable } from '../table.js';
-import { THREADS_HELP, UsageError, threadsOption } from '../errors.js';
+import { BACKEND_HELP, THREADS_HELP, UsageError, backendOption, threadsOption } from '../errors.js';
 import { loadForCli, parseTokenList } from './generate.js';
 
 interface ScoreOptions {
@@ -13,6 +13,7 @@ interface ScoreOptions {
   tokens?: string;
   text?: string;
   threads?: string;
+  backend?: string;
   json?: boolean;
 }
 
@@ -24,6 +25,7 @@ export function registerScore(program: Command): void {
     .option('--tokens <ids>', 'comma-separated token ids (at least two)')
     .option('--text <text>', 'text to tokenize and score instead of --tokens (needs the tokenizer)')
     .option('--threads <n>', THREADS_HELP)
+    .option('--backend <name>', BACKEND_HELP, 'auto')
     .option('--json', 'print {"logprobs": [...]}')
     .action((opts: ScoreOptions) => runScore(opts));
 }
@@ -31,6 +33,7 @@ export function registerScore(program: Command): void {
 function runScore(opts: ScoreOptions): void {
   if ((opts.tokens === undefined) === (opts.text === undefined)) throw new UsageError('give exactly one of --tokens 1,2,3 or --text TEXT');
   const threads = threadsOption(opts.threads);
+  const backend = backendOption(opts.backend);
   const m = loadForCli(opts.model);
   let tokens: Int32Array;
   if (opts.text !== undefined) {
@@ -45,7 +48,7 @@ function runScore(opts: ScoreOptions): void {
     throw new UsageError(`${flag}: ${tokens.length} tokens exceed the model's max_position_embeddings (${m.config.maxPositionEmbeddings})`);
   }
 
-  const engine = Engine.create(m.config, m.weights, { threads });
+  const engine = Engine.create(m.config, m.weights, { threads, backend });
   m.weights.clear();
   let logprobs: number[];
   try {

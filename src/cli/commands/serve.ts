@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { WorkerBackend } from '../../serve/backend.js';
 import { startServer } from '../../serve/server.js';
-import { THREADS_HELP, UsageError, parseNumberOption, threadsOption } from '../errors.js';
+import { BACKEND_HELP, THREADS_HELP, UsageError, backendOption, parseNumberOption, threadsOption } from '../errors.js';
 
 interface ServeFlags {
   model?: string;
@@ -14,6 +14,7 @@ interface ServeFlags {
   host: string;
   servedModelName?: string;
   threads?: string;
+  backend?: string;
   maxBatch: string;
   apiKey?: string;
   quiet?: boolean;
@@ -28,6 +29,7 @@ export function registerServe(program: Command): void {
     .option('--host <addr>', 'address to bind; anything but loopback exposes the model (to anyone, unless --api-key)', '127.0.0.1')
     .option('--served-model-name <name>', 'the model name clients must send (default: the directory name)')
     .option('--threads <n>', THREADS_HELP)
+    .option('--backend <name>', BACKEND_HELP, 'auto')
     .option('--max-batch <n>', 'most sequences decoded together (requests join and leave the running batch between steps)', '32')
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 routes (default: $CLIPO_API_KEY, else none)')
     .option('--quiet', 'no per-request log lines')
@@ -36,12 +38,13 @@ export function registerServe(program: Command): void {
       if (!existsSync(f.model) || !statSync(f.model).isDirectory()) throw new UsageError(`--model: not a directory: ${f.model}`);
       const port = parseNumberOption('--port', f.port, { integer: true, min: 0, max: 65535 });
       const threads = threadsOption(f.threads);
+      const engineBackend = backendOption(f.backend);
       const maxBatchSequences = parseNumberOption('--max-batch', f.maxBatch, { integer: true, min: 1, max: 4096 });
       const apiKey = f.apiKey ?? process.env.CLIPO_API_KEY;
       if (apiKey !== undefined && apiKey.trim() === '') throw new UsageError('--api-key: must not be empty');
       if (f.servedModelName !== undefined && f.servedModelName.trim() === '') throw new UsageError('--served-model-name: must not be empty');
       const log = (m: string) => process.stderr.write(chalk.dim(m) + '\n');
-      const backend = await WorkerBackend.start({ modelDir: f.model, name: f.servedModelName, threads, maxBatchSequences });
+      const backend = await WorkerBackend.start({ modelDir: f.model, name: f.servedModelName, threads, backend: engineBackend, maxBatchSequences });
       let s;
       try {
         s = await startServer(backend, { host: f.host, port, maxBatchSequences, apiKey, log: f.quiet ? undefined : log });
