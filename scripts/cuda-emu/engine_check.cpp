@@ -1,10 +1,11 @@
 // The engine's CUDA twins (native/engine/norm_rope.cu, mlp.cu, head.cu, rewritten for host emulation by
 // launch_to_emu.py) against their CPU twins (norm_rope.cpp, mlp.cpp, head.cpp) on fresh random inputs: embedding
 // gather (with an out-of-range id -> zero row), RMSNorm with and without the residual add (odd and multi-sweep
-// widths), RoPE on packed q|k|v rows (plain and Llama-3 scaled tables, forward and inverse; v untouched), SwiGLU,
-// and the chunked log-prob/entropy pass (partial last chunk, one chunk, chunk wider than the vocabulary, without
-// entropy, large logits). The CPU twins run in fp32 on the bf16 inputs decoded exactly; bf16 outputs must agree
-// within one bf16 ulp, fp32 ones within the stated tolerances. Usage: check [seed]; exit status 1 on a mismatch.
+// widths; the residual also updated in place), RoPE on packed q|k|v rows (plain and Llama-3 scaled tables, forward
+// and inverse; v untouched), SwiGLU, and the chunked log-prob/entropy pass (partial last chunk, one chunk, chunk
+// wider than the vocabulary, without entropy, large logits). The CPU twins run in fp32 on the bf16 inputs decoded
+// exactly; bf16 outputs must agree within one bf16 ulp, fp32 ones within the stated tolerances.
+// Usage: check [seed]; exit status 1 on a mismatch.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -105,6 +106,17 @@ static void checkRmsnorm(int64_t N, int64_t H, bool withDelta) {
   for (int64_t n = 0; n < N; ++n)
     if (!(std::fabs(rstd[n] - rc[n]) <= 2e-6f * rc[n])) ++bad;
   report("rmsnorm N " + std::to_string(N) + " H " + std::to_string(H) + (withDelta ? " + residual" : ""), bad, y.size());
+  if (withDelta) {
+    // the residual updated in place (residualOut == residual), through the device entry: under emulation device
+    // memory is host memory
+    std::vector<uint16_t> inPlace(res), y2(N * H, 0xffff);
+    checkError(rmsnormResidualCuda(inPlace.data(), delta.data(), w.data(), inPlace.data(), y2.data(), nullptr, N, H, eps,
+                                   nullptr), "rmsnorm in place");
+    int bad2 = 0;
+    for (int64_t i = 0; i < N * H; ++i)
+      if (inPlace[i] != ro[i] || y2[i] != y[i]) ++bad2;
+    report("rmsnorm N " + std::to_string(N) + " H " + std::to_string(H) + " + residual, in place", bad2, y.size());
+  }
 }
 
 static void checkRope(bool llama3, bool inverse) {
