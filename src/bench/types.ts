@@ -13,6 +13,8 @@ export interface BenchContext {
   backend: string;
   /** progress/diagnostic line (goes to stderr, never into --json output) */
   log: (msg: string) => void;
+  /** `--threads N`: the thread count of the all-thread rows (default: every core) */
+  threads?: number;
   /** `--compare torch`: the PyTorch peer, started on first use (null when not asked for) */
   peer?: (() => Promise<TorchPeer | { unavailable: string }>) | null;
 }
