@@ -163,7 +163,11 @@ function replaceBetween(text, name, body) {
   return `${text.slice(0, i + begin.length)}\n${body}\n${text.slice(j)}`;
 }
 
-if (flags.includes('--write')) {
+if (flags.includes('--write') && doc.options?.quick) {
+  console.error(`${file} comes from a --quick run (a smoke test, not a measurement): not writing it into the docs; printing the tables`);
+  process.exitCode = 1;
+}
+if (flags.includes('--write') && !doc.options?.quick) {
   for (const rel of ['README.md', 'docs/kernels.md', 'docs/engine.md']) {
     const p = path.join(root, rel);
     let text = readFileSync(p, 'utf8');

@@ -26,6 +26,8 @@ export interface BenchReport {
   notes?: string[];
   /** load average (1, 5, 15 min) before and after the suite */
   load?: { before: number[]; after: number[]; cores: number; note: string | null };
+  /** wall seconds the suite took (set by `clipo bench`) */
+  seconds?: number;
   /** figures the bench withheld because they cannot be right (a fraction of a limit above 1, ...) */
   errors?: string[];
 }

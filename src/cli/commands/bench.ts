@@ -125,7 +125,9 @@ export function registerBench(program: Command): void {
       try {
         for (const suite of selected) {
           ctx.log(`bench ${suite.name}: ${suite.description}`);
+          const t0 = performance.now();
           const report = await suite.run(ctx);
+          report.seconds = Math.round((performance.now() - t0) / 100) / 10; // how long a re-run takes
           reports.push(report);
           if (!opts.json) {
             console.log(chalk.bold.cyan(`\n== ${report.suite} ==`));
