@@ -2,7 +2,7 @@
 // Renders the measured-figures tables of README.md and docs/kernels.md from one `clipo bench --json` document, so
 // every published figure comes from one run whose machine and load are recorded with it.
 //
-//   node bin/clipo bench kernels --compare torch --json --out docs/bench-results.json
+//   node bin/clipo bench kernels verify train engine --compare torch --json --out docs/bench-results.json
 //   node scripts/bench-tables.mjs docs/bench-results.json            # print the tables
 //   node scripts/bench-tables.mjs docs/bench-results.json --write    # replace them between the markers
 //
@@ -83,10 +83,34 @@ function surrogateTable() {
 function engineTable() {
   const r = report('engine');
   if (!r) return '';
-  const lines = ['| measure | model | threads | value | fraction of the FMA peak |', '| --- | --- | --- | --- | --- |'];
-  for (const x of r.rows.filter((y) => y.threads !== null))
-    lines.push(`| ${x.measure} | ${x.model} | ${x.threads} | ${fmt(x.value)} ${x.unit} | ${x.peakFraction === null && x.benchError ? 'withheld (bench error)' : fmt(x.peakFraction, 2)} |`);
+  const peer = r.rows.some((x) => x.impl === 'transformers');
+  const head = ['measure', 'model', 'threads', 'clipo', 'fraction of the FMA peak', ...(peer ? ['transformers', 'transformers ÷ clipo'] : [])];
+  const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
+  const frac = (x) => (x.peakFraction === null && x.benchError ? 'withheld (bench error)' : fmt(x.peakFraction, 2));
+  for (const x of r.rows.filter((y) => y.threads !== null && y.impl !== 'transformers')) {
+    const cells = [x.measure, x.model, x.threads, `${fmt(x.value)} ${x.unit}`, frac(x)];
+    if (peer) {
+      const t = r.rows.find((y) => y.impl === 'transformers' && y.measure === x.measure && y.model === x.model && y.threads === x.threads);
+      cells.push(t ? `${fmt(t.value)} ${t.unit}` : '–', t ? (t.benchError ? 'withheld (bench error)' : times(t.vsClipo)) : '–');
+    }
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
   return lines.join('\n');
+}
+
+/** clipo against transformers on the largest engine model of the run, one line per thread count. */
+function enginePeerLines() {
+  const e = report('engine');
+  const peer = e ? e.rows.filter((x) => x.impl === 'transformers') : [];
+  if (!peer.length) return [];
+  const model = peer.at(-1).model;
+  const out = [];
+  for (const t of [...new Set(peer.map((x) => x.threads))]) {
+    const of = (prefix) => peer.find((x) => x.model === model && x.threads === t && x.measure.startsWith(prefix));
+    const say = (x) => (!x ? '–' : x.benchError ? 'withheld (bench error)' : times(x.vsClipo));
+    out.push(`| engine vs PyTorch + transformers ${doc.peer?.transformers ?? ''}, ${model}-parameter Qwen2, fp32, ${threadsLabel(t)} (values checked first) | transformers takes ${say(of('score'))} clipo's time scoring, ${say(of('forward+backward'))} forward+backward+AdamW, ${say(of('sampling'))} sampling | – (above 1×: clipo faster) |`);
+  }
+  return out;
 }
 
 function readmeTable() {
@@ -107,8 +131,9 @@ function readmeTable() {
   }
   const e = report('engine');
   if (e) {
-    const fb = e.rows.filter((x) => x.measure === 'forward+backward+AdamW' && x.model === '~100M');
+    const fb = e.rows.filter((x) => x.measure === 'forward+backward+AdamW' && x.model === '~100M' && x.impl !== 'transformers');
     for (const x of fb) lines.push(`| engine, ~100M-parameter Qwen2, forward+backward, ${threadsLabel(x.threads)} | ${x.peakFraction === null ? 'withheld (bench error)' : pct(x.peakFraction)} of the fp32 FMA peak probed in the same rounds | ≥ 30% |`);
+    lines.push(...enginePeerLines());
   }
   const v = report('verify');
   if (v) {
@@ -138,7 +163,11 @@ function replaceBetween(text, name, body) {
   return `${text.slice(0, i + begin.length)}\n${body}\n${text.slice(j)}`;
 }
 
-if (flags.includes('--write')) {
+if (flags.includes('--write') && doc.options?.quick) {
+  console.error(`${file} comes from a --quick run (a smoke test, not a measurement): not writing it into the docs; printing the tables`);
+  process.exitCode = 1;
+}
+if (flags.includes('--write') && !doc.options?.quick) {
   for (const rel of ['README.md', 'docs/kernels.md', 'docs/engine.md']) {
     const p = path.join(root, rel);
     let text = readFileSync(p, 'utf8');

@@ -13,7 +13,10 @@ Implementations ("impl"):
   surrogate verl        verl's compute_policy_loss / agg_loss / kl_penalty('low_var_kl'), then autograd
   surrogate careful     token modes: the loss and its gradient in closed form under no_grad (one fused pass's worth
                         of elementwise ops, no autograd graph)
-Both sides take the same InfoNCE positives (clipo's draw), so the values can be compared.
+  engine                the same Qwen2-shaped model in transformers: scoring, forward+backward+AdamW, sampling
+                        (engine_peer.py; needs transformers)
+Both sides take the same InfoNCE positives (clipo's draw), so the values can be compared. verl's surrogate code is
+in verl_surrogate.py (shared with scripts/gpu/torch_surrogate.py).
 """
 import json
 import sys
@@ -21,6 +24,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+import engine_peer
+from verl_surrogate import policy_loss
 
 state = {}
 
@@ -80,70 +86,7 @@ def contrastive_step(impl):
     return loss
 
 
-# ---------------------------------------------------------------- surrogate (after verl's core_algos.py)
-
-
-def masked_mean(x, m):
-    return (x * m).sum() / (m.sum() + 1e-8)
-
-
-def agg_loss(loss_mat, mask, agg):
-    if agg == "token-mean":
-        return masked_mean(loss_mat, mask)
-    n = mask.sum(-1)
-    valid = (n > 0).to(loss_mat.dtype)
-    seq = (loss_mat * mask).sum(-1)
-    if agg == "seq-mean-token-mean":
-        seq = seq / (n + 1e-8)
-    return (seq * valid).sum() / (valid.sum() + 1e-8)
-
-
-def vanilla(old, logp, adv, mask, cl, ch, c, agg):
-    ratio = torch.exp(torch.clamp(logp - old, -20.0, 20.0))
-    pg1 = -adv * ratio
-    pg2 = -adv * torch.clamp(ratio, 1 - cl, 1 + ch)
-    c1 = torch.maximum(pg1, pg2)
-    if c is None:
-        return agg_loss(c1, mask, agg)
-    c2 = torch.min(-adv * c, c1)
-    return agg_loss(torch.where(adv < 0, c2, c1), mask, agg)
-
-
-def gspo(old, logp, adv, mask, cl, ch, agg):
-    n = mask.sum(-1).clamp(min=1)
-    seq = ((logp - old) * mask).sum(-1) / n
-    log_s = logp - logp.detach() + seq.detach().unsqueeze(-1)
-    s = torch.exp(torch.clamp(log_s, max=10.0))
-    return agg_loss(torch.maximum(-adv * s, -adv * torch.clamp(s, 1 - cl, 1 + ch)), mask, agg)
-
-
-def geo_mean(old, logp, adv, mask, cl, ch):
-    nkl = logp - old
-    sgn = torch.sign(adv)
-    dmin = sgn * torch.min(sgn * nkl, sgn * torch.clamp(nkl, -cl, ch))
-    n = mask.sum(-1)
-    ratio = torch.exp((dmin * mask).sum(-1) / (n + 1e-8))
-    a = (adv * mask).sum(-1) / (n + 1e-8)
-    valid = (n > 0).to(logp.dtype)
-    return (-a * ratio * valid).sum() / (valid.sum() + 1e-8)
-
-
-def low_var_kl(logp, ref):
-    kl = torch.clamp(ref - logp, -20, 20)
-    return torch.clamp(torch.exp(kl) - kl - 1, -10, 10)
-
-
-def verl_loss(cfg, logp, old, ref, adv, mask):
-    a = adv.unsqueeze(-1)
-    if cfg["mode"] == "token":
-        loss = vanilla(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"], cfg.get("dualClip"), cfg["agg"])
-    elif cfg["mode"] == "sequence":
-        loss = gspo(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"], cfg["agg"])
-    else:
-        loss = geo_mean(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"])
-    if cfg.get("klCoef"):
-        loss = loss + cfg["klCoef"] * agg_loss(low_var_kl(logp, ref), mask, cfg["agg"])
-    return loss
+# ---------------------------------------------------------------- surrogate (verl's code: verl_surrogate.py)
 
 
 def careful_token(cfg, logp, old, ref, adv, mask):
@@ -189,7 +132,7 @@ def surrogate_step(cfg, impl):
     if impl == "careful":
         return careful_token(cfg, s["logp"], s["old"], s["ref"], s["adv"], s["mask"])
     logp = s["logp"].clone().requires_grad_(True)
-    loss = verl_loss(cfg, logp, s["old"], s["ref"], s["adv"], s["mask"])
+    loss = policy_loss(cfg, logp, s["old"], s["ref"], s["adv"], s["mask"])
     loss.backward()
     return loss, logp.grad
 
@@ -199,6 +142,8 @@ def surrogate_step(cfg, impl):
 
 def run(a, threads):
     torch.set_num_threads(threads)
+    if a["kernel"] == "engine":
+        return engine_peer.run(a["op"]), None
     if a["kernel"] == "contrastive":
         return contrastive_step(a["impl"]), None
     return surrogate_step(a["config"], a["impl"])
@@ -218,6 +163,14 @@ def handle(a):
         return contrastive_setup(a)
     if cmd == "surrogate_setup":
         return surrogate_setup(a)
+    if cmd == "engine_setup":
+        torch.set_num_threads(a.get("threads", 1))
+        return engine_peer.setup(a)
+    if cmd == "engine_check":
+        torch.set_num_threads(a.get("threads", 1))
+        values, extra = engine_peer.check(a)
+        write_out(a["out"], values)
+        return {"length": values.numel(), **extra}
     if cmd == "check":
         loss, grad = run(a, a.get("threads", 1))
         if grad is None:
@@ -233,6 +186,7 @@ def handle(a):
         return {"wall": t1 - t0, "cpu": c1 - c0}
     if cmd == "release":
         state.clear()
+        engine_peer.state.clear()
         return {}
     raise ValueError(f"unknown command {cmd!r}")
 

@@ -73,7 +73,7 @@ export const bandwidthSuite: BenchSuite = {
     const mb = ctx.quick ? 64 : 256;
     const read = new ReadProbe(mb);
     const copy = new CopyProbe(mb);
-    const threads = threadCounts();
+    const threads = threadCounts(ctx.threads);
     const entries = threads.flatMap((t) => [
       { name: `read ${t}`, run: () => read.run(t) },
       { name: `copy ${t}`, run: () => copy.run(t) },

@@ -96,7 +96,7 @@ async function cpuCase(ctx: BenchContext, c: CpuCase, probe: ReadProbe, peer: To
     await peer.call({ cmd: 'contrastive_setup', ...files, B, L, H, D, temperature: 0.05 });
     peer.removeFile(shared!.path); // both processes have it mapped; the pages live until both mappings go
     for (const impl of c.heavyPeers ? ['careful', 'official'] : ['careful']) {
-      const theirs = await peer.check({ kernel: 'contrastive', impl, threads: threadCounts().at(-1) }, D * H);
+      const theirs = await peer.check({ kernel: 'contrastive', impl, threads: threadCounts(ctx.threads).at(-1) }, D * H);
       const v = compareValues({ loss: ref.loss, grad: ref.gradWeight! }, theirs);
       notes.push(`${label}: values checked against torch ${impl} before timing: loss ${round(ref.loss, 6)} vs ${round(theirs.loss, 6)} (relative difference ${v.lossRel.toExponential(1)}), head gradient max difference ${v.gradRel.toExponential(1)} of its largest entry: ${v.agree ? 'agree' : 'DISAGREE'}`);
       if (v.agree) peerImpls.push(impl);
@@ -104,7 +104,7 @@ async function cpuCase(ctx: BenchContext, c: CpuCase, probe: ReadProbe, peer: To
     }
   }
 
-  const threads = threadCounts();
+  const threads = threadCounts(ctx.threads);
   const entries: Entry[] = [];
   for (const t of threads) {
     entries.push({ name: `read ${t}`, run: () => probe.run(t) });

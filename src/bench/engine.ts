@@ -3,12 +3,14 @@
 // between the repeats (same rounds, same load); GEMM GFLOP/s the same way; peak RSS against parameters + gradients
 // + Adam moments + one micro-batch of activations. One-thread figures are per second of the thread's own CPU time
 // (exact on short calls; see native/bench/probes.cpp), all-thread figures per wall second. A fraction of the peak
-// above 1 is reported as a bench error, not as a figure.
+// above 1 is reported as a bench error, not as a figure. With --compare torch, the same model in PyTorch +
+// transformers does the same three jobs interleaved with clipo's repeats, after value checks (engine-peer.ts).
 import { Engine, type ScoreBatch } from '../engine/engine.js';
 import { countParameters, randomWeights, smallConfig } from '../engine/params.js';
 import type { ModelConfig } from '../model/types.js';
 import { nativeFunction } from '../native.js';
 import { round } from './bandwidth.js';
+import { checkEnginePeer, enginePeer, setupEnginePeer } from './engine-peer.js';
 import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, rowSeconds, standardNotes, threadCounts, timeCall, type Entry, type Sample } from './harness.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
@@ -84,7 +86,10 @@ export const engineSuite: BenchSuite = {
     const rssBase = process.memoryUsage().rss;
     let seed = 12345;
     const rng = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
-    const threadList = threadCounts();
+    const threadList = threadCounts(ctx.threads);
+    const { peer, note: peerNote } = await enginePeer(ctx);
+    if (peerNote) notes.push(peerNote);
+    const peerNotes: string[] = [];
     const tag = (t: number) => `${t} thread${t > 1 ? 's' : ''}`;
 
     const gemmSizes: Array<[number, number, number, string]> = ctx.quick
@@ -129,6 +134,7 @@ export const engineSuite: BenchSuite = {
     }
     let expectedPeak = 0;
     const fbNotes: string[] = [];
+    const peerRatios: string[] = [];
     for (const s of specs) {
       const c = s.config;
       const params = countParameters(c);
@@ -136,13 +142,35 @@ export const engineSuite: BenchSuite = {
       const tokens = s.batch * s.seqLen;
       const reps = s.label === '~100M' ? Math.min(ctx.repeats, 3) : Math.min(ctx.repeats, 5);
       const flops = forwardFlops(c, s.batch, s.seqLen);
+      // made afresh for each use (the same seed, the same values), so no JavaScript copy outlives its engine's load
+      const weights = () => randomWeights(c, { seed: 1, uniform: true });
+      const prompts = Array.from({ length: s.prompts }, () => Int32Array.from({ length: s.promptLen }, () => Math.floor(rng() * c.vocabSize)));
+      // the peer: the same weights, batch and prompts; its values checked against clipo's before any timing
+      let withPeer = false;
+      if (peer) {
+        const all = threadList.at(-1)!;
+        ctx.log(`engine: ${s.label} model in transformers: loading, checking values`);
+        const pc = { label: s.label, config: c, weights: weights(), batch, prompts, samples: s.samples, newTokens: s.newTokens };
+        await setupEnginePeer(peer, pc, all);
+        const checker = Engine.create(c, pc.weights, { threads: all });
+        try {
+          const v = await checkEnginePeer(peer, checker, pc, all);
+          peerNotes.push(v.note);
+          if (v.agree) withPeer = true;
+          else errors.push(`${s.label}: transformers disagrees with clipo (${v.note}); its timings are not reported`);
+        } finally {
+          checker.dispose();
+        }
+      }
+      const peerEntries = (t: number, ops: string[]): Entry[] => withPeer ? ops.map((op) => ({ name: `torch ${op}`, run: () => peer!.time({ kernel: 'engine', op, threads: t }) })) : [];
       for (const t of threadList) {
-        ctx.log(`engine: ${s.label} model (${(params / 1e6).toFixed(1)}M parameters), ${tag(t)}`);
-        const engine = Engine.create(c, randomWeights(c, { seed: 1, uniform: true }), { threads: t });
+        ctx.log(`engine: ${s.label} model (${(params / 1e6).toFixed(1)}M parameters), ${tag(t)}${withPeer ? ', interleaved with transformers' : ''}`);
+        const engine = Engine.create(c, weights(), { threads: t });
         try {
           const res = await interleave([
             fmaEntry(t),
             { name: 'score', run: () => timeCall(() => engine.score(batch, { pooled: true }), t) },
+            ...peerEntries(t, ['score']),
             { name: 'train', run: () => timeCall(() => {
               engine.zeroGrad();
               const f = engine.forwardTrain(batch);
@@ -151,6 +179,7 @@ export const engineSuite: BenchSuite = {
               engine.backward(g);
               engine.adamwStep({ lr: 1e-6, weightDecay: 0.01, maxGradNorm: 1 });
             }, t) },
+            ...peerEntries(t, ['train']),
           ], reps, 1);
           const peak = probeRate(res.get(`fma ${t}`)!, t);
           const unit = t === 1 ? 'tokens/cpu-s' : 'tokens/s';
@@ -158,20 +187,40 @@ export const engineSuite: BenchSuite = {
           const tTrain = rowSeconds(res.get('train')!, t);
           const fFwd = checkedFraction(flops / tFwd / 1e9, peak, `${s.label} score, ${tag(t)}`);
           const fTrain = checkedFraction((3 * flops) / tTrain / 1e9, peak, `${s.label} forward+backward, ${tag(t)}`);
-          const r1: BenchRow = { measure: 'score (forward, log-probs, pooled)', model: s.label, threads: t, value: round(tokens / tFwd), unit, peakFraction: fFwd.fraction };
-          const r2: BenchRow = { measure: 'forward+backward+AdamW', model: s.label, threads: t, value: round(tokens / tTrain), unit, peakFraction: fTrain.fraction };
+          const r1: BenchRow = { measure: 'score (forward, log-probs, pooled)', model: s.label, impl: 'clipo', threads: t, value: round(tokens / tFwd), unit, peakFraction: fFwd.fraction };
+          const r2: BenchRow = { measure: 'forward+backward+AdamW', model: s.label, impl: 'clipo', threads: t, value: round(tokens / tTrain), unit, peakFraction: fTrain.fraction };
           flagRow(r1, errors, fFwd.error);
           flagRow(r2, errors, fTrain.error);
           rows.push(r1, r2);
           if (fTrain.fraction !== null) fbNotes.push(`${s.label} ${tag(t)} ${(fTrain.fraction * 100).toFixed(1)}%`);
+          // transformers' rows: the same tokens and FLOPs over its time; vsClipo = its time / clipo's (> 1: clipo faster)
+          const peerRow = (measure: string, op: string, clipoS: number, work: number | null) => {
+            const sec = rowSeconds(res.get(`torch ${op}`)!, t);
+            const f = work === null ? { fraction: null } : checkedFraction(work / sec / 1e9, peak, `${s.label} transformers ${op}, ${tag(t)}`);
+            const row: BenchRow = { measure, model: s.label, impl: 'transformers', threads: t, value: round(tokens / sec), unit, peakFraction: f.fraction, vsClipo: round(sec / clipoS) };
+            flagRow(row, errors, f.error);
+            rows.push(row);
+            peerRatios.push(`${s.label} ${op} ${tag(t)} ${round(sec / clipoS)}x`);
+          };
+          if (withPeer) {
+            peerRow('score (forward, log-probs, pooled)', 'score', tFwd, flops);
+            peerRow('forward+backward+AdamW', 'train', tTrain, 3 * flops);
+          }
 
-          const prompts = Array.from({ length: s.prompts }, () => Int32Array.from({ length: s.promptLen }, () => Math.floor(rng() * c.vocabSize)));
           let generated = 0;
           const gen = await interleave([{ name: 'gen', run: () => timeCall(() => {
             const r = engine.generate({ prompts, n: s.samples, maxNewTokens: s.newTokens, temperature: 1, topP: 0.95, seed: 7, stopTokens: [] });
             generated = r.sequences.reduce((a, q) => a + q.tokens.length, 0);
-          }, t) }], Math.min(reps, 2), 1);
-          rows.push({ measure: `sampling (${s.prompts}x${s.samples} seqs, ${s.promptLen}+${s.newTokens} tokens)`, model: s.label, threads: t, value: round(generated / rowSeconds(gen.get('gen')!, t)), unit, peakFraction: null });
+          }, t) }, ...peerEntries(t, ['generate'])], Math.min(reps, 2), 1);
+          const sampling = `sampling (${s.prompts}x${s.samples} seqs, ${s.promptLen}+${s.newTokens} tokens)`;
+          const tGen = rowSeconds(gen.get('gen')!, t);
+          rows.push({ measure: sampling, model: s.label, impl: 'clipo', threads: t, value: round(generated / tGen), unit, peakFraction: null });
+          if (withPeer) {
+            // transformers always makes exactly s.newTokens per sequence (the peer checks it); so does clipo here
+            const sec = rowSeconds(gen.get('torch generate')!, t);
+            rows.push({ measure: sampling, model: s.label, impl: 'transformers', threads: t, value: round((s.prompts * s.samples * s.newTokens) / sec), unit, peakFraction: null, vsClipo: round(sec / tGen) });
+            peerRatios.push(`${s.label} sampling ${tag(t)} ${round(sec / tGen)}x`);
+          }
           if (t === threadList.at(-1)) {
             expectedPeak = Math.max(expectedPeak, engine.stateBytes() + activationBytes(c, tokens));
             rows.push({ measure: 'params + grads + Adam m,v', model: s.label, threads: null, value: round(engine.stateBytes() / 2 ** 20), unit: 'MiB', peakFraction: null });
@@ -187,7 +236,13 @@ export const engineSuite: BenchSuite = {
     notes.push(`forward+backward as a fraction of the fp32 FMA peak probed in the same rounds (target >= 30% on all threads): ${fbNotes.join(', ')}`);
     notes.push(`peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB vs expected ${((rssBase + expectedPeak) / 2 ** 20).toFixed(0)} MiB (ratio ${(peakRss / (rssBase + expectedPeak)).toFixed(2)})`);
     notes.push('FLOPs: 2*params*tokens (+ causal attention) forward, x3 for forward+backward. One-thread rows: per second of the thread\'s CPU time (kernel and probe alike); all-thread rows: per wall second.');
-    if (ctx.peer) notes.push('--compare torch: the engine has no PyTorch peer in this version (the kernel suites do).');
+    if (peer) {
+      notes.push(...peerNotes);
+      if (peerRatios.length)
+        notes.push(`transformers ${peer.info.transformers} (torch ${peer.info.torch}, fp32, sdpa attention) takes this multiple of clipo's time (above 1: clipo is faster): ${peerRatios.join(', ')}. ` +
+          'Its rows do the same work: scoring = forward + log_softmax/gather + mean final hidden state; forward+backward = the same loss, backward, clip_grad_norm_, torch.optim.AdamW; sampling = model.generate (top-p 0.95, KV cache). One-thread rows on the Python thread\'s CPU clock, all-thread rows on the wall clock, like clipo\'s.');
+      await peer.call({ cmd: 'release' });
+    }
     const load = loadRecord(before);
     return { suite: 'engine', rows, notes: [...standardNotes(load, errors), ...notes], load, errors };
   },

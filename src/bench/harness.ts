@@ -17,14 +17,15 @@ import type { BenchRow } from './types.js';
 export const threadCpuSeconds = (): number => nativeFunction<() => number>('threadCpuSeconds')();
 export const poolCpuSeconds = (threads: number): number => nativeFunction<(o: object) => number>('poolCpuSeconds')({ threads });
 
-/** Threads an all-thread row uses: every core the process may run on. */
-export function allThreads(): number {
-  return os.availableParallelism();
+/** Threads an all-thread row uses: `--threads N` when given, else every core the process may run on. */
+export function allThreads(threads?: number): number {
+  return threads ?? os.availableParallelism();
 }
 
-/** The thread counts a suite measures: one thread, and all threads when there is more than one core. */
-export function threadCounts(): number[] {
-  const all = allThreads();
+/** The thread counts a suite measures: one thread, and the all-thread count when it is more than one
+ *  (`clipo bench --threads 1`: one-thread rows only). */
+export function threadCounts(threads?: number): number[] {
+  const all = allThreads(threads);
   return all > 1 ? [1, all] : [1];
 }
 

@@ -112,12 +112,22 @@ export class TorchPeer {
 
   /** Runs the peer's implementation once and returns its loss and the checked gradient. */
   async check(req: Record<string, unknown>, gradLength: number): Promise<{ loss: number; grad: Float32Array }> {
+    const { answer, values } = await this.values({ ...req, cmd: 'check' }, gradLength);
+    return { loss: answer.loss as number, grad: values };
+  }
+
+  /** Runs a peer command that writes `length` float32 values to the file it is given (`out`); returns both. */
+  async values(req: Record<string, unknown>, length: number): Promise<{ answer: Answer; values: Float32Array }> {
     const out = path.join(this.dir, `out-${Math.random().toString(36).slice(2)}.f32`);
-    writeFileSync(out, new Uint8Array(gradLength * 4), { mode: 0o600 });
-    const a = await this.call({ ...req, cmd: 'check', out });
-    const b = readFileSync(out);
-    rmSync(out, { force: true });
-    return { loss: a.loss as number, grad: new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) };
+    writeFileSync(out, new Uint8Array(length * 4), { mode: 0o600 });
+    try {
+      const answer = await this.call({ ...req, out });
+      const b = readFileSync(out);
+      if (b.byteLength !== length * 4) throw new Error(`torch peer: wrote ${b.byteLength} bytes, expected ${length * 4}`);
+      return { answer, values: new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) };
+    } finally {
+      rmSync(out, { force: true });
+    }
   }
 
   removeFile(p: string): void {

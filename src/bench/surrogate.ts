@@ -101,7 +101,7 @@ async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[], err
       });
     } else notes.push(`--compare torch: skipped: ${p.unavailable}; ${howToGetTorch}.`);
   }
-  const threads = threadCounts();
+  const threads = threadCounts(ctx.threads);
   const verdicts: string[] = [];
   for (const c of configs) {
     const inputs: SurrogateInput[] = copies.map((d) => ({

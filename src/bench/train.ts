@@ -50,7 +50,7 @@ export const trainSuite: BenchSuite = {
     const notes: string[] = [];
 
     // The scoring pass with and without pooled states: the only engine work CLIPO adds (alternating, median).
-    const probe = makeTrainer('grpo', false, sizes, allThreads());
+    const probe = makeTrainer('grpo', false, sizes, allThreads(ctx.threads));
     let poolCost = 0;
     try {
       const rng = new Rng(11);
@@ -75,7 +75,7 @@ export const trainSuite: BenchSuite = {
     }
 
     // one thread and all threads; within each, base and CLIPO steps alternate
-    for (const threads of threadCounts())
+    for (const threads of threadCounts(ctx.threads))
     for (const preset of presetList) {
       const base = makeTrainer(preset, false, sizes, threads);
       const clipo = makeTrainer(preset, true, sizes, threads);

@@ -13,6 +13,8 @@ export interface BenchContext {
   backend: string;
   /** progress/diagnostic line (goes to stderr, never into --json output) */
   log: (msg: string) => void;
+  /** `--threads N`: the thread count of the all-thread rows (default: every core) */
+  threads?: number;
   /** `--compare torch`: the PyTorch peer, started on first use (null when not asked for) */
   peer?: (() => Promise<TorchPeer | { unavailable: string }>) | null;
 }
@@ -24,6 +26,8 @@ export interface BenchReport {
   notes?: string[];
   /** load average (1, 5, 15 min) before and after the suite */
   load?: { before: number[]; after: number[]; cores: number; note: string | null };
+  /** wall seconds the suite took (set by `clipo bench`) */
+  seconds?: number;
   /** figures the bench withheld because they cannot be right (a fraction of a limit above 1, ...) */
   errors?: string[];
 }

@@ -6,7 +6,7 @@ import { benchSuites, defaultBenchGroup } from '../../bench/suites.js';
 import { TorchPeer } from '../../bench/peer.js';
 import type { BenchReport } from '../../bench/types.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
-import { UsageError, parseNumberOption } from '../errors.js';
+import { UsageError, parseNumberOption, threadsOption } from '../errors.js';
 import { renderTable } from '../table.js';
 
 interface BenchOptions {
@@ -40,7 +40,7 @@ async function runServeBench(opts: BenchOptions, log: (m: string) => void): Prom
   const maxTokens = parseNumberOption('--max-tokens', opts.maxTokens, { integer: true, min: 1, max: 1 << 20 });
   const temperature = parseNumberOption('--temperature', opts.temperature, { min: 0, max: 2 });
   const promptWords = parseNumberOption('--prompt-words', opts.promptWords, { integer: true, min: 1, max: 100_000 });
-  const threads = opts.threads === undefined ? undefined : parseNumberOption('--threads', opts.threads, { integer: true, min: 1, max: 1024 });
+  const threads = threadsOption(opts.threads);
   const maxBatchSequences = parseNumberOption('--max-batch', opts.maxBatch, { integer: true, min: 1, max: 4096 });
   const shape = { concurrency, requests, maxTokens, temperature, promptWords, apiKey: opts.apiKey, log };
   if (opts.endpoint) {
@@ -81,7 +81,7 @@ export function registerBench(program: Command): void {
     .option('--max-tokens <n>', 'serve: max_tokens of each request', '64')
     .option('--temperature <t>', 'serve: temperature of each request (0 = greedy)', '1')
     .option('--prompt-words <n>', 'serve: words per prompt', '32')
-    .option('--threads <n>', 'serve: engine threads for --model (default: all cores)')
+    .option('--threads <n>', 'CPU threads of the all-thread rows (default: all cores; 1: one-thread rows only); serve: CPU threads of the engine for --model (default: all cores)')
     .option('--max-batch <n>', 'serve: the server\'s running-batch limit for --model', '32')
     .action(async (names: string[], opts: BenchOptions) => {
       if (opts.list) {
@@ -113,10 +113,11 @@ export function registerBench(program: Command): void {
       }
       const repeats = opts.repeats ? parseNumberOption('--repeats', opts.repeats, { integer: true, min: 1, max: 10000 }) : opts.quick ? 3 : 9;
       if (opts.compare !== undefined && opts.compare !== 'torch') throw new UsageError(`--compare: expected torch, got '${opts.compare}'`);
+      const threads = threadsOption(opts.threads);
       const log = (m: string) => process.stderr.write(chalk.dim(m) + '\n');
       const peerStart: { p: Promise<TorchPeer | { unavailable: string }> | null } = { p: null };
       const ctx = {
-        quick: !!opts.quick, repeats, backend: opts.backend, log,
+        quick: !!opts.quick, repeats, backend: opts.backend, log, threads,
         peer: opts.compare ? () => (peerStart.p ??= TorchPeer.start(log)) : null,
       };
       const reports: BenchReport[] = [];
@@ -124,7 +125,9 @@ export function registerBench(program: Command): void {
       try {
         for (const suite of selected) {
           ctx.log(`bench ${suite.name}: ${suite.description}`);
+          const t0 = performance.now();
           const report = await suite.run(ctx);
+          report.seconds = Math.round((performance.now() - t0) / 100) / 10; // how long a re-run takes
           reports.push(report);
           if (!opts.json) {
             console.log(chalk.bold.cyan(`\n== ${report.suite} ==`));
@@ -139,7 +142,7 @@ export function registerBench(program: Command): void {
       const started = peerStart.p ? await peerStart.p : null;
       const doc = {
         machine,
-        options: { quick: ctx.quick, repeats, backend: opts.backend, compare: opts.compare ?? null },
+        options: { quick: ctx.quick, repeats, backend: opts.backend, compare: opts.compare ?? null, threads: threads ?? null },
         peer: started instanceof TorchPeer ? started.info : started ? { unavailable: started.unavailable } : null,
         errors: reports.flatMap((r) => (r.errors ?? []).map((e) => `${r.suite}: ${e}`)),
         reports,
