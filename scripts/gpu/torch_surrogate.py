@@ -12,70 +12,17 @@ Usage: python3 scripts/gpu/torch_surrogate.py [--quick] [--device auto|cuda|cpu]
        [--compile-budget SECONDS] [--no-compile]
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from torch_common import CompileBudget, device_name, emit, l2_bytes, max_rel_diff, pick_device, summary, time_calls
 
-# ---- the math, after verl (trainer/ppo/core_algos.py); aggregation over non-empty responses as clipo defines it ----
-
-
-def masked_mean(x, m):
-    return (x * m).sum() / (m.sum() + 1e-8)
-
-
-def agg_loss(loss_mat, mask, agg):
-    if agg == "token-mean":
-        return masked_mean(loss_mat, mask)
-    n = mask.sum(-1)
-    valid = (n > 0).to(loss_mat.dtype)
-    seq = (loss_mat * mask).sum(-1)
-    if agg == "seq-mean-token-mean":
-        seq = seq / (n + 1e-8)
-    return (seq * valid).sum() / (valid.sum() + 1e-8)
-
-
-def vanilla(old, logp, adv, mask, cl, ch, c, agg):
-    nkl = torch.clamp(logp - old, -20.0, 20.0)
-    ratio = torch.exp(nkl)
-    pg1 = -adv * ratio
-    pg2 = -adv * torch.clamp(ratio, 1 - cl, 1 + ch)
-    c1 = torch.maximum(pg1, pg2)
-    if c is None:
-        return agg_loss(c1, mask, agg)
-    pg3 = -adv * c
-    c2 = torch.min(pg3, c1)
-    return agg_loss(torch.where(adv < 0, c2, c1), mask, agg)
-
-
-def gspo(old, logp, adv, mask, cl, ch, agg):
-    nkl = logp - old
-    n = mask.sum(-1).clamp(min=1)
-    seq = (nkl * mask).sum(-1) / n
-    log_s = logp - logp.detach() + seq.detach().unsqueeze(-1)
-    s = torch.exp(torch.clamp(log_s, max=10.0))
-    pg1 = -adv * s
-    pg2 = -adv * torch.clamp(s, 1 - cl, 1 + ch)
-    return agg_loss(torch.maximum(pg1, pg2), mask, agg)
-
-
-def geo_mean(old, logp, adv, mask, cl, ch):
-    nkl = logp - old
-    sgn = torch.sign(adv)
-    clamp = torch.clamp(nkl, -cl, ch)
-    dmin = sgn * torch.min(sgn * nkl, sgn * clamp)
-    n = mask.sum(-1)
-    ratio = torch.exp((dmin * mask).sum(-1) / (n + 1e-8))
-    a = (adv * mask).sum(-1) / (n + 1e-8)
-    valid = (n > 0).to(logp.dtype)
-    return (-a * ratio * valid).sum() / (valid.sum() + 1e-8)
-
-
-def low_var_kl(logp, ref):
-    kl = torch.clamp(ref - logp, -20, 20)
-    return torch.clamp(torch.exp(kl) - kl - 1, -10, 10)
-
+# the math, after verl (trainer/ppo/core_algos.py): one copy, shared with `clipo bench --compare torch`
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from verl_surrogate import policy_loss as loss_fn  # noqa: E402
 
 CONFIGS = [
     dict(name="GRPO (token, dual clip, KL)", mode="token", ref=True, clipLow=0.2, clipHigh=0.2, dualClip=3.0, agg="token-mean", klCoef=0.001),
@@ -83,19 +30,6 @@ CONFIGS = [
     dict(name="GSPO (sequence)", mode="sequence", ref=False, clipLow=3e-4, clipHigh=4e-4, dualClip=None, agg="seq-mean-token-mean", klCoef=0.0),
     dict(name="GMPO (geo_mean)", mode="geo_mean", ref=False, clipLow=0.4, clipHigh=0.4, dualClip=None, agg="token-mean", klCoef=0.0),
 ]
-
-
-def loss_fn(cfg, logp, old, ref, adv, mask):
-    a = adv.unsqueeze(-1)
-    if cfg["mode"] == "token":
-        loss = vanilla(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"], cfg["dualClip"], cfg["agg"])
-    elif cfg["mode"] == "sequence":
-        loss = gspo(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"], cfg["agg"])
-    else:
-        loss = geo_mean(old, logp, a, mask, cfg["clipLow"], cfg["clipHigh"])
-    if cfg["ref"]:
-        loss = loss + cfg["klCoef"] * agg_loss(low_var_kl(logp, ref), mask, cfg["agg"])
-    return loss
 
 
 def make_inputs(B, T, device, dtype, gen):
