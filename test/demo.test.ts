@@ -176,7 +176,7 @@ describe('demo pieces', () => {
     expect(changed((s) => (s.model.hidden = 96))).not.toBe(base);
     expect(changed((s) => (s.task.seed = 5))).not.toBe(base);
     expect(changed((s) => (s.warmup.maxSteps += 1))).not.toBe(base);
-    expect(changed((s) => (s.warmup.targetAccuracy = 0.5))).not.toBe(base);
+    expect(changed((s) => (s.warmup.targetAccuracy += 0.1))).not.toBe(base);
     // RL settings do not touch the warm-up
     expect(changed((s) => (s.rl.steps = 99))).toBe(base);
     expect(changed((s) => (s.clipo.lambda = 0.5))).toBe(base);

@@ -23,8 +23,8 @@ export interface DemoSettings {
 export const DEFAULT_SETTINGS: DemoSettings = {
   task: { seed: 0, train: 2000, test: 200, maxOps: 2, maxValue: 20 },
   model: { layers: 2, hidden: 128, heads: 4, kvHeads: 2, intermediate: 384 },
-  warmup: { seed: 0, maxSteps: 500, batch: 32, lr: 3e-3, checkEvery: 50, valProblems: 100, targetAccuracy: 0.2 },
-  rl: { steps: 80, promptsPerStep: 16, miniBatch: 8, n: 8, lr: 2e-4, temperature: 1.0, ppoEpochs: 1, prompts: 0 },
+  warmup: { seed: 0, maxSteps: 1000, batch: 32, lr: 3e-3, checkEvery: 50, valProblems: 100, targetAccuracy: 0.5 },
+  rl: { steps: 50, promptsPerStep: 32, miniBatch: 32, n: 8, lr: 3e-4, temperature: 1.0, ppoEpochs: 1, prompts: 0 },
   clipo: { outSize: 64, lambda: 0.2, temperature: 0.1, headLr: 1e-3, warmupSteps: 0 },
   maxNewTokens: 56,
   evalProblems: 200,
