@@ -1,5 +1,5 @@
-// The engine's CUDA kernels (native/engine/{norm_rope,mlp,head}.cu: embedding gather, RMSNorm with the residual
-// add, RoPE incl. Llama-3 scaling, SwiGLU, the chunked log-prob/entropy pass) against float64 references written
+// The engine's CUDA kernels (native/engine/{norm_rope,mlp,head,optim}.cu: embedding gather, RMSNorm with the residual
+// add, RoPE incl. Llama-3 scaling, SwiGLU, the chunked log-prob/entropy pass, AdamW) against float64 references written
 // here from the Hugging Face formulas, on fresh random bf16 inputs of Qwen2.5-like sizes. They run only where a GPU
 // is usable; elsewhere the entry point must fail with a clear Error. Everywhere (g++ and python3 present) the same
 // kernels are also checked against their CPU twins under host emulation (scripts/cuda-emu/run-engine.sh).
@@ -214,4 +214,52 @@ describe(`engine CUDA kernels against float64 references (seed ${seed})${gpu ? `
       expect({ bad, worst: worst < 1e-2 }).toEqual({ bad: 0, worst: true });
     });
   }
+  for (const [weightDecay, maxGradNorm] of [[0.1, 0], [0, 1], [0.05, 1e6]] as const) {
+    gpuTest(`AdamW step, weight decay ${weightDecay}, max grad norm ${maxGradNorm || 'off'}`, () => {
+      // three steps on fp32 master weights; each step's float64 reference (torch.optim.AdamW after
+      // clip_grad_norm_) starts from the kernel's own previous state, so errors do not accumulate
+      const n = 1_000_003, segments = Int32Array.of(600_000, 1003, n - 601_003), decay = Uint8Array.of(1, 0, 1);
+      const lr = 2e-3, beta1 = 0.9, beta2 = 0.995, eps = 1e-8;
+      let weights: Float32Array = Float32Array.from({ length: n }, () => rng.normal());
+      let m: Float32Array = new Float32Array(n), v: Float32Array = new Float32Array(n);
+      let clipped = false;
+      for (let step = 1; step <= 3; step++) {
+        const grad = Float32Array.from({ length: n }, () => rng.normal() * (step === 1 ? 1e-4 : 3e-3));
+        const out = kernel('adamw', { weights, m, v, grad, segments, decay, step, lr, beta1, beta2, eps, weightDecay, maxGradNorm }) as { weights: Float32Array; m: Float32Array; v: Float32Array; bf16: Uint16Array; norm: number };
+        let sq = 0;
+        for (let i = 0; i < n; i++) sq += grad[i]! * grad[i]!;
+        const norm = Math.sqrt(sq);
+        expect(Math.abs(out.norm - norm)).toBeLessThanOrEqual(1e-12 * norm);
+        const clip = maxGradNorm > 0 ? Math.min(1, maxGradNorm / (norm + 1e-6)) : 1;
+        clipped ||= clip < 1;
+        const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
+        let bad = 0;
+        for (let i = 0, seg = 0, end = segments[0]!; i < n; i++) {
+          while (i >= end) end += segments[++seg]!;
+          const g = grad[i]! * clip;
+          const mi = beta1 * m[i]! + (1 - beta1) * g, vi = beta2 * v[i]! + (1 - beta2) * g * g;
+          const w = weights[i]! * (decay[seg] ? 1 - lr * weightDecay : 1) - (lr / bc1) * mi / (Math.sqrt(vi) / Math.sqrt(bc2) + eps);
+          // m = b1 m + (1-b1) g can cancel: its fp32 rounding is relative to the terms, not to the result
+          if (!(Math.abs(out.m[i]! - mi) <= 1e-6 * (beta1 * Math.abs(m[i]!) + (1 - beta1) * Math.abs(g)) + 1e-30)) bad++;
+          if (!(Math.abs(out.v[i]! - vi) <= 1e-6 * vi + 1e-30)) bad++;
+          if (!(Math.abs(out.weights[i]! - w) <= 1e-6 * Math.abs(w) + 1e-5 * lr)) bad++;
+          if (out.bf16[i] !== toBf16(out.weights[i]!)) bad++;
+        }
+        expect(bad).toBe(0);
+        ({ weights, m, v } = out);
+      }
+      expect(clipped).toBe(maxGradNorm === 1);
+    });
+  }
+
+  gpuTest('AdamW with a non-finite gradient is an error, not a NaN update', () => {
+    const n = 5000, segments = Int32Array.of(n), decay = Uint8Array.of(1);
+    const weights = Float32Array.from({ length: n }, () => rng.normal());
+    for (const poison of [NaN, Infinity]) {
+      const grad = Float32Array.from({ length: n }, () => rng.normal());
+      grad[rng.int(n)] = poison;
+      expect(() => kernel('adamw', { weights, m: new Float32Array(n), v: new Float32Array(n), grad, segments, decay, step: 1, lr: 1e-3, maxGradNorm: 1 })).toThrow(/engineCudaKernel adamw: adamwStep: the gradient is not finite/);
+    }
+    expect(() => kernel('adamw', { weights, m: new Float32Array(n), v: new Float32Array(n), grad: new Float32Array(n), segments: Int32Array.of(n - 1), decay, step: 1, lr: 1e-3 })).toThrow(/segments: sizes add up to/);
+  });
 });

@@ -1,5 +1,5 @@
 // Backward pass through the whole model from d loss / d logp of the response tokens (and optionally d loss / d H of
-// their entropies), and AdamW.
+// their entropies), and AdamW (optim.cpp).
 //   d logp_t / d z = onehot(t) - softmax(z)        (z: logits of the row predicting t)
 //   d H / d z_i    = -p_i (z_i - sum_j p_j z_j)      (H = lse(z) - sum_j p_j z_j, the entropy of softmax(z))
 // The logits of the response rows are recomputed chunk by chunk (never [rows x vocab] at once), then every block is
@@ -16,6 +16,7 @@
 #include "engine/head.h"
 #include "engine/mlp.h"
 #include "engine/norm_rope.h"
+#include "engine/optim.h"
 
 namespace clipo::engine {
 
@@ -156,45 +157,16 @@ double CpuModel::adamw(double lr, double beta1, double beta2, double eps, double
     m.assign(w.size(), 0.f);
     v.assign(w.size(), 0.f);
   }
-  // global L2 norm of the gradient: fixed chunks summed in order (independent of the thread count)
-  const size_t n = w.size(), chunk = 1 << 16, nChunks = (n + chunk - 1) / chunk;
-  std::vector<double> partial(nChunks, 0.0);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (size_t c = 0; c < nChunks; ++c) {
-    double s = 0.0;
-    for (size_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) s += static_cast<double>(g[i]) * g[i];
-    partial[c] = s;
-  }
-  double sq = 0.0;
-  for (double p : partial) sq += p;
-  const double norm = std::sqrt(sq);
-  if (!std::isfinite(norm)) throw EngineError("adamwStep: the gradient is not finite (norm " + std::to_string(norm) + ")");
-  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
-  const double clip = maxGradNorm > 0 ? std::min(1.0, maxGradNorm / (norm + 1e-6)) : 1.0;
-  adamSteps += 1;
-  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(adamSteps));
-  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(adamSteps));
-  // torch.optim.AdamW: p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
-  //                    p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).  Decay only on matrices (not norms, biases).
+  // torch.optim.AdamW with clip_grad_norm_ (optim.cpp): decay only on matrices (not norms, biases); a tied LM
+  // head is the embedding, updated once
+  std::vector<AdamwSegment> segs;
   for (const ParamInfo& p : lay_.params) {
     if (cfg.tieEmbeddings && p.name == "lm_head.weight") continue;
-    const float decay = p.shape.size() >= 2 ? static_cast<float>(1.0 - lr * weightDecay) : 1.f;
-    const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2), c = static_cast<float>(clip);
-    const float stepSize = static_cast<float>(lr / bc1), sbc2 = static_cast<float>(std::sqrt(bc2));
-    const float e = static_cast<float>(eps);
-    float* W = w.data() + p.offset;
-    float* Gp = g.data() + p.offset;
-    float* Mp = m.data() + p.offset;
-    float* Vp = v.data() + p.offset;
-    const int64_t sz = static_cast<int64_t>(p.size);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < sz; ++i) {
-      const float gi = Gp[i] * c;
-      Mp[i] = b1 * Mp[i] + (1.f - b1) * gi;
-      Vp[i] = b2 * Vp[i] + (1.f - b2) * gi * gi;
-      W[i] = W[i] * decay - stepSize * Mp[i] / (std::sqrt(Vp[i]) / sbc2 + e);
-    }
+    segs.push_back(AdamwSegment{static_cast<int64_t>(p.offset), static_cast<int64_t>(p.size), p.shape.size() >= 2});
   }
+  const double norm = adamwStepCpu(w.data(), m.data(), v.data(), g.data(), w.size(), segs.data(), segs.size(),
+                                   AdamwHyper{lr, beta1, beta2, eps, weightDecay, maxGradNorm}, adamSteps + 1, threads);
+  adamSteps += 1;
   return norm;
 }
 

@@ -1,4 +1,4 @@
-// engineCudaKernel(op, args): runs one of the engine's CUDA twins (norm_rope.cu, mlp.cu, head.cu) through its
+// engineCudaKernel(op, args): runs one of the engine's CUDA twins (norm_rope.cu, mlp.cu, head.cu, optim.cu) through its
 // host wrapper, for the GPU test that compares them with an independent reference (test/engine-cuda-kernels.test.ts).
 // bf16 values travel as Uint16Array (the top 16 bits of an fp32). In a build without CUDA it throws saying so.
 //   'embed'   {table, vocab, hidden, tokens: Int32Array}                          -> Uint16Array [N*hidden]
@@ -8,6 +8,9 @@
 //   'swiglu'  {gu, rows, intermediate}                                             -> Uint16Array [rows*intermediate]
 //   'head'    {xf, hidden, weight, vocab, rows: Int32Array, targets: Int32Array, chunkColumns?, entropy?}
 //                                                                                  -> {logprobs, entropy?}
+//   'adamw'   {weights, m, v, grad: Float32Array [n], segments: Int32Array (sizes, tiling the n values),
+//             decay: Uint8Array (one flag a segment), step, lr, beta1?, beta2?, eps?, weightDecay?, maxGradNorm?}
+//             -> {weights, m, v, bf16: Uint16Array, norm} (new arrays; the inputs are not changed)
 #include <napi.h>
 
 #include <string>
@@ -19,6 +22,7 @@
 #include "engine/head.h"
 #include "engine/mlp.h"
 #include "engine/norm_rope.h"
+#include "engine/optim.h"
 
 namespace {
 
@@ -134,6 +138,50 @@ Napi::Value Head(Napi::Env env, const Napi::Object& o) {
   if (ent) out.Set("entropy", e);
   return out;
 }
+
+Napi::Value Adamw(Napi::Env env, const Napi::Object& o) {
+  auto w = getArray<float>(o, "weights");
+  const size_t n = w.length;
+  auto m = getArray<float>(o, "m", n);
+  auto v = getArray<float>(o, "v", n);
+  auto g = getArray<float>(o, "grad", n);
+  auto sizes = getArray<int32_t>(o, "segments");
+  auto decay = getArray<uint8_t>(o, "decay", sizes.length);
+  std::vector<clipo::engine::AdamwSegment> segs;
+  int64_t off = 0;
+  for (size_t k = 0; k < sizes.length; ++k) {
+    if (sizes[k] < 0) throwError(env, "segments[" + std::to_string(k) + "]: must be >= 0");
+    segs.push_back(clipo::engine::AdamwSegment{off, sizes[k], decay[k] != 0});
+    off += sizes[k];
+  }
+  if (off != static_cast<int64_t>(n)) throwError(env, "segments: sizes add up to " + std::to_string(off) + ", expected " + std::to_string(n));
+  clipo::engine::AdamwHyper h;
+  h.lr = clipo::getNumber(o, "lr");
+  h.beta1 = clipo::getNumberOr(o, "beta1", 0.9);
+  h.beta2 = clipo::getNumberOr(o, "beta2", 0.999);
+  h.eps = clipo::getNumberOr(o, "eps", 1e-8);
+  h.weightDecay = clipo::getNumberOr(o, "weightDecay", 0);
+  h.maxGradNorm = clipo::getNumberOr(o, "maxGradNorm", 0);
+  if (h.lr < 0) throwError(env, "lr: must be >= 0");
+  if (!(h.beta1 >= 0 && h.beta1 < 1) || !(h.beta2 >= 0 && h.beta2 < 1)) throwError(env, "beta1/beta2: must be in [0, 1)");
+  if (!(h.eps > 0)) throwError(env, "eps: must be > 0");
+  if (h.weightDecay < 0 || h.maxGradNorm < 0) throwError(env, "weightDecay/maxGradNorm: must be >= 0");
+  const int64_t step = getInt(o, "step", 1);
+  auto wo = clipo::newArray<float>(env, n), mo = clipo::newArray<float>(env, n), vo = clipo::newArray<float>(env, n);
+  auto bo = clipo::newArray<uint16_t>(env, n);
+  std::copy(w.data, w.data + n, wo.Data());
+  std::copy(m.data, m.data + n, mo.Data());
+  std::copy(v.data, v.data + n, vo.Data());
+  double norm = 0;
+  check(env, clipo::engine::adamwStepCudaHost(wo.Data(), mo.Data(), vo.Data(), g.data, bo.Data(), static_cast<int64_t>(n), segs.data(), segs.size(), h, step, &norm), "adamw");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("weights", wo);
+  out.Set("m", mo);
+  out.Set("v", vo);
+  out.Set("bf16", bo);
+  out.Set("norm", Napi::Number::New(env, norm));
+  return out;
+}
 #endif
 
 Napi::Value EngineCudaKernel(const Napi::CallbackInfo& info) {
@@ -147,7 +195,8 @@ Napi::Value EngineCudaKernel(const Napi::CallbackInfo& info) {
   if (op == "rope") return Rope(env, o);
   if (op == "swiglu") return Swiglu(env, o);
   if (op == "head") return Head(env, o);
-  clipo::throwError(env, "engineCudaKernel: unknown op '" + op + "' (expected embed, rmsnorm, rope, swiglu or head)");
+  if (op == "adamw") return Adamw(env, o);
+  clipo::throwError(env, "engineCudaKernel: unknown op '" + op + "' (expected embed, rmsnorm, rope, swiglu, head or adamw)");
 #else
   clipo::throwError(env, "engineCudaKernel: the addon was built without CUDA (rebuild with `npm run build:cuda` where nvcc exists)");
 #endif

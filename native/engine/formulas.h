@@ -99,4 +99,40 @@ CLIPO_ENGINE_HD inline double uniformAt(uint64_t seed, uint64_t prompt, uint64_t
   return static_cast<double>(k >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// ---- AdamW (torch.optim.AdamW, decoupled weight decay) with torch.nn.utils.clip_grad_norm_'s global clipping ----
+// Per step: clip = min(1, maxNorm / (norm + 1e-6)) when maxNorm > 0 (norm: the L2 norm of the whole gradient);
+// bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t, in double on the host, handed to the element update as floats.
+CLIPO_ENGINE_HD inline double adamwClipScale(double norm, double maxNorm) {
+  if (!(maxNorm > 0)) return 1.0;
+  const double c = maxNorm / (norm + 1e-6);
+  return c < 1.0 ? c : 1.0;
+}
+struct AdamwScalars {
+  float b1, b2, stepSize, sqrtBc2, eps;  // stepSize = lr / bc1, sqrtBc2 = sqrt(bc2)
+};
+inline AdamwScalars adamwScalars(double lr, double beta1, double beta2, double eps, int64_t step) {
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  return AdamwScalars{static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(lr / bc1),
+                      static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps)};
+}
+// The decay factor of a tensor: 1 - lr * wd on matrices, 1 on vectors (norm weights, biases).
+inline float adamwDecay(double lr, double weightDecay, bool decayed) {
+  return decayed ? static_cast<float>(1.0 - lr * weightDecay) : 1.f;
+}
+// One element, g already scaled by the clip factor:
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p = p * decay - stepSize * m / (sqrt(v) / sqrt(bc2) + eps)
+// On the device the square root and the division are the correctly rounded ones even under --use_fast_math.
+CLIPO_ENGINE_HD inline void adamwElement(float g, float decay, const AdamwScalars& s, float* p, float* m, float* v) {
+  const float mi = s.b1 * *m + (1.f - s.b1) * g;
+  const float vi = s.b2 * *v + (1.f - s.b2) * g * g;
+  *m = mi;
+  *v = vi;
+#ifdef __CUDA_ARCH__
+  *p = *p * decay - __fdiv_rn(s.stepSize * mi, __fdiv_rn(__fsqrt_rn(vi), s.sqrtBc2) + s.eps);
+#else
+  *p = *p * decay - s.stepSize * mi / (std::sqrt(vi) / s.sqrtBc2 + s.eps);
+#endif
+}
+
 }  // namespace clipo::engine

@@ -3,7 +3,8 @@
 // gather (with an out-of-range id -> zero row), RMSNorm with and without the residual add (odd and multi-sweep
 // widths; the residual also updated in place), RoPE on packed q|k|v rows (plain and Llama-3 scaled tables, forward
 // and inverse; v untouched), SwiGLU, and the chunked log-prob/entropy pass (partial last chunk, one chunk, chunk
-// wider than the vocabulary, without entropy, large logits). The CPU twins run in fp32 on the bf16 inputs decoded
+// wider than the vocabulary, without entropy, large logits), and AdamW (fp32 master weights and moments, the bf16
+// working copy; sizes off the block size, decay on/off, clipping active/inactive, a non-finite gradient). The CPU twins run in fp32 on the bf16 inputs decoded
 // exactly; bf16 outputs must agree within one bf16 ulp, fp32 ones within the stated tolerances.
 // Usage: check [seed]; exit status 1 on a mismatch.
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "engine/head.h"
 #include "engine/mlp.h"
 #include "engine/norm_rope.h"
+#include "engine/optim.h"
 
 using namespace clipo::engine;
 
@@ -197,6 +199,77 @@ static void checkHead(int64_t V, int64_t H, int64_t R, int64_t chunk, bool withE
          bad, static_cast<size_t>(R), d);
 }
 
+// AdamW: the CUDA twin (device-side two-stage norm, fused update, bf16 refresh) against adamwStepCpu on the same
+// fp32 state, over several steps. The norms are summed in a different order (relative 1e-12); with clipping
+// inactive the updates must be bit-identical, with it active within 2 fp32 ulp (the clip factor may round apart).
+static void checkAdamw(int64_t n, bool decay, double maxGradNorm, int steps) {
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> w(n), g(n), m(n, 0.f), v(n, 0.f);
+  for (auto& x : w) x = d(rng);
+  // segments: a decayed "matrix", an undecayed "vector", a hole left untouched (a tied head), another matrix
+  const int64_t a = n / 2, b = n / 2 + n / 7 + 1, hole = 3;
+  std::vector<AdamwSegment> segs{{0, a, decay}, {a, b - a, false}, {b + hole, n - b - hole, decay}};
+  AdamwHyper h;
+  h.lr = 3e-3; h.beta1 = 0.9; h.beta2 = 0.995; h.eps = 1e-8; h.weightDecay = decay ? 0.1 : 0.0; h.maxGradNorm = maxGradNorm;
+  std::vector<float> wc(w), mc(m), vc(v), wd(w), md(m), vd(v);
+  std::vector<uint16_t> bf(n, 0x7fc0);
+  int bad = 0, exact = 0;
+  double worstNorm = 0;
+  for (int t = 1; t <= steps; ++t) {
+    for (auto& x : g) x = d(rng) * (t == 1 ? 0.02f : 0.3f);  // the first step below the clip, the later ones above
+    const double nc = adamwStepCpu(wc.data(), mc.data(), vc.data(), g.data(), n, segs.data(), segs.size(), h, t, 1);
+    double nd = NAN;
+    checkError(adamwStepCudaHost(wd.data(), md.data(), vd.data(), g.data(), bf.data(), n, segs.data(), segs.size(), h, t, &nd), "adamw");
+    worstNorm = std::max(worstNorm, std::fabs(nd - nc) / nc);
+    if (!(std::fabs(nd - nc) <= 1e-12 * nc)) ++bad;
+    const bool clipped = adamwClipScale(nc, maxGradNorm) < 1.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float pairs[3][2] = {{wd[i], wc[i]}, {md[i], mc[i]}, {vd[i], vc[i]}};
+      for (const auto& p : pairs) {
+        if (p[0] == p[1]) { ++exact; continue; }
+        const float tol = clipped ? 2.f * (std::nextafter(std::fabs(p[1]), INFINITY) - std::fabs(p[1])) : 0.f;
+        if (!(std::fabs(p[0] - p[1]) <= tol)) ++bad;
+      }
+      const bool inHole = i >= b && i < b + hole;
+      if (inHole ? (wd[i] != w[i] || bf[i] != 0x7fc0) : bf[i] != floatToBf16(wd[i])) ++bad;
+    }
+  }
+  char det[96];
+  std::snprintf(det, sizeof det, "(max norm rel diff %.2g, %d of %lld values bit-identical)", worstNorm, exact,
+                static_cast<long long>(3 * n * steps));
+  report("adamw n " + std::to_string(n) + (decay ? " decay" : "") + (maxGradNorm > 0 ? " clip " + std::to_string(maxGradNorm) : ""),
+         bad, static_cast<size_t>(3 * n * steps), det);
+}
+
+// a non-finite gradient: an error naming it, and neither the weights, the moments nor the bf16 copy change
+static void checkAdamwNonFinite(float poison) {
+  const int64_t n = 1000;
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> w(n), g(n), m(n), v(n);
+  for (int64_t i = 0; i < n; ++i) { w[i] = d(rng); g[i] = d(rng); m[i] = d(rng) * 0.1f; v[i] = std::fabs(d(rng)) * 0.01f; }
+  g[n - 5] = poison;
+  std::vector<float> w2(w), m2(m), v2(v);
+  std::vector<uint16_t> bf(n, 0x1234);
+  std::vector<AdamwSegment> segs{{0, n, true}};
+  AdamwHyper h;
+  h.lr = 1e-2; h.weightDecay = 0.1; h.maxGradNorm = 1.0;
+  double nd = 0;
+  const char* err = adamwStepCudaHost(w2.data(), m2.data(), v2.data(), g.data(), bf.data(), n, segs.data(), 1, h, 3, &nd);
+  const std::string e(err);
+  int bad = e.find("not finite") == std::string::npos ? 1 : 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (w2[i] != w[i] || m2[i] != m[i] || v2[i] != v[i] || bf[i] != 0x1234) ++bad;
+  bool cpuThrew = false;
+  try {
+    adamwStepCpu(w.data(), m.data(), v.data(), g.data(), n, segs.data(), 1, h, 3, 1);
+  } catch (const std::exception& ex) {
+    cpuThrew = std::string(ex.what()).find("not finite") != std::string::npos;
+  }
+  if (!cpuThrew) ++bad;
+  report(std::string("adamw non-finite gradient (") + std::to_string(poison) + "): error \"" + e + "\", nothing written",
+         bad, static_cast<size_t>(n));
+}
+
 int main(int argc, char** argv) {
   const unsigned seed = argc > 1 ? static_cast<unsigned>(std::strtoul(argv[1], nullptr, 10)) : std::random_device{}();
   std::printf("seed %u\n", seed);
@@ -212,6 +285,12 @@ int main(int argc, char** argv) {
   checkHead(1000, 33, 5, 0, true, 4.f);     // the automatic width: one chunk
   checkHead(300, 24, 4, 1000, false, 1.f);  // a chunk wider than the vocabulary; no entropy
   checkHead(517, 16, 4, 128, true, 60.f);   // large logits: nearly one-hot rows
+  checkAdamw(1000, true, 0.0, 3);      // no clipping; not a multiple of the block
+  checkAdamw(777, false, 1.0, 3);      // clipping active after the first step, no decay
+  checkAdamw(4096, true, 1.0, 2);      // a multiple of the block
+  checkAdamw(70001, true, 1e6, 1);     // more values than the norm's threads; clipping inactive
+  checkAdamwNonFinite(NAN);
+  checkAdamwNonFinite(INFINITY);
   std::printf("%s (%d failures, seed %u)\n", failures ? "FAILED" : "all ok", failures, seed);
   return failures ? 1 : 0;
 }
