@@ -1,4 +1,4 @@
-// Error reporting and buffer helpers of the engine's CUDA twins (norm_rope.cu, mlp.cu, head.cu). Include after
+// Error reporting and buffer helpers of the engine's CUDA twins (norm_rope.cu, mlp.cu, head.cu, optim.cu). Include after
 // <cuda_runtime.h> (the host emulation of scripts/cuda-emu/ replaces that include).
 #pragma once
 #include <cstddef>

@@ -43,7 +43,7 @@ static void report(const std::string& what, int bad, size_t n, const std::string
     std::printf("FAIL %s: %d of %zu differ %s\n", what.c_str(), bad, n, detail.c_str());
     ++failures;
   } else {
-    std::printf("ok   %s (%zu values)\n", what.c_str(), n);
+    std::printf("ok   %s (%zu values) %s\n", what.c_str(), n, detail.c_str());
   }
 }
 // bf16 a (device) against the CPU's fp32 value rounded to bf16: equal, or one bf16 ulp apart (+ slack where a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the logic of the engine's CUDA twins on a machine without a GPU: native/engine/{norm_rope,mlp,head}.cu are
+# Checks the logic of the engine's CUDA twins on a machine without a GPU: native/engine/{norm_rope,mlp,head,optim}.cu are
 # rewritten for host emulation (launch_to_emu.py, cuda_emu.h + engine_emu.h: one std::thread per CUDA thread,
 # blocks in turn) and compared with their CPU twins on fresh random inputs (engine_check.cpp). Blind to timing, to
 # the memory model and to --use_fast_math's exp; the GPU test (test/engine-cuda-kernels.test.ts) remains the real
