@@ -8,6 +8,8 @@ import path from 'node:path';
 import { availableBackends } from '../src/kernels/backend.js';
 import { loadNative, packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
+import type { ModelConfig } from '../src/model/types.js';
+import { refInvFreq } from './reference/transformer_ref.js';
 
 type KernelFn = (op: string, args: object) => unknown;
 const kernel = (op: string, args: object): unknown => (loadNative().engineCudaKernel as KernelFn)(op, args);
@@ -45,26 +47,6 @@ function countBad(n: number, ok: (i: number) => boolean): number {
   let bad = 0;
   for (let i = 0; i < n; i++) if (!ok(i)) bad++;
   return bad;
-}
-
-/** RoPE inverse frequencies as transformers computes them (default, or Llama 3.1 scaling). */
-function invFreq(headDim: number, theta: number, s?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number }): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < headDim / 2; i++) {
-    let f = 1 / theta ** ((2 * i) / headDim);
-    if (s) {
-      const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
-      const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
-      const wavelen = (2 * Math.PI) / f;
-      if (wavelen > lowWavelen) f = f / s.factor;
-      else if (wavelen >= highWavelen) {
-        const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-        f = ((1 - smooth) * f) / s.factor + smooth * f;
-      }
-    }
-    out.push(f);
-  }
-  return out;
 }
 
 const avail = availableBackends();
@@ -142,7 +124,8 @@ describe(`engine CUDA kernels against float64 references (seed ${seed})${gpu ? `
         const positions = Int32Array.from({ length: N }, () => rng.int(20000));
         positions[0] = 0;
         const y = kernel('rope', { x, rowStride: stride, rows: N, heads: heads + kvHeads, headDim: hd, positions, ropeTheta: theta, ...(scaling ? { ropeScaling: scaling } : {}), inverse }) as Uint16Array;
-        const inv = invFreq(hd, theta, scaling);
+        // the float64 reference's frequencies (transformers' formula), from the fields it reads
+        const inv = refInvFreq({ headDim: hd, ropeTheta: theta, ropeScaling: scaling && { type: 'llama3', ...scaling } } as ModelConfig);
         const sign = inverse ? -1 : 1;
         let bad = 0;
         for (let n = 0; n < N; n++) {
