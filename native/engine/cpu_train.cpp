@@ -41,53 +41,18 @@ void CpuModel::backward(const float* gradLogp, size_t count, const float* gradEn
   }
   float* G = g.data();
 
-  // LM head and the final hidden states
+  // LM head and the final hidden states (head.cpp: headLogprobsBackward), the upstream gradients per scored row
   std::vector<float> dres(N * H, 0.f), dxf(N * H, 0.f);
   {
-    const int64_t R = static_cast<int64_t>(st.headRows.size());
-    const int64_t CH = std::max<int64_t>(1, std::min<int64_t>(256, (int64_t{1} << 24) / V));
-    std::vector<float> Xc(std::min(CH, std::max<int64_t>(R, 1)) * H), Z(std::min(CH, std::max<int64_t>(R, 1)) * V),
-        dX(std::min(CH, std::max<int64_t>(R, 1)) * H);
-    for (int64_t r0 = 0; r0 < R; r0 += CH) {
-      const int64_t ch = std::min(CH, R - r0);
-      bool any = false;
-      for (int64_t r = 0; r < ch; ++r)
-        any = any || gradLogp[st.headOut[r0 + r]] != 0.f || (gradEntropy && gradEntropy[st.headOut[r0 + r]] != 0.f);
-      if (!any) continue;
-      for (int64_t r = 0; r < ch; ++r)
-        std::memcpy(Xc.data() + r * H, st.xf.data() + st.headRows[r0 + r] * H, H * sizeof(float));
-      const bool kept = !st.probs.empty();
-      // the entropy term needs the logits themselves, so they are recomputed even when the probabilities are kept
-      if (!kept || gradEntropy) matmulNT(ch, V, H, Xc.data(), P(lay_.headOff), Z.data(), false, threads);
-#pragma omp parallel num_threads(threads)
-      {
-        std::vector<float> pr(gradEntropy ? V : 0);
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < ch; ++r) {
-          float* z = Z.data() + r * V;
-          const float gr = gradLogp[st.headOut[r0 + r]];
-          const float ge = gradEntropy ? gradEntropy[st.headOut[r0 + r]] : 0.f;
-          if (ge != 0.f) {
-            rowSoftmaxStats(z, V, false, pr.data());
-            double pz = 0.0;
-            for (int64_t i = 0; i < V; ++i) pz += static_cast<double>(pr[i]) * z[i];
-            for (int64_t i = 0; i < V; ++i)
-              z[i] = -gr * pr[i] - ge * pr[i] * static_cast<float>(static_cast<double>(z[i]) - pz);
-          } else {
-            const float* p = kept ? st.probs.data() + (r0 + r) * V : z;
-            if (!kept) rowSoftmaxStats(z, V, false, z);
-            for (int64_t i = 0; i < V; ++i) z[i] = -gr * p[i];
-          }
-          z[st.headTargets[r0 + r]] += gr;
-        }
-      }
-      matmulNN(ch, H, V, Z.data(), P(lay_.headOff), dX.data(), false, threads);
-      matmulTN(V, H, ch, Z.data(), Xc.data(), G + lay_.headOff, true, threads);
-      for (int64_t r = 0; r < ch; ++r) {
-        float* d = dxf.data() + st.headRows[r0 + r] * H;
-        for (int64_t j = 0; j < H; ++j) d[j] += dX[r * H + j];
-      }
+    const size_t R = st.headRows.size();
+    std::vector<float> gl(R), ge(gradEntropy ? R : 0);
+    for (size_t r = 0; r < R; ++r) {
+      gl[r] = gradLogp[st.headOut[r]];
+      if (gradEntropy) ge[r] = gradEntropy[st.headOut[r]];
     }
+    headLogprobsBackward(st.xf.data(), H, P(lay_.headOff), V, st.headRows, st.headTargets, gl.data(),
+                         gradEntropy ? ge.data() : nullptr, st.probs.empty() ? nullptr : st.probs.data(), dxf.data(),
+                         G + lay_.headOff, threads);
   }
   rmsnormBackward(dxf.data(), st.res.data() + L * N * H, st.rstdF.data(), P(lay_.normOff), dres.data(), G + lay_.normOff, N, H,
                   threads);
@@ -133,17 +98,8 @@ void CpuModel::backward(const float* gradLogp, size_t count, const float* gradEn
     rmsnormBackward(dxn.data(), xin, rstd1, P(o.ln1), dres.data(), G + o.ln1, N, H, threads);
   }
 
-  // embeddings: rows of the same token add up; threads split the hidden dimension, rows stay in order
-  float* gE = G + lay_.embOff;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t c0 = H * t / nt, c1 = H * (t + 1) / nt;
-    for (int64_t n = 0; n < N; ++n) {
-      float* dst = gE + static_cast<int64_t>(st.tokens[n]) * H;
-      for (int64_t c = c0; c < c1; ++c) dst[c] += dres[n * H + c];
-    }
-  }
+  // embeddings: rows of the same token add up, in position order (norm_rope.cpp)
+  embedRowsBackward(dres.data(), H, st.tokens.data(), N, G + lay_.embOff, threads);
 }
 
 void CpuModel::zeroGrad() {

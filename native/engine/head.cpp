@@ -125,4 +125,51 @@ void headLogprobs(const float* xf, int64_t H, const float* W, int64_t V, const s
   }
 }
 
+void headLogprobsBackward(const float* xf, int64_t H, const float* W, int64_t V, const std::vector<int64_t>& rows,
+                          const std::vector<int64_t>& targets, const float* gradLogp, const float* gradEntropy,
+                          const float* keptProbs, float* dXf, float* dW, int threads) {
+  const int64_t R = static_cast<int64_t>(rows.size());
+  const int64_t CH = std::max<int64_t>(1, std::min<int64_t>(256, (int64_t{1} << 24) / V));
+  const int64_t cap = std::min(CH, std::max<int64_t>(R, 1));
+  std::vector<float> Xc(cap * H), Z(cap * V), dX(cap * H);
+  for (int64_t r0 = 0; r0 < R; r0 += CH) {
+    const int64_t ch = std::min(CH, R - r0);
+    bool any = false;
+    for (int64_t r = 0; r < ch; ++r) any = any || gradLogp[r0 + r] != 0.f || (gradEntropy && gradEntropy[r0 + r] != 0.f);
+    if (!any) continue;
+    for (int64_t r = 0; r < ch; ++r) std::memcpy(Xc.data() + r * H, xf + rows[r0 + r] * H, H * sizeof(float));
+    const bool kept = keptProbs != nullptr;
+    // the entropy term needs the logits themselves, so they are recomputed even when the probabilities are kept
+    if (!kept || gradEntropy) matmulNT(ch, V, H, Xc.data(), W, Z.data(), false, threads);
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<float> pr(gradEntropy ? V : 0);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < ch; ++r) {
+        float* z = Z.data() + r * V;
+        const float gr = gradLogp[r0 + r];
+        const float ge = gradEntropy ? gradEntropy[r0 + r] : 0.f;
+        if (ge != 0.f) {
+          rowSoftmaxStats(z, V, false, pr.data());
+          double pz = 0.0;
+          for (int64_t i = 0; i < V; ++i) pz += static_cast<double>(pr[i]) * z[i];
+          for (int64_t i = 0; i < V; ++i)
+            z[i] = -gr * pr[i] - ge * pr[i] * static_cast<float>(static_cast<double>(z[i]) - pz);
+        } else {
+          const float* p = kept ? keptProbs + (r0 + r) * V : z;
+          if (!kept) rowSoftmaxStats(z, V, false, z);
+          for (int64_t i = 0; i < V; ++i) z[i] = -gr * p[i];
+        }
+        z[targets[r0 + r]] += gr;
+      }
+    }
+    matmulNN(ch, H, V, Z.data(), W, dX.data(), false, threads);
+    matmulTN(V, H, ch, Z.data(), Xc.data(), dW, true, threads);
+    for (int64_t r = 0; r < ch; ++r) {
+      float* d = dXf + rows[r0 + r] * H;
+      for (int64_t j = 0; j < H; ++j) d[j] += dX[r * H + j];
+    }
+  }
+}
+
 }  // namespace clipo::engine

@@ -155,3 +155,286 @@ const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, 
 }
 
 }  // namespace clipo::engine
+
+// ---- backward twin (head.h): the log-prob/entropy pass's gradient, chunked over the vocabulary like the forward ----
+// Per row r (target t, upstream gradients gl = d loss/d logp, ge = d loss/d H): lse = z_t - logp (z_t recomputed in
+// the forward's order), E_p[z] = lse - H, and per chunk of columns
+//   z   = W_chunk . x_r                                       (fp32 logits, recomputed)
+//   dz_i = gl (1[i = t] - p_i) - ge p_i (z_i - E_p[z])         (p_i = exp(z_i - lse); cpu_train.cpp's formula:
+//                                                              -p_i (log p_i + H) = -p_i (z_i - E_p[z]))
+//   dX_r += dz . W_chunk      dW_chunk += dz^T . X            (fp32, plain 16x16 tiled kernels)
+// dX is kept per scored row in fp32 and added into dXf (storage T) at the end, the rows in order and rounded once (a
+// row scored twice gets both contributions, summed in fp32 first). Every output element has one writer and a fixed summation order: deterministic.
+// The engine's device GEMM (cuBLASLt, or its built-in fallback) replaces the three tiled products here: the logits
+// are [R x cw] = X_rows . W_chunk^T (NT), dX [R x H] += dZ . W_chunk (NN), dW_chunk [cw x H] += dZ^T . X_rows (TN).
+
+#include "engine/backward_util.cuh"
+
+namespace clipo::engine {
+
+namespace {
+
+using namespace cudatwin;
+
+constexpr int kTile = 16;  // tiled products: 16 x 16 outputs per block of 256 threads, K in steps of 16
+
+struct RowBack {
+  double lse, pz;  // log-sum-exp and E_p[z] of the row's logits
+  float gl, ge;    // d loss / d logp, d loss / d entropy
+};
+
+template <typename T>
+struct XRowsAt {  // (r, j) -> xf[rows[r], j]
+  const T* xf;
+  const int32_t* rows;
+  int64_t H;
+  __device__ float operator()(int64_t r, int64_t j) const { return bwd::ld(xf[static_cast<int64_t>(rows[r]) * H + j]); }
+};
+template <typename T>
+struct WTransAt {  // (j, c) -> W_chunk[c, j]
+  const T* w;
+  int64_t H;
+  __device__ float operator()(int64_t j, int64_t c) const { return bwd::ld(w[c * H + j]); }
+};
+template <typename T>
+struct WAt {  // (c, j) -> W_chunk[c, j]
+  const T* w;
+  int64_t H;
+  __device__ float operator()(int64_t c, int64_t j) const { return bwd::ld(w[c * H + j]); }
+};
+struct DzAt {  // (r, c) -> dz[r, c]
+  const float* z;
+  int64_t cw;
+  __device__ float operator()(int64_t r, int64_t c) const { return z[r * cw + c]; }
+};
+struct DzTransAt {  // (c, r) -> dz[r, c]
+  const float* z;
+  int64_t cw;
+  __device__ float operator()(int64_t c, int64_t r) const { return z[r * cw + c]; }
+};
+
+// C[i, j] (+)= sum_k a(i, k) b(k, j) for i < M, j < Ncols: 16 x 16 tiles through shared memory, k ascending (fp32)
+template <typename A, typename B>
+__global__ void tiledProductKernel(A a, B b, int64_t M, int64_t Ncols, int64_t K, float* __restrict__ C, int64_t ldc,
+                                   bool accumulate) {
+  __shared__ float as[kTile][kTile + 1];
+  __shared__ float bs[kTile][kTile + 1];
+  const int tx = threadIdx.x % kTile, ty = threadIdx.x / kTile;
+  const int64_t i = static_cast<int64_t>(blockIdx.y) * kTile + ty, j = static_cast<int64_t>(blockIdx.x) * kTile + tx;
+  float acc = 0.f;
+  for (int64_t k0 = 0; k0 < K; k0 += kTile) {
+    as[ty][tx] = i < M && k0 + tx < K ? a(i, k0 + tx) : 0.f;
+    bs[ty][tx] = k0 + ty < K && j < Ncols ? b(k0 + ty, j) : 0.f;
+    __syncthreads();
+    for (int kk = 0; kk < kTile; ++kk) acc += as[ty][kk] * bs[kk][tx];
+    __syncthreads();
+  }
+  if (i < M && j < Ncols) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc : acc;
+}
+
+// one thread per row: lse = z_t - logp with z_t in the forward's order (chunkLogitsKernel), E_p[z] = lse - H
+template <typename T>
+__global__ void backPrepKernel(const T* __restrict__ xf, int64_t H, const T* __restrict__ W,
+                               const int32_t* __restrict__ rows, const int32_t* __restrict__ targets, int64_t R,
+                               const float* __restrict__ logp, const float* __restrict__ entropy,
+                               const float* __restrict__ gradLogp, const float* __restrict__ gradEntropy,
+                               RowBack* __restrict__ rb) {
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < R;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const T* x = xf + static_cast<int64_t>(rows[r]) * H;
+    const T* wr = W + static_cast<int64_t>(targets[r]) * H;
+    float zt = 0.f;
+    for (int64_t j = 0; j < H; ++j) zt += bwd::ld(x[j]) * bwd::ld(wr[j]);
+    const double lse = static_cast<double>(zt) - logp[r];
+    rb[r].lse = lse;
+    rb[r].pz = entropy ? lse - entropy[r] : 0.0;
+    rb[r].gl = gradLogp[r];
+    rb[r].ge = gradEntropy ? gradEntropy[r] : 0.f;
+  }
+}
+
+__global__ void zeroKernel(float* __restrict__ p, int64_t n) {
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    p[k] = 0.f;
+}
+
+// logits of the chunk -> their gradient, in place
+__global__ void dLogitsKernel(float* __restrict__ z, int64_t R, int64_t cw, int64_t c0,
+                              const int32_t* __restrict__ targets, const RowBack* __restrict__ rb) {
+  const int64_t total = R * cw;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = k / cw, c = k % cw;
+    const RowBack b = rb[r];
+    const float p = expf(static_cast<float>(static_cast<double>(z[k]) - b.lse));
+    float d = -b.gl * p;
+    if (b.ge != 0.f) d -= b.ge * p * static_cast<float>(static_cast<double>(z[k]) - b.pz);
+    if (c0 + c == targets[r]) d += b.gl;
+    z[k] = d;
+  }
+}
+
+// A row of xf may be scored more than once: link[r] = the next r' > r scoring the same row (-1: none) and first[r] =
+// whether r is its row's first. One thread per r scans the others (R^2 / 2 comparisons in all, over R threads).
+__global__ void rowLinksKernel(const int32_t* __restrict__ rows, int64_t R, int32_t* __restrict__ link,
+                               int32_t* __restrict__ first) {
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < R;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int32_t row = rows[r];
+    int32_t f = 1, nx = -1;
+    for (int64_t q = 0; q < r && f; ++q) f = rows[q] != row;
+    for (int64_t q = r + 1; q < R; ++q)
+      if (rows[q] == row) {
+        nx = static_cast<int32_t>(q);
+        break;
+      }
+    link[r] = nx;
+    first[r] = f;
+  }
+}
+
+// dXf[row] = T(dXf[row] + dX[r1] + dX[r2] + ...) over the scored rows r1 < r2 < ... of that row, in fp32 and
+// rounded once (the CPU twin's order); one thread per column owns that column of every row
+template <typename T>
+__global__ void scatterRowsKernel(const float* __restrict__ dX, const int32_t* __restrict__ rows,
+                                  const int32_t* __restrict__ link, const int32_t* __restrict__ first, int64_t R,
+                                  int64_t H, T* __restrict__ dXf) {
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < H;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    for (int64_t r = 0; r < R; ++r) {
+      if (!first[r]) continue;
+      T* o = dXf + static_cast<int64_t>(rows[r]) * H + j;
+      float acc = bwd::ld(*o) + dX[r * H + j];
+      for (int32_t q = link[r]; q >= 0; q = link[q]) acc += dX[static_cast<int64_t>(q) * H + j];
+      bwd::st(o, acc);
+    }
+}
+
+dim3 tilesFor(int64_t M, int64_t Ncols) {
+  return dim3(static_cast<unsigned>((Ncols + kTile - 1) / kTile), static_cast<unsigned>((M + kTile - 1) / kTile));
+}
+
+template <typename T>
+const char* headBackwardT(const T* xf, int64_t H, const T* W, int64_t V, const int32_t* rows, const int32_t* targets,
+                          int64_t R, const float* logp, const float* entropy, const float* gradLogp,
+                          const float* gradEntropy, T* dXf, float* dW, int64_t chunkColumns, void* workspace,
+                          void* stream) {
+  if (R <= 0) return "";
+  if (H <= 0 || V <= 0) return failMsg("headLogprobsBackwardCuda: H and V must be positive");
+  if (gradEntropy && !entropy) return failMsg("headLogprobsBackwardCuda: gradEntropy needs the forward's entropy");
+  const int64_t cw = chunkWidth(R, V, chunkColumns);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  char* ws = static_cast<char*>(workspace);
+  RowBack* rb = reinterpret_cast<RowBack*>(ws);
+  float* dX = reinterpret_cast<float*>(ws + alignUp(sizeof(RowBack) * static_cast<size_t>(R)));
+  float* z = dX + alignUp(sizeof(float) * static_cast<size_t>(R * H)) / sizeof(float);
+  int32_t* link = reinterpret_cast<int32_t*>(z + alignUp(sizeof(float) * static_cast<size_t>(R * cw)) / sizeof(float));
+  int32_t* first = link + R;
+  const char* err;
+  backPrepKernel<<<gridFor(R, kThreads), kThreads, 0, s>>>(xf, H, W, rows, targets, R, logp, entropy, gradLogp,
+                                                          gradEntropy, rb);
+  if (*(err = launched("headLogprobsBackwardCuda prep"))) return err;
+  zeroKernel<<<gridFor(R * H, kThreads), kThreads, 0, s>>>(dX, R * H);
+  if (*(err = launched("headLogprobsBackwardCuda prep"))) return err;
+  for (int64_t c0 = 0; c0 < V; c0 += cw) {
+    const int64_t w = std::min(cw, V - c0);
+    const T* Wc = W + c0 * H;
+    // logits [R x w] = X_rows . W_chunk^T  (device GEMM NT)
+    tiledProductKernel<<<tilesFor(R, w), kTile * kTile, 0, s>>>(XRowsAt<T>{xf, rows, H}, WTransAt<T>{Wc, H}, R, w, H,
+                                                                z, w, false);
+    if (*(err = launched("headLogprobsBackwardCuda logits"))) return err;
+    dLogitsKernel<<<gridFor(R * w, kThreads), kThreads, 0, s>>>(z, R, w, c0, targets, rb);
+    if (*(err = launched("headLogprobsBackwardCuda dlogits"))) return err;
+    // dX [R x H] += dZ . W_chunk  (device GEMM NN, beta 1)
+    tiledProductKernel<<<tilesFor(R, H), kTile * kTile, 0, s>>>(DzAt{z, w}, WAt<T>{Wc, H}, R, H, w, dX, H, true);
+    if (*(err = launched("headLogprobsBackwardCuda dX"))) return err;
+    // dW_chunk [w x H] += dZ^T . X_rows  (device GEMM TN, beta 1)
+    if (dW) {
+      tiledProductKernel<<<tilesFor(w, H), kTile * kTile, 0, s>>>(DzTransAt{z, w}, XRowsAt<T>{xf, rows, H}, w, H, R,
+                                                                  dW + c0 * H, H, true);
+      if (*(err = launched("headLogprobsBackwardCuda dW"))) return err;
+    }
+  }
+  rowLinksKernel<<<gridFor(R, kThreads), kThreads, 0, s>>>(rows, R, link, first);
+  if (*(err = launched("headLogprobsBackwardCuda links"))) return err;
+  scatterRowsKernel<<<gridFor(H, kThreads), kThreads, 0, s>>>(dX, rows, link, first, R, H, dXf);
+  return launched("headLogprobsBackwardCuda scatter");
+}
+
+template <typename T>
+const char* headBackwardHostT(const T* xf, int64_t xfRows, int64_t H, const T* W, int64_t V, const int32_t* rows,
+                              const int32_t* targets, int64_t R, const float* logp, const float* entropy,
+                              const float* gradLogp, const float* gradEntropy, T* dXf, float* dW,
+                              int64_t chunkColumns) {
+  for (int64_t r = 0; r < R; ++r) {
+    if (rows[r] < 0 || rows[r] >= xfRows) return failMsg("headLogprobsBackwardCudaHost: rows[" + std::to_string(r) + "] is out of range");
+    if (targets[r] < 0 || targets[r] >= V) return failMsg("headLogprobsBackwardCudaHost: targets[" + std::to_string(r) + "] is out of range");
+  }
+  if (R <= 0) return "";
+  cuda::DeviceBuffers b;
+  const T *dXin, *dWt;
+  const int32_t *dRows, *dT;
+  const float *dLp, *dEnt = nullptr, *dGl, *dGe = nullptr;
+  T* dDx;
+  float* dDw = nullptr;
+  char* ws;
+  const size_t nx = static_cast<size_t>(xfRows * H), nw = static_cast<size_t>(V * H), nr = static_cast<size_t>(R);
+  cudaError_t e;
+  if ((e = b.upload(&dXin, xf, nx)) != cudaSuccess || (e = b.upload(&dWt, W, nw)) != cudaSuccess ||
+      (e = b.upload(&dRows, rows, nr)) != cudaSuccess || (e = b.upload(&dT, targets, nr)) != cudaSuccess ||
+      (e = b.upload(&dLp, logp, nr)) != cudaSuccess || (e = b.upload(&dGl, gradLogp, nr)) != cudaSuccess ||
+      (entropy && (e = b.upload(&dEnt, entropy, nr)) != cudaSuccess) ||
+      (gradEntropy && (e = b.upload(&dGe, gradEntropy, nr)) != cudaSuccess))
+    return fail("upload", e);
+  if ((e = b.alloc(&dDx, nx)) != cudaSuccess || (e = cudaMemcpy(dDx, dXf, nx * sizeof(T), cudaMemcpyHostToDevice)) != cudaSuccess)
+    return fail("upload", e);
+  if (dW && ((e = b.alloc(&dDw, nw)) != cudaSuccess || (e = cudaMemcpy(dDw, dW, nw * sizeof(float), cudaMemcpyHostToDevice)) != cudaSuccess))
+    return fail("upload", e);
+  if ((e = b.alloc(&ws, headLogprobsBackwardCudaWorkspace(R, V, H, chunkColumns))) != cudaSuccess) return fail("cudaMalloc", e);
+  const char* err = headLogprobsBackwardCuda(dXin, H, dWt, V, dRows, dT, R, dLp, dEnt, dGl, dGe, dDx, dDw, chunkColumns,
+                                             ws, nullptr);
+  if (*err || *(err = synced("headLogprobsBackwardCuda"))) return err;
+  if (dW && *(err = download(dW, static_cast<const float*>(dDw), nw, "download"))) return err;
+  return download(dXf, static_cast<const T*>(dDx), nx, "download");
+}
+
+}  // namespace
+
+size_t headLogprobsBackwardCudaWorkspace(int64_t R, int64_t V, int64_t H, int64_t chunkColumns) {
+  const int64_t r = std::max<int64_t>(R, 1);
+  return alignUp(sizeof(RowBack) * static_cast<size_t>(r)) + alignUp(sizeof(float) * static_cast<size_t>(r * H)) +
+         alignUp(sizeof(float) * static_cast<size_t>(r * chunkWidth(R, V, chunkColumns))) +
+         2 * sizeof(int32_t) * static_cast<size_t>(r);
+}
+
+const char* headLogprobsBackwardCuda(const uint16_t* xf, int64_t H, const uint16_t* W, int64_t V, const int32_t* rows,
+                                     const int32_t* targets, int64_t R, const float* logp, const float* entropy,
+                                     const float* gradLogp, const float* gradEntropy, uint16_t* dXf, float* dW,
+                                     int64_t chunkColumns, void* workspace, void* stream) {
+  return headBackwardT(xf, H, W, V, rows, targets, R, logp, entropy, gradLogp, gradEntropy, dXf, dW, chunkColumns,
+                       workspace, stream);
+}
+const char* headLogprobsBackwardCuda(const float* xf, int64_t H, const float* W, int64_t V, const int32_t* rows,
+                                     const int32_t* targets, int64_t R, const float* logp, const float* entropy,
+                                     const float* gradLogp, const float* gradEntropy, float* dXf, float* dW,
+                                     int64_t chunkColumns, void* workspace, void* stream) {
+  return headBackwardT(xf, H, W, V, rows, targets, R, logp, entropy, gradLogp, gradEntropy, dXf, dW, chunkColumns,
+                       workspace, stream);
+}
+const char* headLogprobsBackwardCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, const uint16_t* W, int64_t V,
+                                         const int32_t* rows, const int32_t* targets, int64_t R, const float* logp,
+                                         const float* entropy, const float* gradLogp, const float* gradEntropy,
+                                         uint16_t* dXf, float* dW, int64_t chunkColumns) {
+  return headBackwardHostT(xf, xfRows, H, W, V, rows, targets, R, logp, entropy, gradLogp, gradEntropy, dXf, dW,
+                           chunkColumns);
+}
+const char* headLogprobsBackwardCudaHost(const float* xf, int64_t xfRows, int64_t H, const float* W, int64_t V,
+                                         const int32_t* rows, const int32_t* targets, int64_t R, const float* logp,
+                                         const float* entropy, const float* gradLogp, const float* gradEntropy,
+                                         float* dXf, float* dW, int64_t chunkColumns) {
+  return headBackwardHostT(xf, xfRows, H, W, V, rows, targets, R, logp, entropy, gradLogp, gradEntropy, dXf, dW,
+                           chunkColumns);
+}
+
+}  // namespace clipo::engine

@@ -23,4 +23,21 @@ void colSumAccumulate(const float* dY, int64_t N, int64_t cols, float* gb, int t
 const char* swigluCuda(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I, void* stream);
 const char* swigluCudaHost(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I);
 
+// ---- backward twins (mlp.cu): storage T = uint16_t (bf16) or float (fp32), one entry overloaded on both; fp32
+// arithmetic; deterministic (no atomics). Device entries and host wrappers for tests as above. ----
+// dgu [N x 2I] from gu [N x 2I] and dact [N x I] (swigluBackward's twin, formulas.h swigluGrad), one rounding each.
+const char* swigluBackwardCuda(const uint16_t* gu, const uint16_t* dact, uint16_t* dgu, int64_t N, int64_t I,
+                               void* stream);
+const char* swigluBackwardCuda(const float* gu, const float* dact, float* dgu, int64_t N, int64_t I, void* stream);
+// gb[c] += sum_n dY[n, c] in fp32 (colSumAccumulate's twin, the bias gradients): the rows cut into parts that depend
+// only on N, each part summed in row order, the parts added in order. workspace: colSumAccumulateCudaWorkspace bytes.
+size_t colSumAccumulateCudaWorkspace(int64_t N, int64_t cols);
+const char* colSumAccumulateCuda(const uint16_t* dY, int64_t N, int64_t cols, float* gb, void* workspace,
+                                 void* stream);
+const char* colSumAccumulateCuda(const float* dY, int64_t N, int64_t cols, float* gb, void* workspace, void* stream);
+const char* swigluBackwardCudaHost(const uint16_t* gu, const uint16_t* dact, uint16_t* dgu, int64_t N, int64_t I);
+const char* swigluBackwardCudaHost(const float* gu, const float* dact, float* dgu, int64_t N, int64_t I);
+const char* colSumAccumulateCudaHost(const uint16_t* dY, int64_t N, int64_t cols, float* gb);
+const char* colSumAccumulateCudaHost(const float* dY, int64_t N, int64_t cols, float* gb);
+
 }  // namespace clipo::engine

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstring>
+#include <string>
 
 #include "engine/formulas.h"
 #include "engine/parallel.h"
@@ -82,6 +84,41 @@ void applyRope(const RopeTable& t, float* x, int64_t rowStride, int64_t N, int64
       for (int64_t i = 0; i < half; ++i) ropeRotate(v[i], v[i + half], c[i], sign * s[i], &v[i], &v[i + half]);
     }
   }
+}
+
+void embedRowsBackward(const float* dx, int64_t H, const int32_t* tokens, int64_t N, float* gTable, int threads) {
+  // threads split the hidden dimension, rows stay in order (results independent of the thread count)
+#pragma omp parallel num_threads(threadsFor(N * H, threads))
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t c0 = H * t / nt, c1 = H * (t + 1) / nt;
+    for (int64_t n = 0; n < N; ++n) {
+      float* dst = gTable + static_cast<int64_t>(tokens[n]) * H;
+      for (int64_t c = c0; c < c1; ++c) dst[c] += dx[n * H + c];
+    }
+  }
+}
+
+std::string embedGradPlan(const int32_t* tokens, int64_t N, int64_t vocab, EmbedGradPlan* plan) {
+  plan->order.clear();
+  plan->segStart.clear();
+  plan->segToken.clear();
+  for (int64_t n = 0; n < N; ++n)
+    if (tokens[n] < 0 || tokens[n] >= vocab)
+      return "tokens[" + std::to_string(n) + "] = " + std::to_string(tokens[n]) + " is outside [0, " +
+             std::to_string(vocab) + ")";
+  if (N > INT32_MAX) return "more than 2^31 positions";
+  plan->order.resize(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) plan->order[n] = static_cast<int32_t>(n);
+  std::stable_sort(plan->order.begin(), plan->order.end(),
+                   [tokens](int32_t a, int32_t b) { return tokens[a] < tokens[b]; });
+  for (int64_t i = 0; i < N; ++i)
+    if (i == 0 || tokens[plan->order[i]] != tokens[plan->order[i - 1]]) {
+      plan->segStart.push_back(static_cast<int32_t>(i));
+      plan->segToken.push_back(tokens[plan->order[i]]);
+    }
+  plan->segStart.push_back(static_cast<int32_t>(N));
+  return "";
 }
 
 }  // namespace clipo::engine

@@ -156,3 +156,184 @@ const char* ropeCudaHost(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHea
 }
 
 }  // namespace clipo::engine
+
+// ---- backward twins (norm_rope.h): RMSNorm into the residual stream's gradient, embedding gradient ----
+// Storage T: uint16_t (bf16) or float; arithmetic fp32, the per-row dot product in double (as the CPU twin).
+
+#include "engine/backward_util.cuh"
+
+namespace clipo::engine {
+
+namespace {
+
+using namespace cudatwin;
+
+// one block per row: dx[n] = dx[n] + rstd * w * dy - x * k, k = rstd^3 / H * sum_j (w_j dy_j) x_j. Each element
+// is read and written by one thread (dx in place), rounded once to T.
+template <typename T>
+__global__ void rmsnormBackwardRowKernel(const T* __restrict__ dy, const T* __restrict__ x,
+                                         const float* __restrict__ rstd, const T* __restrict__ w, T* dx, int64_t H) {
+  __shared__ double scratch[kRowThreads / 32];
+  const int64_t n = blockIdx.x;
+  const T* d = dy + n * H;
+  const T* xr = x + n * H;
+  double dot = 0.0;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x)
+    dot += static_cast<double>(bwd::ld(w[j]) * bwd::ld(d[j])) * bwd::ld(xr[j]);
+  dot = cuda::blockSum(dot, scratch);
+  const float r = rstd[n];
+  const float k = static_cast<float>(dot * r * r * r / static_cast<double>(H));
+  T* o = dx + n * H;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x)
+    bwd::st(o + j, bwd::ld(o[j]) + (r * bwd::ld(w[j]) * bwd::ld(d[j]) - bwd::ld(xr[j]) * k));
+}
+
+// the norm weight's gradient term of row n, column c: dy * x * rstd (the CPU twin's order)
+template <typename T>
+struct NormWeightTerm {
+  const T* dy;
+  const T* x;
+  const float* rstd;
+  int64_t H;
+  __device__ float operator()(int64_t n, int64_t c) const {
+    return bwd::ld(dy[n * H + c]) * bwd::ld(x[n * H + c]) * rstd[n];
+  }
+};
+
+// one block per segment of equal tokens, threads across the columns: the table row's gradient plus the segment's
+// dx rows added one by one in position order (the CPU twin's order); each table row has one writer.
+template <typename T>
+__global__ void embedBackwardKernel(const T* __restrict__ dx, int64_t H, const int32_t* __restrict__ order,
+                                    const int32_t* __restrict__ segStart, const int32_t* __restrict__ segToken,
+                                    float* __restrict__ gTable) {
+  const int64_t sgm = blockIdx.x;
+  const int32_t s0 = segStart[sgm], s1 = segStart[sgm + 1];
+  float* dst = gTable + static_cast<int64_t>(segToken[sgm]) * H;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
+    float acc = dst[j];
+    for (int32_t i = s0; i < s1; ++i) acc += bwd::ld(dx[static_cast<int64_t>(order[i]) * H + j]);
+    dst[j] = acc;
+  }
+}
+
+template <typename T>
+const char* rmsnormBackwardT(const T* dy, const T* x, const float* rstd, const T* w, T* dx, float* gw, int64_t N,
+                             int64_t H, void* workspace, void* stream) {
+  if (N <= 0 || H <= 0) return "";
+  if (gw && !workspace) return failMsg("rmsnormBackwardCuda: a workspace is required with gw");
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  rmsnormBackwardRowKernel<<<static_cast<unsigned>(N), kRowThreads, 0, s>>>(dy, x, rstd, w, dx, H);
+  const char* err = launched("rmsnormBackwardCuda");
+  if (*err || !gw) return err;
+  const int64_t parts = bwd::colSumParts(N);
+  float* partial = static_cast<float*>(workspace);
+  const dim3 grid(static_cast<unsigned>((H + bwd::kColThreads - 1) / bwd::kColThreads), static_cast<unsigned>(parts));
+  bwd::colSumPartialKernel<<<grid, bwd::kColThreads, 0, s>>>(NormWeightTerm<T>{dy, x, rstd, H}, N, H, parts, partial);
+  if (*(err = launched("rmsnormBackwardCuda gw"))) return err;
+  bwd::colSumFinishKernel<><<<gridFor(H, 256), 256, 0, s>>>(partial, H, parts, gw);
+  return launched("rmsnormBackwardCuda gw");
+}
+
+template <typename T>
+const char* embedBackwardT(const T* dx, int64_t H, const int32_t* order, const int32_t* segStart,
+                           const int32_t* segToken, int64_t nSeg, float* gTable, void* stream) {
+  if (nSeg <= 0 || H <= 0) return "";
+  embedBackwardKernel<<<static_cast<unsigned>(nSeg), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      dx, H, order, segStart, segToken, gTable);
+  return launched("embedBackwardCuda");
+}
+
+template <typename T>
+const char* rmsnormBackwardHostT(const T* dy, const T* x, const float* rstd, const T* w, T* dx, float* gw, int64_t N,
+                                 int64_t H) {
+  if (N <= 0 || H <= 0) return "";
+  cuda::DeviceBuffers b;
+  const size_t n = static_cast<size_t>(N * H);
+  const T *dDy, *dX, *dW;
+  const float* dR;
+  T* dDx;
+  float* dGw = nullptr;
+  char* ws = nullptr;
+  cudaError_t e;
+  if ((e = b.upload(&dDy, dy, n)) != cudaSuccess || (e = b.upload(&dX, x, n)) != cudaSuccess ||
+      (e = b.upload(&dW, w, static_cast<size_t>(H))) != cudaSuccess ||
+      (e = b.upload(&dR, rstd, static_cast<size_t>(N))) != cudaSuccess)
+    return fail("upload", e);
+  if ((e = b.alloc(&dDx, n)) != cudaSuccess || (e = cudaMemcpy(dDx, dx, n * sizeof(T), cudaMemcpyHostToDevice)) != cudaSuccess)
+    return fail("upload", e);
+  if (gw) {
+    if ((e = b.alloc(&dGw, static_cast<size_t>(H))) != cudaSuccess ||
+        (e = cudaMemcpy(dGw, gw, static_cast<size_t>(H) * sizeof(float), cudaMemcpyHostToDevice)) != cudaSuccess ||
+        (e = b.alloc(&ws, rmsnormBackwardCudaWorkspace(N, H))) != cudaSuccess)
+      return fail("upload", e);
+  }
+  const char* err = rmsnormBackwardCuda(dDy, dX, dR, dW, dDx, dGw, N, H, ws, nullptr);
+  if (*err || *(err = synced("rmsnormBackwardCuda"))) return err;
+  if (gw && *(err = download(gw, static_cast<const float*>(dGw), static_cast<size_t>(H), "download"))) return err;
+  return download(dx, static_cast<const T*>(dDx), n, "download");
+}
+
+template <typename T>
+const char* embedBackwardHostT(const T* dx, int64_t H, const int32_t* tokens, int64_t N, int64_t vocab,
+                               float* gTable) {
+  EmbedGradPlan plan;
+  const std::string bad = embedGradPlan(tokens, N, vocab, &plan);
+  if (!bad.empty()) return failMsg("embedBackwardCudaHost: " + bad);
+  const int64_t nSeg = static_cast<int64_t>(plan.segToken.size());
+  if (nSeg == 0 || H <= 0) return "";
+  cuda::DeviceBuffers b;
+  const T* dDx;
+  const int32_t *dOrder, *dStart, *dTok;
+  float* dG;
+  const size_t nt = static_cast<size_t>(vocab * H);
+  cudaError_t e;
+  if ((e = b.upload(&dDx, dx, static_cast<size_t>(N * H))) != cudaSuccess ||
+      (e = b.upload(&dOrder, plan.order.data(), plan.order.size())) != cudaSuccess ||
+      (e = b.upload(&dStart, plan.segStart.data(), plan.segStart.size())) != cudaSuccess ||
+      (e = b.upload(&dTok, plan.segToken.data(), plan.segToken.size())) != cudaSuccess)
+    return fail("upload", e);
+  if ((e = b.alloc(&dG, nt)) != cudaSuccess || (e = cudaMemcpy(dG, gTable, nt * sizeof(float), cudaMemcpyHostToDevice)) != cudaSuccess)
+    return fail("upload", e);
+  const char* err = embedBackwardCuda(dDx, H, dOrder, dStart, dTok, nSeg, dG, nullptr);
+  if (*err || *(err = synced("embedBackwardCuda"))) return err;
+  return download(gTable, static_cast<const float*>(dG), nt, "download");
+}
+
+}  // namespace
+
+size_t rmsnormBackwardCudaWorkspace(int64_t N, int64_t H) { return bwd::colSumWorkspaceBytes(N, H); }
+
+const char* rmsnormBackwardCuda(const uint16_t* dy, const uint16_t* x, const float* rstd, const uint16_t* w,
+                                uint16_t* dx, float* gw, int64_t N, int64_t H, void* workspace, void* stream) {
+  return rmsnormBackwardT(dy, x, rstd, w, dx, gw, N, H, workspace, stream);
+}
+const char* rmsnormBackwardCuda(const float* dy, const float* x, const float* rstd, const float* w, float* dx,
+                                float* gw, int64_t N, int64_t H, void* workspace, void* stream) {
+  return rmsnormBackwardT(dy, x, rstd, w, dx, gw, N, H, workspace, stream);
+}
+const char* embedBackwardCuda(const uint16_t* dx, int64_t H, const int32_t* order, const int32_t* segStart,
+                              const int32_t* segToken, int64_t nSeg, float* gTable, void* stream) {
+  return embedBackwardT(dx, H, order, segStart, segToken, nSeg, gTable, stream);
+}
+const char* embedBackwardCuda(const float* dx, int64_t H, const int32_t* order, const int32_t* segStart,
+                              const int32_t* segToken, int64_t nSeg, float* gTable, void* stream) {
+  return embedBackwardT(dx, H, order, segStart, segToken, nSeg, gTable, stream);
+}
+const char* rmsnormBackwardCudaHost(const uint16_t* dy, const uint16_t* x, const float* rstd, const uint16_t* w,
+                                    uint16_t* dx, float* gw, int64_t N, int64_t H) {
+  return rmsnormBackwardHostT(dy, x, rstd, w, dx, gw, N, H);
+}
+const char* rmsnormBackwardCudaHost(const float* dy, const float* x, const float* rstd, const float* w, float* dx,
+                                    float* gw, int64_t N, int64_t H) {
+  return rmsnormBackwardHostT(dy, x, rstd, w, dx, gw, N, H);
+}
+const char* embedBackwardCudaHost(const uint16_t* dx, int64_t H, const int32_t* tokens, int64_t N, int64_t vocab,
+                                  float* gTable) {
+  return embedBackwardHostT(dx, H, tokens, N, vocab, gTable);
+}
+const char* embedBackwardCudaHost(const float* dx, int64_t H, const int32_t* tokens, int64_t N, int64_t vocab,
+                                  float* gTable) {
+  return embedBackwardHostT(dx, H, tokens, N, vocab, gTable);
+}
+
+}  // namespace clipo::engine

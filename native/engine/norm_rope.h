@@ -3,7 +3,9 @@
 // arithmetic, same data layout: row-major [rows x hidden], q/k/v packed in one row of stride rowStride).
 // The scalar formulas are in formulas.h.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine/config.h"
@@ -12,6 +14,8 @@ namespace clipo::engine {
 
 // x[n] = table[tokens[n]] (rows of H floats)
 void embedRows(const float* table, int64_t H, const int32_t* tokens, int64_t N, float* x, int threads);
+// its backward: gTable[tokens[n]] += dx[n], the rows of one token added in position order
+void embedRowsBackward(const float* dx, int64_t H, const int32_t* tokens, int64_t N, float* gTable, int threads);
 // y = x * rstd * w per row of H; rstd[n] kept for the backward pass
 void rmsnormRows(const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t H, double eps, int threads);
 // y = x * rstd * w:  dx += rstd * (w*dy) - x * rstd^3 / H * sum(w*dy*x);  gw += sum_n dy * x * rstd
@@ -54,5 +58,44 @@ const char* rmsnormResidualCudaHost(const uint16_t* residual, const uint16_t* de
                                     uint16_t* residualOut, uint16_t* y, float* rstd, int64_t N, int64_t H, double eps);
 const char* ropeCudaHost(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim,
                          const int32_t* pos, const RopeTable& table, bool inverse);
+
+// ---- backward twins (norm_rope.cu; builds with CLIPO_WITH_CUDA): storage T = uint16_t (bf16) or float (fp32), one
+// entry overloaded on both; fp32 arithmetic; deterministic (no atomics: the same inputs give the same bits). ----
+// RMSNorm backward fused with the residual stream's gradient (rmsnormBackward's twin): for y = x * rstd * w,
+//   dx[n] = T(dx[n] + rstd * w * dy - x * k),  k = rstd^3 / H * sum_j w_j dy_j x_j  (one block per row, dot in double)
+//   gw[c] += sum_n dy * x * rstd  (fp32; column sums over fixed row parts, the parts added in order; gw may be null)
+// dx is the residual stream's gradient, updated in place. rstd: the forward's fp32 [N]. workspace:
+// rmsnormBackwardCudaWorkspace(N, H) bytes (only used with gw).
+size_t rmsnormBackwardCudaWorkspace(int64_t N, int64_t H);
+const char* rmsnormBackwardCuda(const uint16_t* dy, const uint16_t* x, const float* rstd, const uint16_t* w,
+                                uint16_t* dx, float* gw, int64_t N, int64_t H, void* workspace, void* stream);
+const char* rmsnormBackwardCuda(const float* dy, const float* x, const float* rstd, const float* w, float* dx,
+                                float* gw, int64_t N, int64_t H, void* workspace, void* stream);
+// Embedding backward: gTable[t] += the dx rows of the positions holding token t, added in position order (as the
+// CPU engine). The positions are grouped by token on the host (embedGradPlan: the engine knows the tokens there),
+// then one block per distinct token owns its table row: no two writers, no atomics. With tied embeddings gTable is
+// also the LM head's gradient (headLogprobsBackwardCuda adds into the same fp32 buffer, on the same stream).
+struct EmbedGradPlan {
+  std::vector<int32_t> order;     // positions sorted by token, stable (position order within a token)
+  std::vector<int32_t> segStart;  // [distinct tokens + 1]: segment s is order[segStart[s], segStart[s + 1])
+  std::vector<int32_t> segToken;  // [distinct tokens]: the token of segment s
+};
+// Fills *plan; returns "" or what is wrong with the tokens (an id outside [0, vocab)).
+std::string embedGradPlan(const int32_t* tokens, int64_t N, int64_t vocab, EmbedGradPlan* plan);
+const char* embedBackwardCuda(const uint16_t* dx, int64_t H, const int32_t* order, const int32_t* segStart,
+                              const int32_t* segToken, int64_t nSeg, float* gTable, void* stream);
+const char* embedBackwardCuda(const float* dx, int64_t H, const int32_t* order, const int32_t* segStart,
+                              const int32_t* segToken, int64_t nSeg, float* gTable, void* stream);
+// RoPE backward: the rotation is orthogonal, so its backward is the inverse rotation, ropeCuda(..., inverse = true)
+// on the q and k gradients (checked as the transpose in scripts/cuda-emu/backward_check.cpp).
+// Host wrappers for tests (host pointers; dx, gw, gTable are read and updated).
+const char* rmsnormBackwardCudaHost(const uint16_t* dy, const uint16_t* x, const float* rstd, const uint16_t* w,
+                                    uint16_t* dx, float* gw, int64_t N, int64_t H);
+const char* rmsnormBackwardCudaHost(const float* dy, const float* x, const float* rstd, const float* w, float* dx,
+                                    float* gw, int64_t N, int64_t H);
+const char* embedBackwardCudaHost(const uint16_t* dx, int64_t H, const int32_t* tokens, int64_t N, int64_t vocab,
+                                  float* gTable);
+const char* embedBackwardCudaHost(const float* dx, int64_t H, const int32_t* tokens, int64_t N, int64_t vocab,
+                                  float* gTable);
 
 }  // namespace clipo::engine
