@@ -295,20 +295,21 @@ __global__ void rowLinksKernel(const int32_t* __restrict__ rows, int64_t R, int3
 }
 
 // dXf[row] = T(dXf[row] + dX[r1] + dX[r2] + ...) over the scored rows r1 < r2 < ... of that row, in fp32 and
-// rounded once (the CPU twin's order); one thread per column owns that column of every row
+// rounded once (the CPU twin's order); one thread per (first scored row, column) owns that element
 template <typename T>
 __global__ void scatterRowsKernel(const float* __restrict__ dX, const int32_t* __restrict__ rows,
                                   const int32_t* __restrict__ link, const int32_t* __restrict__ first, int64_t R,
                                   int64_t H, T* __restrict__ dXf) {
-  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < H;
-       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    for (int64_t r = 0; r < R; ++r) {
-      if (!first[r]) continue;
-      T* o = dXf + static_cast<int64_t>(rows[r]) * H + j;
-      float acc = bwd::ld(*o) + dX[r * H + j];
-      for (int32_t q = link[r]; q >= 0; q = link[q]) acc += dX[static_cast<int64_t>(q) * H + j];
-      bwd::st(o, acc);
-    }
+  const int64_t total = R * H;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = k / H, j = k % H;
+    if (!first[r]) continue;
+    T* o = dXf + static_cast<int64_t>(rows[r]) * H + j;
+    float acc = bwd::ld(*o) + dX[k];
+    for (int32_t q = link[r]; q >= 0; q = link[q]) acc += dX[static_cast<int64_t>(q) * H + j];
+    bwd::st(o, acc);
+  }
 }
 
 dim3 tilesFor(int64_t M, int64_t Ncols) {
@@ -358,7 +359,7 @@ const char* headBackwardT(const T* xf, int64_t H, const T* W, int64_t V, const i
   }
   rowLinksKernel<<<gridFor(R, kThreads), kThreads, 0, s>>>(rows, R, link, first);
   if (*(err = launched("headLogprobsBackwardCuda links"))) return err;
-  scatterRowsKernel<<<gridFor(H, kThreads), kThreads, 0, s>>>(dX, rows, link, first, R, H, dXf);
+  scatterRowsKernel<<<gridFor(R * H, kThreads), kThreads, 0, s>>>(dX, rows, link, first, R, H, dXf);
   return launched("headLogprobsBackwardCuda scatter");
 }
 

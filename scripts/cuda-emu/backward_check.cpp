@@ -2,7 +2,9 @@
 // launch_to_emu.py) against their CPU twins (rmsnormBackward, swigluBackward, colSumAccumulate, embedRowsBackward,
 // headLogprobsBackward: the functions the CPU engine's backward calls) on fresh random inputs, in both storages:
 //   fp32  the same float inputs on both sides; within 1e-5 relative (plus 2e-6 of the array's largest value, for
-//         sums that cancel), the embedding gradient bit-identical (same order of additions)
+//         sums that cancel; for the LM head scaled up with the largest sum_j |x_j w_j| past 20, the fp32 rounding of
+//         the logits that both sides make in their own order), the embedding gradient bit-identical (same order of
+//         additions)
 //   bf16  the CPU twin in fp32 on the bf16 inputs decoded exactly; bf16 outputs within one bf16 ulp (plus the same
 //         cancellation slack), fp32 outputs (weight gradients) as in fp32 mode
 // Also: RMSNorm's weight gradient over several row parts, column sums over several parts and column blocks, the
@@ -10,7 +12,8 @@
 // gradient and the embedding gradient into one table), the LM-head backward with and without the entropy term,
 // a row scored twice, partial and oversized chunks, nearly one-hot rows, zero upstream gradients; RoPE's inverse as
 // its backward (the transpose); and that two runs give the same bits.
-// Usage: check [seed]; exit status 1 on a mismatch.
+// Usage: check [seed]; exit status 1 on a mismatch. VERBOSE=1 prints the LM head's mismatching entries, TIMES=1 the
+// seconds each check took.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
