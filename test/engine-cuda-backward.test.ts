@@ -2,8 +2,8 @@
 // stream's gradient with the norm weight's gradient, SwiGLU backward, bias column sums, the embedding gradient, the
 // LM head's log-prob/entropy backward) in both storages (bf16 and fp32), against float64 references written here
 // from the formulas, on fresh random inputs of Qwen2.5-like sizes. They run only where a GPU is usable; elsewhere
-// the entry point must fail with a clear Error. Everywhere (g++ and python3 present) the same kernels are checked
-// against their CPU twins under host emulation (scripts/cuda-emu/run-backward.sh).
+// the entry point must fail with a clear Error. Without a usable GPU (and with g++ and python3) the same kernels are
+// checked against their CPU twins under host emulation instead (scripts/cuda-emu/run-backward.sh).
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { availableBackends } from '../src/kernels/backend.js';
@@ -65,7 +65,8 @@ const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version
 describe('engine backward CUDA kernels under host emulation', () => {
   // the .cu sources compiled as host C++ (launches rewritten into one std::thread per CUDA thread) against the CPU
   // twins that the CPU engine's backward calls, both storages, on fresh random inputs; exits 1 on a mismatch
-  (hasHostCompiler ? test : test.skip)('scripts/cuda-emu/run-backward.sh: every backward kernel agrees with its CPU twin', () => {
+  // where a GPU is usable the compiled kernels are checked below instead (and the GPU run's time budget is short)
+  (hasHostCompiler && !gpu ? test : test.skip)(`scripts/cuda-emu/run-backward.sh: every backward kernel agrees with its CPU twin${gpu ? ' — skipped: a GPU is usable, the kernels run for real below' : ''}`, () => {
     const r = spawnSync('bash', [path.join(packageRoot, 'scripts', 'cuda-emu', 'run-backward.sh')], { encoding: 'utf8', timeout: 590_000 });
     expect(r.stdout + r.stderr).toMatch(/all ok \(0 failures/);
     expect(r.status).toBe(0);
