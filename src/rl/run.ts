@@ -145,7 +145,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const ckpt = o.resume && checkpoints.length ? loadCheckpoint(checkpoints.at(-1)!.dir) : null;
   if (ckpt) {
     const diff = diffKeys(ckpt.state.config, configForCheck(c));
-    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, verifier.*, validation.* and guards.* may change)`);
+    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, model.checkpointing, verifier.*, validation.* and guards.* may change)`);
   }
 
   // the memory plan from config.json alone: a run that cannot fit is refused before the weights are read
