@@ -20,8 +20,8 @@ namespace {
 
 Napi::Value EngineCudaSample(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = clipo::argObject(info, 0, "engineCudaSample");
 #ifdef CLIPO_WITH_CUDA
+  Napi::Object o = clipo::argObject(info, 0, "engineCudaSample");
   const int64_t R = clipo::getInt(o, "rows", 1), V = clipo::getInt(o, "vocab", 1);
   auto z = clipo::getArray<float>(o, "logits", clipo::checkedSize(env, {R, V}, "logits"));
   auto u = clipo::getArray<double>(o, "u", static_cast<size_t>(R));
