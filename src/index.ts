@@ -40,7 +40,7 @@ export { pairedDifference, meanWithSE, studentTQuantile, wilsonInterval, type Pa
 export { loadTrainConfig, parseTrainConfig, applySet, ConfigError as TrainConfigError, type TrainConfig } from './config/load.js';
 export { presets, resolveAlgorithm, algorithmIssues, type AlgorithmSettings } from './config/presets.js';
 export { runTraining, buildPrompts, trainingPlan, type RunOptions, type RunResult } from './rl/run.js';
-export { planMemory, parameterCount, formatPlan, planRefusal, type MemoryPlan, type PlanModel, type PlanTraining, type PlanItem } from './rl/memory-plan.js';
+export { planMemory, formatPlan, planRefusal, type MemoryPlan, type PlanModel, type PlanTraining, type PlanItem } from './rl/memory-plan.js';
 export { Trainer, type StepMetrics, type StepDetail, type TrainerOptions } from './rl/trainer.js';
 export { ContrastiveHead } from './rl/head.js';
 export { computeAdvantages } from './rl/advantages.js';

@@ -16,6 +16,9 @@
 //   of prompt + response + 1 positions; the CUDA engine pages a bf16 cache in 16-token blocks, a group's prompt
 //   blocks shared by its n samples, for at most `decodeSequences` (default 256) sequences at once.
 
+import { configTotals } from '../model/tensors.js';
+import type { ModelConfig } from '../model/types.js';
+
 export type Checkpointing = 'auto' | 'on' | 'off';
 export type MasterDtype = 'fp32' | 'bf16';
 export type MomentsDtype = 'fp32' | 'bf16' | 'int8';
@@ -81,13 +84,12 @@ export interface MemoryPlan {
   fits: boolean;
 }
 
-/** Parameters of a Qwen2/Llama model: embedding, per layer q/k/v/o + MLP + 2 norms, final norm, head unless tied. */
+/** Parameters of a Qwen2/Llama model of these shapes (the model's own count, src/model/tensors.ts configTotals). */
 export function parameterCount(m: PlanModel): number {
-  const qd = m.heads * m.headDim, kvd = m.kvHeads * m.headDim;
-  const attn = m.hidden * qd + 2 * m.hidden * kvd + qd * m.hidden + (m.attentionBias ? qd + 2 * kvd : 0) + (m.mlpBias ? m.hidden : 0);
-  const mlp = 3 * m.hidden * m.intermediate + (m.mlpBias ? 2 * m.intermediate + m.hidden : 0);
-  const layer = attn + mlp + 2 * m.hidden;
-  return m.vocab * m.hidden + m.layers * layer + m.hidden + (m.tied ? 0 : m.vocab * m.hidden);
+  return configTotals({
+    hiddenSize: m.hidden, numHeads: m.heads, numKvHeads: m.kvHeads, headDim: m.headDim, intermediateSize: m.intermediate,
+    numLayers: m.layers, vocabSize: m.vocab, tieWordEmbeddings: m.tied, attentionBias: m.attentionBias, mlpBias: !!m.mlpBias,
+  } as ModelConfig).params;
 }
 
 const GiB = 2 ** 30;
