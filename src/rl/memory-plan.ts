@@ -183,7 +183,8 @@ export function formatBytes(b: number): string {
 /** The plan as a table (one line an item, the total against the memory). */
 export function formatPlan(p: MemoryPlan): string {
   const w = Math.max(...p.items.map((i) => i.name.length), 'total'.length);
-  const lines = [`memory plan (${p.backend}, ${(p.params / 1e9).toFixed(3)}B parameters, checkpointing ${p.checkpointing}):`];
+  const params = p.params >= 1e9 ? `${(p.params / 1e9).toFixed(3)}B` : `${(p.params / 1e6).toFixed(2)}M`;
+  const lines = [`memory plan (${p.backend}, ${params} parameters, checkpointing ${p.checkpointing}):`];
   for (const i of p.items) lines.push(`  ${i.name.padEnd(w)}  ${formatBytes(i.bytes).padStart(11)}  ${i.phase === 'always' ? '' : `(${i.phase} phase) `}${i.note}`);
   lines.push(`  ${'total'.padEnd(w)}  ${formatBytes(p.total).padStart(11)}  peak (always held + the larger phase) of ${formatBytes(p.memoryBytes)} ${p.backend === 'cuda' ? 'on the device' : 'of host memory'}${p.fits ? '' : ' — DOES NOT FIT'}`);
   return lines.join('\n');
