@@ -99,6 +99,17 @@ CLIPO_ENGINE_HD inline double uniformAt(uint64_t seed, uint64_t prompt, uint64_t
   return static_cast<double>(k >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// ---- the sampler's repetition penalty (vLLM/CTRL): a positive logit divided by r, a negative one multiplied ----
+// On the device the division is the correctly rounded one even under --use_fast_math (the CPU's and the device's
+// processed logits are then the same floats).
+CLIPO_ENGINE_HD inline float repetitionPenalized(float z, float r) {
+#ifdef __CUDA_ARCH__
+  return z > 0.f ? __fdiv_rn(z, r) : __fmul_rn(z, r);
+#else
+  return z > 0.f ? z / r : z * r;
+#endif
+}
+
 // ---- AdamW (torch.optim.AdamW, decoupled weight decay) with torch.nn.utils.clip_grad_norm_'s global clipping ----
 // Per step: clip = min(1, maxNorm / (norm + 1e-6)) when maxNorm > 0 (norm: the L2 norm of the whole gradient);
 // bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t, in double on the host, handed to the element update as floats.

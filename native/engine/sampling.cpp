@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "engine/formulas.h"
 #include "engine/head.h"
 
 namespace clipo::engine {
@@ -97,7 +98,7 @@ const float* processedLogits(const float* z, int64_t V, const SamplerSettings& s
     seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
     const float r = static_cast<float>(s.repetitionPenalty);
     for (int32_t t : seen)
-      if (t >= 0 && t < V) buf[t] = buf[t] > 0.f ? buf[t] / r : buf[t] * r;
+      if (t >= 0 && t < V) buf[t] = repetitionPenalized(buf[t], r);
   }
   for (const auto& [t, b] : s.logitBias)
     if (t >= 0 && t < V) buf[t] += b;

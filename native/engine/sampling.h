@@ -1,6 +1,6 @@
 // The sampler: one token from one row of logits (temperature, top-k, top-p, min-p, repetition penalty, logit bias)
-// with a uniform u in [0, 1) from the counter-based stream of formulas.h (uniformAt). CPU version (sampling.cpp);
-// the CUDA sampler will follow the same rules and streams.
+// with a uniform u in [0, 1) from the counter-based stream of formulas.h (uniformAt). CPU version (sampling.cpp) and
+// its CUDA twin (sampling.cu, R rows at once), which follows the same rules on the same u.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -27,5 +27,41 @@ SampledToken sampleWith(const float* z, int64_t V, const SamplerSettings& s, con
 // sampleWith with its own scratch (exposed for tests of the sampler against a reference).
 SampledToken sampleLogits(const float* z, int64_t V, const SamplerSettings& s, const std::vector<int32_t>& history,
                           double u);
+
+// ---- the CUDA sampler (sampling.cu) ----
+
+// One row's settings, in device memory (an array of R). The fields mean what SamplerSettings' do; u is the row's
+// uniform (formulas.h uniformAt with the row's (seed, prompt, sample, step), exactly what the CPU engine uses).
+// penaltyBegin/End: the row's slice of penaltyTokens, its DISTINCT history tokens (prompt + output; the penalty applies
+// once per distinct token, so the caller dedupes; out-of-range ids are ignored, as on the CPU); biasBegin/End: its
+// slice of biasTokens/biasValues, applied in order after the penalty.
+struct SampleRowParams {
+  double temperature = 1.0, topP = 1.0, minP = 0.0, repetitionPenalty = 1.0, u = 0.0;
+  int64_t topK = 0, topLogprobs = 0;
+  int64_t penaltyBegin = 0, penaltyEnd = 0, biasBegin = 0, biasEnd = 0;
+};
+
+// Device workspace of sampleRowsCuda (bytes; 0 today: one block per row keeps its state in shared memory). Kept so
+// that callers allocate through it and a later version may use scratch without changing them.
+size_t sampleRowsCudaWorkspace(int64_t R, int64_t V);
+
+// Samples one token from each of R rows of fp32 logits [R x V] (device pointers; one block per row), by
+// sampleWith's rules: the repetition penalty and logit bias are applied IN PLACE to `logits` (they then hold the
+// processed logits), then sampleRow (temperature 0: argmax, first index on ties; otherwise top-k, the nucleus with
+// ties at the boundary kept, min-p, and the walk in token order to u * kept mass) and the top-logprobs. Outputs:
+// tokens[R], logprobs[R] (under the full temperature-scaled distribution; untempered for temperature 0), and, when
+// maxTop > 0, topTokens/topLogprobs [R x maxTop]: each row's min(V, topLogprobs, maxTop) most likely tokens (logit
+// descending, index ascending on ties), the rest of the row -1 / 0. Never synchronizes; returns "" or an error.
+const char* sampleRowsCuda(float* logits, int64_t R, int64_t V, const SampleRowParams* params,
+                           const int32_t* penaltyTokens, const int32_t* biasTokens, const float* biasValues,
+                           int64_t maxTop, int32_t* tokens, float* logprobs, int32_t* topTokens, float* topLogprobs,
+                           void* workspace, void* stream);
+
+// Host wrapper for tests: host arrays in (logits are not changed; penaltyTokens may repeat: deduped here, per row),
+// copies, runs, copies back, synchronizes. Validates the slices and settings; returns "" or an error.
+const char* sampleRowsCudaHost(const float* logits, int64_t R, int64_t V, const SampleRowParams* params,
+                               const int32_t* penaltyTokens, int64_t nPenalty, const int32_t* biasTokens,
+                               const float* biasValues, int64_t nBias, int64_t maxTop, int32_t* tokens,
+                               float* logprobs, int32_t* topTokens, float* topLogprobs);
 
 }  // namespace clipo::engine

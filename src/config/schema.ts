@@ -29,6 +29,9 @@ export const modelSchema = z.strictObject({
   threads: posInt.optional(),
   /** dtype of the saved policy in checkpoints; f32 keeps resume exact */
   save_dtype: z.enum(['f32', 'bf16']).default('f32'),
+  /** per-layer activation recomputation in the backward pass: auto (on only when the run would not fit without it),
+   *  on, off. The CPU engine keeps every layer's activations: there auto means off and on is refused. */
+  checkpointing: z.enum(['auto', 'on', 'off']).default('auto'),
 });
 
 export const dataSchema = z.strictObject({

@@ -5,7 +5,10 @@ import path from 'node:path';
 import type { TrainConfig } from '../config/load.js';
 import { loadDataset, type DataRow } from '../data/load.js';
 import { Engine } from '../engine/engine.js';
-import { loadModelDir, saveModelDir } from '../model/hfdir.js';
+import { loadModelConfig, loadModelDir, saveModelDir } from '../model/hfdir.js';
+import type { ModelConfig } from '../model/types.js';
+import { allocatableBytes } from '../util/limits.js';
+import { formatPlan, planMemory, planRefusal, type MemoryPlan } from './memory-plan.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 import { resolveBuiltins, resolveCacheDir, type BuiltinHooks } from '../demo/builtin.js';
 import { solutionEquations, stepsCorrect } from '../task/process.js';
@@ -39,6 +42,28 @@ export interface RunOptions {
   onValidation?: (r: ValidationResult) => void;
   /** stop when a guard fires (the CLI's --strict; same as guards.stop: true) */
   strict?: boolean;
+  /** the memory plan, before any weight is loaded (a plan that does not fit then ends the run with an Error) */
+  onPlan?: (plan: MemoryPlan, table: string) => void;
+}
+
+/** The run's memory plan on the CPU backend (the engine `clipo train` uses today), against this host's memory. */
+export function trainingPlan(c: TrainConfig, m: ModelConfig, memoryBytes = allocatableBytes()): MemoryPlan {
+  if (c.model.checkpointing === 'on') throw new Error('model.checkpointing: on needs the cuda backend (the CPU engine keeps every layer\'s activations); use auto or off');
+  return planMemory(
+    { layers: m.numLayers, hidden: m.hiddenSize, intermediate: m.intermediateSize, heads: m.numHeads, kvHeads: m.numKvHeads, headDim: m.headDim, vocab: m.vocabSize, tied: m.tieWordEmbeddings, attentionBias: m.attentionBias, mlpBias: m.mlpBias },
+    {
+      backend: 'cpu',
+      microBatch: c.optim.micro_batch,
+      promptTokens: c.data.max_prompt_tokens,
+      responseTokens: c.data.max_response_tokens,
+      groupSize: c.rollout.n,
+      promptsPerStep: c.optim.prompts_per_step,
+      checkpointing: c.model.checkpointing,
+      reference: c.algorithm.kl_coef > 0,
+      ...(c.clipo.enabled ? { contrastiveOutSize: c.clipo.out_size } : {}),
+      memoryBytes,
+    },
+  );
 }
 
 export interface RunResult {
@@ -56,6 +81,8 @@ function configForCheck(c: TrainConfig): Record<string, unknown> {
   delete copy.optim!.max_steps;
   delete copy.optim!.epochs;
   delete copy.model!.threads;
+  // recomputation changes memory, not the values
+  delete copy.model!.checkpointing;
   delete copy.verifier;
   // validation and guards watch the run without changing its steps
   delete copy.validation;
@@ -118,8 +145,15 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const ckpt = o.resume && checkpoints.length ? loadCheckpoint(checkpoints.at(-1)!.dir) : null;
   if (ckpt) {
     const diff = diffKeys(ckpt.state.config, configForCheck(c));
-    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, verifier.*, validation.* and guards.* may change)`);
+    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, model.checkpointing, verifier.*, validation.* and guards.* may change)`);
   }
+
+  // the memory plan from config.json alone: a run that cannot fit is refused before the weights are read
+  const plan = trainingPlan(c, loadModelConfig(c.model.path));
+  o.onPlan?.(plan, formatPlan(plan));
+  const refusal = planRefusal(plan);
+  if (refusal) throw new Error(refusal);
+  writeJsonAtomic(path.join(outputDir, 'memory-plan.json'), plan);
 
   const base = loadModelDir(c.model.path);
   if (!base.tokenizer) throw new Error(`${c.model.path}: no tokenizer.json (training needs a tokenizer to render prompts and read answers)`);

@@ -69,6 +69,7 @@ export function registerTrain(program: Command): void {
       let bar: cliProgress.SingleBar | null = null;
       let warnings = '';
       let lastVal = '-';
+      let memoryPlan: unknown = null;
       const log = (s: string) => process.stderr.write(s + '\n');
       // a config naming builtin:demo-warmup trains that model on first use (minutes): show its progress
       let warmBar: cliProgress.SingleBar | null = null;
@@ -104,6 +105,10 @@ export function registerTrain(program: Command): void {
           if (bar) (bar as cliProgress.SingleBar).update({ val: lastVal });
           else if (!opts.json) log(`validation at step ${r.step}: ${lastVal} (${r.seconds.toFixed(1)} s, ${r.dir})`);
         },
+        onPlan: (plan, table) => {
+          memoryPlan = plan;
+          if (!opts.json) log(chalk.dim(table));
+        },
         onStart: (info) => {
           const clipo = config.clipo.enabled ? ` + CLIPO (head warm-up ${info.warmupSteps} steps)` : '';
           log(chalk.dim(`train ${config.algorithm.preset}${clipo}: ${info.prompts} prompts (${info.filtered} overlong dropped), ${info.stepsPerEpoch} steps/epoch, steps ${info.startStep + 1}..${info.totalSteps} -> ${config.output.dir}`));
@@ -123,7 +128,7 @@ export function registerTrain(program: Command): void {
           warnings = '';
         },
       }).finally(() => (bar as cliProgress.SingleBar | null)?.stop());
-      if (opts.json) console.log(JSON.stringify({ outputDir: result.outputDir, steps: result.steps, totalSteps: result.totalSteps, lastCheckpoint: result.lastCheckpoint, last: result.last }, null, 2));
+      if (opts.json) console.log(JSON.stringify({ outputDir: result.outputDir, steps: result.steps, totalSteps: result.totalSteps, lastCheckpoint: result.lastCheckpoint, last: result.last, memoryPlan }, null, 2));
       else log(`done: ${result.steps} steps this run; metrics in ${result.outputDir}/metrics.jsonl; checkpoint ${result.lastCheckpoint ?? '(none)'}`);
     });
 }
