@@ -77,4 +77,28 @@ const char* attentionDecodeCuda(const KvCacheShape& c, const AttnShape& s, const
                                 int64_t maxSeqLen, const float* kCache, const float* vCache, float* o, void* workspace,
                                 void* stream);
 
+// Host wrappers (tests): host pointers; copy in, run the device entry, synchronize, copy back. Spans are checked
+// against the N rows, block tables and lengths against the cache; o/lse/dqkv rows outside every span keep the values
+// passed in. kCache/vCache: the whole cache, updated in place.
+const char* attentionSpansCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N, const uint16_t* qkv,
+                                   uint16_t* o, float* lse);
+const char* attentionSpansCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N, const float* qkv,
+                                   float* o, float* lse);
+const char* attentionSpansBackwardCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N,
+                                           const uint16_t* qkv, const uint16_t* o, const float* lse,
+                                           const uint16_t* dO, uint16_t* dqkv);
+const char* attentionSpansBackwardCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N,
+                                           const float* qkv, const float* o, const float* lse, const float* dO,
+                                           float* dqkv);
+const char* kvCacheWriteCudaHost(const KvCacheShape& c, const AttnShape& s, const uint16_t* qkv, const int32_t* slots,
+                                 int64_t N, uint16_t* kCache, uint16_t* vCache);
+const char* kvCacheWriteCudaHost(const KvCacheShape& c, const AttnShape& s, const float* qkv, const int32_t* slots,
+                                 int64_t N, float* kCache, float* vCache);
+const char* attentionDecodeCudaHost(const KvCacheShape& c, const AttnShape& s, const uint16_t* qkv, int64_t nSeq,
+                                    const int32_t* blockTables, int64_t maxBlocksPerSeq, const int32_t* seqLens,
+                                    const uint16_t* kCache, const uint16_t* vCache, uint16_t* o);
+const char* attentionDecodeCudaHost(const KvCacheShape& c, const AttnShape& s, const float* qkv, int64_t nSeq,
+                                    const int32_t* blockTables, int64_t maxBlocksPerSeq, const int32_t* seqLens,
+                                    const float* kCache, const float* vCache, float* o);
+
 }  // namespace clipo::engine
