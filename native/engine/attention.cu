@@ -149,30 +149,14 @@ __global__ void __launch_bounds__(kThreads) spansForwardKernel(AttnShape s, cons
 }
 
 // ---- backward ----
-// D[row, h] = dO . o (one warp per (row, head))
-template <typename T>
-__global__ void __launch_bounds__(kThreads) rowDotKernel(AttnShape s, const int32_t* __restrict__ spanStart,
-                                                         const int32_t* __restrict__ spanLen,
-                                                         const T* __restrict__ o, const T* __restrict__ dO,
-                                                         float* __restrict__ D) {
-  const int span = blockIdx.y, len = spanLen[span];
-  const int64_t item = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
-  const int64_t i = item / s.heads, h = item % s.heads;
-  if (i >= len) return;  // uniform over the warp
-  const int64_t row = spanStart[span] + i, base = row * s.qd + h * s.headDim;
-  float acc = 0.f;
-  for (int64_t d = threadIdx.x % 32; d < s.headDim; d += 32) acc += ldf(dO, base + d) * ldf(o, base + d);
-  acc = cuda::warpSum(acc);
-  if (threadIdx.x % 32 == 0) D[row * s.heads + h] = acc;
-}
-
-// dQ of a query tile. smem: Q [kRows][hd+1], dO [kRows][hd+1], K [kCols][hd+1], V [kCols][hd+1], dS [kRows][kCols]
+// dQ of a query tile, and D = rowsum(dO * o) of its rows (written to the workspace for the dK/dV kernel, which runs
+// after it). smem: Q [kRows][hd+1], dO [kRows][hd+1], K [kCols][hd+1], V [kCols][hd+1], dS [kRows][kCols]
 template <typename T, int HDMAX>
 __global__ void __launch_bounds__(kThreads) backwardDqKernel(AttnShape s, const int32_t* __restrict__ spanStart,
                                                              const int32_t* __restrict__ spanLen,
-                                                             const T* __restrict__ qkv, const float* __restrict__ lse,
-                                                             const T* __restrict__ dO, const float* __restrict__ D,
-                                                             T* __restrict__ dqkv, float scale) {
+                                                             const T* __restrict__ qkv, const T* __restrict__ o,
+                                                             const float* __restrict__ lse, const T* __restrict__ dO,
+                                                             float* __restrict__ D, T* __restrict__ dqkv, float scale) {
   extern __shared__ float sh[];
   const int hd = static_cast<int>(s.headDim), ld1 = hd + 1;
   float* sQ = sh;
@@ -189,8 +173,13 @@ __global__ void __launch_bounds__(kThreads) backwardDqKernel(AttnShape s, const 
   const int qEnd = len < q0 + kRows ? len : q0 + kRows;
   loadTile(sQ, ld1, qkv, R, start, static_cast<int64_t>(h) * hd, q0, kRows, len, hd);
   loadTile(sO, ld1, dO, s.qd, start, static_cast<int64_t>(h) * hd, q0, kRows, len, hd);
+  loadTile(sK, ld1, o, s.qd, start, static_cast<int64_t>(h) * hd, q0, kRows, len, hd);  // o, for D only
+  __syncthreads();
+  float rowD = 0.f;
+  for (int d = lane; d < hd; d += kLanes) rowD += sO[r * ld1 + d] * sK[r * ld1 + d];
+  rowD = laneSum(rowD);
+  if (qi < len && lane == 0) D[(start + qi) * s.heads + h] = rowD;
   const float rowLse = qi < len ? lse[(start + qi) * s.heads + h] : 0.f;
-  const float rowD = qi < len ? D[(start + qi) * s.heads + h] : 0.f;
   float acc[HDMAX / kLanes];
 #pragma unroll
   for (int j = 0; j < HDMAX / kLanes; ++j) acc[j] = 0.f;
@@ -515,7 +504,7 @@ const char* spansForward(const AttnShape& s, const int32_t* spanStart, const int
 
 template <typename T, int HDMAX>
 const char* launchBackward(const AttnShape& s, const int32_t* spanStart, const int32_t* spanLen, int64_t nSpans,
-                           int64_t maxLen, const T* qkv, const float* lse, const T* dO, const float* D, T* dqkv,
+                           int64_t maxLen, const T* qkv, const T* o, const float* lse, const T* dO, float* D, T* dqkv,
                            cudaStream_t st, float scale) {
   const int64_t hd = s.headDim;
   const size_t smemQ = sizeof(float) * static_cast<size_t>(2 * kRows * (hd + 1) + 2 * kCols * (hd + 1) + kRows * kCols);
@@ -525,7 +514,7 @@ const char* launchBackward(const AttnShape& s, const int32_t* spanStart, const i
   if (*err || *(err = allowSmem(backwardDkvKernel<T, HDMAX>, smemKV, "attentionSpansBackwardCuda"))) return err;
   const unsigned tiles = static_cast<unsigned>((maxLen + kRows - 1) / kRows);
   backwardDqKernel<T, HDMAX><<<dim3(tiles, static_cast<unsigned>(s.heads), static_cast<unsigned>(nSpans)), kThreads,
-                               smemQ, st>>>(s, spanStart, spanLen, qkv, lse, dO, D, dqkv, scale);
+                               smemQ, st>>>(s, spanStart, spanLen, qkv, o, lse, dO, D, dqkv, scale);
   if (*(err = launched("attentionSpansBackwardCuda (dQ)"))) return err;
   backwardDkvKernel<T, HDMAX><<<dim3(tiles, static_cast<unsigned>(s.kvHeads), static_cast<unsigned>(nSpans)),
                                 kThreads, smemKV, st>>>(s, spanStart, spanLen, qkv, lse, dO, D, dqkv, scale);
@@ -543,15 +532,10 @@ const char* spansBackward(const AttnShape& s, const int32_t* spanStart, const in
   const float scale = 1.f / sqrtf(static_cast<float>(s.headDim));
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   float* D = static_cast<float*>(workspace);
-  const int64_t warpsPerBlock = kThreads / 32;
-  rowDotKernel<T><<<dim3(static_cast<unsigned>((maxLen * s.heads + warpsPerBlock - 1) / warpsPerBlock),
-                         static_cast<unsigned>(nSpans)),
-                    kThreads, 0, st>>>(s, spanStart, spanLen, o, dO, D);
-  if (*(err = launched("attentionSpansBackwardCuda (D)"))) return err;
   switch (hdMaxOf(s.headDim)) {
-    case 64: return launchBackward<T, 64>(s, spanStart, spanLen, nSpans, maxLen, qkv, lse, dO, D, dqkv, st, scale);
-    case 128: return launchBackward<T, 128>(s, spanStart, spanLen, nSpans, maxLen, qkv, lse, dO, D, dqkv, st, scale);
-    default: return launchBackward<T, 256>(s, spanStart, spanLen, nSpans, maxLen, qkv, lse, dO, D, dqkv, st, scale);
+    case 64: return launchBackward<T, 64>(s, spanStart, spanLen, nSpans, maxLen, qkv, o, lse, dO, D, dqkv, st, scale);
+    case 128: return launchBackward<T, 128>(s, spanStart, spanLen, nSpans, maxLen, qkv, o, lse, dO, D, dqkv, st, scale);
+    default: return launchBackward<T, 256>(s, spanStart, spanLen, nSpans, maxLen, qkv, o, lse, dO, D, dqkv, st, scale);
   }
 }
 
