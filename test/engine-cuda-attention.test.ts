@@ -2,7 +2,8 @@
 // spans, its deterministic flash backward, the paged KV cache write and split decoding), both storages, against a
 // float64 reference written here from the formulas (softmax(q.k / sqrt(d)) v over the keys at or before the query;
 // dV = P^T dO, dS = P (dO.v - D) with D = rowsum(dO * o), dQ = dS K / sqrt(d), dK = dS^T Q / sqrt(d)), on fresh random
-// inputs of Qwen2.5-0.5B's and 1.5B's attention shapes. They run only where a GPU is usable; elsewhere the entry
+// inputs of Qwen2.5-0.5B's and 1.5B's attention shapes (the reference's backward is itself checked against finite
+// differences, everywhere). They run only where a GPU is usable; elsewhere the entry
 // point must fail with a clear Error. Where no GPU is usable (and g++ and python3 exist) the same kernels are checked
 // against their CPU twins under host emulation (scripts/cuda-emu/run-attention.sh) instead.
 import { spawnSync } from 'node:child_process';
@@ -136,6 +137,37 @@ function refBackward(s: Shape, x: Float64Array, dO: Float64Array, lse: Float64Ar
 const avail = availableBackends();
 const gpu = avail.cuda && typeof loadNative().engineCudaAttention === 'function';
 const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0);
+
+describe('the float64 reference itself', () => {
+  // the reference backward (with D from the exact o) must be the gradient of sum(dO * o) with respect to the packed
+  // rows, padding columns included (zero): central finite differences on a small case of two groups of 2 heads
+  test('refBackward is the gradient of sum(dO * o) (finite differences)', () => {
+    const s = shapeOf(4, 2, 8, 3), lens = [5, 1, 7], starts = [0, 5, 6], N = 13, qd = s.heads * s.headDim;
+    const x = Float64Array.from({ length: N * s.rowStride }, () => 2 * rng.normal());
+    const dO = Float64Array.from({ length: N * qd }, () => rng.normal());
+    const forward = (xs: Float64Array): { loss: number; o: Float64Array; lse: Float64Array } => {
+      const o = new Float64Array(N * qd), lse = new Float64Array(N * s.heads);
+      for (let k = 0; k < lens.length; k++) for (let h = 0; h < s.heads; h++) refForward(s, xs, starts[k]!, lens[k]!, h, o, lse);
+      let loss = 0;
+      for (let i = 0; i < o.length; i++) loss += o[i]! * dO[i]!;
+      return { loss, o, lse };
+    };
+    const { o, lse } = forward(x);
+    const D = new Float64Array(N * s.heads);
+    for (let n = 0; n < N; n++)
+      for (let h = 0; h < s.heads; h++) for (let t = 0; t < s.headDim; t++) D[n * s.heads + h] += dO[n * qd + h * s.headDim + t]! * o[n * qd + h * s.headDim + t]!;
+    const dx: [Float64Array, Float64Array] = [new Float64Array(x.length), new Float64Array(x.length)];
+    for (let k = 0; k < lens.length; k++) for (let h = 0; h < s.heads; h++) refBackward(s, x, dO, lse, [D, D], starts[k]!, lens[k]!, h, dx);
+    let worst = 0;
+    for (let i = 0; i < x.length; i++) {
+      const e = 1e-6, xp = Float64Array.from(x), xm = Float64Array.from(x);
+      xp[i] += e;
+      xm[i] -= e;
+      worst = Math.max(worst, Math.abs((forward(xp).loss - forward(xm).loss) / (2 * e) - dx[0][i]!));
+    }
+    expect(worst).toBeLessThan(1e-6);
+  });
+});
 
 describe('engine CUDA attention under host emulation', () => {
   // the .cu source compiled as host C++ (launches rewritten into one std::thread per CUDA thread) against the CPU

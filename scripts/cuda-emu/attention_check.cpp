@@ -288,6 +288,7 @@ static void checkAll() {
   checkSpans<T>(2, 2, 256, 8, {18, 3});         // the largest head dim
   checkDecode<T>(4, 2, 16, 0, 8, {37, 9, 70});  // group 2, several splits
   checkDecode<T>(7, 1, 64, 8, 4, {1, 45, 12});  // group 7, head dim 64, a one-token context
+  checkDecode<T>(10, 1, 16, 0, 8, {50, 3});     // group 10: two passes of the scores over the heads
 }
 
 int main(int argc, char** argv) {
