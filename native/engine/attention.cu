@@ -4,18 +4,22 @@
 //
 // Tiles (FMA, shared memory; 128 threads a block): a thread group of kLanes = 8 threads owns one row of a tile and
 // the head dimensions d = lane + 8 j of it, so the running output of a row never leaves registers, and the [L x L]
-// scores exist only one [rows x cols] tile at a time.
-//   forward:      a block = (query tile of kRowsF = 16 rows, query head, span); key tiles of kColsF = 32 keys, online
-//                 softmax per row (m, l): p = exp(s - m_new), acc = acc e^(m_old - m_new) + p V, l likewise.
-//   backward dQ:  a block = (query tile, query head, span) looping over the key tiles up to the diagonal:
-//                 P = exp(S scale... - lse), dS = P (dO.V - D) scale, dQ += dS K.
-//   backward dKV: a block = (key tile of 16 keys, kv head, span) looping over the query heads of its group and the
-//                 query tiles from the diagonal on: dV += P^T dO, dK += dS^T Q.
-//   Each output element is written by exactly one thread after a loop in fixed order: no atomics, results do not
-//   depend on timing.
-//   decoding:     a block = (split of the context, query head, sequence), 128 positions at a time (one a thread);
-//                 the partial states (m, l, unnormalized acc) go to the workspace, and a second kernel combines them
-//                 in split order.
+// scores exist only one [16 x 32] tile at a time.
+//   forward:      a block = (query tile of kRows = 16 rows, query head, span); key tiles of kCols = 32 keys up to the
+//                 diagonal, online softmax per row: m' = max(m, max_j s_j), p_j = exp(s_j - m'),
+//                 acc = acc e^(m - m') + sum_j p_j v_j, l = l e^(m - m') + sum_j p_j; o = acc / l, lse = m + log l.
+//   backward dQ:  a block = (query tile, query head, span): D = rowsum(dO * o) of its rows (to the workspace), then
+//                 over the key tiles up to the diagonal: P = exp(S - lse), dS = P (dO.V - D) / sqrt(d), dQ += dS K.
+//   backward dKV: a block = (key tile of 16 keys, kv head, span), launched after the dQ kernel (it reads D): over
+//                 the query heads of its group and the query tiles of 32 from the diagonal on: dV += P^T dO,
+//                 dK += dS^T Q.
+//   Each output element is written by exactly one thread after loops in a fixed order: no atomics, and the result
+//   does not depend on timing (the same bits on every run).
+//   decoding:     a block = (split of the context, kv head, sequence) serving the kv head's query heads together
+//                 (each key/value row read once for the group): 128 positions at a time, one a thread for the scores
+//                 (16-byte loads of the key row); the partial states (m, l, unnormalized acc) go to the workspace,
+//                 and a second kernel combines them in split order. The split count fills the device twice over
+//                 (cuda::smCount) with splits of at least 32 positions.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -149,30 +153,14 @@ __global__ void __launch_bounds__(kThreads) spansForwardKernel(AttnShape s, cons
 }
 
 // ---- backward ----
-// D[row, h] = dO . o (one warp per (row, head))
-template <typename T>
-__global__ void __launch_bounds__(kThreads) rowDotKernel(AttnShape s, const int32_t* __restrict__ spanStart,
-                                                         const int32_t* __restrict__ spanLen,
-                                                         const T* __restrict__ o, const T* __restrict__ dO,
-                                                         float* __restrict__ D) {
-  const int span = blockIdx.y, len = spanLen[span];
-  const int64_t item = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
-  const int64_t i = item / s.heads, h = item % s.heads;
-  if (i >= len) return;  // uniform over the warp
-  const int64_t row = spanStart[span] + i, base = row * s.qd + h * s.headDim;
-  float acc = 0.f;
-  for (int64_t d = threadIdx.x % 32; d < s.headDim; d += 32) acc += ldf(dO, base + d) * ldf(o, base + d);
-  acc = cuda::warpSum(acc);
-  if (threadIdx.x % 32 == 0) D[row * s.heads + h] = acc;
-}
-
-// dQ of a query tile. smem: Q [kRows][hd+1], dO [kRows][hd+1], K [kCols][hd+1], V [kCols][hd+1], dS [kRows][kCols]
+// dQ of a query tile, and D = rowsum(dO * o) of its rows (written to the workspace for the dK/dV kernel, which runs
+// after it). smem: Q [kRows][hd+1], dO [kRows][hd+1], K [kCols][hd+1], V [kCols][hd+1], dS [kRows][kCols]
 template <typename T, int HDMAX>
 __global__ void __launch_bounds__(kThreads) backwardDqKernel(AttnShape s, const int32_t* __restrict__ spanStart,
                                                              const int32_t* __restrict__ spanLen,
-                                                             const T* __restrict__ qkv, const float* __restrict__ lse,
-                                                             const T* __restrict__ dO, const float* __restrict__ D,
-                                                             T* __restrict__ dqkv, float scale) {
+                                                             const T* __restrict__ qkv, const T* __restrict__ o,
+                                                             const float* __restrict__ lse, const T* __restrict__ dO,
+                                                             float* __restrict__ D, T* __restrict__ dqkv, float scale) {
   extern __shared__ float sh[];
   const int hd = static_cast<int>(s.headDim), ld1 = hd + 1;
   float* sQ = sh;
@@ -189,8 +177,13 @@ __global__ void __launch_bounds__(kThreads) backwardDqKernel(AttnShape s, const 
   const int qEnd = len < q0 + kRows ? len : q0 + kRows;
   loadTile(sQ, ld1, qkv, R, start, static_cast<int64_t>(h) * hd, q0, kRows, len, hd);
   loadTile(sO, ld1, dO, s.qd, start, static_cast<int64_t>(h) * hd, q0, kRows, len, hd);
+  loadTile(sK, ld1, o, s.qd, start, static_cast<int64_t>(h) * hd, q0, kRows, len, hd);  // o, for D only
+  __syncthreads();
+  float rowD = 0.f;
+  for (int d = lane; d < hd; d += kLanes) rowD += sO[r * ld1 + d] * sK[r * ld1 + d];
+  rowD = laneSum(rowD);
+  if (qi < len && lane == 0) D[(start + qi) * s.heads + h] = rowD;
   const float rowLse = qi < len ? lse[(start + qi) * s.heads + h] : 0.f;
-  const float rowD = qi < len ? D[(start + qi) * s.heads + h] : 0.f;
   float acc[HDMAX / kLanes];
 #pragma unroll
   for (int j = 0; j < HDMAX / kLanes; ++j) acc[j] = 0.f;
@@ -343,9 +336,9 @@ struct DecodePlan {
   int splits;
   int64_t splitLen;
 };
-// Enough (sequence, head, split) blocks to fill the device twice, splits of at least kMinSplitLen positions.
+// Enough (sequence, kv head, split) blocks to fill the device twice, splits of at least kMinSplitLen positions.
 DecodePlan decodePlan(const AttnShape& s, int64_t nSeq, int64_t maxSeqLen) {
-  const int64_t blocks = nSeq * s.heads, target = 2LL * cuda::smCount();
+  const int64_t blocks = nSeq * s.kvHeads, target = 2LL * cuda::smCount();
   int64_t splits = blocks >= target ? 1 : (target + blocks - 1) / blocks;
   const int64_t most = (maxSeqLen + kMinSplitLen - 1) / kMinSplitLen;
   if (splits > most) splits = most;
@@ -358,9 +351,30 @@ DecodePlan decodePlan(const AttnShape& s, int64_t nSeq, int64_t maxSeqLen) {
   return DecodePlan{static_cast<int>(splits), splitLen};
 }
 
-// One split of one (sequence, head): positions [split * splitLen, ...) of the sequence's context, kDecodeChunk at a
-// time. Workspace: acc [nSeq][heads][splits][hd] (unnormalized, relative to m), then m, l [nSeq][heads][splits].
-// Positions whose block table entry is outside the cache are skipped.
+// 8 consecutive values (16-byte aligned: headDim and the row offsets are multiples of 8) as fp32, in one or two
+// vector loads.
+__device__ __forceinline__ void load8(const uint16_t* p, float* out) {
+  const uint4 v = *reinterpret_cast<const uint4*>(p);
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    out[2 * i] = bitsFloat(w[i] << 16);  // little-endian: the lower half is the first value
+    out[2 * i + 1] = bitsFloat(w[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void load8(const float* p, float* out) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+
+constexpr int kDecodeHeadsPass = 8;  // query heads whose scores one thread forms from one read of a key row
+
+// One split of one (sequence, kv head), for all the query heads of the kv head at once (each key and value row is
+// read once for the group): positions [split * splitLen, ...) of the sequence's context, kDecodeChunk at a time, one
+// position a thread for the scores; the running (m, l) of each head in shared memory, its accumulator too (a thread
+// owns fixed (head, dim) entries). Workspace: acc [nSeq][heads][splits][hd] (unnormalized, relative to m), then
+// m, l [nSeq][heads][splits]. Positions whose block table entry is outside the cache are skipped.
+// smem: row offsets [kDecodeChunk] (int64), q [G][hd], acc [G][hd], scores [G][kDecodeChunk], m, l, corr [G]
 template <typename T>
 __global__ void __launch_bounds__(kThreads) decodeSplitKernel(KvCacheShape c, AttnShape s, const T* __restrict__ qkv,
                                                               const int32_t* __restrict__ blockTables,
@@ -371,66 +385,103 @@ __global__ void __launch_bounds__(kThreads) decodeSplitKernel(KvCacheShape c, At
                                                               const T* __restrict__ vCache, float* __restrict__ wsAcc,
                                                               float* __restrict__ wsM, float* __restrict__ wsL,
                                                               float scale) {
-  __shared__ float sq[kMaxHeadDim];
-  __shared__ float se[kDecodeChunk];
-  __shared__ int64_t srow[kDecodeChunk];
-  __shared__ float scratch[kThreads / 32];
-  const int split = blockIdx.x, h = blockIdx.y, seq = blockIdx.z, splits = gridDim.x;
-  const int hd = static_cast<int>(s.headDim), tid = threadIdx.x;
-  const int64_t kvd = s.kvHeads * s.headDim, g = h / (s.heads / s.kvHeads);
+  extern __shared__ float sh[];
+  const int split = blockIdx.x, g = blockIdx.y, seq = blockIdx.z, splits = gridDim.x;
+  const int hd = static_cast<int>(s.headDim), G = static_cast<int>(s.heads / s.kvHeads);
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  int64_t* srow = reinterpret_cast<int64_t*>(sh);
+  float* sq = sh + 2 * kDecodeChunk;
+  float* sAcc = sq + G * hd;
+  float* se = sAcc + G * hd;
+  float* sM = se + G * kDecodeChunk;
+  float* sL = sM + G;
+  float* sCorr = sL + G;
+  const int64_t kvd = s.kvHeads * s.headDim;
   int64_t count = seqLens[seq];
   if (count > maxSeqLen) count = maxSeqLen;
   if (count > maxBlocksPerSeq * c.blockSize) count = maxBlocksPerSeq * c.blockSize;
   const int64_t begin = static_cast<int64_t>(split) * splitLen;
   const int64_t end = begin + splitLen < count ? begin + splitLen : count;
-  for (int d = tid; d < hd; d += kThreads) sq[d] = ldf(qkv, seq * s.rowStride + static_cast<int64_t>(h) * hd + d);
-  float acc[kMaxHeadDim / kThreads] = {};
-  float m = -INFINITY, l = 0.f;
+  for (int i = tid; i < G * hd; i += kThreads) {
+    sq[i] = ldf(qkv, seq * s.rowStride + static_cast<int64_t>(g) * G * hd + i);  // heads g*G .. g*G+G-1, contiguous
+    sAcc[i] = 0.f;
+  }
+  for (int h = tid; h < G; h += kThreads) {
+    sM[h] = -INFINITY;
+    sL[h] = 0.f;
+  }
   const int32_t* table = blockTables + seq * maxBlocksPerSeq;
   for (int64_t p0 = begin; p0 < end; p0 += kDecodeChunk) {
-    __syncthreads();  // sq written / the previous chunk's readers done
+    __syncthreads();  // q loaded / the previous chunk's readers done
     const int64_t p = p0 + tid;
-    float v = -INFINITY;
     int64_t rowOff = -1;
     if (p < end) {
       const int64_t blk = table[p / c.blockSize];
-      if (blk >= 0 && blk < c.numBlocks) {
-        rowOff = (blk * c.blockSize + p % c.blockSize) * kvd + g * hd;
-        float dot = 0.f;
-        for (int d = 0; d < hd; ++d) dot += sq[d] * ldf(kCache, rowOff + d);
-        v = dot * scale;
+      if (blk >= 0 && blk < c.numBlocks) rowOff = (blk * c.blockSize + p % c.blockSize) * kvd + static_cast<int64_t>(g) * hd;
+    }
+    srow[tid] = rowOff;
+    for (int h0 = 0; h0 < G; h0 += kDecodeHeadsPass) {
+      float dot[kDecodeHeadsPass];
+#pragma unroll
+      for (int k = 0; k < kDecodeHeadsPass; ++k) dot[k] = 0.f;
+      if (rowOff >= 0)
+        for (int d0 = 0; d0 < hd; d0 += 8) {
+          float kv[8];
+          load8(kCache + rowOff + d0, kv);
+#pragma unroll
+          for (int k = 0; k < kDecodeHeadsPass; ++k)
+            if (h0 + k < G) {
+              const float* q = sq + (h0 + k) * hd + d0;
+#pragma unroll
+              for (int t = 0; t < 8; ++t) dot[k] += q[t] * kv[t];
+            }
+        }
+#pragma unroll
+      for (int k = 0; k < kDecodeHeadsPass; ++k)
+        if (h0 + k < G) se[(h0 + k) * kDecodeChunk + tid] = rowOff >= 0 ? dot[k] * scale : -INFINITY;
+    }
+    __syncthreads();
+    // online softmax of each head over the chunk: one warp a head
+    for (int h = warp; h < G; h += kThreads / 32) {
+      float* e = se + h * kDecodeChunk;
+      const float mOld = sM[h];
+      float mx = -INFINITY;
+      for (int t = lane; t < kDecodeChunk; t += 32) mx = fmaxf(mx, e[t]);
+      const float mNew = fmaxf(mOld, cuda::warpMax(mx));
+      float sum = 0.f;
+      for (int t = lane; t < kDecodeChunk; t += 32) {
+        const float v = e[t] == -INFINITY ? 0.f : expf(e[t] - mNew);
+        e[t] = v;
+        sum += v;
+      }
+      sum = cuda::warpSum(sum);  // every lane has read sM[h] before lane 0 writes it (the shuffles order them)
+      if (lane == 0) {
+        const float corr = mOld == -INFINITY ? 0.f : expf(mOld - mNew);
+        sCorr[h] = corr;
+        sL[h] = sL[h] * corr + sum;
+        sM[h] = mNew;
       }
     }
-    const float mNew = fmaxf(m, cuda::blockMax(v, scratch));
-    const float e = v == -INFINITY ? 0.f : expf(v - mNew);
-    const float csum = cuda::blockSum(e, scratch);
-    const float corr = m == -INFINITY ? 0.f : expf(m - mNew);
-    se[tid] = e;
-    srow[tid] = rowOff;
-    l = l * corr + csum;
-    m = mNew;
     __syncthreads();
     const int n = static_cast<int>(end - p0 < kDecodeChunk ? end - p0 : kDecodeChunk);
-#pragma unroll
-    for (int j = 0; j < kMaxHeadDim / kThreads; ++j) {
-      const int d = tid + kThreads * j;
-      if (d < hd) {
-        float a = acc[j] * corr;
-        for (int t = 0; t < n; ++t)
-          if (srow[t] >= 0) a += se[t] * ldf(vCache, srow[t] + d);
-        acc[j] = a;
-      }
+    for (int i = tid; i < G * hd; i += kThreads) {
+      const int h = i / hd, d = i - h * hd;
+      const float* e = se + h * kDecodeChunk;
+      float a = sAcc[i] * sCorr[h];
+      for (int t = 0; t < n; ++t)
+        if (srow[t] >= 0) a += e[t] * ldf(vCache, srow[t] + d);
+      sAcc[i] = a;
     }
   }
-  const int64_t w = (seq * s.heads + h) * static_cast<int64_t>(splits) + split;
-#pragma unroll
-  for (int j = 0; j < kMaxHeadDim / kThreads; ++j) {
-    const int d = tid + kThreads * j;
-    if (d < hd) wsAcc[w * hd + d] = acc[j];
+  __syncthreads();
+  const int64_t w0 = (seq * s.heads + static_cast<int64_t>(g) * G) * splits + split;  // head g*G's state
+  for (int i = tid; i < G * hd; i += kThreads) {
+    const int h = i / hd, d = i - h * hd;
+    wsAcc[(w0 + static_cast<int64_t>(h) * splits) * hd + d] = sAcc[i];
   }
-  if (tid == 0) {
-    wsM[w] = m;
-    wsL[w] = l;
+  for (int h = tid; h < G; h += kThreads) {
+    wsM[w0 + static_cast<int64_t>(h) * splits] = sM[h];
+    wsL[w0 + static_cast<int64_t>(h) * splits] = sL[h];
   }
 }
 
@@ -515,7 +566,7 @@ const char* spansForward(const AttnShape& s, const int32_t* spanStart, const int
 
 template <typename T, int HDMAX>
 const char* launchBackward(const AttnShape& s, const int32_t* spanStart, const int32_t* spanLen, int64_t nSpans,
-                           int64_t maxLen, const T* qkv, const float* lse, const T* dO, const float* D, T* dqkv,
+                           int64_t maxLen, const T* qkv, const T* o, const float* lse, const T* dO, float* D, T* dqkv,
                            cudaStream_t st, float scale) {
   const int64_t hd = s.headDim;
   const size_t smemQ = sizeof(float) * static_cast<size_t>(2 * kRows * (hd + 1) + 2 * kCols * (hd + 1) + kRows * kCols);
@@ -525,7 +576,7 @@ const char* launchBackward(const AttnShape& s, const int32_t* spanStart, const i
   if (*err || *(err = allowSmem(backwardDkvKernel<T, HDMAX>, smemKV, "attentionSpansBackwardCuda"))) return err;
   const unsigned tiles = static_cast<unsigned>((maxLen + kRows - 1) / kRows);
   backwardDqKernel<T, HDMAX><<<dim3(tiles, static_cast<unsigned>(s.heads), static_cast<unsigned>(nSpans)), kThreads,
-                               smemQ, st>>>(s, spanStart, spanLen, qkv, lse, dO, D, dqkv, scale);
+                               smemQ, st>>>(s, spanStart, spanLen, qkv, o, lse, dO, D, dqkv, scale);
   if (*(err = launched("attentionSpansBackwardCuda (dQ)"))) return err;
   backwardDkvKernel<T, HDMAX><<<dim3(tiles, static_cast<unsigned>(s.kvHeads), static_cast<unsigned>(nSpans)),
                                 kThreads, smemKV, st>>>(s, spanStart, spanLen, qkv, lse, dO, D, dqkv, scale);
@@ -543,15 +594,10 @@ const char* spansBackward(const AttnShape& s, const int32_t* spanStart, const in
   const float scale = 1.f / sqrtf(static_cast<float>(s.headDim));
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   float* D = static_cast<float*>(workspace);
-  const int64_t warpsPerBlock = kThreads / 32;
-  rowDotKernel<T><<<dim3(static_cast<unsigned>((maxLen * s.heads + warpsPerBlock - 1) / warpsPerBlock),
-                         static_cast<unsigned>(nSpans)),
-                    kThreads, 0, st>>>(s, spanStart, spanLen, o, dO, D);
-  if (*(err = launched("attentionSpansBackwardCuda (D)"))) return err;
   switch (hdMaxOf(s.headDim)) {
-    case 64: return launchBackward<T, 64>(s, spanStart, spanLen, nSpans, maxLen, qkv, lse, dO, D, dqkv, st, scale);
-    case 128: return launchBackward<T, 128>(s, spanStart, spanLen, nSpans, maxLen, qkv, lse, dO, D, dqkv, st, scale);
-    default: return launchBackward<T, 256>(s, spanStart, spanLen, nSpans, maxLen, qkv, lse, dO, D, dqkv, st, scale);
+    case 64: return launchBackward<T, 64>(s, spanStart, spanLen, nSpans, maxLen, qkv, o, lse, dO, D, dqkv, st, scale);
+    case 128: return launchBackward<T, 128>(s, spanStart, spanLen, nSpans, maxLen, qkv, o, lse, dO, D, dqkv, st, scale);
+    default: return launchBackward<T, 256>(s, spanStart, spanLen, nSpans, maxLen, qkv, o, lse, dO, D, dqkv, st, scale);
   }
 }
 
@@ -590,10 +636,13 @@ const char* decode(const KvCacheShape& c, const AttnShape& s, const T* qkv, int6
   float* wsL = wsM + states;
   const float scale = 1.f / sqrtf(static_cast<float>(s.headDim));
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
-  decodeSplitKernel<T><<<dim3(static_cast<unsigned>(plan.splits), static_cast<unsigned>(s.heads),
+  const int G = static_cast<int>(s.heads / s.kvHeads);
+  const size_t smem = sizeof(float) * static_cast<size_t>(2 * kDecodeChunk + 2 * G * s.headDim + G * kDecodeChunk + 3 * G);
+  if (*(err = allowSmem(decodeSplitKernel<T>, smem, "attentionDecodeCuda"))) return err;
+  decodeSplitKernel<T><<<dim3(static_cast<unsigned>(plan.splits), static_cast<unsigned>(s.kvHeads),
                               static_cast<unsigned>(nSeq)),
-                         kThreads, 0, st>>>(c, s, qkv, blockTables, maxBlocksPerSeq, seqLens, maxSeqLen,
-                                            plan.splitLen, kCache, vCache, wsAcc, wsM, wsL, scale);
+                         kThreads, smem, st>>>(c, s, qkv, blockTables, maxBlocksPerSeq, seqLens, maxSeqLen,
+                                               plan.splitLen, kCache, vCache, wsAcc, wsM, wsL, scale);
   if (*(err = launched("attentionDecodeCuda (splits)"))) return err;
   decodeCombineKernel<T><<<dim3(static_cast<unsigned>(s.heads), static_cast<unsigned>(nSeq)), kThreads, 0, st>>>(
       s, plan.splits, wsAcc, wsM, wsL, o);

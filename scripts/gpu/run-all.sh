@@ -179,7 +179,7 @@ if [ "$BUILT" = 1 ]; then nodestep addon_info 30 any addon_info; else record add
 # ---- 4. CUDA against CPU: the kernels' tests and the GPU-library probes' tests ----
 jest_kernels() {
   node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
-    --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs engine-cuda-kernels
+    --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs engine-cuda-kernels engine-cuda-attention
 }
 export -f jest_kernels
 if ok build; then nodestep jest_kernels 90 gpu jest_kernels; else record jest_kernels skipped "" 0 "${GPU_WHY:-build failed}"; fi
