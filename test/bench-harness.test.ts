@@ -2,7 +2,7 @@
 // multi-thread calls, load is recorded, and --compare torch without a usable Python says how to get it and skips.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, poolCpuSeconds, threadCpuSeconds, timeCall } from '../src/bench/harness.js';
+import { checkedFraction, flagRow, interleave, limitSpread, loadBefore, loadRecord, poolCpuSeconds, threadCpuSeconds, timeCall } from '../src/bench/harness.js';
 import { compareValues } from '../src/bench/peer.js';
 import type { BenchRow } from '../src/bench/types.js';
 import { nativeFunction, packageRoot } from '../src/native.js';
@@ -19,6 +19,18 @@ test('a fraction above 1 is an error, never a number; one at or below 1 is kept'
   flagRow(row, errors, undefined);
   expect(row.benchError).toBe(bad.error);
   expect(errors).toEqual([bad.error]);
+});
+
+test("a fraction just above 1 is kept as 'at the limit' only within the probe's own spread", () => {
+  // probe times 1.00, 1.02, 0.98, 1.04, 0.96 s: quartiles 0.98 and 1.02 around a median of 1 -> spread 2%
+  const probe = [1, 1.02, 0.98, 1.04, 0.96].map((s) => ({ wall: s, cpu: s }));
+  const spread = limitSpread(probe, 2);
+  expect(spread).toBeCloseTo(0.02, 10);
+  expect(checkedFraction(10.1, 10, 'pool', spread)).toEqual({ fraction: 1.01, atLimit: true });
+  const beyond = checkedFraction(10.3, 10, 'pool', spread);
+  expect(beyond.fraction).toBeNull();
+  expect(beyond.error).toMatch(/pool: 1.03 of the limit .*beyond the probe's own spread of 2%.* impossible/);
+  expect(limitSpread(probe.slice(0, 3), 1)).toBe(0); // too few samples to say: no allowance
 });
 
 test('interleave runs entries round-robin, back to back, and drops the warm-up round', async () => {

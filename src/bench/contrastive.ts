@@ -12,7 +12,7 @@ import { Rng } from '../util/rng.js';
 import { appendAll, maxOf } from '../util/stats.js';
 import { ReadProbe, rate, round } from './bandwidth.js';
 import {
-  checkedFraction, flagRow, interleave, loadBefore, loadRecord, rowSeconds, standardNotes, threadCounts, timeCall,
+  checkedFraction, flagRow, interleave, limitSpread, loadBefore, loadRecord, rowSeconds, standardNotes, threadCounts, timeCall,
   type Entry, type Sample,
 } from './harness.js';
 import { compareValues, howToGetTorch, TorchPeer } from './peer.js';
@@ -128,12 +128,14 @@ async function cpuCase(ctx: BenchContext, c: CpuCase, probe: ReadProbe, peer: To
 
   for (const t of threads) {
     const limit = rate(probe.bytes, rowSeconds(res.get(`read ${t}`)!, t));
+    const spread = limitSpread(res.get(`read ${t}`)!, t);
     const clipoS = rowSeconds(res.get(`clipo ${t}`)!, t);
     const base = { kernel: 'contrastive', case: label, mask: 'ragged [L/2,L]', threads: t, clock: t === 1 ? 'thread CPU' : 'wall', readGBs: round(limit) };
     const add = (impl: string, seconds: number, b: number, what: string) => {
       const gbs = rate(b, seconds);
-      const f = checkedFraction(gbs, limit, `${label} ${impl} ${t} thread${t > 1 ? 's' : ''}`);
+      const f = checkedFraction(gbs, limit, `${label} ${impl} ${t} thread${t > 1 ? 's' : ''}`, spread);
       const row: BenchRow = { ...base, impl, ms: round(seconds * 1e3), GBs: round(gbs), ofRead: f.fraction, vsClipo: round(seconds / clipoS), bytes: what };
+      if (f.atLimit) notes.push(`${label} ${impl}, ${t} thread${t > 1 ? 's' : ''}: ${f.fraction} of the read probe, within the probe's own spread in these rounds (±${round(100 * spread, 2)}%): at the limit`);
       flagRow(row, errors, f.error);
       rows.push(row);
       return row;

@@ -78,12 +78,32 @@ export function medianWall(samples: Sample[]): number {
   return median(samples.map((s) => s.wall));
 }
 
-/** A fraction of a measured limit. Above 1 it is a bench error: returns null and the reason, never the number. */
-export function checkedFraction(value: number, limit: number, what: string): { fraction: number | null; error?: string } {
+/**
+ * A fraction of a measured limit. Above 1 it is a bench error: returns null and the reason, never the number.
+ * `spread` (relative, >= 0) is the limit's own run-to-run spread measured in the same rounds (limitSpread): a kernel
+ * that reaches the limit measures above it about half the time, so a fraction in (1, 1 + spread] is published as
+ * measured, with `atLimit` set, and only a fraction beyond the probe's own noise is an error.
+ */
+export function checkedFraction(value: number, limit: number, what: string, spread = 0): { fraction: number | null; error?: string; atLimit?: boolean } {
   const f = value / limit;
   if (!Number.isFinite(f)) return { fraction: null, error: `${what}: not finite (${value} / ${limit})` };
-  if (f > 1) return { fraction: null, error: `${what}: ${round(f)} of the limit measured in the same rounds — impossible, so the bench is wrong here (a probe under-read the machine or a byte/FLOP count is off); not published` };
-  return { fraction: round(f) };
+  if (f > 1 + Math.max(0, spread)) return { fraction: null, error: `${what}: ${round(f)} of the limit measured in the same rounds${spread > 0 ? ` (beyond the probe's own spread of ${round(100 * spread, 2)}%)` : ''} — impossible, so the bench is wrong here (a probe under-read the machine or a byte/FLOP count is off); not published` };
+  return f > 1 ? { fraction: round(f), atLimit: true } : { fraction: round(f) };
+}
+
+/**
+ * The relative spread of a probe's samples (rates from times): half the interquartile range of its times over
+ * their median. The clock is the rows' (thread CPU for one thread, wall for more).
+ */
+export function limitSpread(samples: Sample[], threads: number): number {
+  const xs = samples.map((s) => (threads === 1 ? s.cpu : s.wall)).sort((a, b) => a - b);
+  if (xs.length < 4) return 0;
+  const q = (p: number) => {
+    const i = p * (xs.length - 1), lo = Math.floor(i), hi = Math.ceil(i);
+    return xs[lo] + (xs[hi] - xs[lo]) * (i - lo);
+  };
+  const m = q(0.5);
+  return m > 0 ? (q(0.75) - q(0.25)) / 2 / m : 0;
 }
 
 /** Records an error on a row (`benchError`, joined when several) and in the report's error list. */
