@@ -391,17 +391,20 @@ describe('bad input', () => {
 describe('backend choice', () => {
   const config = smallConfig('qwen2', { vocab: 31, hidden: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 24 });
   const weights = randomWeights(config, { seed: 5 });
-  test("'auto' and 'cpu' run the CPU engine with identical results; 'cuda' says the CUDA engine is not in this version", () => {
+  test("'cpu' runs the CPU engine; 'auto' the CUDA engine where it can run, else the CPU's results; 'cuda' elsewhere says why not", () => {
     const b = engineBackends();
-    expect(b).toEqual({ cpu: true, cuda: false, cudaReason: expect.stringMatching(/the CUDA engine is not part of this version of clipo/) });
+    if (b.cuda) expect(b).toEqual({ cpu: true, cuda: true });
+    else expect(b).toEqual({ cpu: true, cuda: false, cudaReason: expect.stringMatching(/CUDA|GPU|cuda/) });
     const auto = Engine.create(config, weights, { threads: 1 });
     const cpu = Engine.create(config, weights, { threads: 1, backend: 'cpu' });
-    expect([auto.backend, cpu.backend, auto.cloneFrozen().backend]).toEqual(['cpu', 'cpu', 'cpu']);
+    const want = b.cuda ? 'cuda' : 'cpu';
+    expect([auto.backend, cpu.backend, auto.cloneFrozen().backend]).toEqual([want, 'cpu', want]);
     const batch: ScoreBatch = { sequences: [{ prompt: Int32Array.of(1, 2, 3), response: Int32Array.of(4, 5) }] };
-    expect(auto.score(batch).logprobs).toEqual(cpu.score(batch).logprobs);
+    if (!b.cuda) expect(auto.score(batch).logprobs).toEqual(cpu.score(batch).logprobs);
     auto.dispose();
     cpu.dispose();
-    expect(() => Engine.create(config, weights, { backend: 'cuda' })).toThrow(/backend 'cuda': the CUDA engine is not part of this version of clipo/);
+    expect(() => Engine.create(config, weights, { backend: 'cpu', precision: 'bf16' })).toThrow(/the cpu backend runs in fp32 only/);
+    if (!b.cuda) expect(() => Engine.create(config, weights, { backend: 'cuda' })).toThrow(new RegExp(`backend 'cuda': ${b.cudaReason!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     expect(() => Engine.create(config, weights, { backend: 'tpu' as 'cpu' })).toThrow(/backend: expected 'cpu', 'cuda' or 'auto', got "tpu"/);
   });
 });

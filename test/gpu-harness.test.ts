@@ -11,7 +11,7 @@ const script = path.join(packageRoot, 'scripts', 'gpu', 'run-all.sh');
 const merge = path.join(packageRoot, 'scripts', 'gpu', 'merge-results.mjs');
 const FILES = ['gpu-run.tar.gz', 'log-tail.txt', 'status.txt', 'summary.json'];
 const GPU_STEPS = ['build', 'jest_kernels', 'sanitizer_memcheck', 'sanitizer_racecheck', 'bench_surrogate', 'bench_contrastive', 'bench_gpulibs',
-  'torch_surrogate', 'torch_contrastive', 'torch_gemm', 'sanitizer_initcheck'];
+  'torch_surrogate', 'torch_contrastive', 'torch_gemm', 'sanitizer_initcheck', 'jest_engine'];
 
 describe('scripts/gpu/run-all.sh --dry-run', () => {
   let out = '';

@@ -38,9 +38,10 @@ const char* attentionSpansCuda(const AttnShape& s, const int32_t* spanStart, con
                                int64_t maxLen, const uint16_t* qkv, uint16_t* o, float* lse, void* stream);
 const char* attentionSpansCuda(const AttnShape& s, const int32_t* spanStart, const int32_t* spanLen, int64_t nSpans,
                                int64_t maxLen, const float* qkv, float* o, float* lse, void* stream);
-// Backward of attentionSpansCuda: dqkv [N x rowStride] (every element written) from dO [N x qd], recomputing the
-// probabilities from lse. Deterministic: no atomics whose order changes results (dK/dV per key tile over the query
-// tiles, dQ per query tile over the key tiles). workspace: attentionBackwardCudaWorkspace(...) bytes.
+// Backward of attentionSpansCuda: dqkv [N x rowStride] (every element of the spans' rows written, columns past
+// q | k | v zeroed; the engine's spans cover all N rows) from dO [N x qd], recomputing the probabilities from lse.
+// Deterministic: no atomics whose order changes results (dK/dV per key tile over the query tiles, dQ per query tile
+// over the key tiles). workspace: attentionBackwardCudaWorkspace(...) bytes.
 size_t attentionBackwardCudaWorkspace(const AttnShape& s, int64_t N);
 const char* attentionSpansBackwardCuda(const AttnShape& s, const int32_t* spanStart, const int32_t* spanLen,
                                        int64_t nSpans, int64_t maxLen, const uint16_t* qkv, const uint16_t* o,
@@ -57,7 +58,7 @@ struct KvCacheShape {
   int64_t numBlocks, blockSize, kvHeads, headDim;
 };
 // Writes the k and v parts of N packed qkv rows (after RoPE) to the cache: row n goes to slot slots[n]
-// (= block * blockSize + offset; device int32 [N]; a negative slot skips the row).
+// (= block * blockSize + offset; device int32 [N]; a negative slot skips the row, as does one past the cache).
 const char* kvCacheWriteCuda(const KvCacheShape& c, const AttnShape& s, const uint16_t* qkv, const int32_t* slots,
                              int64_t N, uint16_t* kCache, uint16_t* vCache, void* stream);
 const char* kvCacheWriteCuda(const KvCacheShape& c, const AttnShape& s, const float* qkv, const int32_t* slots,
@@ -66,7 +67,8 @@ const char* kvCacheWriteCuda(const KvCacheShape& c, const AttnShape& s, const fl
 // seqLens[i] - 1) against cache positions [0, seqLens[i]) -> o [nSeq x qd]. blockTables: device int32
 // [nSeq x maxBlocksPerSeq]; seqLens device int32 [nSeq]; maxSeqLen sizes the split over the context
 // (flash-decoding: partial softmax states per split, combined in split order, so results do not depend on timing).
-// workspace: attentionDecodeCudaWorkspace(...) bytes.
+// Block table entries outside [0, numBlocks) skip their positions. workspace: attentionDecodeCudaWorkspace(...) bytes
+// (depends on the device's multiprocessor count, through the split plan).
 size_t attentionDecodeCudaWorkspace(const AttnShape& s, int64_t nSeq, int64_t maxSeqLen);
 const char* attentionDecodeCuda(const KvCacheShape& c, const AttnShape& s, const uint16_t* qkv, int64_t nSeq,
                                 const int32_t* blockTables, int64_t maxBlocksPerSeq, const int32_t* seqLens,
@@ -76,5 +78,29 @@ const char* attentionDecodeCuda(const KvCacheShape& c, const AttnShape& s, const
                                 const int32_t* blockTables, int64_t maxBlocksPerSeq, const int32_t* seqLens,
                                 int64_t maxSeqLen, const float* kCache, const float* vCache, float* o, void* workspace,
                                 void* stream);
+
+// Host wrappers (tests): host pointers; copy in, run the device entry, synchronize, copy back. Spans are checked
+// against the N rows, block tables and lengths against the cache; o/lse/dqkv rows outside every span keep the values
+// passed in. kCache/vCache: the whole cache, updated in place.
+const char* attentionSpansCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N, const uint16_t* qkv,
+                                   uint16_t* o, float* lse);
+const char* attentionSpansCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N, const float* qkv,
+                                   float* o, float* lse);
+const char* attentionSpansBackwardCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N,
+                                           const uint16_t* qkv, const uint16_t* o, const float* lse,
+                                           const uint16_t* dO, uint16_t* dqkv);
+const char* attentionSpansBackwardCudaHost(const AttnShape& s, const std::vector<Span>& spans, int64_t N,
+                                           const float* qkv, const float* o, const float* lse, const float* dO,
+                                           float* dqkv);
+const char* kvCacheWriteCudaHost(const KvCacheShape& c, const AttnShape& s, const uint16_t* qkv, const int32_t* slots,
+                                 int64_t N, uint16_t* kCache, uint16_t* vCache);
+const char* kvCacheWriteCudaHost(const KvCacheShape& c, const AttnShape& s, const float* qkv, const int32_t* slots,
+                                 int64_t N, float* kCache, float* vCache);
+const char* attentionDecodeCudaHost(const KvCacheShape& c, const AttnShape& s, const uint16_t* qkv, int64_t nSeq,
+                                    const int32_t* blockTables, int64_t maxBlocksPerSeq, const int32_t* seqLens,
+                                    const uint16_t* kCache, const uint16_t* vCache, uint16_t* o);
+const char* attentionDecodeCudaHost(const KvCacheShape& c, const AttnShape& s, const float* qkv, int64_t nSeq,
+                                    const int32_t* blockTables, int64_t maxBlocksPerSeq, const int32_t* seqLens,
+                                    const float* kCache, const float* vCache, float* o);
 
 }  // namespace clipo::engine

@@ -2,25 +2,42 @@
 #include "engine/engine.h"
 
 #include "engine/cpu_model.h"
+#include "engine/cuda_engine.h"
 
 namespace clipo::engine {
 
 namespace {
-const char* const kNoCudaEngine =
-    "the CUDA engine is not part of this version of clipo: its kernels (embedding, RMSNorm, RoPE, SwiGLU, log-probs) "
-    "are compiled in CUDA builds, but the engine that runs a model on the GPU is not written yet; use the 'cpu' backend";
+const char* const kNoCudaBuild =
+    "this build of clipo has no CUDA engine (the addon was built without a CUDA compiler, or with CLIPO_CUDA=OFF); "
+    "rebuild with nvcc on PATH, or use the 'cpu' backend";
 }  // namespace
 
 EngineBackends engineBackends() {
   EngineBackends b;
+#ifdef CLIPO_WITH_CUDA
+  b.cudaReason = cudaEngineUnavailable();
+  b.cuda = b.cudaReason.empty();
+#else
   b.cuda = false;
-  b.cudaReason = kNoCudaEngine;
+  b.cudaReason = kNoCudaBuild;
+#endif
   return b;
 }
 
-std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConfig& cfg, int threads) {
-  if (backend == "cpu") return std::make_unique<CpuModel>(cfg, threads);
-  if (backend == "cuda") throw EngineError(kNoCudaEngine);
+std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConfig& cfg, int threads,
+                                     const std::string& precision) {
+  if (backend == "cpu") {
+    if (!precision.empty() && precision != "fp32")
+      throw EngineError("precision '" + precision + "': the cpu backend runs in fp32 only");
+    return std::make_unique<CpuModel>(cfg, threads);
+  }
+  if (backend == "cuda") {
+#ifdef CLIPO_WITH_CUDA
+    return createCudaEngine(cfg, threads, precision.empty() ? "bf16" : precision);
+#else
+    throw EngineError(kNoCudaBuild);
+#endif
+  }
   throw EngineError("unknown engine backend '" + backend + "' (expected 'cpu' or 'cuda')");
 }
 

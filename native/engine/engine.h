@@ -59,15 +59,17 @@ class Engine {
   virtual void setOptimizerState(OptimizerState s) = 0;
 };
 
-// What this build can run: the CPU engine always; the CUDA engine not in this version (its kernels are compiled
-// and tested against the CPU twins, the engine around them is not written yet). cudaReason says why not.
+// What this build can run: the CPU engine always; the CUDA engine (cuda_engine.h, inference only in this version)
+// when the addon was built with CUDA and a device is usable. cudaReason says why not.
 struct EngineBackends {
   bool cpu = true, cuda = false;
   std::string cudaReason;
 };
 EngineBackends engineBackends();
 
-// backend "cpu" or "cuda"; a backend this build cannot run throws EngineError saying why.
-std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConfig& cfg, int threads);
+// backend "cpu" or "cuda"; a backend this build cannot run throws EngineError saying why. precision: "" (the
+// backend's default: fp32 on the CPU, bf16 on CUDA), "fp32", or "bf16" (CUDA only).
+std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConfig& cfg, int threads,
+                                     const std::string& precision = "");
 
 }  // namespace clipo::engine

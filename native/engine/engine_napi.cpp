@@ -221,7 +221,10 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     const std::string backend = clipo::hasField(opts, "backend")
                                     ? std::vector<std::string>{"cpu", "cuda"}[clipo::getEnum(opts, "backend", {"cpu", "cuda"})]
                                     : std::string("cpu");
-    model_ = guarded(env, "Engine.create", [&] { return clipo::engine::createEngine(backend, cfg, threads); });
+    const std::string precision = clipo::hasField(opts, "precision")
+                                      ? std::vector<std::string>{"bf16", "fp32"}[clipo::getEnum(opts, "precision", {"bf16", "fp32"})]
+                                      : std::string();
+    model_ = guarded(env, "Engine.create", [&] { return clipo::engine::createEngine(backend, cfg, threads, precision); });
     if (!clipo::hasField(opts, "weights") || !opts.Get("weights").IsArray())
       clipo::throwError(env, "weights: expected an array of {name, shape, data}");
     Napi::Array arr = opts.Get("weights").As<Napi::Array>();

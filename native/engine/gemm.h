@@ -42,4 +42,15 @@ FmaPeak measureFmaPeak(int threads, double seconds);
 // Which micro-kernel was compiled in ("avx512 12x32", "avx2 6x16", "scalar").
 const char* gemmKernelName();
 
+// ---- CUDA (gemm.cu; builds with CLIPO_WITH_CUDA): the CUDA engine's built-in GEMM ----
+// Y[M x N] = X[M x K] . W[N x K]^T (+ bias[N] when not null), device pointers, on `stream` (a cudaStream_t), nothing
+// synchronizes; "" or an error message. fp32 accumulation, each element summed over k ascending. Storages: bf16 in
+// and out (one rounding), fp32 in and out, bf16 in with fp32 out (the logits).
+const char* gemmNTCuda(int64_t M, int64_t N, int64_t K, const uint16_t* X, const uint16_t* W, const uint16_t* bias,
+                       uint16_t* Y, void* stream);
+const char* gemmNTCuda(int64_t M, int64_t N, int64_t K, const float* X, const float* W, const float* bias, float* Y,
+                       void* stream);
+const char* gemmNTCuda(int64_t M, int64_t N, int64_t K, const uint16_t* X, const uint16_t* W, const uint16_t* bias,
+                       float* Y, void* stream);
+
 }  // namespace clipo::engine

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/cuda_storage.cuh"
 #include "engine/cuda_util.cuh"
 #include "engine/formulas.h"
 #include "engine/head.h"
@@ -48,17 +49,18 @@ __global__ void initKernel(RowState* st, int64_t R) {
   }
 }
 
-__global__ void chunkLogitsKernel(const uint16_t* __restrict__ xf, int64_t H, const uint16_t* __restrict__ W,
+template <typename T>
+__global__ void chunkLogitsKernel(const T* __restrict__ xf, int64_t H, const T* __restrict__ W,
                                   const int32_t* __restrict__ rows, int64_t R, int64_t c0, int64_t cw,
                                   float* __restrict__ z) {
   const int64_t total = R * cw;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = k / cw, c = k % cw;
-    const uint16_t* x = xf + static_cast<int64_t>(rows[r]) * H;
-    const uint16_t* wr = W + (c0 + c) * H;
+    const T* x = xf + static_cast<int64_t>(rows[r]) * H;
+    const T* wr = W + (c0 + c) * H;
     float acc = 0.f;
-    for (int64_t j = 0; j < H; ++j) acc += bf16ToFloat(x[j]) * bf16ToFloat(wr[j]);
+    for (int64_t j = 0; j < H; ++j) acc += toF(x[j]) * toF(wr[j]);
     z[k] = acc;
   }
 }
@@ -104,9 +106,12 @@ size_t headLogprobsCudaWorkspace(int64_t R, int64_t V, int64_t chunkColumns) {
          sizeof(float) * static_cast<size_t>(std::max<int64_t>(R, 1) * cw);
 }
 
-const char* headLogprobsCuda(const uint16_t* xf, int64_t H, const uint16_t* W, int64_t V, const int32_t* rows,
-                             const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
-                             void* workspace, void* stream) {
+namespace {
+
+template <typename T>
+const char* headLogprobsT(const T* xf, int64_t H, const T* W, int64_t V, const int32_t* rows, const int32_t* targets,
+                          int64_t R, float* logp, float* entropy, int64_t chunkColumns, void* workspace,
+                          void* stream) {
   if (R <= 0) return "";
   if (H <= 0 || V <= 0) return failMsg("headLogprobsCuda: H and V must be positive");
   const int64_t cw = chunkWidth(R, V, chunkColumns);
@@ -125,6 +130,19 @@ const char* headLogprobsCuda(const uint16_t* xf, int64_t H, const uint16_t* W, i
   }
   finalizeKernel<<<gridFor(R, kThreads), kThreads, 0, s>>>(st, R, logp, entropy);
   return launched("headLogprobsCuda finalize");
+}
+
+}  // namespace
+
+const char* headLogprobsCuda(const uint16_t* xf, int64_t H, const uint16_t* W, int64_t V, const int32_t* rows,
+                             const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
+                             void* workspace, void* stream) {
+  return headLogprobsT(xf, H, W, V, rows, targets, R, logp, entropy, chunkColumns, workspace, stream);
+}
+const char* headLogprobsCuda(const float* xf, int64_t H, const float* W, int64_t V, const int32_t* rows,
+                             const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
+                             void* workspace, void* stream) {
+  return headLogprobsT(xf, H, W, V, rows, targets, R, logp, entropy, chunkColumns, workspace, stream);
 }
 
 const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, const uint16_t* W, int64_t V,

@@ -46,6 +46,10 @@ size_t headLogprobsCudaWorkspace(int64_t R, int64_t V, int64_t chunkColumns);
 const char* headLogprobsCuda(const uint16_t* xf, int64_t H, const uint16_t* W, int64_t V, const int32_t* rows,
                              const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
                              void* workspace, void* stream);
+// fp32 storage (the engine's test mode): the same passes on fp32 xf and W.
+const char* headLogprobsCuda(const float* xf, int64_t H, const float* W, int64_t V, const int32_t* rows,
+                             const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
+                             void* workspace, void* stream);
 // Host wrapper for tests (host pointers; xfRows = rows of xf; copies, runs, copies back, synchronizes).
 const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, const uint16_t* W, int64_t V,
                                  const int32_t* rows, const int32_t* targets, int64_t R, float* logp, float* entropy,

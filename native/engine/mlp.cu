@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "engine/cuda_storage.cuh"
 #include "engine/cuda_util.cuh"
 #include "engine/formulas.h"
 #include "engine/mlp.h"
@@ -16,22 +17,31 @@ using namespace cudatwin;
 
 constexpr int kThreads = 256;
 
-__global__ void swigluKernel(const uint16_t* __restrict__ gu, uint16_t* __restrict__ act, int64_t N, int64_t I) {
+template <typename T>
+__global__ void swigluKernel(const T* __restrict__ gu, T* __restrict__ act, int64_t N, int64_t I) {
   const int64_t total = N * I;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t n = k / I, i = k % I;
-    const uint16_t* row = gu + n * 2 * I;
-    act[k] = floatToBf16(swigluValue(bf16ToFloat(row[i]), bf16ToFloat(row[I + i])));
+    const T* row = gu + n * 2 * I;
+    act[k] = fromF<T>(swigluValue(toF(row[i]), toF(row[I + i])));
   }
+}
+
+template <typename T>
+const char* swigluT(const T* gu, T* act, int64_t N, int64_t I, void* stream) {
+  if (N <= 0 || I <= 0) return "";
+  swigluKernel<<<gridFor(N * I, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(gu, act, N, I);
+  return launched("swigluCuda");
 }
 
 }  // namespace
 
 const char* swigluCuda(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I, void* stream) {
-  if (N <= 0 || I <= 0) return "";
-  swigluKernel<<<gridFor(N * I, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(gu, act, N, I);
-  return launched("swigluCuda");
+  return swigluT(gu, act, N, I, stream);
+}
+const char* swigluCuda(const float* gu, float* act, int64_t N, int64_t I, void* stream) {
+  return swigluT(gu, act, N, I, stream);
 }
 
 const char* swigluCudaHost(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I) {

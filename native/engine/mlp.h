@@ -21,6 +21,8 @@ void colSumAccumulate(const float* dY, int64_t N, int64_t cols, float* gb, int t
 // Device entry (device pointers, stream a cudaStream_t, nothing synchronizes) and host wrapper for tests.
 // Return "" or an error message.
 const char* swigluCuda(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I, void* stream);
+// fp32 storage (the engine's test mode): the same kernel, no rounding
+const char* swigluCuda(const float* gu, float* act, int64_t N, int64_t I, void* stream);
 const char* swigluCudaHost(const uint16_t* gu, uint16_t* act, int64_t N, int64_t I);
 
 // ---- backward twins (mlp.cu): storage T = uint16_t (bf16) or float (fp32), one entry overloaded on both; fp32

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/cuda_storage.cuh"
 #include "engine/cuda_util.cuh"
 #include "engine/formulas.h"
 #include "engine/norm_rope.h"
@@ -15,42 +16,44 @@ namespace {
 
 using namespace cudatwin;
 
-__global__ void embedKernel(const uint16_t* __restrict__ table, int64_t vocab, int64_t H,
-                            const int32_t* __restrict__ tokens, uint16_t* __restrict__ x) {
+template <typename T>
+__global__ void embedKernel(const T* __restrict__ table, int64_t vocab, int64_t H,
+                            const int32_t* __restrict__ tokens, T* __restrict__ x) {
   const int64_t n = blockIdx.x;
   const int32_t t = tokens[n];
   const bool ok = t >= 0 && t < vocab;
-  const uint16_t* src = table + (ok ? static_cast<int64_t>(t) : 0) * H;
-  uint16_t* dst = x + n * H;
-  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) dst[j] = ok ? src[j] : uint16_t(0);
+  const T* src = table + (ok ? static_cast<int64_t>(t) : 0) * H;
+  T* dst = x + n * H;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) dst[j] = ok ? src[j] : T(0);
 }
 
 // residualOut may alias residual: element j is read and written by the same thread, in both sweeps.
-__global__ void rmsnormResidualKernel(const uint16_t* residual, const uint16_t* __restrict__ delta,
-                                      const uint16_t* __restrict__ w, uint16_t* residualOut,
-                                      uint16_t* __restrict__ y, float* __restrict__ rstd, int64_t H, double eps) {
+template <typename T>
+__global__ void rmsnormResidualKernel(const T* residual, const T* __restrict__ delta, const T* __restrict__ w,
+                                      T* residualOut, T* __restrict__ y, float* __restrict__ rstd, int64_t H,
+                                      double eps) {
   __shared__ double scratch[kRowThreads / 32];
   const int64_t n = blockIdx.x;
-  const uint16_t* r = residual + n * H;
+  const T* r = residual + n * H;
   double ss = 0.0;
   for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
-    float v = bf16ToFloat(r[j]);
+    float v = toF(r[j]);
     if (delta) {
-      const uint16_t sum = floatToBf16(v + bf16ToFloat(delta[n * H + j]));
+      const T sum = fromF<T>(v + toF(delta[n * H + j]));
       residualOut[n * H + j] = sum;
-      v = bf16ToFloat(sum);
+      v = toF(sum);
     }
     ss += static_cast<double>(v) * v;
   }
   ss = cuda::blockSum(ss, scratch);
   const float rs = rmsRstd(ss, H, eps);
   if (rstd && threadIdx.x == 0) rstd[n] = rs;
-  const uint16_t* src = delta ? residualOut + n * H : r;
-  for (int64_t j = threadIdx.x; j < H; j += blockDim.x)
-    y[n * H + j] = floatToBf16(bf16ToFloat(src[j]) * rs * bf16ToFloat(w[j]));
+  const T* src = delta ? residualOut + n * H : r;
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) y[n * H + j] = fromF<T>(toF(src[j]) * rs * toF(w[j]));
 }
 
-__global__ void ropeKernel(uint16_t* __restrict__ x, int64_t rowStride, int64_t nHeads, int64_t hd,
+template <typename T>
+__global__ void ropeKernel(T* __restrict__ x, int64_t rowStride, int64_t nHeads, int64_t hd,
                            const int32_t* __restrict__ pos, const float* __restrict__ cosT,
                            const float* __restrict__ sinT, float sign) {
   const int64_t n = blockIdx.x, half = hd / 2;
@@ -59,26 +62,29 @@ __global__ void ropeKernel(uint16_t* __restrict__ x, int64_t rowStride, int64_t 
   const float* s = sinT + p * half;
   for (int64_t k = threadIdx.x; k < nHeads * half; k += blockDim.x) {
     const int64_t h = k / half, i = k % half;
-    uint16_t* v = x + n * rowStride + h * hd;
+    T* v = x + n * rowStride + h * hd;
     float a, b;
-    ropeRotate(bf16ToFloat(v[i]), bf16ToFloat(v[i + half]), c[i], sign * s[i], &a, &b);
-    v[i] = floatToBf16(a);
-    v[i + half] = floatToBf16(b);
+    ropeRotate(toF(v[i]), toF(v[i + half]), c[i], sign * s[i], &a, &b);
+    v[i] = fromF<T>(a);
+    v[i + half] = fromF<T>(b);
   }
 }
 
 }  // namespace
 
-const char* embedRowsCuda(const uint16_t* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N,
-                          uint16_t* x, void* stream) {
+namespace {
+
+template <typename T>
+const char* embedRowsT(const T* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N, T* x,
+                      void* stream) {
   if (N <= 0 || H <= 0) return "";
   embedKernel<<<static_cast<unsigned>(N), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(table, vocab, H, tokens, x);
   return launched("embedRowsCuda");
 }
 
-const char* rmsnormResidualCuda(const uint16_t* residual, const uint16_t* delta, const uint16_t* w,
-                                uint16_t* residualOut, uint16_t* y, float* rstd, int64_t N, int64_t H, double eps,
-                                void* stream) {
+template <typename T>
+const char* rmsnormResidualT(const T* residual, const T* delta, const T* w, T* residualOut, T* y, float* rstd,
+                             int64_t N, int64_t H, double eps, void* stream) {
   if (N <= 0 || H <= 0) return "";
   if (delta && !residualOut) return failMsg("rmsnormResidualCuda: residualOut is required with delta");
   rmsnormResidualKernel<<<static_cast<unsigned>(N), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
@@ -86,13 +92,42 @@ const char* rmsnormResidualCuda(const uint16_t* residual, const uint16_t* delta,
   return launched("rmsnormResidualCuda");
 }
 
-const char* ropeCuda(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
-                     const float* cos, const float* sin, bool inverse, void* stream) {
+template <typename T>
+const char* ropeT(T* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
+                  const float* cos, const float* sin, bool inverse, void* stream) {
   if (N <= 0 || nHeads <= 0) return "";
   if (headDim <= 0 || headDim % 2) return failMsg("ropeCuda: headDim must be positive and even");
   ropeKernel<<<static_cast<unsigned>(N), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       x, rowStride, nHeads, headDim, pos, cos, sin, inverse ? -1.f : 1.f);
   return launched("ropeCuda");
+}
+
+}  // namespace
+
+const char* embedRowsCuda(const uint16_t* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N,
+                          uint16_t* x, void* stream) {
+  return embedRowsT(table, vocab, H, tokens, N, x, stream);
+}
+const char* embedRowsCuda(const float* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N, float* x,
+                          void* stream) {
+  return embedRowsT(table, vocab, H, tokens, N, x, stream);
+}
+const char* rmsnormResidualCuda(const uint16_t* residual, const uint16_t* delta, const uint16_t* w,
+                                uint16_t* residualOut, uint16_t* y, float* rstd, int64_t N, int64_t H, double eps,
+                                void* stream) {
+  return rmsnormResidualT(residual, delta, w, residualOut, y, rstd, N, H, eps, stream);
+}
+const char* rmsnormResidualCuda(const float* residual, const float* delta, const float* w, float* residualOut,
+                                float* y, float* rstd, int64_t N, int64_t H, double eps, void* stream) {
+  return rmsnormResidualT(residual, delta, w, residualOut, y, rstd, N, H, eps, stream);
+}
+const char* ropeCuda(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
+                     const float* cos, const float* sin, bool inverse, void* stream) {
+  return ropeT(x, rowStride, N, nHeads, headDim, pos, cos, sin, inverse, stream);
+}
+const char* ropeCuda(float* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
+                     const float* cos, const float* sin, bool inverse, void* stream) {
+  return ropeT(x, rowStride, N, nHeads, headDim, pos, cos, sin, inverse, stream);
 }
 
 // ---- host wrappers (tests) ----

@@ -51,6 +51,13 @@ const char* rmsnormResidualCuda(const uint16_t* residual, const uint16_t* delta,
 // q and k are contiguous in a packed row, so one call with nHeads = heads + kvHeads rotates both.
 const char* ropeCuda(uint16_t* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
                      const float* cos, const float* sin, bool inverse, void* stream);
+// fp32 storage (the engine's fp32 test mode): the same kernels, no rounding to bf16.
+const char* embedRowsCuda(const float* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N, float* x,
+                          void* stream);
+const char* rmsnormResidualCuda(const float* residual, const float* delta, const float* w, float* residualOut,
+                                float* y, float* rstd, int64_t N, int64_t H, double eps, void* stream);
+const char* ropeCuda(float* x, int64_t rowStride, int64_t N, int64_t nHeads, int64_t headDim, const int32_t* pos,
+                     const float* cos, const float* sin, bool inverse, void* stream);
 // Host wrappers for tests: host pointers in and out; copy, run, copy back, synchronize.
 const char* embedRowsCudaHost(const uint16_t* table, int64_t vocab, int64_t H, const int32_t* tokens, int64_t N,
                               uint16_t* x);

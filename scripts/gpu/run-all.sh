@@ -179,10 +179,17 @@ if [ "$BUILT" = 1 ]; then nodestep addon_info 30 any addon_info; else record add
 # ---- 4. CUDA against CPU: the kernels' tests and the GPU-library probes' tests ----
 jest_kernels() {
   node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
-    --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs engine-cuda-kernels engine-cuda-backward engine-cuda-sampling
+    --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs engine-cuda-kernels engine-cuda-attention engine-cuda-backward engine-cuda-sampling
 }
 export -f jest_kernels
 if ok build; then nodestep jest_kernels 90 gpu jest_kernels; else record jest_kernels skipped "" 0 "${GPU_WHY:-build failed}"; fi
+# the CUDA engine (inference) against the CPU engine: fp32 within 1e-4, bf16 greedy decoding and log-probs
+jest_engine() {
+  node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
+    --json --outputFile="$WORK/jest-engine.json" -- 'engine-cuda\.test'
+}
+export -f jest_engine
+if ok build; then nodestep jest_engine 60 gpu jest_engine; else record jest_engine skipped "" 0 "${GPU_WHY:-build failed}"; fi
 
 # ---- 5. compute-sanitizer on small runs of every kernel variant ----
 for tool in memcheck racecheck; do

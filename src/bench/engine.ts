@@ -152,7 +152,7 @@ export const engineSuite: BenchSuite = {
         ctx.log(`engine: ${s.label} model in transformers: loading, checking values`);
         const pc = { label: s.label, config: c, weights: weights(), batch, prompts, samples: s.samples, newTokens: s.newTokens };
         await setupEnginePeer(peer, pc, all);
-        const checker = Engine.create(c, pc.weights, { threads: all });
+        const checker = Engine.create(c, pc.weights, { threads: all, backend: 'cpu' });
         try {
           const v = await checkEnginePeer(peer, checker, pc, all);
           peerNotes.push(v.note);
@@ -165,7 +165,7 @@ export const engineSuite: BenchSuite = {
       const peerEntries = (t: number, ops: string[]): Entry[] => withPeer ? ops.map((op) => ({ name: `torch ${op}`, run: () => peer!.time({ kernel: 'engine', op, threads: t }) })) : [];
       for (const t of threadList) {
         ctx.log(`engine: ${s.label} model (${(params / 1e6).toFixed(1)}M parameters), ${tag(t)}${withPeer ? ', interleaved with transformers' : ''}`);
-        const engine = Engine.create(c, weights(), { threads: t });
+        const engine = Engine.create(c, weights(), { threads: t, backend: 'cpu' });
         try {
           const res = await interleave([
             fmaEntry(t),

@@ -5,7 +5,7 @@
 // Fair comparison: responses always run to the maximum length (no stop token), dynamic sampling is off (so every
 // step trains on the same number of groups), and base and CLIPO steps alternate so that machine drift hits both.
 import { parseTrainConfig } from '../config/load.js';
-import { Engine } from '../engine/engine.js';
+import { Engine, TRAIN_BACKEND } from '../engine/engine.js';
 import { initModel } from '../model/init.js';
 import { Trainer } from '../rl/trainer.js';
 import type { PolicyEngine, TrainPrompt } from '../rl/types.js';
@@ -19,7 +19,7 @@ const presetList = ['grpo', 'dapo', 'gspo', 'gmpo'] as const;
 
 function makeTrainer(preset: string, clipo: boolean, sizes: { hidden: number; layers: number; vocab: number; prompt: number; response: number; n: number; prompts: number }, threads: number) {
   const { config, weights } = initModel({ architecture: 'qwen2', numLayers: sizes.layers, hiddenSize: sizes.hidden, numHeads: 4, numKvHeads: 2, intermediateSize: 2 * sizes.hidden, vocabSize: sizes.vocab, tieWordEmbeddings: true, eosTokenIds: [] }, 1);
-  const policy = Engine.create({ ...config, eosTokenIds: [] }, weights, { threads }) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
+  const policy = Engine.create({ ...config, eosTokenIds: [] }, weights, { threads, backend: TRAIN_BACKEND }) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   const cfg = parseTrainConfig({
     model: { path: '(in memory)' },
     data: { train_files: ['(synthetic)'], max_response_tokens: sizes.response },

@@ -6,7 +6,7 @@ import { existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseTrainConfig, type TrainConfig } from '../config/load.js';
-import { Engine } from '../engine/engine.js';
+import { Engine, TRAIN_BACKEND } from '../engine/engine.js';
 import { loadModelDir } from '../model/hfdir.js';
 import { parameterCount } from '../model/tensors.js';
 import { writeReport, readMetricsJsonl, type EmbeddingSnapshot, type Comparison, type EvalResult, type PhaseTiming, type ReportSummary, type RunMetrics } from '../report/report.js';
@@ -162,7 +162,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const evalSets = new Map<TaskSplit, EncodedProblem[]>(EVAL_SPLITS.map((sp) => [sp, splits[sp].slice(0, evalN).map((p) => encodeProblem(tok, p))]));
   const evals: EvalResult[] = [];
   const evaluate = (weights: typeof start.weights, arm: string, seed: number, label: string) => {
-    const engine = Engine.create(start.config, weights, s.threads ? { threads: s.threads } : {});
+    const engine = Engine.create(start.config, weights, { ...(s.threads ? { threads: s.threads } : {}), backend: TRAIN_BACKEND });
     try {
       const bar = phase(`eval ${label}`);
       bar.start(EVAL_SPLITS.length * evalN, { split: EVAL_SPLITS[0]! });

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { Engine } from '../engine/engine.js';
+import { Engine, TRAIN_BACKEND } from '../engine/engine.js';
 import { loadModelDir, saveModelDir } from '../model/hfdir.js';
 import { initModel } from '../model/init.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
@@ -90,7 +90,7 @@ export function ensureWarmup(s: DemoSettings, cacheDir: string, progress?: Warmu
   // train problems for the fine-tuning; validation problems drawn from the same distribution but a different seed
   const train = generateTaskSplits({ ...s.task, test: 0 }).train.map((p) => encodeProblem(tok, p));
   const val = generateTaskSplits({ ...s.task, seed: s.task.seed + 7919, train: w.valProblems, test: 0 }).train.map((p) => encodeProblem(tok, p));
-  const engine = Engine.create(config, weights, s.threads ? { threads: s.threads } : {});
+  const engine = Engine.create(config, weights, { ...(s.threads ? { threads: s.threads } : {}), backend: TRAIN_BACKEND });
   const checks: WarmupInfo['checks'] = [];
   let steps = 0;
   try {

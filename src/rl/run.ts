@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { TrainConfig } from '../config/load.js';
 import { loadDataset, type DataRow } from '../data/load.js';
-import { Engine } from '../engine/engine.js';
+import { Engine, TRAIN_BACKEND } from '../engine/engine.js';
 import { loadModelConfig, loadModelDir, saveModelDir } from '../model/hfdir.js';
 import type { ModelConfig } from '../model/types.js';
 import { allocatableBytes } from '../util/limits.js';
@@ -168,7 +168,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
 
   const threads = c.model.threads;
   const policyWeights = ckpt ? loadModelDir(ckpt.policyDir, { tokenizer: false }).weights : base.weights;
-  const policy = Engine.create(base.config, policyWeights, threads ? { threads } : {}) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
+  const policy = Engine.create(base.config, policyWeights, { ...(threads ? { threads } : {}), backend: TRAIN_BACKEND }) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   let reference: PolicyEngine | null = null;
   const verifier = new VerifierPool({ threads: c.verifier.threads, timeoutMs: c.verifier.timeout_ms, boxes: c.verifier.boxes });
   let rewardModule: RewardModule | null = null;
@@ -177,7 +177,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
     if (c.reward.module) rewardModule = RewardModule.open(c.reward.module, c.reward.timeout_s * 1000);
     const custom = rewardModule;
     if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
-    if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, threads ? { threads } : {}) as unknown as PolicyEngine) : policy.cloneFrozen();
+    if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, { ...(threads ? { threads } : {}), backend: TRAIN_BACKEND }) as unknown as PolicyEngine) : policy.cloneFrozen();
     const head = ckpt?.head && ckpt.state.head ? ContrastiveHead.fromTensors(ckpt.state.head.kind, ckpt.state.head.hiddenSize, ckpt.state.head.outSize, ckpt.head.weights, ckpt.head.optimizer, ckpt.state.head.step) : null;
     const trainer = new Trainer({
       config: c, policy, reference, prompts,

@@ -1,0 +1,828 @@
+// The CUDA engine: the transformer of cpu_forward.cpp on one GPU, in bf16 (default) or fp32 storage (a template over
+// the storage type T; arithmetic fp32 in both). The kernels are the CUDA twins of the CPU kernels (norm_rope.cu,
+// attention.cu, mlp.cu, head.cu, gemm.cu); this file holds the state and the order of the passes.
+//
+// Memory: the parameters are one device buffer in the layout of config.h (T per value; tied embeddings share the
+// embedding rows). Activations of one pass live in buffers grown on demand. A layer is
+//   r = r + delta; xn = RMSNorm(r)            (rmsnormResidualCuda: the previous block's output added in place)
+//   qkv = xn Wqkv^T + b; RoPE on q and k; attention -> o
+//   r = r + (o Wo^T + b); xn = RMSNorm(r)
+//   delta = down(swiglu(xn Wgu^T + b)) + b
+// KV cache (decoding): paged as in vLLM (attention.h, KvCacheShape), per layer one K and one V pool of blocks of
+// kBlockSize positions. A sequence holds a table of block ids; the n samples of one prompt share the prompt's full
+// blocks (reference counts) and each has its own copy of the partial last block. Finished or removed sequences
+// release their blocks; the pool grows (doubling, contents copied) when no block is free.
+// Sampling: one function (sampleRows) copies each live sequence's last-row logits to the host and runs the CPU
+// sampler (sampling.h) with the same random stream (formulas.h uniformAt), so fp32 mode picks the CPU's tokens.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/cuda_common.cuh"
+#include "engine/attention.h"
+#include "engine/config.h"
+#include "engine/cuda_engine.h"
+#include "engine/cuda_storage.cuh"
+#include "engine/cuda_util.cuh"
+#include "engine/engine.h"
+#include "engine/formulas.h"
+#include "engine/gemm.h"
+#include "engine/head.h"
+#include "engine/mlp.h"
+#include "engine/norm_rope.h"
+#include "engine/sampling.h"
+
+namespace clipo::engine {
+
+namespace {
+
+using namespace cudatwin;
+
+constexpr int64_t kBlockSize = 16;        // positions per KV-cache block
+constexpr int64_t kGroupTokens = 4096;    // scoring: sequences per pass up to about this many tokens (as the CPU)
+constexpr int kThreads = 256;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    const std::string msg = std::string("cuda engine: ") + what + ": " + cudaGetErrorString(e);
+    cudaGetLastError();
+    throw EngineError(msg);
+  }
+}
+void check(const char* err) {
+  if (err && *err) throw EngineError(std::string("cuda engine: ") + err);
+}
+
+std::string mib(double bytes) { return std::to_string(static_cast<long long>(std::ceil(bytes / (1024.0 * 1024.0)))) + " MiB"; }
+
+// Throws a clear EngineError when `bytes` more device memory will not fit (before any of it is allocated).
+void requireFree(double bytes, const std::string& what) {
+  size_t freeB = 0, totalB = 0;
+  check(cudaMemGetInfo(&freeB, &totalB), "cudaMemGetInfo");
+  if (bytes > static_cast<double>(freeB))
+    throw EngineError("out of GPU memory: " + what + " needs " + mib(bytes) + ", the GPU has " +
+                      mib(static_cast<double>(freeB)) + " free of " + mib(static_cast<double>(totalB)));
+}
+
+// A device buffer of `count` values of T; resize drops the contents (grow only).
+template <typename T>
+struct DevBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  DevBuf() = default;
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  DevBuf(DevBuf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr, o.n = 0; }
+  DevBuf& operator=(DevBuf&& o) noexcept {
+    if (this != &o) {
+      release();
+      p = o.p, n = o.n;
+      o.p = nullptr, o.n = 0;
+    }
+    return *this;
+  }
+  ~DevBuf() { release(); }
+  void release() {
+    if (p) cudaFree(p);
+    p = nullptr, n = 0;
+  }
+  void ensure(size_t count) {
+    if (count <= n && p) return;
+    release();
+    void* q = nullptr;
+    const size_t bytes = std::max<size_t>(count, 1) * sizeof(T);
+    const cudaError_t e = cudaMalloc(&q, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw EngineError("out of GPU memory: could not allocate " + mib(static_cast<double>(bytes)) + " (" +
+                        cudaGetErrorString(e) + ")");
+    }
+    p = static_cast<T*>(q);
+    n = std::max<size_t>(count, 1);
+  }
+};
+
+template <typename T>
+__global__ void fromFloatKernel(const float* __restrict__ src, T* __restrict__ dst, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = fromF<T>(src[i]);
+}
+template <typename T>
+__global__ void toFloatKernel(const T* __restrict__ src, float* __restrict__ dst, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = toF(src[i]);
+}
+// out[b, j] = mean over rows [start[b], start[b] + count[b]) of xf[., j], summed in double (head.cpp meanRows)
+template <typename T>
+__global__ void meanRowsKernel(const T* __restrict__ xf, int64_t H, const int32_t* __restrict__ start,
+                               const int32_t* __restrict__ count, float* __restrict__ out) {
+  const int64_t b = blockIdx.x;
+  const int64_t s = start[b], c = count[b];
+  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
+    double acc = 0.0;
+    for (int64_t r = 0; r < c; ++r) acc += static_cast<double>(toF(xf[(s + r) * H + j]));
+    out[b * H + j] = c > 0 ? static_cast<float>(acc / static_cast<double>(c)) : 0.f;
+  }
+}
+
+// How a pass attends: inside spans (prefill, scoring, logits; optional writes of k/v into the cache), or one row per
+// sequence against the cache (decoding).
+struct AttnPlan {
+  bool decode = false;
+  // spans
+  const int32_t *spanStart = nullptr, *spanLen = nullptr;
+  int64_t nSpans = 0, maxLen = 0;
+  std::vector<const int32_t*> writeSlots;  // each: device int32 [N], -1 skips a row
+  // decode
+  const int32_t *blockTables = nullptr, *seqLens = nullptr;
+  int64_t maxBlocksPerSeq = 0, maxSeqLen = 0;
+};
+
+template <typename T>
+class CudaModel final : public Engine {
+ public:
+  CudaModel(const ModelConfig& c, int threads) : cfg_(c), threads_(std::max(1, threads)) {
+    validateConfig(c);
+    lay_ = makeLayout(c);
+    rope_.invFreq = ropeInvFreq(c);
+    const double bytes = static_cast<double>(lay_.total) * sizeof(T);
+    requireFree(bytes * 1.05 + 64.0 * 1024 * 1024, std::string("the weights (") + (sizeof(T) == 2 ? "bf16" : "fp32") + ")");
+    check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+    w_.ensure(lay_.total);
+    check(cudaMemsetAsync(w_.p, 0, lay_.total * sizeof(T), stream_), "cudaMemsetAsync");
+    sync();
+  }
+  CudaModel(const CudaModel& s, bool frozen) : CudaModel(s.cfg_, s.threads_) {
+    frozen_ = frozen;
+    check(cudaMemcpyAsync(w_.p, s.w_.p, lay_.total * sizeof(T), cudaMemcpyDeviceToDevice, stream_), "clone copy");
+    sync();
+  }
+  ~CudaModel() override {
+    if (stream_) {
+      cudaStreamSynchronize(stream_);
+      cudaStreamDestroy(stream_);
+    }
+  }
+
+  const char* backend() const override { return "cuda"; }
+  const ModelConfig& config() const override { return cfg_; }
+  const ParamLayout& layout() const override { return lay_; }
+  bool frozen() const override { return frozen_; }
+
+  void setParameter(const ParamInfo& p, const float* data) override {
+    if (p.size == 0) return;
+    if constexpr (sizeof(T) == sizeof(float)) {
+      check(cudaMemcpyAsync(w_.p + p.offset, data, p.size * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+    } else {
+      // one tensor at a time through an fp32 staging buffer, converted on the device
+      staging_.ensure(p.size);
+      check(cudaMemcpyAsync(staging_.p, data, p.size * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+      const int64_t n = static_cast<int64_t>(p.size);
+      fromFloatKernel<T><<<gridFor(n, kThreads), kThreads, 0, stream_>>>(staging_.p, w_.p + p.offset, n);
+      check(launched("convert weights"));
+    }
+    sync();
+    staging_.release();
+  }
+  std::vector<float> exportWeights() const override {
+    std::vector<float> out(lay_.total);
+    if constexpr (sizeof(T) == sizeof(float)) {
+      check(cudaMemcpy(out.data(), w_.p, lay_.total * sizeof(float), cudaMemcpyDeviceToHost), "download");
+    } else {
+      const size_t chunk = size_t{1} << 20;
+      std::vector<T> buf(std::min(chunk, lay_.total));
+      for (size_t at = 0; at < lay_.total; at += chunk) {
+        const size_t c = std::min(chunk, lay_.total - at);
+        check(cudaMemcpy(buf.data(), w_.p + at, c * sizeof(T), cudaMemcpyDeviceToHost), "download");
+        for (size_t i = 0; i < c; ++i) out[at + i] = toF(buf[i]);
+      }
+    }
+    return out;
+  }
+  std::vector<float> exportGradients() const override { return {}; }
+  double stateBytes() const override { return static_cast<double>(sizeof(T)) * static_cast<double>(lay_.total); }
+  std::unique_ptr<Engine> clone(bool frozen) const override { return std::make_unique<CudaModel>(*this, frozen); }
+
+  void logits(const int32_t* tokens, int64_t batch, int64_t length, float* out) override;
+  ScoreResult score(const std::vector<int32_t>& tokens, const std::vector<Span>& spans, bool entropy,
+                    bool pooled) override;
+  std::vector<GeneratedSequence> generate(const GenerateRequest& req,
+                                          const std::function<void(int64_t, int64_t)>& progress) override;
+  std::vector<int64_t> decodeAdd(const DecodeAddRequest& req) override { return addSequences(req, false); }
+  std::vector<DecodeStepToken> decodeStep() override {
+    std::vector<PoolDone> pools;
+    return step(pools);
+  }
+  bool decodeRemove(int64_t id) override {
+    for (size_t i = 0; i < live_.size(); ++i)
+      if (live_[i].id == id) {
+        releaseBlocks(live_[i].blocks);
+        live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
+        return true;
+      }
+    return false;
+  }
+  int64_t decodeActive() const override { return static_cast<int64_t>(live_.size()); }
+
+  ScoreResult forwardTrain(const std::vector<int32_t>&, const std::vector<Span>&) override { notYet("forwardTrain"); }
+  void backward(const float*, size_t, const float*, size_t) override { notYet("backward"); }
+  bool hasActivations() const override { return false; }
+  void releaseActivations() override {}
+  void zeroGrad() override { notYet("zeroGrad"); }
+  double adamw(double, double, double, double, double, double) override { notYet("adamw"); }
+  OptimizerState optimizerState() const override { notYet("optimizerState"); }
+  void setOptimizerState(OptimizerState) override { notYet("setOptimizerState"); }
+
+ private:
+  [[noreturn]] static void notYet(const char* what) {
+    throw EngineError(std::string(what) +
+                      ": training is not yet on the cuda backend (this version runs inference only on the GPU); "
+                      "use the 'cpu' backend to train");
+  }
+
+  struct Seq {
+    int64_t id = 0, promptIndex = 0, sampleIndex = 0, maxNewTokens = 0;
+    uint64_t seed = 0;
+    std::shared_ptr<const DecodeAddRequest> req;
+    std::vector<int32_t> history;  // prompt + generated (repetition penalty)
+    std::vector<int32_t> blocks;   // KV-cache block ids, position p in blocks[p / kBlockSize]
+    int64_t len = 0;               // positions in the cache
+    int64_t generated = 0;
+    int32_t lastToken = 0;
+    std::vector<float> logits;     // the row the next token is drawn from
+    bool needsForward = false;
+    bool pool = false, poolPending = false;  // generate(returnPooled): sum of the generated rows' final states
+    std::vector<double> poolSum;
+  };
+  struct PoolDone {
+    int64_t id;
+    std::vector<float> pooled;
+  };
+
+  const ModelConfig cfg_;
+  int threads_;
+  bool frozen_ = false;
+  ParamLayout lay_;
+  cudaStream_t stream_ = nullptr;
+  DevBuf<T> w_;
+  DevBuf<float> staging_;
+  RopeTable rope_;
+  DevBuf<float> cos_, sin_;
+  int64_t ropeLen_ = 0;
+  // activations of one pass
+  DevBuf<T> res_, xn_, qkv_, o_, d_, gu_, act_;
+  DevBuf<float> lse_;
+  DevBuf<char> ws_;
+  DevBuf<int32_t> ints_;
+  DevBuf<float> outF_, outF2_;
+  // paged KV cache
+  std::vector<DevBuf<T>> kc_, vc_;
+  int64_t numBlocks_ = 0;
+  std::vector<int32_t> refs_, freeBlocks_;
+  std::vector<Seq> live_;
+  int64_t nextId_ = 1;
+
+  T* W(size_t off) const { return w_.p + off; }
+  const T* bias(size_t off) const { return off == kAbsent ? nullptr : w_.p + off; }
+  void sync() { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+  AttnShape attnShape() const { return AttnShape{cfg_.heads, cfg_.kvHeads, cfg_.headDim, lay_.qkv, lay_.qd}; }
+  KvCacheShape kvShape() const { return KvCacheShape{numBlocks_, kBlockSize, cfg_.kvHeads, cfg_.headDim}; }
+  double kvBlockBytes() const {
+    return 2.0 * static_cast<double>(cfg_.layers * kBlockSize * lay_.kvd) * sizeof(T);
+  }
+
+  // The projections: Y = X W^T + b. The one place that picks the GEMM (today the built-in kernel of gemm.cu).
+  void linear(int64_t M, int64_t N, int64_t K, const T* X, size_t wOff, size_t bOff, T* Y) {
+    check(gemmNTCuda(M, N, K, X, W(wOff), bias(bOff), Y, stream_));
+  }
+  // logits rows (fp32 out) of xf under the head
+  void headLogits(int64_t M, const T* xf, float* out) {
+    check(gemmNTCuda(M, cfg_.vocab, cfg_.hidden, xf, W(lay_.headOff), static_cast<const T*>(nullptr), out, stream_));
+  }
+
+  void ensureRope(int64_t positions) {
+    if (positions <= ropeLen_) return;
+    rope_.ensure(positions);
+    cos_.ensure(rope_.cos.size());
+    sin_.ensure(rope_.sin.size());
+    check(cudaMemcpyAsync(cos_.p, rope_.cos.data(), rope_.cos.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "rope upload");
+    check(cudaMemcpyAsync(sin_.p, rope_.sin.data(), rope_.sin.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "rope upload");
+    sync();
+    ropeLen_ = rope_.len;
+  }
+
+  // device bytes of one pass over N rows (activations), for the check before the work
+  double passBytes(int64_t N) const {
+    const double H = cfg_.hidden, I = cfg_.intermediate;
+    return static_cast<double>(N) * (sizeof(T) * (4 * H + lay_.qkv + lay_.qd + 3 * I) + 4.0 * cfg_.heads + 64.0);
+  }
+  void ensureActs(int64_t N) {
+    const size_t n = static_cast<size_t>(N), H = static_cast<size_t>(cfg_.hidden), I = static_cast<size_t>(cfg_.intermediate);
+    if (res_.n < n * H) requireFree(passBytes(N), "the activations of " + std::to_string(N) + " rows");
+    res_.ensure(n * H);
+    xn_.ensure(n * H);
+    qkv_.ensure(n * static_cast<size_t>(lay_.qkv));
+    o_.ensure(n * static_cast<size_t>(lay_.qd));
+    d_.ensure(n * H);
+    gu_.ensure(n * 2 * I);
+    act_.ensure(n * I);
+    lse_.ensure(n * static_cast<size_t>(cfg_.heads));
+  }
+  // uploads host int32 arrays into one device buffer; returns their device addresses
+  std::vector<const int32_t*> uploadInts(const std::vector<const std::vector<int32_t>*>& arrays) {
+    size_t total = 0;
+    for (auto* a : arrays) total += a->size();
+    std::vector<int32_t> packed;
+    packed.reserve(total);
+    std::vector<size_t> at;
+    for (auto* a : arrays) {
+      at.push_back(packed.size());
+      packed.insert(packed.end(), a->begin(), a->end());
+    }
+    ints_.ensure(total);
+    if (total) check(cudaMemcpyAsync(ints_.p, packed.data(), total * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload");
+    sync();  // `packed` goes out of scope
+    std::vector<const int32_t*> out;
+    for (size_t a : at) out.push_back(ints_.p + a);
+    return out;
+  }
+
+  // The model over N rows -> final normed hidden states in xn_ (the RMSNorm output of the last call).
+  void forward(int64_t N, const int32_t* dTok, const int32_t* dPos, const AttnPlan& plan) {
+    const int64_t H = cfg_.hidden, I = cfg_.intermediate, QKV = lay_.qkv, qd = lay_.qd;
+    const AttnShape as = attnShape();
+    check(embedRowsCuda(W(lay_.embOff), cfg_.vocab, H, dTok, N, res_.p, stream_));
+    const T* delta = nullptr;
+    if (plan.decode) ws_.ensure(attentionDecodeCudaWorkspace(as, N, plan.maxSeqLen));
+    for (int64_t l = 0; l < cfg_.layers; ++l) {
+      const LayerOffsets& lo = lay_.layers[l];
+      check(rmsnormResidualCuda(res_.p, delta, W(lo.ln1), res_.p, xn_.p, nullptr, N, H, cfg_.rmsEps, stream_));
+      linear(N, QKV, H, xn_.p, lo.wqkv, lo.bqkv, qkv_.p);
+      check(ropeCuda(qkv_.p, QKV, N, cfg_.heads + cfg_.kvHeads, cfg_.headDim, dPos, cos_.p, sin_.p, false, stream_));
+      for (const int32_t* slots : plan.writeSlots)
+        check(kvCacheWriteCuda(kvShape(), as, qkv_.p, slots, N, kc_[l].p, vc_[l].p, stream_));
+      if (plan.decode)
+        check(attentionDecodeCuda(kvShape(), as, qkv_.p, N, plan.blockTables, plan.maxBlocksPerSeq, plan.seqLens,
+                                  plan.maxSeqLen, kc_[l].p, vc_[l].p, o_.p, ws_.p, stream_));
+      else
+        check(attentionSpansCuda(as, plan.spanStart, plan.spanLen, plan.nSpans, plan.maxLen, qkv_.p, o_.p, lse_.p,
+                                 stream_));
+      linear(N, H, qd, o_.p, lo.wo, lo.bo, d_.p);
+      check(rmsnormResidualCuda(res_.p, d_.p, W(lo.ln2), res_.p, xn_.p, nullptr, N, H, cfg_.rmsEps, stream_));
+      linear(N, 2 * I, H, xn_.p, lo.wgu, lo.bgu, gu_.p);
+      check(swigluCuda(gu_.p, act_.p, N, I, stream_));
+      linear(N, H, I, act_.p, lo.wd, lo.bd, d_.p);
+      delta = d_.p;
+    }
+    check(rmsnormResidualCuda(res_.p, delta, W(lay_.normOff), res_.p, xn_.p, nullptr, N, H, cfg_.rmsEps, stream_));
+  }
+
+  // spans over a packed token stream: positions restart at each span
+  void forwardSpans(const std::vector<int32_t>& tok, const std::vector<Span>& spans,
+                    const std::vector<std::vector<int32_t>>& writeSlots) {
+    const int64_t N = static_cast<int64_t>(tok.size());
+    std::vector<int32_t> pos(N), st, ln;
+    int64_t maxLen = 0;
+    for (const Span& s : spans) {
+      for (int64_t t = 0; t < s.length; ++t) pos[s.start + t] = static_cast<int32_t>(t);
+      st.push_back(static_cast<int32_t>(s.start));
+      ln.push_back(static_cast<int32_t>(s.length));
+      maxLen = std::max(maxLen, s.length);
+    }
+    ensureRope(maxLen);
+    ensureActs(N);
+    std::vector<const std::vector<int32_t>*> arrays{&tok, &pos, &st, &ln};
+    for (const auto& w : writeSlots) arrays.push_back(&w);
+    const auto d = uploadInts(arrays);
+    AttnPlan plan;
+    plan.spanStart = d[2];
+    plan.spanLen = d[3];
+    plan.nSpans = static_cast<int64_t>(spans.size());
+    plan.maxLen = maxLen;
+    for (size_t i = 4; i < d.size(); ++i) plan.writeSlots.push_back(d[i]);
+    forward(N, d[0], d[1], plan);
+  }
+
+  // ---- KV-cache blocks ----
+  void growPool(int64_t need) {
+    if (static_cast<int64_t>(freeBlocks_.size()) >= need) return;
+    const int64_t newBlocks = std::max<int64_t>({numBlocks_ * 2, numBlocks_ + need, 64});
+    const size_t per = static_cast<size_t>(kBlockSize * lay_.kvd);
+    requireFree(static_cast<double>(newBlocks) * kvBlockBytes(), "the KV cache (" + std::to_string(newBlocks) + " blocks)");
+    if (kc_.empty()) {
+      kc_.resize(cfg_.layers);
+      vc_.resize(cfg_.layers);
+    }
+    for (int64_t l = 0; l < cfg_.layers; ++l)
+      for (auto* pool : {&kc_[l], &vc_[l]}) {
+        DevBuf<T> bigger;
+        bigger.ensure(static_cast<size_t>(newBlocks) * per);
+        if (numBlocks_ > 0)
+          check(cudaMemcpyAsync(bigger.p, pool->p, static_cast<size_t>(numBlocks_) * per * sizeof(T),
+                                cudaMemcpyDeviceToDevice, stream_), "KV cache copy");
+        sync();
+        *pool = std::move(bigger);
+      }
+    for (int64_t b = newBlocks - 1; b >= numBlocks_; --b) freeBlocks_.push_back(static_cast<int32_t>(b));
+    refs_.resize(newBlocks, 0);
+    numBlocks_ = newBlocks;
+  }
+  int32_t takeBlock() {
+    growPool(1);
+    const int32_t b = freeBlocks_.back();
+    freeBlocks_.pop_back();
+    refs_[b] = 1;
+    return b;
+  }
+  void releaseBlocks(std::vector<int32_t>& blocks) {
+    for (int32_t b : blocks)
+      if (--refs_[b] == 0) freeBlocks_.push_back(b);
+    blocks.clear();
+  }
+
+  std::vector<int64_t> addSequences(const DecodeAddRequest& r, bool pool);
+  std::vector<DecodeStepToken> step(std::vector<PoolDone>& pools);
+  // the sampler: one token per live sequence from its logits row (host, sampling.h)
+  void sampleRows(std::vector<DecodeStepToken>& out, const std::vector<size_t>& which);
+};
+
+template <typename T>
+void CudaModel<T>::logits(const int32_t* tokens, int64_t batch, int64_t length, float* out) {
+  const int64_t N = batch * length, V = cfg_.vocab;
+  if (N <= 0) return;
+  std::vector<int32_t> tok(tokens, tokens + N);
+  std::vector<Span> spans(batch);
+  for (int64_t b = 0; b < batch; ++b) spans[b] = Span{b * length, length, length};
+  requireFree(passBytes(N) + 4.0 * std::min<double>(static_cast<double>(N), std::max<double>(1.0, (1 << 24) / V)) * V,
+              "logits of " + std::to_string(N) + " rows");
+  forwardSpans(tok, spans, {});
+  // rows a chunk at a time (at most 2^24 fp32 logits on the device at once)
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / V);
+  outF_.ensure(static_cast<size_t>(std::min(N, chunk) * V));
+  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+    const int64_t m = std::min(chunk, N - r0);
+    headLogits(m, xn_.p + r0 * cfg_.hidden, outF_.p);
+    check(cudaMemcpyAsync(out + r0 * V, outF_.p, static_cast<size_t>(m * V) * sizeof(float), cudaMemcpyDeviceToHost,
+                          stream_), "download");
+    sync();
+  }
+}
+
+template <typename T>
+ScoreResult CudaModel<T>::score(const std::vector<int32_t>& tokens, const std::vector<Span>& spans, bool entropy,
+                                bool pooled) {
+  const int64_t H = cfg_.hidden, V = cfg_.vocab, B = static_cast<int64_t>(spans.size());
+  ScoreResult res;
+  for (const Span& s : spans) res.T = std::max(res.T, s.length - s.promptLength);
+  res.logprobs.assign(B * res.T, 0.f);
+  res.mask.assign(B * res.T, 0);
+  if (entropy) res.entropy.assign(B * res.T, 0.f);
+  if (pooled) res.pooled.assign(B * H, 0.f);
+  for (int64_t b0 = 0; b0 < B;) {
+    int64_t b1 = b0, total = 0;
+    while (b1 < B && (b1 == b0 || total + spans[b1].length <= kGroupTokens)) total += spans[b1++].length;
+    std::vector<int32_t> tok(total), rows, targets, pStart, pCount;
+    std::vector<Span> local;
+    std::vector<int64_t> outIdx;
+    int64_t at = 0;
+    for (int64_t b = b0; b < b1; ++b) {
+      const Span& s = spans[b];
+      std::copy(tokens.begin() + s.start, tokens.begin() + s.start + s.length, tok.begin() + at);
+      local.push_back(Span{at, s.length, s.promptLength});
+      for (int64_t t = 0; t < s.length - s.promptLength; ++t) {
+        rows.push_back(static_cast<int32_t>(at + s.promptLength - 1 + t));
+        targets.push_back(tok[at + s.promptLength + t]);
+        outIdx.push_back(b * res.T + t);
+      }
+      pStart.push_back(static_cast<int32_t>(at + s.promptLength));
+      pCount.push_back(static_cast<int32_t>(s.length - s.promptLength));
+      at += s.length;
+    }
+    const int64_t R = static_cast<int64_t>(rows.size());
+    requireFree(passBytes(total) + static_cast<double>(headLogprobsCudaWorkspace(R, V, 0)) + 8.0 * R + 4.0 * (b1 - b0) * H,
+                "scoring " + std::to_string(total) + " tokens");
+    forwardSpans(tok, local, {});
+    if (R > 0) {
+      const auto d = uploadInts({&rows, &targets});
+      ws_.ensure(headLogprobsCudaWorkspace(R, V, 0));
+      outF_.ensure(static_cast<size_t>(R));
+      outF2_.ensure(static_cast<size_t>(R));
+      check(headLogprobsCuda(xn_.p, H, W(lay_.headOff), V, d[0], d[1], R, outF_.p, entropy ? outF2_.p : nullptr, 0,
+                             ws_.p, stream_));
+      std::vector<float> lp(R), ent(entropy ? R : 0);
+      check(cudaMemcpyAsync(lp.data(), outF_.p, R * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
+      if (entropy)
+        check(cudaMemcpyAsync(ent.data(), outF2_.p, R * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
+      sync();
+      for (int64_t r = 0; r < R; ++r) {
+        res.logprobs[outIdx[r]] = lp[r];
+        res.mask[outIdx[r]] = 1;
+        if (entropy) res.entropy[outIdx[r]] = ent[r];
+      }
+    }
+    if (pooled) {
+      const auto d = uploadInts({&pStart, &pCount});
+      const int64_t nb = b1 - b0;
+      outF_.ensure(static_cast<size_t>(nb * H));
+      meanRowsKernel<T><<<static_cast<unsigned>(nb), kRowThreads, 0, stream_>>>(xn_.p, H, d[0], d[1], outF_.p);
+      check(launched("pooled mean"));
+      check(cudaMemcpyAsync(res.pooled.data() + b0 * H, outF_.p, static_cast<size_t>(nb * H) * sizeof(float),
+                            cudaMemcpyDeviceToHost, stream_), "download");
+      sync();
+    }
+    b0 = b1;
+  }
+  return res;
+}
+
+template <typename T>
+std::vector<int64_t> CudaModel<T>::addSequences(const DecodeAddRequest& r, bool pool) {
+  const int64_t H = cfg_.hidden, V = cfg_.vocab, L = static_cast<int64_t>(r.prompt.size());
+  if (L < 1) throw EngineError("decodeAdd: empty prompt");
+  if (r.n < 1 || r.maxNewTokens < 1) throw EngineError("decodeAdd: n and maxNewTokens must be >= 1");
+  const int64_t full = L / kBlockSize, partial = L % kBlockSize ? 1 : 0;
+  const int64_t perSeq = (L + r.maxNewTokens + kBlockSize - 1) / kBlockSize;
+  // worst case: the shared full blocks once, every sample's own blocks up to its last position
+  const int64_t worst = full + r.n * (perSeq - full);
+  const int64_t missing = std::max<int64_t>(0, worst - static_cast<int64_t>(freeBlocks_.size()));
+  requireFree(static_cast<double>(missing) * kvBlockBytes() + passBytes(L),
+              "a request of " + std::to_string(r.n) + " x (" + std::to_string(L) + " prompt + " +
+                  std::to_string(r.maxNewTokens) + " new) tokens (KV cache and prefill)");
+  ensureRope(L + r.maxNewTokens + 1);
+  auto shared = std::make_shared<const DecodeAddRequest>(r);
+  std::vector<Seq> seqs(r.n);
+  try {
+    // sample 0 owns the prompt's blocks; the others share its full blocks and own a copy of the partial one
+    for (int64_t b = 0; b < full + partial; ++b) seqs[0].blocks.push_back(takeBlock());
+    for (int64_t k = 1; k < r.n; ++k) {
+      for (int64_t b = 0; b < full; ++b) {
+        seqs[k].blocks.push_back(seqs[0].blocks[b]);
+        ++refs_[seqs[0].blocks[b]];
+      }
+      if (partial) seqs[k].blocks.push_back(takeBlock());
+    }
+    std::vector<std::vector<int32_t>> writes;
+    for (int64_t k = 0; k < r.n; ++k) {
+      if (k > 0 && !partial) break;
+      std::vector<int32_t> slots(L, -1);
+      for (int64_t t = k == 0 ? 0 : full * kBlockSize; t < L; ++t)
+        slots[t] = static_cast<int32_t>(seqs[k].blocks[t / kBlockSize] * kBlockSize + t % kBlockSize);
+      writes.push_back(std::move(slots));
+    }
+    forwardSpans(r.prompt, {Span{0, L, L}}, writes);
+    outF_.ensure(static_cast<size_t>(V));
+    headLogits(1, xn_.p + (L - 1) * H, outF_.p);
+    std::vector<float> logits(V);
+    check(cudaMemcpyAsync(logits.data(), outF_.p, V * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
+    sync();
+    std::vector<int64_t> ids;
+    for (int64_t k = 0; k < r.n; ++k) {
+      Seq& q = seqs[k];
+      q.id = nextId_++;
+      q.promptIndex = r.promptIndex;
+      q.sampleIndex = k;
+      q.maxNewTokens = r.maxNewTokens;
+      q.seed = r.seed;
+      q.req = shared;
+      q.len = L;
+      if (r.sampler.repetitionPenalty != 1.0) q.history = r.prompt;
+      q.logits = logits;
+      q.pool = pool;
+      if (pool) q.poolSum.assign(H, 0.0);
+      ids.push_back(q.id);
+    }
+    for (auto& q : seqs) live_.push_back(std::move(q));
+    return ids;
+  } catch (...) {
+    // nothing half-added stays behind
+    for (auto& q : seqs) releaseBlocks(q.blocks);
+    throw;
+  }
+}
+
+template <typename T>
+void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, const std::vector<size_t>& which) {
+  std::vector<float> buf, e;
+  std::vector<int32_t> idx;
+  for (size_t i = 0; i < which.size(); ++i) {
+    const Seq& q = live_[which[i]];
+    const double u = uniformAt(q.seed, q.promptIndex, q.sampleIndex, q.generated);
+    out[i].id = q.id;
+    out[i].t = sampleWith(q.logits.data(), cfg_.vocab, q.req->sampler, q.history, u, buf, e, idx);
+  }
+}
+
+template <typename T>
+std::vector<DecodeStepToken> CudaModel<T>::step(std::vector<PoolDone>& pools) {
+  const int64_t H = cfg_.hidden, V = cfg_.vocab;
+  // 1. the rows whose last token has not been through the model yet: one row per sequence, against its cache
+  std::vector<size_t> rowSeq;
+  for (size_t i = 0; i < live_.size(); ++i)
+    if (live_[i].needsForward) rowSeq.push_back(i);
+  const int64_t M = static_cast<int64_t>(rowSeq.size());
+  if (M > 0) {
+    int64_t need = 0, maxBlocks = 0, maxSeqLen = 0;
+    for (size_t i : rowSeq)
+      if (live_[i].len / kBlockSize >= static_cast<int64_t>(live_[i].blocks.size())) ++need;
+    requireFree(passBytes(M) + 4.0 * M * V + static_cast<double>(std::max<int64_t>(0, need - static_cast<int64_t>(freeBlocks_.size()))) * kvBlockBytes(),
+                "a decoding step of " + std::to_string(M) + " sequences");
+    std::vector<int32_t> tok(M), pos(M), slots(M), lens(M);
+    for (int64_t m = 0; m < M; ++m) {
+      Seq& q = live_[rowSeq[m]];
+      if (q.len / kBlockSize >= static_cast<int64_t>(q.blocks.size())) q.blocks.push_back(takeBlock());
+      tok[m] = q.lastToken;
+      pos[m] = static_cast<int32_t>(q.len);
+      slots[m] = static_cast<int32_t>(q.blocks[q.len / kBlockSize] * kBlockSize + q.len % kBlockSize);
+      lens[m] = static_cast<int32_t>(q.len + 1);
+      maxBlocks = std::max<int64_t>(maxBlocks, static_cast<int64_t>(q.blocks.size()));
+      maxSeqLen = std::max<int64_t>(maxSeqLen, q.len + 1);
+    }
+    std::vector<int32_t> tables(M * maxBlocks, 0);
+    for (int64_t m = 0; m < M; ++m) {
+      const auto& bl = live_[rowSeq[m]].blocks;
+      std::copy(bl.begin(), bl.end(), tables.begin() + m * maxBlocks);
+    }
+    ensureRope(maxSeqLen);
+    ensureActs(M);
+    const auto d = uploadInts({&tok, &pos, &slots, &lens, &tables});
+    AttnPlan plan;
+    plan.decode = true;
+    plan.writeSlots = {d[2]};
+    plan.seqLens = d[3];
+    plan.blockTables = d[4];
+    plan.maxBlocksPerSeq = maxBlocks;
+    plan.maxSeqLen = maxSeqLen;
+    forward(M, d[0], d[1], plan);
+    outF_.ensure(static_cast<size_t>(M * V));
+    headLogits(M, xn_.p, outF_.p);
+    std::vector<float> logits(M * V), xf;
+    check(cudaMemcpyAsync(logits.data(), outF_.p, static_cast<size_t>(M * V) * sizeof(float), cudaMemcpyDeviceToHost,
+                          stream_), "download");
+    bool anyPool = false;
+    for (size_t i : rowSeq) anyPool = anyPool || live_[i].pool;
+    if (anyPool) {
+      outF2_.ensure(static_cast<size_t>(M * H));
+      toFloatKernel<T><<<gridFor(M * H, kThreads), kThreads, 0, stream_>>>(xn_.p, outF2_.p, M * H);
+      check(launched("final states"));
+      xf.resize(M * H);
+      check(cudaMemcpyAsync(xf.data(), outF2_.p, static_cast<size_t>(M * H) * sizeof(float), cudaMemcpyDeviceToHost,
+                            stream_), "download");
+    }
+    sync();
+    for (int64_t m = 0; m < M; ++m) {
+      Seq& q = live_[rowSeq[m]];
+      std::memcpy(q.logits.data(), logits.data() + m * V, V * sizeof(float));
+      ++q.len;
+      q.needsForward = false;
+      if (q.pool)
+        for (int64_t j = 0; j < H; ++j) q.poolSum[j] += xf[m * H + j];
+    }
+  }
+  // sequences that only owed their last row's final state: done
+  {
+    std::vector<Seq> keep;
+    keep.reserve(live_.size());
+    for (auto& q : live_) {
+      if (q.poolPending) {
+        PoolDone pd{q.id, std::vector<float>(H)};
+        const double cnt = static_cast<double>(q.generated);
+        for (int64_t j = 0; j < H; ++j) pd.pooled[j] = static_cast<float>(q.poolSum[j] / cnt);
+        pools.push_back(std::move(pd));
+        releaseBlocks(q.blocks);
+      } else {
+        keep.push_back(std::move(q));
+      }
+    }
+    live_ = std::move(keep);
+  }
+  // 2. one token for every live sequence, from its own random stream
+  std::vector<size_t> which(live_.size());
+  for (size_t i = 0; i < which.size(); ++i) which[i] = i;
+  std::vector<DecodeStepToken> out(which.size());
+  sampleRows(out, which);
+  std::vector<Seq> keep;
+  keep.reserve(live_.size());
+  for (size_t i = 0; i < live_.size(); ++i) {
+    Seq& q = live_[i];
+    const int32_t t = out[i].t.token;
+    ++q.generated;
+    q.lastToken = t;
+    if (q.req->sampler.repetitionPenalty != 1.0) q.history.push_back(t);
+    const auto& st = q.req->stopTokens;
+    out[i].stopped = std::find(st.begin(), st.end(), t) != st.end();
+    out[i].finished = out[i].stopped || q.generated >= q.maxNewTokens;
+    q.needsForward = true;
+    if (out[i].finished) {
+      if (q.pool) {
+        q.poolPending = true;  // one more row through the model for its final state
+        keep.push_back(std::move(q));
+      } else {
+        releaseBlocks(q.blocks);
+      }
+    } else {
+      keep.push_back(std::move(q));
+    }
+  }
+  live_ = std::move(keep);
+  return out;
+}
+
+template <typename T>
+std::vector<GeneratedSequence> CudaModel<T>::generate(const GenerateRequest& req,
+                                                      const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t P0 = static_cast<int64_t>(req.prompts.size()), n = req.n, total = P0 * n;
+  std::vector<GeneratedSequence> out(total);
+  for (int64_t p = 0; p < P0; ++p)
+    for (int64_t k = 0; k < n; ++k) {
+      out[p * n + k].promptIndex = p;
+      out[p * n + k].sampleIndex = k;
+    }
+  if (req.maxNewTokens == 0 || total == 0) return out;
+  // generate() runs its own batch; sequences of the step-wise decoder wait aside (their cache blocks stay held)
+  std::vector<Seq> aside;
+  std::swap(aside, live_);
+  std::vector<int64_t> idOut;  // id -> index in out, offset by firstId
+  const int64_t firstId = nextId_;
+  auto slotOf = [&](int64_t id) { return idOut[static_cast<size_t>(id - firstId)]; };
+  try {
+    DecodeAddRequest base;
+    base.n = n;
+    base.maxNewTokens = req.maxNewTokens;
+    base.seed = req.seed;
+    base.sampler.temperature = req.temperature;
+    base.sampler.topP = req.topP;
+    base.stopTokens = req.stopTokens;
+    const int64_t cap = std::max(req.maxBatch, n);
+    int64_t next = 0, done = 0;
+    // continuous batching: a prompt's n samples join whenever there is room; finished sequences leave at once
+    for (;;) {
+      while (next < P0 && static_cast<int64_t>(live_.size()) + n <= cap) {
+        DecodeAddRequest r = base;
+        r.prompt = req.prompts[next];
+        r.promptIndex = next;
+        const auto ids = addSequences(r, req.returnPooled);
+        for (int64_t k = 0; k < n; ++k) {
+          idOut.resize(static_cast<size_t>(ids[k] - firstId + 1), -1);
+          idOut[static_cast<size_t>(ids[k] - firstId)] = next * n + k;
+        }
+        ++next;
+      }
+      if (live_.empty()) break;
+      std::vector<PoolDone> pools;
+      const auto toks = step(pools);
+      for (const auto& t : toks) {
+        GeneratedSequence& sq = out[slotOf(t.id)];
+        sq.tokens.push_back(t.t.token);
+        sq.logprobs.push_back(t.t.logprob);
+        if (t.finished) {
+          sq.stopped = t.stopped;
+          if (!req.returnPooled) ++done;
+        }
+      }
+      for (auto& pd : pools) {
+        out[slotOf(pd.id)].pooled = std::move(pd.pooled);
+        ++done;
+      }
+      if (progress) progress(done, total);
+    }
+  } catch (...) {
+    for (auto& q : live_) releaseBlocks(q.blocks);
+    live_ = std::move(aside);
+    throw;
+  }
+  live_ = std::move(aside);
+  return out;
+}
+
+}  // namespace
+
+std::string cudaEngineUnavailable() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    const std::string why = cudaGetErrorString(e);
+    cudaGetLastError();
+    return "no usable CUDA device (cudaGetDeviceCount: " + why + ")";
+  }
+  if (n <= 0) return "no CUDA device is visible";
+  return "";
+}
+
+std::unique_ptr<Engine> createCudaEngine(const ModelConfig& cfg, int threads, const std::string& precision) {
+  if (precision != "bf16" && precision != "fp32")
+    throw EngineError("unknown precision '" + precision + "' (expected 'bf16' or 'fp32')");
+  const std::string why = cudaEngineUnavailable();
+  if (!why.empty()) throw EngineError("the cuda backend cannot run: " + why);
+  if (precision == "fp32") return std::make_unique<CudaModel<float>>(cfg, threads);
+  return std::make_unique<CudaModel<uint16_t>>(cfg, threads);
+}
+
+}  // namespace clipo::engine
