@@ -42,8 +42,9 @@ inline void addRows(const T* const* rows, int n, int64_t H, float* acc) {
 // stream leaves too few misses outstanding). So the rows go in windows of kStreams segments of about 128 KiB each,
 // and each sweep adds one row from every segment: for a response whose tokens are contiguous (the usual prefix
 // mask) that is eight sequential streams through memory, 128 KiB apart. (Segments a power of two apart, e.g. an
-// eighth of a 512-token response, hit the same DRAM banks at once and read 5-10% slower; so a window holds at most
-// 31.5 Ki floats of rows, which for H a power of two, e.g. 1024, is 31 rows, an odd number of rows apart.) Per 64-float block of H
+// eighth of a 512-token response, hit the same DRAM banks at once and read 5-10% slower. A window holds at most
+// 31.5 Ki floats of rows, as the bench's read probe's best pattern does; at H = 1024 (31 rows rather than 32) that
+// measured the same as 32 Ki, within noise.) Per 64-float block of H
 // the partial sum lives in eight vector registers while the eight rows are added, so the accumulator costs one L1
 // load and store per eight rows.
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
