@@ -11,23 +11,11 @@ import path from 'node:path';
 import { availableBackends } from '../src/kernels/backend.js';
 import { loadNative, packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
+import { fromBf16, hasHostCompiler, toBf16 } from './helpers/cuda-twins.js';
 
 type AttnFn = (op: string, args: object) => unknown;
 const attn = (op: string, args: object): unknown => (loadNative().engineCudaAttention as AttnFn)(op, args);
 
-// ---- bf16 as the top 16 bits of an fp32, rounded to nearest even ----
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-function toBf16(x: number): number {
-  f32[0] = x;
-  const u = u32[0]!;
-  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
-  return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
-}
-function fromBf16(h: number): number {
-  u32[0] = (h << 16) >>> 0;
-  return f32[0]!;
-}
 
 const seed = Math.floor(Math.random() * 2 ** 31);
 const rng = new Rng(seed);
@@ -136,7 +124,6 @@ function refBackward(s: Shape, x: Float64Array, dO: Float64Array, lse: Float64Ar
 
 const avail = availableBackends();
 const gpu = avail.cuda && typeof loadNative().engineCudaAttention === 'function';
-const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0);
 
 describe('the float64 reference itself', () => {
   // the reference backward (with D from the exact o) must be the gradient of sum(dO * o) with respect to the packed

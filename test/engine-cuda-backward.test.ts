@@ -9,23 +9,11 @@ import path from 'node:path';
 import { availableBackends } from '../src/kernels/backend.js';
 import { loadNative, packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
+import { fromBf16, hasHostCompiler, toBf16 } from './helpers/cuda-twins.js';
 
 type BackwardFn = (op: string, args: object) => unknown;
 const backward = (op: string, args: object): unknown => (loadNative().engineCudaBackward as BackwardFn)(op, args);
 
-// ---- bf16 as the top 16 bits of an fp32, rounded to nearest even ----
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-function toBf16(x: number): number {
-  f32[0] = x;
-  const u = u32[0]!;
-  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
-  return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
-}
-function fromBf16(h: number): number {
-  u32[0] = (h << 16) >>> 0;
-  return f32[0]!;
-}
 
 type Storage = 'bf16' | 'fp32';
 const storages: Storage[] = ['bf16', 'fp32'];
@@ -60,7 +48,6 @@ const normals = (n: number, scale: number): number[] => Array.from({ length: n }
 
 const avail = availableBackends();
 const gpu = avail.cuda && typeof loadNative().engineCudaBackward === 'function';
-const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0);
 
 describe('engine backward CUDA kernels under host emulation', () => {
   // the .cu sources compiled as host C++ (launches rewritten into one std::thread per CUDA thread) against the CPU

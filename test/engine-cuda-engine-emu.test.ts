@@ -6,8 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { packageRoot } from '../src/native.js';
+import { hasHostCompiler } from './helpers/cuda-twins.js';
 
-const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0);
 
 describe(`CUDA engine under host emulation${hasHostCompiler ? '' : ' — skipped: needs g++ and python3'}`, () => {
   (hasHostCompiler ? test : test.skip)('scripts/cuda-emu/run-cuda-engine.sh quick: fp32 mode agrees with the CPU engine', () => {

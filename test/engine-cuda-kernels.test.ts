@@ -10,23 +10,11 @@ import { loadNative, packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
 import type { ModelConfig } from '../src/model/types.js';
 import { refInvFreq } from './reference/transformer_ref.js';
+import { fromBf16, hasHostCompiler, toBf16 } from './helpers/cuda-twins.js';
 
 type KernelFn = (op: string, args: object) => unknown;
 const kernel = (op: string, args: object): unknown => (loadNative().engineCudaKernel as KernelFn)(op, args);
 
-// ---- bf16 as the top 16 bits of an fp32, rounded to nearest even ----
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-function toBf16(x: number): number {
-  f32[0] = x;
-  const u = u32[0]!;
-  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
-  return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
-}
-function fromBf16(h: number): number {
-  u32[0] = (h << 16) >>> 0;
-  return f32[0]!;
-}
 /** |a - b| within one bf16 ulp of the larger magnitude (b a float64 reference), plus `slack` for fp32 rounding
  *  inside the kernel where a result can cancel to near zero */
 function bf16Close(a: number, b: number, slack = 0): boolean {
@@ -52,7 +40,6 @@ function countBad(n: number, ok: (i: number) => boolean): number {
 const avail = availableBackends();
 const gpu = avail.cuda && typeof loadNative().engineCudaKernel === 'function';
 
-const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0);
 
 describe('engine CUDA kernels under host emulation', () => {
   // the .cu sources compiled as host C++ (launches rewritten into one std::thread per CUDA thread) against the CPU

@@ -10,6 +10,7 @@ import { availableBackends } from '../src/kernels/backend.js';
 import { loadNative, packageRoot } from '../src/native.js';
 import { sampleLogits } from '../src/engine/engine.js';
 import { Rng } from '../src/util/rng.js';
+import { hasHostCompiler } from './helpers/cuda-twins.js';
 
 interface CudaSampleOut {
   tokens: Int32Array;
@@ -23,7 +24,6 @@ const seed = Math.floor(Math.random() * 2 ** 31);
 const rng = new Rng(seed);
 const avail = availableBackends();
 const gpu = avail.cuda && typeof loadNative().engineCudaSample === 'function';
-const hasHostCompiler = ['g++', 'python3'].every((c) => spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0);
 
 // on a GPU machine the real kernel is checked below and the emulation's minute is left to the GPU run's time budget
 const emulate = hasHostCompiler && !gpu;
