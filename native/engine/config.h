@@ -111,6 +111,21 @@ struct DecodeStepToken {
   bool finished = false, stopped = false;
 };
 
+// The bookkeeping after a live sequence of the step-wise decoder (either backend's; S has generated, maxNewTokens,
+// lastToken, history and req, a DecodeAddRequest*) got token out.t.token: count it, keep it for the repetition
+// penalty when one is on, and say whether it stopped (a stop token) or finished (stopped, or maxNewTokens reached).
+template <typename S>
+void recordDecodedToken(S& q, DecodeStepToken& out) {
+  const int32_t t = out.t.token;
+  ++q.generated;
+  q.lastToken = t;
+  if (q.req->sampler.repetitionPenalty != 1.0) q.history.push_back(t);
+  bool stop = false;
+  for (const int32_t s : q.req->stopTokens) stop = stop || s == t;
+  out.stopped = stop;
+  out.finished = stop || q.generated >= q.maxNewTokens;
+}
+
 struct GeneratedSequence {
   int64_t promptIndex = 0, sampleIndex = 0;
   std::vector<int32_t> tokens;

@@ -144,13 +144,7 @@ std::vector<DecodeStepToken> CpuModel::decodeStep() {
   keep.reserve(live_.size());
   for (int64_t i = 0; i < S; ++i) {
     LiveSeq& q = live_[i];
-    const int32_t t = out[i].t.token;
-    ++q.generated;
-    q.lastToken = t;
-    if (q.req->sampler.repetitionPenalty != 1.0) q.history.push_back(t);
-    const auto& st = q.req->stopTokens;
-    out[i].stopped = std::find(st.begin(), st.end(), t) != st.end();
-    out[i].finished = out[i].stopped || q.generated >= q.maxNewTokens;
+    recordDecodedToken(q, out[i]);
     if (out[i].finished) {
       freeSlot(q.slot);
     } else {

@@ -712,13 +712,7 @@ std::vector<DecodeStepToken> CudaModel<T>::step(std::vector<PoolDone>& pools) {
   keep.reserve(live_.size());
   for (size_t i = 0; i < live_.size(); ++i) {
     Seq& q = live_[i];
-    const int32_t t = out[i].t.token;
-    ++q.generated;
-    q.lastToken = t;
-    if (q.req->sampler.repetitionPenalty != 1.0) q.history.push_back(t);
-    const auto& st = q.req->stopTokens;
-    out[i].stopped = std::find(st.begin(), st.end(), t) != st.end();
-    out[i].finished = out[i].stopped || q.generated >= q.maxNewTokens;
+    recordDecodedToken(q, out[i]);
     q.needsForward = true;
     if (out[i].finished) {
       if (q.pool) {
