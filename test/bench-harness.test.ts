@@ -2,7 +2,8 @@
 // multi-thread calls, load is recorded, and --compare torch without a usable Python says how to get it and skips.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { checkedFraction, flagRow, interleave, limitSpread, loadBefore, loadRecord, poolCpuSeconds, threadCpuSeconds, timeCall } from '../src/bench/harness.js';
+import { checkedFraction, flagRow, interleave, limitSpread, loadBefore, loadRecord, pairedFraction, poolCpuSeconds, threadCpuSeconds, timeCall, type Sample } from '../src/bench/harness.js';
+import { ReadProbe } from '../src/bench/bandwidth.js';
 import { compareValues } from '../src/bench/peer.js';
 import type { BenchRow } from '../src/bench/types.js';
 import { nativeFunction, packageRoot } from '../src/native.js';
@@ -59,6 +60,39 @@ test('CPU clocks: the team clock sees every thread of a short parallel call', ()
   expect(poolCpuSeconds(2)).toBeGreaterThan(c0);
   expect(s.wall).toBeGreaterThan(0);
   expect(s.cpu).toBeGreaterThan(0);
+});
+
+test('read probe: every pattern reads the whole buffer; the limit is the pattern fastest on its median', () => {
+  const probe = new ReadProbe(1);
+  expect(probe.patterns.length).toBeGreaterThanOrEqual(4);
+  const readPass = nativeFunction<(o: object) => { sum: number }>('readPass');
+  const data = new Float32Array((1 << 20) + 37).fill(1); // a tail no window covers
+  for (let k = 0; k < probe.patterns.length; k++) expect(readPass({ data, threads: 1, pattern: k }).sum).toBe(data.length);
+  expect(() => readPass({ data, threads: 1, pattern: probe.patterns.length })).toThrow(/pattern/);
+  // medians, not the best single pass: pattern a has the fastest single pass but the slower median
+  const res = new Map<string, Sample[]>();
+  const [a, b] = probe.entries(1).map((e) => e.name);
+  const s = (xs: number[]) => xs.map((cpu) => ({ cpu, wall: 9 }));
+  res.set(a!, s([0.5, 2, 2, 2, 2]));
+  res.set(b!, s([1.5, 1.5, 1.5, 1.5, 1.5]));
+  for (const e of probe.entries(1).slice(2)) res.set(e.name, s([3, 3, 3]));
+  const lim = probe.limit(res, 1);
+  expect(lim.pattern).toBe(probe.patterns[1]);
+  expect(lim.seconds).toBe(1.5);
+  expect(probe.limit(res, 2, 'read 1').seconds).toBe(9); // more threads: the wall clock
+  res.delete(b!);
+  expect(() => probe.limit(res, 1)).toThrow(/no samples/);
+});
+
+test('paired fraction: each sample against the probe of its own round, then the median', () => {
+  // the probe and the kernel both slow down in round 2 (load): paired, the kernel is at 0.9 of the limit every round
+  const probe = [1, 2, 1, 1, 1].map((cpu) => ({ cpu, wall: cpu }));
+  const kernel = [1.25, 2.5, 1.25, 1.25, 1.25].map((cpu) => ({ cpu, wall: cpu }));
+  expect(pairedFraction(90, kernel, 100, probe, 1)).toBeCloseTo(0.72, 12); // (90 / 1.25) / (100 / 1)
+  const drift = [1, 1.5, 2, 2.5, 3].map((cpu) => ({ cpu, wall: cpu }));
+  const k2 = drift.map((s) => ({ cpu: s.cpu / 0.9, wall: s.wall / 0.9 }));
+  expect(pairedFraction(100, k2, 100, drift, 2)).toBeCloseTo(0.9, 12);
+  expect(() => pairedFraction(1, kernel.slice(1), 1, probe, 1)).toThrow(/one each per round/);
 });
 
 test('load is recorded before and after; a large change gets a note', () => {

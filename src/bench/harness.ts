@@ -79,6 +79,18 @@ export function medianWall(samples: Sample[]): number {
 }
 
 /**
+ * A rate as a fraction of a limit probed in the same rounds, paired round by round: the median over rounds r of
+ * (bytes / t_r) / (limitBytes / l_r). Pairing each sample with the probe of its own round cancels load that drifts
+ * between rounds (on a shared machine the memory bandwidth left to us moves by 10% within seconds), which a ratio of
+ * two medians does not. Both sample lists come from the same `interleave` call (one sample per round each).
+ */
+export function pairedFraction(bytes: number, samples: Sample[], limitBytes: number, limitSamples: Sample[], threads: number): number {
+  if (samples.length !== limitSamples.length || samples.length === 0) throw new Error(`pairedFraction: ${samples.length} samples against ${limitSamples.length} probe samples (one each per round expected)`);
+  const t = (s: Sample) => (threads === 1 ? s.cpu : s.wall);
+  return median(samples.map((s, r) => (bytes / t(s)) / (limitBytes / t(limitSamples[r]!))));
+}
+
+/**
  * A fraction of a measured limit. Above 1 it is a bench error: returns null and the reason, never the number.
  * `spread` (relative, >= 0) is the limit's own run-to-run spread measured in the same rounds (limitSpread): a kernel
  * that reaches the limit measures above it about half the time, so a fraction in (1, 1 + spread] is published as

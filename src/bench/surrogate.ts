@@ -124,7 +124,7 @@ async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[], err
     let k = 0;
     const entries: Entry[] = [];
     for (const t of threads) {
-      entries.push({ name: `read ${t}`, run: () => read.run(t) });
+      entries.push(...read.entries(t));
       entries.push({ name: `copy ${t}`, run: () => copy.run(t) });
       // several calls per sample (a call is ~1 ms): the sample is their mean, each on a different input copy
       entries.push({
@@ -148,7 +148,7 @@ async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[], err
     }
     const { read: rb, write: wb } = trafficBytes(B, T, c.ref);
     for (const t of threads) {
-      const readGBs = rate(read.bytes, rowSeconds(res.get(`read ${t}`)!, t));
+      const readGBs = rate(read.bytes, read.limit(res, t).seconds);
       const copyGBs = rate(copy.bytes, rowSeconds(res.get(`copy ${t}`)!, t));
       // The fair limit: the read stream at the measured read rate, and each written byte at the extra cost a
       // memcpy pays for it (copy moves b bytes in and b out in 2b/copyGBs, of which b/readGBs is the read).
