@@ -16,7 +16,7 @@ export { gpuLibsInfo, gemmProbe, allReduceProbe, type GpuLibsInfo, type GemmProb
 export { Engine, engineBackends, resolveEngineBackend, type EngineBackend, type EngineBackendRequest, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
 export { threadsForModel, PARAMS_PER_THREAD } from './engine/threads.js';
-export { loadModelDir, loadModelConfig, saveModelDir, type ModelDir, type SaveOptions } from './model/hfdir.js';
+export { loadModelDir, loadModelConfig, openModelDir, saveModelDir, type LazyModelDir, type ModelDir, type SaveOptions } from './model/hfdir.js';
 export { parseModelConfig, modelConfigToJson } from './model/config.js';
 export { UsageError, ConfigError } from './errors.js';
 export { readSafetensors, readSafetensorsDir, writeSafetensors, writeSafetensorsDir, SafetensorsError } from './model/safetensors.js';

@@ -190,7 +190,8 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                         InstanceMethod("dispose", &EngineModel::Dispose)});
   }
 
-  // new EngineModel({ config, weights: [{name, shape, data}], threads? }) or new EngineModel({ source, frozen? })
+  // new EngineModel({ config, weights: [{name, shape, data} | {name, shape, load}], threads? }) or
+  // new EngineModel({ source, frozen? })
   explicit EngineModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineModel>(info) {
     Napi::Env env = info.Env();
     Napi::Object opts = clipo::argObject(info, 0, "EngineModel");
@@ -226,7 +227,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                                       : std::string();
     model_ = guarded(env, "Engine.create", [&] { return clipo::engine::createEngine(backend, cfg, threads, precision); });
     if (!clipo::hasField(opts, "weights") || !opts.Get("weights").IsArray())
-      clipo::throwError(env, "weights: expected an array of {name, shape, data}");
+      clipo::throwError(env, "weights: expected an array of {name, shape, data} or {name, shape, load}");
     Napi::Array arr = opts.Get("weights").As<Napi::Array>();
     std::unordered_map<std::string, Napi::Object> byName;
     for (uint32_t i = 0; i < arr.Length(); ++i) {
@@ -236,12 +237,20 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       if (!t.Get("name").IsString()) clipo::throwError(env, "weights[" + std::to_string(i) + "].name: expected a string");
       byName.emplace(t.Get("name").As<Napi::String>().Utf8Value(), t);
     }
-    std::unordered_set<std::string> used;
     Engine& m = *model_;
+    // names first: an unexpected tensor is an error before anything is read (a `load` entry reads from disk)
+    std::unordered_set<std::string> params;
+    for (const auto& p : m.layout().params) params.insert(p.name);
+    for (const auto& kv : byName) {
+      if (params.count(kv.first)) continue;
+      if (kv.first.find("rotary_emb.inv_freq") != std::string::npos) continue;  // a buffer, not a parameter
+      if (kv.first == "lm_head.weight" && cfg.tieEmbeddings) continue;          // tied: the embedding is the head
+      clipo::throwError(env, "weights: unexpected tensor " + kv.first +
+                                 " (not a parameter of this config; check attentionBias/mlpBias/tieWordEmbeddings)");
+    }
     for (const auto& p : m.layout().params) {
       auto it = byName.find(p.name);
       if (it == byName.end()) clipo::throwError(env, "weights: missing tensor " + p.name);
-      used.insert(p.name);
       Napi::Object t = it->second;
       Napi::Value sh = t.Get("shape");
       std::string want = "[", got = "[";
@@ -258,21 +267,19 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       }
       got += "]";
       if (!same) clipo::throwError(env, "weights: tensor " + p.name + " has shape " + got + ", expected " + want);
+      // {data}: the values now; {load}: a function returning them, called here, one tensor at a time, so a model read
+      // from disk is never whole on the host (the handle scope lets each tensor's array go once it is uploaded)
+      Napi::HandleScope scope(env);
       Napi::Value d = t.Get("data");
+      const bool lazy = d.IsUndefined() && t.Get("load").IsFunction();
+      if (lazy) d = t.Get("load").As<Napi::Function>().Call(t, {});
       if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        clipo::throwError(env, "weights: tensor " + p.name + ": data must be a Float32Array");
+        clipo::throwError(env, "weights: tensor " + p.name + (lazy ? ": load() must return a Float32Array" : ": data must be a Float32Array"));
       auto f = d.As<Napi::Float32Array>();
       if (f.ElementLength() != p.size)
         clipo::throwError(env, "weights: tensor " + p.name + ": data has " + std::to_string(f.ElementLength()) +
                                    " values, expected " + std::to_string(p.size));
       m.setParameter(p, f.Data());
-    }
-    for (const auto& kv : byName) {
-      if (used.count(kv.first)) continue;
-      if (kv.first.find("rotary_emb.inv_freq") != std::string::npos) continue;  // a buffer, not a parameter
-      if (kv.first == "lm_head.weight" && cfg.tieEmbeddings) continue;          // tied: the embedding is the head
-      clipo::throwError(env, "weights: unexpected tensor " + kv.first +
-                                 " (not a parameter of this config; check attentionBias/mlpBias/tieWordEmbeddings)");
     }
   }
 

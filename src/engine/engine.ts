@@ -5,7 +5,7 @@
 // See docs/engine.md for the API contract and the numerics.
 import { threadsForModel } from './threads.js';
 import { loadNative } from '../native.js';
-import type { ModelConfig, Tensor, TensorMap } from '../model/types.js';
+import type { LazyTensor, LazyTensorMap, ModelConfig, Tensor, TensorMap } from '../model/types.js';
 import { flattenBatch, isTyped, type ScoreBatch } from './batch.js';
 import { checkAllocatable, isSamplingTemperature, SAMPLING_TEMPERATURE_RULE } from '../util/limits.js';
 import { availableBackends } from '../kernels/backend.js';
@@ -254,11 +254,12 @@ export class Engine {
 
   /** Builds the native model from a config and fp32 weights with HF names; a missing, extra or misshapen tensor
    *  throws naming it. Tied embeddings: lm_head.weight may be absent. The backend is resolved first (an
-   *  unavailable 'cuda' throws before any weight is copied). */
-  static create(config: ModelConfig, weights: TensorMap, opts: EngineOptions = {}): Engine {
+   *  unavailable 'cuda' throws before any weight is copied). Lazy weights (openModelDir) are read one tensor at a
+   *  time as the engine copies them in, so the host never holds them all. */
+  static create(config: ModelConfig, weights: TensorMap | LazyTensorMap, opts: EngineOptions = {}): Engine {
     const backend = resolveEngineBackend(opts.backend);
     const threads = opts.threads ?? threadsForModel(config);
-    const list = [...weights].map(([name, t]) => ({ name, shape: t.shape, data: t.data }));
+    const list = [...weights as Map<string, Tensor | LazyTensor>].map(([name, t]) => ('data' in t ? { name, shape: t.shape, data: t.data } : { name, shape: t.shape, load: t.load }));
     const Ctor = nativeCtor();
     return new Engine(config, new Ctor({ config, weights: list, threads, backend, ...(opts.precision ? { precision: opts.precision } : {}) }), false, backend);
   }

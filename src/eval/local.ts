@@ -87,8 +87,8 @@ export function weightsFingerprint(dir: string): string {
 
 /** Loads a model directory (weights, tokenizer with chat template) onto the native engine. */
 export async function loadLocalModel(dir: string, opts: { name?: string; threads?: number; backend?: 'cpu' | 'cuda' | 'auto' } = {}): Promise<LocalModel> {
-  const { loadModelDir } = await import('../model/hfdir.js');
-  const md = loadModelDir(dir);
+  const { openModelDir } = await import('../model/hfdir.js');
+  const md = openModelDir(dir); // weights read one tensor at a time as the engine takes them
   if (!md.tokenizer) throw new Error(`${dir}: no tokenizer.json; evaluation and serving need the model's tokenizer and chat template`);
   if (!md.tokenizer.chatTemplate) throw new Error(`${dir}: the tokenizer has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja)`);
   // the engine (and the native addon) is loaded only when a local model is used: --endpoint runs need neither

@@ -4,10 +4,10 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import path from 'node:path';
 import { ensureDir, writeJsonAtomic } from '../util/atomic.js';
 import { modelConfigToJson, parseModelConfig, type SaveDtype } from './config.js';
-import { readSafetensorsDir, writeSafetensorsDir, type StoredDtype } from './safetensors.js';
-import { checkWeights, expectedTensors } from './tensors.js';
+import { openSafetensorsDir, readSafetensorsDir, writeSafetensorsDir, type StoredDtype } from './safetensors.js';
+import { checkWeights, expectedTensors, finiteOnLoad } from './tensors.js';
 import { ModelTokenizer, tokenizerFiles } from './tokenizer.js';
-import type { ModelConfig, Tensor, TensorMap } from './types.js';
+import type { LazyTensorMap, ModelConfig, Tensor, TensorMap } from './types.js';
 
 export interface ModelDir {
   dir: string;
@@ -43,6 +43,28 @@ export function loadModelDir(dir: string, opts: { tokenizer?: boolean } = {}): M
   const config = loadModelConfig(dir);
   const { tensors, dtypes } = readSafetensorsDir(dir);
   const weights = checkWeights(config, tensors, dir);
+  return { dir, config, weights, dtypes, ...modelExtras(dir, config, opts) };
+}
+
+/** A model directory whose weights are read only when consumed (Engine.create reads them one tensor at a time). */
+export interface LazyModelDir extends Omit<ModelDir, 'weights'> {
+  weights: LazyTensorMap;
+}
+
+/**
+ * As loadModelDir, but the weights stay on disk until the engine takes them: names and shapes are checked now,
+ * values (finite) as each tensor is read. For inference, so the host never holds the whole model in fp32 beside the
+ * engine's own copy (for a 7B model, 30 GB it would otherwise need).
+ */
+export function openModelDir(dir: string, opts: { tokenizer?: boolean } = {}): LazyModelDir {
+  const config = loadModelConfig(dir);
+  const { tensors, dtypes } = openSafetensorsDir(dir);
+  const weights = finiteOnLoad(checkWeights(config, tensors, dir), dir);
+  return { dir, config, weights, dtypes, ...modelExtras(dir, config, opts) };
+}
+
+/** The tokenizer (if present and wanted) and the stop tokens of a model directory. */
+function modelExtras(dir: string, config: ModelConfig, opts: { tokenizer?: boolean }): { tokenizer?: ModelTokenizer; stopTokenIds: number[] } {
   let tokenizer: ModelTokenizer | undefined;
   if ((opts.tokenizer ?? true) && existsSync(path.join(dir, 'tokenizer.json'))) {
     tokenizer = ModelTokenizer.fromDir(dir);
@@ -54,7 +76,7 @@ export function loadModelDir(dir: string, opts: { tokenizer?: boolean } = {}): M
   for (const id of generationEos(dir)) if (id < config.vocabSize) stop.add(id);
   const tokEos = tokenizer?.eosTokenId;
   if (tokEos != null) stop.add(tokEos);
-  return { dir, config, weights, tokenizer, dtypes, stopTokenIds: [...stop] };
+  return { ...(tokenizer ? { tokenizer } : {}), stopTokenIds: [...stop] };
 }
 
 /** eos_token_id of generation_config.json (a number or a list), [] when absent or unreadable. */

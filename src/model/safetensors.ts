@@ -11,7 +11,7 @@ import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, re
 import os from 'node:os';
 import path from 'node:path';
 import { fileError } from '../util/atomic.js';
-import type { Tensor, TensorMap } from './types.js';
+import type { LazyTensorMap, Tensor, TensorMap } from './types.js';
 
 /** Largest header the reference implementation accepts (100 MB). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -183,10 +183,10 @@ export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
 
 /**
- * Reads the weights of a model directory: model.safetensors, or the shards listed in model.safetensors.index.json.
- * Every name in the index must be present in the shard it points to.
+ * The weight files of a model directory: model.safetensors, or the shards listed in model.safetensors.index.json
+ * with the names each must hold (null: every tensor of the file).
  */
-export function readSafetensorsDir(dir: string): { tensors: TensorMap; dtypes: Map<string, StoredDtype>; files: string[] } {
+function locateShards(dir: string): { indexPath: string | null; shards: Array<{ file: string; names: Set<string> | null }> } {
   const indexPath = path.join(dir, INDEX_FILE);
   if (existsSync(indexPath)) {
     let index: unknown;
@@ -205,27 +205,79 @@ export function readSafetensorsDir(dir: string): { tensors: TensorMap; dtypes: M
       if (!byFile.has(shard)) byFile.set(shard, new Set());
       byFile.get(shard)!.add(name);
     }
-    const tensors: TensorMap = new Map();
-    const dtypes = new Map<string, StoredDtype>();
     for (const [shard, names] of byFile) {
-      const shardPath = path.join(dir, shard);
-      if (!existsSync(shardPath)) throw new SafetensorsError(indexPath, `shard ${shard} (holding '${[...names][0]}') does not exist`);
-      const r = readSafetensors(shardPath, (n) => names.has(n));
-      for (const n of names) {
-        if (!r.tensors.has(n)) throw new SafetensorsError(shardPath, `tensor '${n}' is listed in ${INDEX_FILE} but not in this shard`);
-      }
-      for (const [n, t] of r.tensors) tensors.set(n, t);
-      for (const [n, d] of r.dtypes) dtypes.set(n, d);
+      if (!existsSync(path.join(dir, shard))) throw new SafetensorsError(indexPath, `shard ${shard} (holding '${[...names][0]}') does not exist`);
     }
-    return { tensors, dtypes, files: [...byFile.keys()] };
+    return { indexPath, shards: [...byFile].map(([file, names]) => ({ file, names })) };
   }
-  const single = path.join(dir, SINGLE_FILE);
-  if (!existsSync(single)) {
+  if (!existsSync(path.join(dir, SINGLE_FILE))) {
     const bin = existsSync(path.join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not supported; convert it to safetensors)' : '';
     throw new SafetensorsError(dir, `no ${SINGLE_FILE} or ${INDEX_FILE}${bin}`);
   }
-  const r = readSafetensors(single);
-  return { tensors: r.tensors, dtypes: r.dtypes, files: [SINGLE_FILE] };
+  return { indexPath: null, shards: [{ file: SINGLE_FILE, names: null }] };
+}
+
+function checkListed(names: Set<string> | null, present: (n: string) => boolean, shardPath: string): void {
+  for (const n of names ?? []) {
+    if (!present(n)) throw new SafetensorsError(shardPath, `tensor '${n}' is listed in ${INDEX_FILE} but not in this shard`);
+  }
+}
+
+/**
+ * Reads the weights of a model directory: model.safetensors, or the shards listed in model.safetensors.index.json.
+ * Every name in the index must be present in the shard it points to.
+ */
+export function readSafetensorsDir(dir: string): { tensors: TensorMap; dtypes: Map<string, StoredDtype>; files: string[] } {
+  const { shards } = locateShards(dir);
+  const tensors: TensorMap = new Map();
+  const dtypes = new Map<string, StoredDtype>();
+  for (const { file, names } of shards) {
+    const shardPath = path.join(dir, file);
+    const r = readSafetensors(shardPath, names ? (n) => names.has(n) : undefined);
+    checkListed(names, (n) => r.tensors.has(n), shardPath);
+    for (const [n, t] of r.tensors) tensors.set(n, t);
+    for (const [n, d] of r.dtypes) dtypes.set(n, d);
+  }
+  return { tensors, dtypes, files: shards.map((s) => s.file) };
+}
+
+/**
+ * The weights of a model directory as lazy tensors: every header is read and checked now (names, shapes, offsets),
+ * the values only when a tensor's `load()` is called (each call opens the file, reads that tensor as fp32, closes).
+ * A consumer that takes the tensors one at a time (Engine.create) then never holds the whole model on the host.
+ */
+export function openSafetensorsDir(dir: string): { tensors: LazyTensorMap; dtypes: Map<string, StoredDtype>; files: string[] } {
+  const { shards } = locateShards(dir);
+  const tensors: LazyTensorMap = new Map();
+  const dtypes = new Map<string, StoredDtype>();
+  for (const { file, names } of shards) {
+    const shardPath = path.join(dir, file);
+    const fd = openSync(shardPath, 'r');
+    let header: SafetensorsHeader;
+    try {
+      header = readHeader(fd, shardPath);
+    } finally {
+      closeSync(fd);
+    }
+    const inFile = new Set(header.entries.map((e) => e.name));
+    checkListed(names, (n) => inFile.has(n), shardPath);
+    for (const e of header.entries) {
+      if (names && !names.has(e.name)) continue;
+      tensors.set(e.name, { shape: e.shape, load: () => readTensorFrom(shardPath, e) });
+      dtypes.set(e.name, e.dtype);
+    }
+  }
+  return { tensors, dtypes, files: shards.map((s) => s.file) };
+}
+
+/** One tensor of a file as fp32 (opens and closes the file). */
+function readTensorFrom(file: string, entry: TensorEntry): Float32Array {
+  const fd = openSync(file, 'r');
+  try {
+    return readTensor(fd, entry, file).data;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

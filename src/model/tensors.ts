@@ -1,6 +1,6 @@
 // The parameter set of a Qwen2 / Llama decoder, by HF name and shape, derived from the config. This is the list a
 // model directory must provide and the order in which clipo writes and initializes parameters.
-import type { ModelConfig, TensorMap } from './types.js';
+import type { LazyTensor, LazyTensorMap, ModelConfig, Tensor, TensorMap } from './types.js';
 
 export type ParamKind = 'embedding' | 'linear' | 'bias' | 'norm';
 
@@ -60,17 +60,20 @@ export function parameterCount(c: ModelConfig): number {
 const IGNORED = /\.rotary_emb\.inv_freq$/;
 
 /**
- * Checks a weight map against the config: every expected tensor present with its exact shape, nothing unexpected.
- * Returns the map to use (buffers dropped; a tied model's redundant lm_head.weight dropped). `where` names the
- * source (a directory) in errors.
+ * Checks a weight map against the config: every expected tensor present with its exact shape, nothing unexpected,
+ * and (for tensors already in memory) every value finite. Returns the map to use (buffers dropped; a tied model's
+ * redundant lm_head.weight dropped). `where` names the source (a directory) in errors. Lazy tensors (shape only)
+ * are checked by shape here; their values by `finiteOnLoad` when they are read.
  */
-export function checkWeights(c: ModelConfig, weights: TensorMap, where: string): TensorMap {
+export function checkWeights(c: ModelConfig, weights: TensorMap, where: string): TensorMap;
+export function checkWeights(c: ModelConfig, weights: LazyTensorMap, where: string): LazyTensorMap;
+export function checkWeights<T extends Tensor | LazyTensor>(c: ModelConfig, weights: Map<string, T>, where: string): Map<string, T> {
   // first the totals: a config that implies far more tensors than the weights hold (num_hidden_layers: 1e9) fails
   // here, before its tensor list is built; small mismatches get the precise messages of the loop below
   const implied = configTotals(c);
   if (implied.tensors > weights.size + 1024) {
     let present = 0;
-    for (const [n, t] of weights) if (!IGNORED.test(n)) present += t.data.length;
+    for (const [n, t] of weights) if (!IGNORED.test(n)) present += t.shape.reduce((a, d) => a * d, 1);
     throw new Error(
       `${where}: config.json describes ${implied.params.toExponential(3)} parameters in ${implied.tensors} tensors ` +
         `(num_hidden_layers ${c.numLayers}, hidden_size ${c.hiddenSize}, intermediate_size ${c.intermediateSize}, vocab_size ${c.vocabSize}), ` +
@@ -78,7 +81,7 @@ export function checkWeights(c: ModelConfig, weights: TensorMap, where: string):
     );
   }
   const specs = expectedTensors(c);
-  const out: TensorMap = new Map();
+  const out = new Map<string, T>();
   for (const s of specs) {
     const t = weights.get(s.name);
     if (!t) {
@@ -88,11 +91,12 @@ export function checkWeights(c: ModelConfig, weights: TensorMap, where: string):
     if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {
       throw new Error(`${where}: tensor '${s.name}' has shape [${t.shape.join(', ')}], expected [${s.shape.join(', ')}] from config.json`);
     }
-    if (t.data.length !== s.shape.reduce((a, d) => a * d, 1)) {
-      throw new Error(`${where}: tensor '${s.name}' holds ${t.data.length} values for shape [${s.shape.join(', ')}]`);
+    if ('data' in t) {
+      if (t.data.length !== s.shape.reduce((a, d) => a * d, 1)) {
+        throw new Error(`${where}: tensor '${s.name}' holds ${t.data.length} values for shape [${s.shape.join(', ')}]`);
+      }
+      checkFinite(t.data, s.name, where);
     }
-    const bad = firstNonFinite(t.data);
-    if (bad >= 0) throw new Error(`${where}: tensor '${s.name}' holds a non-finite value (${t.data[bad]}) at index ${bad}; the weights are corrupt`);
     if (s.optional) continue; // tied: the embedding is the output matrix
     out.set(s.name, t);
   }
@@ -103,6 +107,26 @@ export function checkWeights(c: ModelConfig, weights: TensorMap, where: string):
       `${where}: unexpected tensor${extra.length > 1 ? 's' : ''} ${extra.slice(0, 3).map((n) => `'${n}'`).join(', ')}` +
         `${extra.length > 3 ? ` and ${extra.length - 3} more` : ''} for ${c.hfArchitecture} as configured (wrong config.json?)`,
     );
+  }
+  return out;
+}
+
+function checkFinite(data: Float32Array, name: string, where: string): void {
+  const bad = firstNonFinite(data);
+  if (bad >= 0) throw new Error(`${where}: tensor '${name}' holds a non-finite value (${data[bad]}) at index ${bad}; the weights are corrupt`);
+}
+
+/** The same lazy tensors, each checked for non-finite values as it is read (what checkWeights does for loaded ones). */
+export function finiteOnLoad(weights: LazyTensorMap, where: string): LazyTensorMap {
+  const out: LazyTensorMap = new Map();
+  for (const [name, t] of weights) {
+    out.set(name, {
+      shape: t.shape, load: () => {
+        const data = t.load();
+        checkFinite(data, name, where);
+        return data;
+      },
+    });
   }
   return out;
 }

@@ -46,3 +46,12 @@ export interface Tensor {
 
 /** Parameters by HF name. */
 export type TensorMap = Map<string, Tensor>;
+
+/** A tensor whose values are read (from disk, as fp32) only when `load` is called: the shape is known up front. */
+export interface LazyTensor {
+  shape: number[];
+  load(): Float32Array;
+}
+
+/** Parameters by HF name, read one at a time by whoever consumes them (Engine.create), never all at once. */
+export type LazyTensorMap = Map<string, LazyTensor>;

@@ -3,7 +3,7 @@
 import chalk from 'chalk';
 import type { Command } from 'commander';
 import { Engine } from '../../engine/engine.js';
-import { loadModelDir, type ModelDir } from '../../model/hfdir.js';
+import { openModelDir, type LazyModelDir } from '../../model/hfdir.js';
 import { BACKEND_HELP, THREADS_HELP, UsageError, backendOption, parseNumberOption, threadsOption } from '../errors.js';
 
 interface GenerateOptions {
@@ -35,10 +35,11 @@ export function parseTokenList(flag: string, raw: string, vocab: number): Int32A
   });
 }
 
-/** Loads a model directory for the CLI: errors become one-line usage errors naming the directory. */
-export function loadForCli(dir: string): ModelDir {
+/** Opens a model directory for the CLI (weights read as the engine takes them): errors become one-line usage
+ *  errors naming the directory. */
+export function loadForCli(dir: string): LazyModelDir {
   try {
-    return loadModelDir(dir);
+    return openModelDir(dir);
   } catch (e) {
     throw new UsageError(`--model: ${(e as Error).message}`);
   }
@@ -101,7 +102,7 @@ function runGenerate(opts: GenerateOptions): void {
   const stopTokens = opts.stopTokens !== undefined ? Array.from(parseTokenList('--stop-tokens', opts.stopTokens, config.vocabSize)) : m.stopTokenIds;
 
   const engine = Engine.create(config, m.weights, { threads, backend });
-  m.weights.clear(); // the engine holds its own copy
+  m.weights.clear(); // the engine holds its own copy (read one tensor at a time from the files)
   try {
     const { sequences } = engine.generate({ prompts: [prompt], n, maxNewTokens, temperature, topP, seed, stopTokens });
     const samples = sequences.map((s) => {
