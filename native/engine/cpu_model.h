@@ -52,6 +52,7 @@ class CpuModel final : public Engine {
   void zeroGrad() override;
   double adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) override;
   OptimizerState optimizerState() const override { return OptimizerState{adamSteps, m, v}; }
+  void setMasterWeights(bool bf16, uint64_t seed) override;
   void setOptimizerState(OptimizerState s) override;
 
  private:
@@ -62,6 +63,8 @@ class CpuModel final : public Engine {
   std::vector<float> w;        // parameters
   std::vector<float> g, m, v;  // gradients and Adam moments (allocated by the first training call)
   int64_t adamSteps = 0;
+  bool bf16Master = false;  // setMasterWeights: w holds bf16 values, each step rounds stochastically
+  uint64_t masterSeed = 0;
   int64_t qd_ = 0, kvd_ = 0, qkv_ = 0;
   RopeTable rope_;
 

@@ -12,6 +12,7 @@
 
 #include "engine/attention.h"
 #include "engine/cpu_model.h"
+#include "engine/formulas.h"
 #include "engine/gemm.h"
 #include "engine/head.h"
 #include "engine/mlp.h"
@@ -120,10 +121,21 @@ double CpuModel::adamw(double lr, double beta1, double beta2, double eps, double
     if (cfg.tieEmbeddings && p.name == "lm_head.weight") continue;
     segs.push_back(AdamwSegment{static_cast<int64_t>(p.offset), static_cast<int64_t>(p.size), p.shape.size() >= 2});
   }
-  const double norm = adamwStepCpu(w.data(), m.data(), v.data(), g.data(), w.size(), segs.data(), segs.size(),
-                                   AdamwHyper{lr, beta1, beta2, eps, weightDecay, maxGradNorm}, adamSteps + 1, threads);
+  AdamwHyper h{lr, beta1, beta2, eps, weightDecay, maxGradNorm};
+  h.bf16Master = bf16Master;
+  h.seed = masterSeed;
+  const double norm = adamwStepCpu(w.data(), m.data(), v.data(), g.data(), w.size(), segs.data(), segs.size(), h,
+                                   adamSteps + 1, threads);
   adamSteps += 1;
   return norm;
+}
+
+void CpuModel::setMasterWeights(bool bf16, uint64_t seed) {
+  if (frozen_) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
+  if (bf16 && !bf16Master)
+    for (float& x : w) x = bf16ToFloat(floatToBf16(x));  // the master is bf16 from here on
+  bf16Master = bf16;
+  masterSeed = seed;
 }
 
 }  // namespace clipo::engine

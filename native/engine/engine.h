@@ -57,6 +57,13 @@ class Engine {
   virtual double adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) = 0;
   virtual OptimizerState optimizerState() const = 0;
   virtual void setOptimizerState(OptimizerState s) = 0;
+  // The optimizer's master weights: fp32 (the default) or bf16 rounded stochastically at every step (optim.h
+  // AdamwHyper::bf16Master, `seed` picks the rounding bits). Switching to bf16 rounds the weights to bf16 (nearest
+  // even) once, so the master is bf16 from then on. A backend without it refuses bf16.
+  virtual void setMasterWeights(bool bf16, uint64_t seed) {
+    (void)seed;
+    if (bf16) throw EngineError(std::string(backend()) + " engine: bf16 master weights are not supported");
+  }
 };
 
 // What this build can run: the CPU engine always; the CUDA engine (cuda_engine.h, inference only in this version)

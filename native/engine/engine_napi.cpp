@@ -183,6 +183,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                         InstanceMethod("backward", &EngineModel::Backward),
                         InstanceMethod("zeroGrad", &EngineModel::ZeroGrad),
                         InstanceMethod("adamwStep", &EngineModel::AdamwStep),
+                        InstanceMethod("setMasterWeights", &EngineModel::SetMasterWeights),
                         InstanceMethod("getOptimizerState", &EngineModel::GetOptimizerState),
                         InstanceMethod("setOptimizerState", &EngineModel::SetOptimizerState),
                         InstanceMethod("getGradients", &EngineModel::GetGradients),
@@ -409,6 +410,20 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     if (wd < 0 || clip < 0) clipo::throwError(env, "weightDecay/maxGradNorm: must be >= 0");
     double norm = guarded(env, "adamwStep", [&] { return m.adamw(lr, b1, b2, eps, wd, clip); });
     return Napi::Number::New(env, norm);
+  }
+
+  // setMasterWeights({ mode: 'fp32' | 'bf16-sr', seed? })
+  Napi::Value SetMasterWeights(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& m = model(env);
+    Napi::Object o = clipo::argObject(info, 0, "setMasterWeights");
+    const bool bf16 = clipo::getEnum(o, "mode", {"fp32", "bf16-sr"}) == 1;
+    const uint64_t seed = static_cast<uint64_t>(clipo::getIntOr(o, "seed", 0, 0, (int64_t{1} << 53) - 1));
+    guarded(env, "setMasterWeights", [&] {
+      m.setMasterWeights(bf16, seed);
+      return 0;
+    });
+    return env.Undefined();
   }
 
   Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {

@@ -42,6 +42,25 @@ CLIPO_ENGINE_HD inline uint16_t floatToBf16(float f) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+// ---- bf16 master weights with stochastic rounding (optimizer option `bf16-sr`) ----
+// x rounded to one of its two bf16 neighbours, up with probability (x - lower) / (upper - lower): adding 16 random
+// bits below the kept half and truncating does exactly that, so E[round(x)] = x and small updates are not lost on
+// average (round to nearest would drop every update below half an ulp, about 0.4% of the weight). NaN and infinity
+// pass through; a finite value may round up to infinity only from within one ulp of the largest finite bf16.
+CLIPO_ENGINE_HD inline float stochasticRoundBf16(float x, uint32_t random) {
+  const uint32_t u = floatBits(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return x;  // NaN, infinity
+  return bitsFloat((u + (random & 0xffffu)) & 0xffff0000u);
+}
+// The random bits of element `index` at optimizer step `step`: a counter-based hash (splitmix64's finalizer of the
+// three mixed together), so the CPU, the device and any thread count draw the same bits for the same element.
+CLIPO_ENGINE_HD inline uint32_t roundingBits(uint64_t seed, uint64_t step, uint64_t index) {
+  uint64_t z = seed * 0x9e3779b97f4a7c15ull + step * 0xbf58476d1ce4e5b9ull + index * 0x94d049bb133111ebull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return static_cast<uint32_t>((z ^ (z >> 31)) >> 32);
+}
+
 // ---- RMSNorm: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps), the sum of squares in double ----
 CLIPO_ENGINE_HD inline float rmsRstd(double sumSquares, int64_t H, double eps) {
   return static_cast<float>(1.0 / sqrt(sumSquares / static_cast<double>(H) + eps));

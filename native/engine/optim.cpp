@@ -38,8 +38,16 @@ double adamwStepCpu(float* w, float* m, float* v, const float* g, size_t n, cons
     float* M = m + seg.offset;
     float* Vv = v + seg.offset;
     const float* G = g + seg.offset;
+    if (h.bf16Master) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < seg.size; ++i) adamwElement(G[i] * c, decay, s, W + i, M + i, Vv + i);
+      for (int64_t i = 0; i < seg.size; ++i) {
+        adamwElement(G[i] * c, decay, s, W + i, M + i, Vv + i);
+        W[i] = stochasticRoundBf16(W[i], roundingBits(h.seed, static_cast<uint64_t>(step), static_cast<uint64_t>(seg.offset + i)));
+      }
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t i = 0; i < seg.size; ++i) adamwElement(G[i] * c, decay, s, W + i, M + i, Vv + i);
+    }
   }
   return norm;
 }

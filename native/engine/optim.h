@@ -15,13 +15,18 @@ struct AdamwSegment {
 };
 struct AdamwHyper {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0, maxGradNorm = 0;
+  // bf16 master weights: each updated weight is rounded stochastically to bf16 (formulas.h stochasticRoundBf16,
+  // bits roundingBits(seed, step, element index in the flat buffer)). On the CPU the buffer stays fp32 but holds
+  // bf16 values (the semantics, for checks); on the device the bf16 working copy is the master (no fp32 copy).
+  bool bf16Master = false;
+  uint64_t seed = 0;
 };
 
 // The gradient's global L2 norm: sum of squares in double over fixed chunks of 2^16 values, chunk sums added in
 // order (the same value for any thread count).
 double gradNormCpu(const float* g, size_t n, int threads);
 // One step (step = the new step count, >= 1): returns the pre-clip gradient norm; a non-finite norm throws
-// (EngineError) before anything is written.
+// (EngineError) before anything is written. h.bf16Master: every updated weight rounded stochastically to bf16.
 double adamwStepCpu(float* w, float* m, float* v, const float* g, size_t n, const AdamwSegment* segs, size_t nSegs,
                     const AdamwHyper& h, int64_t step, int threads);
 
@@ -29,7 +34,8 @@ double adamwStepCpu(float* w, float* m, float* v, const float* g, size_t n, cons
 // Two launches for the norm: kAdamwNormBlocks blocks each sum a fixed strided share of g^2 in double (a tree
 // reduction in a fixed order, no atomics), one block adds the partials in index order and stores the norm and the
 // clip scale. Then one fused kernel per segment: scale the gradient, update m, v and the fp32 master weights,
-// write the bf16 working copy (wBf16 may be null). When the norm is not finite the update kernels write nothing.
+// write the bf16 working copy (wBf16 may be null). h.bf16Master: the bf16 copy is the master (w may be null; wBf16
+// is read, updated and written back rounded stochastically). When the norm is not finite nothing is written.
 // Device entry: device pointers; `scratch` of adamwCudaScratchBytes() bytes (the norm lands in ((double*)scratch)[0]);
 // segs a host array; stream a cudaStream_t; nothing synchronizes. Returns "" or an error message.
 constexpr int kAdamwNormBlocks = 240;

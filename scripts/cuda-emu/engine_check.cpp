@@ -241,6 +241,41 @@ static void checkAdamw(int64_t n, bool decay, double maxGradNorm, int steps) {
          bad, static_cast<size_t>(3 * n * steps), det);
 }
 
+// bf16 master weights (stochastic rounding): the device keeps only the bf16 copy, the CPU an fp32 buffer holding bf16
+// values; after every step the two must hold the same bf16 bits (same rounding bits per element and step), and the
+// moments the same floats. With clipping inactive everything is exact.
+static void checkAdamwBf16Master(int64_t n, int steps) {
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<uint16_t> bf(n);
+  std::vector<float> wc(n), g(n), mc(n, 0.f), vc(n, 0.f), md(n, 0.f), vd(n, 0.f);
+  for (int64_t i = 0; i < n; ++i) {
+    bf[i] = floatToBf16(d(rng));
+    wc[i] = bf16ToFloat(bf[i]);
+  }
+  std::vector<AdamwSegment> segs{{0, n / 2, true}, {n / 2 + 2, n - n / 2 - 2, false}};  // two values left untouched
+  AdamwHyper h;
+  h.lr = 1e-3; h.weightDecay = 0.1; h.bf16Master = true; h.seed = 12345;
+  const std::vector<uint16_t> start(bf);
+  int bad = 0, rounded = 0;
+  for (int t = 1; t <= steps; ++t) {
+    for (auto& x : g) x = d(rng) * 0.01f;
+    adamwStepCpu(wc.data(), mc.data(), vc.data(), g.data(), n, segs.data(), segs.size(), h, t, 1);
+    double nd = NAN;
+    checkError(adamwStepCudaHost(nullptr, md.data(), vd.data(), g.data(), bf.data(), n, segs.data(), segs.size(), h, t, &nd), "adamw bf16 master");
+    for (int64_t i = 0; i < n; ++i) {
+      if (bf16ToFloat(floatToBf16(wc[i])) != wc[i]) ++bad;  // the CPU master holds bf16 values
+      if (bf[i] != floatToBf16(wc[i]) || md[i] != mc[i] || vd[i] != vc[i]) ++bad;
+      const bool untouched = i == n / 2 || i == n / 2 + 1;
+      if (untouched && bf[i] != start[i]) ++bad;
+      if (!untouched && bf[i] != start[i]) ++rounded;
+    }
+  }
+  if (rounded == 0) ++bad;  // the updates must move the weights (lr 1e-3 is about a quarter of a bf16 ulp at 1)
+  char det[64];
+  std::snprintf(det, sizeof det, "(%d weight changes over the steps)", rounded);
+  report("adamw bf16 master n " + std::to_string(n), bad, static_cast<size_t>(3 * n * steps), det);
+}
+
 // a non-finite gradient: an error naming it, and neither the weights, the moments nor the bf16 copy change
 static void checkAdamwNonFinite(float poison) {
   const int64_t n = 1000;
@@ -289,6 +324,7 @@ int main(int argc, char** argv) {
   checkAdamw(777, false, 1.0, 3);      // clipping active after the first step, no decay
   checkAdamw(4096, true, 1.0, 2);      // a multiple of the block
   checkAdamw(70001, true, 1e6, 1);     // more values than the norm's threads; clipping inactive
+  checkAdamwBf16Master(3001, 3);
   checkAdamwNonFinite(NAN);
   checkAdamwNonFinite(INFINITY);
   std::printf("%s (%d failures, seed %u)\n", failures ? "FAILED" : "all ok", failures, seed);

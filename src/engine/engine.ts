@@ -17,6 +17,9 @@ export type EngineBackendRequest = EngineBackend | 'auto';
 export const ENGINE_BACKENDS: readonly EngineBackendRequest[] = ['cpu', 'cuda', 'auto'];
 /** The backend of training runs: training (forwardTrain, backward, AdamW) is not yet on the CUDA engine. */
 export const TRAIN_BACKEND: EngineBackend = 'cpu';
+
+/** The optimizer's master weights (Engine.setMasterWeights). */
+export type MasterWeights = 'fp32' | 'bf16-sr';
 export type EnginePrecision = 'bf16' | 'fp32';
 
 export interface EngineOptions {
@@ -175,6 +178,7 @@ interface NativeEngineModel {
   backward(o: { gradLogp: Float32Array; gradEntropy?: Float32Array; release?: boolean }): void;
   zeroGrad(): void;
   adamwStep(o: AdamWOptions): number;
+  setMasterWeights(o: { mode: MasterWeights; seed?: number }): void;
   getOptimizerState(): { step: number; m: Float32Array | null; v: Float32Array | null };
   setOptimizerState(o: { step: number; m: Float32Array; v: Float32Array }): void;
   generate(o: object): {
@@ -483,6 +487,16 @@ export class Engine {
   adamwStep(opts: AdamWOptions): { gradNorm: number } {
     this.trainable('adamwStep');
     return { gradNorm: this.handle().adamwStep(opts) };
+  }
+
+  /**
+   * The optimizer's master weights: 'fp32' (default) or 'bf16-sr', bf16 rounded stochastically at every AdamW step
+   * (E[round(w)] = w, so updates below half a bf16 ulp still move the weights on average; the rounding bits come from
+   * `seed`, the step and the element, so runs repeat). Switching to bf16 rounds the weights to bf16 once.
+   */
+  setMasterWeights(mode: MasterWeights, seed = 0): void {
+    this.trainable('setMasterWeights');
+    this.handle().setMasterWeights({ mode, seed });
   }
 
   exportOptimizerState(): OptimizerState {

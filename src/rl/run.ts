@@ -177,6 +177,8 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
     if (c.reward.module) rewardModule = RewardModule.open(c.reward.module, c.reward.timeout_s * 1000);
     const custom = rewardModule;
     if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
+    // before the reference is cloned, so that it starts from the same (bf16-rounded) weights
+    if (c.optim.master_weights !== 'fp32') (policy as unknown as Engine).setMasterWeights(c.optim.master_weights, c.optim.seed);
     if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, { ...(threads ? { threads } : {}), backend: TRAIN_BACKEND }) as unknown as PolicyEngine) : policy.cloneFrozen();
     const head = ckpt?.head && ckpt.state.head ? ContrastiveHead.fromTensors(ckpt.state.head.kind, ckpt.state.head.hiddenSize, ckpt.state.head.outSize, ckpt.head.weights, ckpt.head.optimizer, ckpt.state.head.step) : null;
     const trainer = new Trainer({
