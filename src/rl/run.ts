@@ -60,6 +60,7 @@ export function trainingPlan(c: TrainConfig, m: ModelConfig, memoryBytes = alloc
       promptsPerStep: c.optim.prompts_per_step,
       checkpointing: c.model.checkpointing,
       reference: c.algorithm.kl_coef > 0,
+      masterDtype: c.optim.master_weights === 'bf16-sr' ? 'bf16' : 'fp32',
       ...(c.clipo.enabled ? { contrastiveOutSize: c.clipo.out_size } : {}),
       memoryBytes,
     },
