@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSy
 import os from 'node:os';
 import path from 'node:path';
 import { modelConfigToJson, parseModelConfig } from '../src/model/config.js';
-import { loadModelDir, saveModelDir } from '../src/model/hfdir.js';
+import { Engine } from '../src/engine/engine.js';
+import { loadModelDir, openModelDir, saveModelDir } from '../src/model/hfdir.js';
 import { fillNormal, initConfigJson, initModel, type InitShape } from '../src/model/init.js';
 import { f32ToBf16Bits, f32ToF16Bits, readSafetensors, readSafetensorsDir, writeSafetensors, writeSafetensorsDir } from '../src/model/safetensors.js';
 import { expectedTensors, parameterCount } from '../src/model/tensors.js';
@@ -407,13 +408,25 @@ describe('model directories', () => {
     };
     const missing = new Map(weights);
     missing.delete('model.layers.1.mlp.up_proj.weight');
-    expect(() => loadModelDir(write(missing))).toThrow(/tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is missing \(expected shape \[48, 32\]\)/);
     const misshapen = new Map(weights);
     misshapen.set('model.layers.0.self_attn.k_proj.weight', { shape: [32, 32], data: new Float32Array(1024) });
-    expect(() => loadModelDir(write(misshapen))).toThrow(/tensor 'model\.layers\.0\.self_attn\.k_proj\.weight' has shape \[32, 32\], expected \[16, 32\]/);
     const extra = new Map(weights);
     extra.set('model.layers.2.mlp.up_proj.weight', { shape: [1], data: new Float32Array(1) });
-    expect(() => loadModelDir(write(extra))).toThrow(/unexpected tensor 'model\.layers\.2\.mlp\.up_proj\.weight'/);
+    // the eager loader and the lazy one (openModelDir: names and shapes at open, before any value is read) alike
+    for (const open of [loadModelDir, openModelDir]) {
+      expect(() => open(write(missing))).toThrow(/tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is missing \(expected shape \[48, 32\]\)/);
+      expect(() => open(write(misshapen))).toThrow(/tensor 'model\.layers\.0\.self_attn\.k_proj\.weight' has shape \[32, 32\], expected \[16, 32\]/);
+      expect(() => open(write(extra))).toThrow(/unexpected tensor 'model\.layers\.2\.mlp\.up_proj\.weight'/);
+    }
+    // a NaN: the eager loader refuses the directory; the lazy one opens it (values unread) and the engine refuses it
+    const corrupt = new Map(weights);
+    const bad = new Float32Array(weights.get('model.layers.1.self_attn.o_proj.weight')!.data);
+    bad[17] = NaN;
+    corrupt.set('model.layers.1.self_attn.o_proj.weight', { shape: [32, 32], data: bad });
+    const nanMessage = /'model\.layers\.1\.self_attn\.o_proj\.weight' holds a non-finite value \(NaN\) at index 17/;
+    expect(() => loadModelDir(write(corrupt))).toThrow(nanMessage);
+    const lazy = openModelDir(write(corrupt));
+    expect(() => Engine.create(lazy.config, lazy.weights, { threads: 1, backend: 'cpu' })).toThrow(nanMessage);
     const dir = tmp('noweights');
     mkdirSync(dir);
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify(initConfigJson(tiny('qwen2'))));
