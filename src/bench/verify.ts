@@ -13,9 +13,10 @@ import path from 'node:path';
 import { loadDataset } from '../data/load.js';
 import { defaultDataRoot } from '../data/suites.js';
 import { verify } from '../verify/index.js';
+import { VerifierPool } from '../verify/pool.js';
 import { median, timeRepeats } from '../util/stats.js';
 import { round } from './bandwidth.js';
-import { loadBefore, loadRecord, standardNotes } from './harness.js';
+import { loadBefore, loadRecord, standardNotes, threadCounts } from './harness.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
 const REASONING =
@@ -74,13 +75,31 @@ function measure(ctx: BenchContext, cases: Case[], label: string, source: string
     for (const c of cases) verify(c.completion, c.gt);
   }, ctx.repeats, 0);
   const perSec = cases.length / median(times);
-  return { set: label, data: source, completions: cases.length, 'verify/s': round(perSec), 'us/verify': round(1e6 / perSec), 'unexpected verdicts': wrong };
+  return { set: label, path: 'in-process', threads: 1, data: source, completions: cases.length, 'verify/s': round(perSec), 'us/verify': round(1e6 / perSec), 'unexpected verdicts': wrong };
+}
+
+/**
+ * The same completions through the verifier pool (worker threads, each answer under a time bound: the path
+ * `clipo train` and `clipo eval` take), with `threads` workers: the batch API's cost (messages, results) included.
+ */
+async function measurePool(ctx: BenchContext, cases: Case[], label: string, source: string, threads: number): Promise<BenchRow> {
+  const pool = new VerifierPool({ threads });
+  try {
+    const items = cases.map((c) => ({ completion: c.completion, groundTruth: c.gt }));
+    const warm = pool.verifyBatchSync(items); // workers started and warmed; verdicts checked
+    const wrong = warm.results.filter((r, k) => r.correct !== cases[k]!.expect).length;
+    const times = timeRepeats(() => pool.verifyBatchSync(items), ctx.repeats, 0);
+    const perSec = cases.length / median(times);
+    return { set: label, path: `pool, ${threads} worker${threads > 1 ? 's' : ''}`, threads, data: source, completions: cases.length, 'verify/s': round(perSec), 'us/verify': round(1e6 / perSec), 'unexpected verdicts': wrong, timeouts: warm.timeouts };
+  } finally {
+    await pool.close();
+  }
 }
 
 export const verifySuite: BenchSuite = {
   name: 'verify',
   groups: ['verify'],
-  description: 'verifier throughput on GSM8K-style and MATH-style answers (real ground truths), one core',
+  description: 'verifier throughput on GSM8K-style and MATH-style answers (real ground truths): in-process on one core, and through the worker pool on one and all threads',
   async run(ctx: BenchContext): Promise<BenchReport> {
     const before = loadBefore();
     const gsm = await groundTruths(['test/gsm8k.parquet', 'test/gsm_p2.parquet'], Array.from({ length: 2000 }, (_, i) => (i % 5 === 4 ? `${(i * 7.3).toFixed(1)}` : String(i * 37))));
@@ -117,10 +136,15 @@ export const verifySuite: BenchSuite = {
     ];
     const gsmRate = rows[3]['verify/s'] as number;
     const mathRate = rows[7]['verify/s'] as number;
+    // the mixes again through the worker pool, one worker and all threads
+    for (const t of threadCounts(ctx.threads)) {
+      rows.push(await measurePool(ctx, gsmMix, 'GSM8K-style: all of the above', gsm.source, t));
+      rows.push(await measurePool(ctx, mathMix, 'MATH-style: all of the above', math.source, t));
+    }
     const notes = [
       `GSM8K-style: ${gsmRate} verifications/s (target >= 5000): ${gsmRate >= 5000 ? 'met' : 'MISSED'}`,
       `MATH-style: ${mathRate} verifications/s (target >= 200): ${mathRate >= 200 ? 'met' : 'MISSED'}`,
-      'one core (the verifier is synchronous); rates are medians over repeats after a warm pass',
+      'in-process rows: the verifier called directly on one core; pool rows: the same completions through the verifier pool (worker threads, each answer under a time bound; what clipo train and clipo eval use), one worker and all threads, messages included; rates are medians over repeats after a warm pass',
     ];
     const unexpected = rows.reduce((a, r) => a + (r['unexpected verdicts'] as number), 0);
     if (unexpected) notes.push(`${unexpected} completions got a verdict other than expected (see the rows)`);
