@@ -4,9 +4,11 @@
 //                               and the versions it reports at run time
 //   gpuLibsGemmBf16(opts)       the cuBLASLt bf16 GEMM probe        (throws a clear Error where it cannot run)
 //   gpuLibsAllReduce(opts)      the one-rank NCCL all-reduce probe  (likewise)
-#include <dlfcn.h>
+//   gpuLibsLtPlans()            the cuBLASLt plans the CUDA engine's GEMM made so far (engine/gemm.cu)
+// The library is opened by gpulibs_loader.cpp, which the engine's GEMM dispatch shares.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "common/napi_args.h"
 #include "common/registry.h"
 #include "gpulibs/gpulibs_abi.h"
+#include "gpulibs/gpulibs_loader.h"
 
 // Written by CMake (configure_file): what the build looked for and found. A node-gyp build has no such header.
 #if defined(__has_include)
@@ -35,64 +38,8 @@
 
 namespace {
 
-struct Loaded {
-  bool tried = false;
-  void* handle = nullptr;
-  std::string path;
-  std::string error;
-  ClipoGpuLibsInfoFn info = nullptr;
-  ClipoGemmBf16Fn gemm = nullptr;
-  ClipoAllReduceFn allReduce = nullptr;
-};
-
-void anchor() {}
-
-// Next to clipo.node unless CLIPO_GPULIBS_PATH names the file.
-std::string libraryPath() {
-  if (const char* env = std::getenv("CLIPO_GPULIBS_PATH"); env && *env) return env;
-  Dl_info di{};
-  std::string dir = ".";
-  if (dladdr(reinterpret_cast<void*>(&anchor), &di) && di.dli_fname) {
-    std::string self = di.dli_fname;
-    const size_t slash = self.rfind('/');
-    if (slash != std::string::npos) dir = self.substr(0, slash);
-  }
-  return dir + "/clipo_gpulibs.so";
-}
-
-Loaded& load() {
-  static Loaded L;
-  if (L.tried) return L;
-  L.tried = true;
-  L.path = libraryPath();
-  if (!CLIPO_GPULIBS_BUILT && !std::getenv("CLIPO_GPULIBS_PATH")) {
-    L.error = std::string("not built: ") + CLIPO_GPULIBS_WHY;
-    return L;
-  }
-  dlerror();
-  L.handle = dlopen(L.path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!L.handle) {
-    const char* e = dlerror();
-    L.error = std::string("cannot load ") + L.path + ": " + (e ? e : "unknown dlopen error");
-    return L;
-  }
-  auto abi = reinterpret_cast<ClipoGpuLibsAbiFn>(dlsym(L.handle, CLIPO_GPULIBS_SYM_ABI));
-  if (!abi || abi() != CLIPO_GPULIBS_ABI) {
-    L.error = L.path + " is from another build (interface version " + (abi ? std::to_string(abi()) : "?") +
-              ", this addon expects " + std::to_string(CLIPO_GPULIBS_ABI) + "): rebuild with `npm run build:native`";
-    dlclose(L.handle);
-    L.handle = nullptr;
-    return L;
-  }
-  L.info = reinterpret_cast<ClipoGpuLibsInfoFn>(dlsym(L.handle, CLIPO_GPULIBS_SYM_INFO));
-  L.gemm = reinterpret_cast<ClipoGemmBf16Fn>(dlsym(L.handle, CLIPO_GPULIBS_SYM_GEMM));
-  L.allReduce = reinterpret_cast<ClipoAllReduceFn>(dlsym(L.handle, CLIPO_GPULIBS_SYM_ALLREDUCE));
-  if (!L.info || !L.gemm || !L.allReduce) {
-    L.error = L.path + " lacks an expected symbol: rebuild with `npm run build:native`";
-    L.info = nullptr;
-  }
-  return L;
-}
+using clipo::gpulibs::Library;
+const Library& load() { return clipo::gpulibs::library(); }
 
 Napi::Object found(Napi::Env env, const char* include, const char* library, const char* why) {
   Napi::Object o = Napi::Object::New(env);
@@ -117,9 +64,9 @@ Napi::Value GpuLibsInfo(const Napi::CallbackInfo& info) {
   build.Set("nccl", found(env, CLIPO_GPULIBS_NCCL_INCLUDE, CLIPO_GPULIBS_NCCL_LIBRARY, CLIPO_GPULIBS_NCCL_WHY));
   build.Set("searched", CLIPO_GPULIBS_SEARCHED);
   out.Set("build", build);
-  Loaded& L = load();
+  const Library& L = load();
   out.Set("path", L.path);
-  out.Set("loaded", L.info != nullptr);
+  out.Set("loaded", L.loaded());
   if (!L.info) {
     out.Set("error", L.error);
     return out;
@@ -138,8 +85,8 @@ Napi::Value GpuLibsInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Loaded& requireLoaded(Napi::Env env, const char* what) {
-  Loaded& L = load();
+const Library& requireLoaded(Napi::Env env, const char* what) {
+  const Library& L = load();
   if (!L.info) clipo::throwError(env, std::string(what) + ": the GPU libraries are not available (" + L.error + ")");
   return L;
 }
@@ -163,7 +110,7 @@ Napi::Value GpuLibsGemmBf16(const Napi::CallbackInfo& info) {
   a.warmup = static_cast<int>(clipo::getIntOr(o, "warmup", 5, 0, 10000));
   a.checkSamples = static_cast<int>(clipo::getIntOr(o, "checkSamples", 256, 1, 1 << 20));
   a.seed = static_cast<uint64_t>(clipo::getIntOr(o, "seed", 1, 0, int64_t(1) << 52));
-  Loaded& L = requireLoaded(env, "gpuLibsGemmBf16");
+  const Library& L = requireLoaded(env, "gpuLibsGemmBf16");
   std::vector<double> ms(a.repeats);
   ClipoGemmResult r{};
   char err[512] = {0};
@@ -187,7 +134,7 @@ Napi::Value GpuLibsAllReduce(const Napi::CallbackInfo& info) {
   a.bytes = clipo::getIntOr(o, "megabytes", 256, 1, 1 << 16) << 20;
   a.repeats = static_cast<int>(clipo::getIntOr(o, "repeats", 20, 1, 10000));
   a.warmup = static_cast<int>(clipo::getIntOr(o, "warmup", 3, 0, 10000));
-  Loaded& L = requireLoaded(env, "gpuLibsAllReduce");
+  const Library& L = requireLoaded(env, "gpuLibsAllReduce");
   std::vector<double> ms(a.repeats);
   ClipoAllReduceResult r{};
   char err[512] = {0};
@@ -203,7 +150,50 @@ Napi::Value GpuLibsAllReduce(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// gpuLibsLtPlans() -> [{ op, inType, outType, shapeClass, bias, accumulate, device, fixed: [a, b], supported,
+// algoId, tile, stages, splitK, reductionScheme, candidates, wavesCount, workspaceBytes, calls }]: the cuBLASLt plans
+// the engine's GEMM made so far in this process (empty when the library is not loaded).
+Napi::Value GpuLibsLtPlans(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Library& L = load();
+  Napi::Array out = Napi::Array::New(env);
+  if (!L.loaded()) return out;
+  std::vector<ClipoLtPlanInfo> plans(static_cast<size_t>(std::max(0, L.ltPlans(nullptr, 0))) + 16);
+  const int n = std::min<int>(L.ltPlans(plans.data(), static_cast<int>(plans.size())), static_cast<int>(plans.size()));
+  static const char* ops[] = {"nt", "nn", "tn"};
+  static const char* types[] = {"bf16", "fp32"};
+  static const char* classes[] = {"wide", "rows"};
+  for (int i = 0; i < n; ++i) {
+    const ClipoLtPlanInfo& p = plans[static_cast<size_t>(i)];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("op", ops[p.op >= 0 && p.op <= 2 ? p.op : 0]);
+    o.Set("inType", types[p.inType & 1]);
+    o.Set("outType", types[p.outType & 1]);
+    o.Set("shapeClass", classes[p.shapeClass & 1]);
+    o.Set("bias", static_cast<bool>(p.bias));
+    o.Set("accumulate", static_cast<bool>(p.accumulate));
+    o.Set("device", p.device);
+    Napi::Array fixed = Napi::Array::New(env, 2);
+    fixed.Set(0u, static_cast<double>(p.fixed0));
+    fixed.Set(1u, static_cast<double>(p.fixed1));
+    o.Set("fixed", fixed);
+    o.Set("supported", static_cast<bool>(p.supported));
+    o.Set("algoId", p.algoId);
+    o.Set("tile", p.tile);
+    o.Set("stages", p.stages);
+    o.Set("splitK", p.splitK);
+    o.Set("reductionScheme", p.reductionScheme);
+    o.Set("candidates", p.candidates);
+    o.Set("wavesCount", p.wavesCount);
+    o.Set("workspaceBytes", p.workspaceBytes);
+    o.Set("calls", static_cast<double>(p.calls));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
 void InitGpuLibs(Napi::Env env, Napi::Object exports) {
+  exports.Set("gpuLibsLtPlans", Napi::Function::New(env, GpuLibsLtPlans, "gpuLibsLtPlans"));
   exports.Set("gpuLibsInfo", Napi::Function::New(env, GpuLibsInfo, "gpuLibsInfo"));
   exports.Set("gpuLibsGemmBf16", Napi::Function::New(env, GpuLibsGemmBf16, "gpuLibsGemmBf16"));
   exports.Set("gpuLibsAllReduce", Napi::Function::New(env, GpuLibsAllReduce, "gpuLibsAllReduce"));

@@ -1,14 +1,21 @@
 // clipo_gpulibs.so: the code that links cuBLASLt and NCCL, kept out of the addon (see ../gpulibs_abi.h). Built by
 // CMake only when a CUDA compiler and at least one of the two libraries were found; CLIPO_HAVE_CUBLASLT and
-// CLIPO_HAVE_NCCL say which. For now it holds the probes the GPU engine starts from: a bf16 GEMM at the engine's
-// projection shapes and a one-rank all-reduce, each checked before it is timed.
+// CLIPO_HAVE_NCCL say which. It holds the probes the GPU engine starts from (a bf16 GEMM at the engine's projection
+// shapes and a one-rank all-reduce, each checked before it is timed) and the engine's GEMM itself
+// (clipo_gpulibs_lt_matmul: the products of a linear layer with a cached algorithm per plan key, see the ABI header).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gpulibs/gpulibs_abi.h"
@@ -332,6 +339,290 @@ CLIPO_EXPORT int clipo_gpulibs_allreduce(const ClipoAllReduceArgs* a, double* ms
   out->msMedian = median(ms);
   out->msMin = *std::min_element(ms.begin(), ms.end());
   out->algGBs = static_cast<double>(n * 4) / (out->msMedian * 1e-3) / 1e9;
+  return 0;
+#endif
+}
+
+// ---- the engine's GEMM (ABI 2: ClipoLtMatmulArgs) ----
+//
+// Row-major products mapped onto cuBLASLt's column-major D'[m' x n'] = op(A')[m' x k'] op(B')[k' x n'] by computing
+// D^T: m' = N, n' = M, k' = K, A' = the second operand (the weight W, or B), B' = the first (X, or A):
+//   NT: A' = W  as col-major [K x N] (ld K), op T;   B' = X as col-major [K x M] (ld K), op N
+//   NN: A' = B  as col-major [N x K] (ld N), op N;   B' = A as col-major [K x M] (ld K), op N
+//   TN: A' = B  as col-major [N x K] (ld N), op N;   B' = A as col-major [M x K] (ld M), op T
+//   D (and C = D): col-major [N x M] (ld N); the bias has one entry per row of D', i.e. per output column N.
+// Every leading dimension is a fixed dimension of the plan, so only the free dimension (M, or K for TN) changes
+// between calls of one plan.
+
+#ifdef CLIPO_HAVE_CUBLASLT
+namespace {
+
+constexpr size_t kLtWorkspaceBytes = 32u << 20;  // what cuBLAS recommends for Hopper
+constexpr int64_t kLtRef[2] = {4096, 128};        // the heuristic's free dimension: CLIPO_LT_WIDE, CLIPO_LT_ROWS
+// Free-dimension sizes every candidate algorithm must accept (cublasLtMatmulAlgoCheck) before a plan takes it, so
+// that the algorithm chosen at the reference size serves every call of the plan.
+const int64_t kLtCheckSizes[] = {1, 2, 3, 7, 16, 17, 64, 100, 128, 255, 256, 257, 1000, 4096, 4097, 16384, 65536};
+
+uint32_t alignmentOf(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (a == 0) return 256;
+  const uintptr_t low = a & (~a + 1);  // the lowest set bit: the largest power of two dividing the address
+  return low >= 256 ? 256u : static_cast<uint32_t>(low);
+}
+cudaDataType_t ltType(int t) { return t == CLIPO_LT_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+struct LtKey {
+  int device, op, in, out, cls, bias, acc;
+  int64_t f0, f1;
+  uint32_t alA, alB, alD, alBias;
+  auto tie() const { return std::tie(device, op, in, out, cls, bias, acc, f0, f1, alA, alB, alD, alBias); }
+  bool operator<(const LtKey& o) const { return tie() < o.tie(); }
+};
+
+struct LtPlan {
+  LtKey key{};
+  bool supported = false;
+  cublasLtMatmulAlgo_t algo{};
+  size_t workspace = 0;
+  float waves = 0.f;
+  int candidates = 0;
+  std::atomic<int64_t> calls{0};
+};
+
+struct LtState {
+  std::mutex mu;
+  std::map<int, cublasLtHandle_t> handles;
+  std::map<LtKey, std::unique_ptr<LtPlan>> plans;
+  std::map<std::pair<int, void*>, void*> workspaces;
+};
+// Never destroyed: no cuBLAS or CUDA call may run from a static destructor at process exit.
+LtState& ltState() {
+  static LtState* s = new LtState;
+  return *s;
+}
+
+// The descriptors of one problem, on the stack (cublasLt*Init), so a call allocates nothing on the host.
+struct LtProblem {
+  cublasLtMatmulDescOpaque_t descMem;
+  cublasLtMatrixLayoutOpaque_t aMem, bMem, dMem;
+  cublasLtMatmulDesc_t desc = &descMem;
+  cublasLtMatrixLayout_t la = &aMem, lb = &bMem, ld = &dMem;
+};
+
+// m, n, k: the row-major problem (the free dimension already set to the size wanted).
+cublasStatus_t ltDescribe(const ClipoLtMatmulArgs& a, int64_t m, int64_t n, int64_t k, LtProblem& p) {
+  cublasStatus_t s;
+  const cudaDataType_t ti = ltType(a.inType), to = ltType(a.outType);
+  if ((s = cublasLtMatmulDescInit(p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F))) return s;
+  const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+  const cublasOperation_t ta = a.op == CLIPO_LT_NT ? opT : opN, tb = a.op == CLIPO_LT_TN ? opT : opN;
+  if ((s = cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta))) ||
+      (s = cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb))))
+    return s;
+  if (a.bias) {
+    const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+    if ((s = cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep))) ||
+        (s = cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &a.bias, sizeof(a.bias))))
+      return s;
+    const int32_t bt = static_cast<int32_t>(to);
+    if ((s = cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)))) return s;
+  }
+  if (a.op == CLIPO_LT_NT) {
+    if ((s = cublasLtMatrixLayoutInit(p.la, ti, k, n, k)) || (s = cublasLtMatrixLayoutInit(p.lb, ti, k, m, k))) return s;
+  } else if (a.op == CLIPO_LT_NN) {
+    if ((s = cublasLtMatrixLayoutInit(p.la, ti, n, k, n)) || (s = cublasLtMatrixLayoutInit(p.lb, ti, k, m, k))) return s;
+  } else {
+    if ((s = cublasLtMatrixLayoutInit(p.la, ti, n, k, n)) || (s = cublasLtMatrixLayoutInit(p.lb, ti, m, k, m))) return s;
+  }
+  return cublasLtMatrixLayoutInit(p.ld, to, n, m, n);
+}
+
+// (m, n, k) with the free dimension replaced by `free`
+void withFree(const ClipoLtMatmulArgs& a, int64_t free, int64_t& m, int64_t& n, int64_t& k) {
+  m = a.m, n = a.n, k = a.k;
+  if (a.op == CLIPO_LT_TN) k = free;
+  else m = free;
+}
+
+// Picks the plan's algorithm: the heuristic's candidates at the class's reference size, restricted to fp32
+// accumulation (and fp32 multiply inputs for fp32 data: no TF32, no emulation) and, for bf16 outputs, to split-K
+// reductions kept in fp32; the first candidate that cublasLtMatmulAlgoCheck accepts at every size of
+// kLtCheckSizes is taken. None: the plan is unsupported (the caller's own kernel runs, for every call of the key).
+void ltChoose(cublasLtHandle_t h, const ClipoLtMatmulArgs& a, LtPlan& plan) {
+  int64_t m, n, k;
+  withFree(a, kLtRef[a.shapeClass], m, n, k);
+  LtProblem p;
+  if (ltDescribe(a, m, n, k, p)) return;
+  cublasLtMatmulPreferenceOpaque_t prefMem;
+  cublasLtMatmulPreference_t pref = &prefMem;
+  if (cublasLtMatmulPreferenceInit(pref)) return;
+  const uint64_t ws = kLtWorkspaceBytes;
+  uint32_t reduction = a.outType == CLIPO_LT_BF16 ? (CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE)
+                                                  : static_cast<uint32_t>(CUBLASLT_REDUCTION_SCHEME_MASK);
+  uint64_t impl = ~uint64_t(0) & ~(CUBLASLT_NUMERICAL_IMPL_FLAGS_ACCUMULATOR_16F | CUBLASLT_NUMERICAL_IMPL_FLAGS_ACCUMULATOR_32I |
+                                   CUBLASLT_NUMERICAL_IMPL_FLAGS_ACCUMULATOR_64F);
+  if (a.inType == CLIPO_LT_F32)
+    impl &= ~(CUBLASLT_NUMERICAL_IMPL_FLAGS_INPUT_TF32 | CUBLASLT_NUMERICAL_IMPL_FLAGS_INPUT_16BF |
+              CUBLASLT_NUMERICAL_IMPL_FLAGS_INPUT_16F | CUBLASLT_NUMERICAL_IMPL_FLAGS_INPUT_8I |
+              CUBLASLT_NUMERICAL_IMPL_FLAGS_INPUT_8F_E4M3 | CUBLASLT_NUMERICAL_IMPL_FLAGS_INPUT_8F_E5M2);
+  const LtKey& key = plan.key;
+  if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)) ||
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction, sizeof(reduction)) ||
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_IMPL_MASK, &impl, sizeof(impl)) ||
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.alB, sizeof(key.alB)) ||
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.alA, sizeof(key.alA)) ||
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.alD, sizeof(key.alD)) ||
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.alD, sizeof(key.alD)))
+    return;
+  constexpr int kCandidates = 16;
+  cublasLtMatmulHeuristicResult_t heur[kCandidates];
+  int found = 0;
+  if (cublasLtMatmulAlgoGetHeuristic(h, p.desc, p.la, p.lb, p.ld, p.ld, pref, kCandidates, heur, &found) || found <= 0) return;
+  plan.candidates = found;
+  for (int c = 0; c < found; ++c) {
+    if (heur[c].state != CUBLAS_STATUS_SUCCESS || heur[c].workspaceSize > kLtWorkspaceBytes) continue;
+    bool ok = true;
+    for (int64_t size : kLtCheckSizes) {
+      int64_t cm, cn, ck;
+      withFree(a, size, cm, cn, ck);
+      LtProblem q;
+      cublasLtMatmulHeuristicResult_t r{};
+      if (ltDescribe(a, cm, cn, ck, q) || cublasLtMatmulAlgoCheck(h, q.desc, q.la, q.lb, q.ld, q.ld, &heur[c].algo, &r) ||
+          r.workspaceSize > kLtWorkspaceBytes) {
+        ok = false;
+        break;
+      }
+    }
+    if (!ok) continue;
+    plan.supported = true;
+    plan.algo = heur[c].algo;
+    plan.workspace = heur[c].workspaceSize;
+    plan.waves = heur[c].wavesCount;
+    return;
+  }
+}
+
+int ltFail(char* err, size_t len, const char* what, cublasStatus_t s) { return setError(err, len, what, cublasLtGetStatusString(s)); }
+
+}  // namespace
+#endif
+
+CLIPO_EXPORT int clipo_gpulibs_lt_matmul(const ClipoLtMatmulArgs* a, char* err, size_t errLen) {
+#ifndef CLIPO_HAVE_CUBLASLT
+  (void)a;
+  return setError(err, errLen, "lt matmul", "clipo_gpulibs was built without cuBLASLt");
+#else
+  if (a->op < CLIPO_LT_NT || a->op > CLIPO_LT_TN || a->inType < 0 || a->inType > 1 || a->outType < 0 || a->outType > 1 ||
+      a->shapeClass < 0 || a->shapeClass > 1)
+    return setError(err, errLen, "lt matmul", "unknown op, type or shape class");
+  if (a->m <= 0 || a->n <= 0 || a->k <= 0) return setError(err, errLen, "lt matmul", "m, n and k must be positive");
+  if (!a->a || !a->b || !a->d) return setError(err, errLen, "lt matmul", "null matrix pointer");
+  if (a->bias && a->op != CLIPO_LT_NT) return setError(err, errLen, "lt matmul", "a bias only with the NT product");
+  if (a->inType == CLIPO_LT_F32 && a->outType == CLIPO_LT_BF16)
+    return setError(err, errLen, "lt matmul", "fp32 inputs with a bf16 output are not a combination the engine uses");
+  LtState& st = ltState();
+  LtKey key{a->device, a->op, a->inType, a->outType, a->shapeClass, a->bias != nullptr, a->accumulate != 0,
+            a->op == CLIPO_LT_TN ? a->m : a->n, a->op == CLIPO_LT_TN ? a->n : a->k,
+            alignmentOf(a->a), alignmentOf(a->b), alignmentOf(a->d), a->bias ? alignmentOf(a->bias) : 256u};
+  LtPlan* plan = nullptr;
+  cublasLtHandle_t h = nullptr;
+  void* ws = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    cudaError_t e = cudaSetDevice(a->device);
+    if (e != cudaSuccess) return cudaFail(err, errLen, "lt matmul: cudaSetDevice", e);
+    auto hi = st.handles.find(a->device);
+    if (hi == st.handles.end()) {
+      cublasStatus_t s = cublasLtCreate(&h);
+      if (s) return ltFail(err, errLen, "lt matmul: cublasLtCreate", s);
+      st.handles.emplace(a->device, h);
+    } else {
+      h = hi->second;
+    }
+    auto pi = st.plans.find(key);
+    if (pi == st.plans.end()) {
+      auto p = std::make_unique<LtPlan>();
+      p->key = key;
+      // the bias must be 16-byte aligned for the epilogue's vector loads: otherwise the caller's kernel runs
+      if (!a->bias || key.alBias >= 16) ltChoose(h, *a, *p);
+      pi = st.plans.emplace(key, std::move(p)).first;
+    }
+    plan = pi->second.get();
+    if (!plan->supported) return CLIPO_LT_UNSUPPORTED;
+    auto wi = st.workspaces.find({a->device, a->stream});
+    if (wi == st.workspaces.end()) {
+      if ((e = cudaMalloc(&ws, kLtWorkspaceBytes))) {
+        cudaGetLastError();
+        return setError(err, errLen, "lt matmul: out of GPU memory for the cuBLASLt workspace (32 MiB)", cudaGetErrorString(e));
+      }
+      st.workspaces.emplace(std::make_pair(a->device, a->stream), ws);
+    } else {
+      ws = wi->second;
+    }
+  }
+  LtProblem p;
+  cublasStatus_t s = ltDescribe(*a, a->m, a->n, a->k, p);
+  if (s) return ltFail(err, errLen, "lt matmul: descriptors", s);
+  const float alpha = 1.0f, beta = a->accumulate ? 1.0f : 0.0f;
+  s = cublasLtMatmul(h, p.desc, &alpha, a->b, p.la, a->a, p.lb, &beta, a->d, p.ld, a->d, p.ld, &plan->algo, ws,
+                     kLtWorkspaceBytes, static_cast<cudaStream_t>(a->stream));
+  if (s) return ltFail(err, errLen, "lt matmul: cublasLtMatmul", s);
+  plan->calls.fetch_add(1, std::memory_order_relaxed);
+  return 0;
+#endif
+}
+
+CLIPO_EXPORT void clipo_gpulibs_lt_release(int device, void* stream) {
+#ifdef CLIPO_HAVE_CUBLASLT
+  LtState& st = ltState();
+  std::lock_guard<std::mutex> lock(st.mu);
+  auto wi = st.workspaces.find({device, stream});
+  if (wi == st.workspaces.end()) return;
+  if (cudaSetDevice(device) == cudaSuccess) {
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+    cudaFree(wi->second);
+  }
+  cudaGetLastError();
+  st.workspaces.erase(wi);
+#else
+  (void)device;
+  (void)stream;
+#endif
+}
+
+CLIPO_EXPORT int clipo_gpulibs_lt_plans(ClipoLtPlanInfo* out, int max) {
+#ifdef CLIPO_HAVE_CUBLASLT
+  LtState& st = ltState();
+  std::lock_guard<std::mutex> lock(st.mu);
+  int i = 0;
+  for (const auto& [key, plan] : st.plans) {
+    if (i < max && out) {
+      ClipoLtPlanInfo& o = out[i];
+      std::memset(&o, 0, sizeof o);
+      o.op = key.op, o.inType = key.in, o.outType = key.out, o.shapeClass = key.cls, o.bias = key.bias;
+      o.accumulate = key.acc, o.device = key.device, o.fixed0 = key.f0, o.fixed1 = key.f1;
+      o.supported = plan->supported, o.candidates = plan->candidates;
+      o.wavesCount = plan->waves, o.workspaceBytes = static_cast<double>(plan->workspace);
+      o.calls = plan->calls.load(std::memory_order_relaxed);
+      if (plan->supported) {
+        int32_t id = 0, splitK = 1;
+        uint32_t tile = 0, stages = 0, red = 0;
+        size_t w = 0;
+        cublasLtMatmulAlgoConfigGetAttribute(&plan->algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&plan->algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&plan->algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&plan->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitK, sizeof splitK, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&plan->algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &red, sizeof red, &w);
+        o.algoId = id, o.tile = static_cast<int>(tile), o.stages = static_cast<int>(stages), o.splitK = splitK;
+        o.reductionScheme = static_cast<int>(red);
+      }
+    }
+    ++i;
+  }
+  return i;
+#else
+  (void)out;
+  (void)max;
   return 0;
 #endif
 }
