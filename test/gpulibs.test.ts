@@ -2,7 +2,7 @@
 // was built, that a missing GPU is a clear Error (never a crash), and on a GPU that both probes check their results.
 // CLIPO_EXPECT_GPULIBS=1 (set by .ci/run after building against the NVIDIA wheels) turns "not built" into a failure.
 import { availableBackends } from '../src/kernels/backend.js';
-import { allReduceProbe, gemmProbe, gpuLibUnusable, gpuLibsInfo } from '../src/kernels/gpulibs.js';
+import { allReduceProbe, engineGemmInfo, gemmProbe, gpuLibUnusable, gpuLibsInfo } from '../src/kernels/gpulibs.js';
 import { gemmShapes, gemmTolerance } from '../src/bench/gpulibs.js';
 import { spawnSync } from 'node:child_process';
 import { addonPath, loadNative } from '../src/native.js';
@@ -81,6 +81,12 @@ describe('clipo_gpulibs: build report and loading', () => {
     expect(blas.compiled).toBe(info.built && info.build.cublasLt.found);
     expect(blas.usable).toBe(gpuLibUnusable('cublasLt') === null);
     expect(blas.detail).toMatch(info.build.cublasLt.found ? /built against .*libcublasLt/ : /not found at build time/);
+    // the CUDA engine's GEMM: cuBLASLt exactly where the library can run it (unless CLIPO_CUDA_GEMM says otherwise)
+    const gemm = rows.find((x) => x.backend === 'engine gemm')!;
+    const g = engineGemmInfo();
+    expect(gemm.compiled).toBe(g.impl !== 'none');
+    if (g.impl !== 'none' && g.mode === 'auto') expect(g.impl).toBe(gpuLibUnusable('cublasLt') === null ? 'cublaslt' : 'builtin');
+    expect(gemm.detail).toContain(g.impl === 'none' ? g.why : `${g.impl} (CLIPO_CUDA_GEMM=${g.mode}`);
   });
 
   if (!gpu) test('`clipo bench gpulibs --backend cuda` without a GPU exits 1 saying why', () => {

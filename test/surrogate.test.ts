@@ -369,7 +369,7 @@ describe('clipo bench: backends and surrogate suites', () => {
     const r = clipo('bench', 'backends', '--json');
     expect(r.status).toBe(0);
     const rows = JSON.parse(r.stdout).reports[0].rows as Array<{ backend: string; compiled: boolean; usable: boolean }>;
-    expect(rows.map((x) => x.backend)).toEqual(['cpu', 'cuda', 'cublaslt', 'nccl']);
+    expect(rows.map((x) => x.backend)).toEqual(['cpu', 'cuda', 'cublaslt', 'nccl', 'engine gemm']);
     expect(rows[1]).toMatchObject({ compiled: availableBackends().cudaCompiled, usable: availableBackends().cuda });
   });
 

@@ -151,6 +151,8 @@ class CudaModel final : public Engine {
  public:
   CudaModel(const ModelConfig& c, int threads) : cfg_(c), threads_(std::max(1, threads)) {
     validateConfig(c);
+    // a CLIPO_CUDA_GEMM setting that cannot be honoured is an error here, before any work
+    if (const CudaGemmChoice g = cudaGemmChoice(); !g.error.empty()) throw EngineError("cuda engine: " + g.error);
     lay_ = makeLayout(c);
     rope_.invFreq = ropeInvFreq(c);
     const double bytes = static_cast<double>(lay_.total) * sizeof(T);
@@ -168,6 +170,7 @@ class CudaModel final : public Engine {
   ~CudaModel() override {
     if (stream_) {
       cudaStreamSynchronize(stream_);
+      gemmCudaReleaseStream(stream_);  // cuBLASLt's workspace of this stream
       cudaStreamDestroy(stream_);
     }
   }
@@ -299,14 +302,19 @@ class CudaModel final : public Engine {
     return 2.0 * static_cast<double>(cfg_.layers * kBlockSize * lay_.kvd) * sizeof(T);
   }
 
-  // The projections: Y = X W^T + b. The one place that picks the GEMM (today the built-in kernel of gemm.cu).
-  void linear(int64_t M, int64_t N, int64_t K, const T* X, size_t wOff, size_t bOff, T* Y) {
-    check(gemmNTCuda(M, N, K, X, W(wOff), bias(bOff), Y, stream_));
+  // The projections: Y = X W^T + b, through gemm.cu (cuBLASLt when clipo_gpulibs loads, else the built-in kernel).
+  // cls: GemmClass::Rows for decoding steps, Wide for everything else; each class keeps one cached cuBLASLt
+  // algorithm per shape whatever the row count, so a row's result does not depend on the rest of the batch (gemm.h).
+  void linear(int64_t M, int64_t N, int64_t K, const T* X, size_t wOff, size_t bOff, T* Y,
+              GemmClass cls = GemmClass::Wide) {
+    check(gemmNTCuda(M, N, K, X, W(wOff), bias(bOff), Y, stream_, cls));
   }
-  // logits rows (fp32 out) of xf under the head
+  // logits rows (fp32 out) of xf under the head, in the class of the forward that made xf
   void headLogits(int64_t M, const T* xf, float* out) {
-    check(gemmNTCuda(M, cfg_.vocab, cfg_.hidden, xf, W(lay_.headOff), static_cast<const T*>(nullptr), out, stream_));
+    check(gemmNTCuda(M, cfg_.vocab, cfg_.hidden, xf, W(lay_.headOff), static_cast<const T*>(nullptr), out, stream_,
+                     headClass_));
   }
+  GemmClass headClass_ = GemmClass::Wide;
 
   void ensureRope(int64_t positions) {
     if (positions <= ropeLen_) return;
@@ -360,12 +368,14 @@ class CudaModel final : public Engine {
     const int64_t H = cfg_.hidden, I = cfg_.intermediate, QKV = lay_.qkv, qd = lay_.qd;
     const AttnShape as = attnShape();
     check(embedRowsCuda(W(lay_.embOff), cfg_.vocab, H, dTok, N, res_.p, stream_));
+    const GemmClass cls = plan.decode ? GemmClass::Rows : GemmClass::Wide;
+    headClass_ = cls;
     const T* delta = nullptr;
     if (plan.decode) ws_.ensure(attentionDecodeCudaWorkspace(as, N, plan.maxSeqLen));
     for (int64_t l = 0; l < cfg_.layers; ++l) {
       const LayerOffsets& lo = lay_.layers[l];
       check(rmsnormResidualCuda(res_.p, delta, W(lo.ln1), res_.p, xn_.p, nullptr, N, H, cfg_.rmsEps, stream_));
-      linear(N, QKV, H, xn_.p, lo.wqkv, lo.bqkv, qkv_.p);
+      linear(N, QKV, H, xn_.p, lo.wqkv, lo.bqkv, qkv_.p, cls);
       check(ropeCuda(qkv_.p, QKV, N, cfg_.heads + cfg_.kvHeads, cfg_.headDim, dPos, cos_.p, sin_.p, false, stream_));
       for (const int32_t* slots : plan.writeSlots)
         check(kvCacheWriteCuda(kvShape(), as, qkv_.p, slots, N, kc_[l].p, vc_[l].p, stream_));
@@ -375,11 +385,11 @@ class CudaModel final : public Engine {
       else
         check(attentionSpansCuda(as, plan.spanStart, plan.spanLen, plan.nSpans, plan.maxLen, qkv_.p, o_.p, lse_.p,
                                  stream_));
-      linear(N, H, qd, o_.p, lo.wo, lo.bo, d_.p);
+      linear(N, H, qd, o_.p, lo.wo, lo.bo, d_.p, cls);
       check(rmsnormResidualCuda(res_.p, d_.p, W(lo.ln2), res_.p, xn_.p, nullptr, N, H, cfg_.rmsEps, stream_));
-      linear(N, 2 * I, H, xn_.p, lo.wgu, lo.bgu, gu_.p);
+      linear(N, 2 * I, H, xn_.p, lo.wgu, lo.bgu, gu_.p, cls);
       check(swigluCuda(gu_.p, act_.p, N, I, stream_));
-      linear(N, H, I, act_.p, lo.wd, lo.bd, d_.p);
+      linear(N, H, I, act_.p, lo.wd, lo.bd, d_.p, cls);
       delta = d_.p;
     }
     check(rmsnormResidualCuda(res_.p, delta, W(lay_.normOff), res_.p, xn_.p, nullptr, N, H, cfg_.rmsEps, stream_));

@@ -1,6 +1,7 @@
 // Minimal host emulation of the CUDA features the contrastive kernels use: one std::thread per CUDA thread,
 // blocks run one after another, __syncthreads = barrier, warp shuffles through a per-warp buffer.
 #pragma once
+#define CLIPO_CUDA_EMU 1  // the engine's .cu files take their host-emulation paths (gemm.cu: never opens clipo_gpulibs)
 #include <barrier>
 #include <cmath>
 #include <cstdint>

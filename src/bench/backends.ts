@@ -1,7 +1,7 @@
 // `clipo bench backends`: what this build of the addon has compiled in, what it found at build time and what is
 // usable now: the CPU kernels, the CUDA kernels, and the GPU libraries (cuBLASLt, NCCL) of clipo_gpulibs.so.
 import { availableBackends, cudaDeviceInfo } from '../kernels/backend.js';
-import { gpuLibUnusable, gpuLibsInfo } from '../kernels/gpulibs.js';
+import { engineGemmInfo, gpuLibUnusable, gpuLibsInfo } from '../kernels/gpulibs.js';
 import { round } from './bandwidth.js';
 import type { BenchReport, BenchRow, BenchSuite } from './types.js';
 
@@ -33,6 +33,13 @@ export function backendRows(): { rows: BenchRow[]; notes: string[] } {
         g.loaded && v ? `loaded ${ver(v)}` : '', why ?? ''].filter(Boolean).join('; '),
     });
   }
+  // the GEMM the CUDA engine's projections take (native/engine/gemm.cu): cuBLASLt or the built-in kernel, and why
+  const gemm = engineGemmInfo();
+  rows.push({
+    backend: 'engine gemm', compiled: gemm.impl !== 'none', usable: a.cuda && gemm.impl !== 'none' && !gemm.error,
+    device: a.cuda ? (a.device ?? null) : null,
+    detail: gemm.impl === 'none' ? gemm.why : `${gemm.impl} (CLIPO_CUDA_GEMM=${gemm.mode}: ${gemm.error ?? gemm.why})`,
+  });
   const notes = [
     g.built
       ? `clipo_gpulibs: ${g.path ?? ''} ${g.loaded ? 'loads' : `does not load: ${g.error ?? ''}`}`

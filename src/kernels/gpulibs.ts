@@ -97,3 +97,47 @@ export function allReduceProbe(opts: { megabytes?: number; repeats?: number; war
   if (!f) throw new Error(gpuLibsInfo().error ?? 'gpuLibsAllReduce is not in this build');
   return f(opts);
 }
+
+/** A cuBLASLt plan the CUDA engine's GEMM made in this process (native/gpulibs/gpulibs_abi.h, ClipoLtPlanInfo). */
+export interface LtPlan {
+  op: 'nt' | 'nn' | 'tn';
+  inType: 'bf16' | 'fp32';
+  outType: 'bf16' | 'fp32';
+  shapeClass: 'wide' | 'rows';
+  bias: boolean;
+  accumulate: boolean;
+  device: number;
+  /** the fixed dimensions: [N, K] for nt and nn, [M, N] for tn */
+  fixed: [number, number];
+  /** false: no cuBLASLt algorithm, the built-in kernel runs this plan's calls */
+  supported: boolean;
+  algoId: number;
+  tile: number;
+  stages: number;
+  splitK: number;
+  reductionScheme: number;
+  candidates: number;
+  wavesCount: number;
+  workspaceBytes: number;
+  calls: number;
+}
+
+/** The cuBLASLt plans made so far (empty where the library is not loaded or an older addon has no such call). */
+export function ltPlans(): LtPlan[] {
+  const f = native<Fn<[], LtPlan[]>>('gpuLibsLtPlans');
+  return f ? f() : [];
+}
+
+/** The GEMM the CUDA engine's products take in this process: 'cublaslt' or 'builtin' ('none' without CUDA), the
+ *  CLIPO_CUDA_GEMM setting, why, and an error when the setting cannot be honoured. */
+export interface EngineGemmInfo {
+  mode: string;
+  impl: 'cublaslt' | 'builtin' | 'none';
+  why: string;
+  error?: string;
+}
+
+export function engineGemmInfo(): EngineGemmInfo {
+  const f = native<Fn<[], EngineGemmInfo>>('engineCudaGemmInfo');
+  return f ? f() : { mode: process.env.CLIPO_CUDA_GEMM || 'auto', impl: 'none', why: 'this build of the addon predates the engine GEMM report' };
+}
