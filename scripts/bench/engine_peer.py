@@ -11,6 +11,11 @@ three jobs as clipo's engine, driven one call at a time by scripts/bench/torch_p
 
 Value checks (before anything is timed) write float32 arrays for the bench to compare: the scoring log-probs, the
 gradients of named parameters after one backward, and the log-probs of clipo's sampled tokens under this model.
+
+On a GPU (`clipo bench engine --backend cuda --compare torch`: setup with device "cuda", dtype "bfloat16") the
+model runs in bf16 with sdpa attention on the same GPU as clipo's CUDA engine; every timed call ends with
+torch.cuda.synchronize(), so the bench's wall clock covers the device work. There `generate` takes the decoding
+configuration of the call (prompts, samples each, new tokens: `decode`), top-p off (1.0), and no training is timed.
 """
 import torch
 import torch.nn.functional as F
@@ -25,22 +30,27 @@ def load(path, n, dtype):
 def setup(a):
     from transformers import AutoModelForCausalLM
 
+    device = torch.device(a.get("device", "cpu"))
+    dtype = getattr(torch, a.get("dtype", "float32"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("engine peer: device cuda asked for, but torch sees no CUDA device")
     kw = dict(attn_implementation="sdpa")
     try:
-        model = AutoModelForCausalLM.from_pretrained(a["model"], dtype=torch.float32, **kw)
+        model = AutoModelForCausalLM.from_pretrained(a["model"], dtype=dtype, **kw)
     except TypeError:  # transformers < 4.56 names it torch_dtype
-        model = AutoModelForCausalLM.from_pretrained(a["model"], torch_dtype=torch.float32, **kw)
+        model = AutoModelForCausalLM.from_pretrained(a["model"], torch_dtype=dtype, **kw)
+    model.to(device)
     model.eval()  # no dropout in these configs either way; eval() keeps generate() quiet
     B, T = a["B"], a["T"]
     P, L = a["prompts"], a["promptLen"]
     state.update(
-        model=model,
-        ids=load(a["tokens"], B * T, torch.int32).view(B, T).long(),
-        prompts=load(a["promptTokens"], P * L, torch.int32).view(P, L).long(),
-        samples=a["samples"], new_tokens=a["newTokens"], scale=1.0 / (B * T),
-        opt=torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01),
+        model=model, device=device,
+        ids=load(a["tokens"], B * T, torch.int32).view(B, T).long().to(device),
+        prompts=load(a["promptTokens"], P * L, torch.int32).view(P, L).long().to(device),
+        samples=a["samples"], new_tokens=a["newTokens"], scale=1.0 / (B * T), top_p=a.get("topP", 0.95),
+        opt=torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01) if device.type == "cpu" else None,
     )
-    return {"parameters": sum(p.numel() for p in model.parameters())}
+    return {"parameters": sum(p.numel() for p in model.parameters()), "device": str(device), "dtype": str(dtype)}
 
 
 def logprobs(model, ids, hidden=False):
@@ -72,13 +82,16 @@ def train():
     return loss, norm
 
 
-def generate():
+def generate(decode=None):
+    """decode: {"prompts": the first this many prompts, "samples": each, "newTokens"} (default: the setup's)."""
     from transformers import GenerationConfig
 
-    n = state["new_tokens"]
-    cfg = GenerationConfig(do_sample=True, temperature=1.0, top_p=0.95, top_k=0, max_new_tokens=n,
+    d = decode or {}
+    n = d.get("newTokens", state["new_tokens"])
+    cfg = GenerationConfig(do_sample=True, temperature=1.0, top_p=state["top_p"], top_k=0, max_new_tokens=n,
                            pad_token_id=0, eos_token_id=None, bos_token_id=None)
-    ids = state["prompts"].repeat_interleave(state["samples"], dim=0)
+    prompts = state["prompts"][: d.get("prompts", state["prompts"].shape[0])]
+    ids = prompts.repeat_interleave(d.get("samples", state["samples"]), dim=0)
     with torch.no_grad():
         out = state["model"].generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=cfg)
     made = out.shape[1] - ids.shape[1]
@@ -87,14 +100,21 @@ def generate():
     return out
 
 
-def run(op):
+def run(op, a=None):
+    a = a or {}
     if op == "score":
-        return score()
-    if op == "train":
-        return train()
-    if op == "generate":
-        return generate()
-    raise ValueError(f"unknown engine op {op!r}")
+        out = score()
+    elif op == "train":
+        if state["opt"] is None:
+            raise ValueError("engine peer: training is timed on the CPU only")
+        out = train()
+    elif op == "generate":
+        out = generate(a.get("decode"))
+    else:
+        raise ValueError(f"unknown engine op {op!r}")
+    if state["device"].type == "cuda":
+        torch.cuda.synchronize()  # the bench times the call on the wall clock: the device work must be done
+    return out
 
 
 def check(a):
@@ -112,7 +132,7 @@ def check(a):
         return torch.cat(grads), {"loss": float(loss), "gradNorm": float(total)}
     if what == "sequences":
         n, length = a["count"], a["length"]
-        ids = load(a["sequences"], n * length, torch.int32).view(n, length).long()
+        ids = load(a["sequences"], n * length, torch.int32).view(n, length).long().to(state["device"])
         with torch.no_grad():
             lp, _ = logprobs(state["model"], ids)
         return lp[:, a["promptLen"] - 1:].flatten(), {}

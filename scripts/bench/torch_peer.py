@@ -143,7 +143,7 @@ def surrogate_step(cfg, impl):
 def run(a, threads):
     torch.set_num_threads(threads)
     if a["kernel"] == "engine":
-        return engine_peer.run(a["op"]), None
+        return engine_peer.run(a["op"], a), None
     if a["kernel"] == "contrastive":
         return contrastive_step(a["impl"]), None
     return surrogate_step(a["config"], a["impl"])

@@ -211,6 +211,8 @@ const summary = {
   contrastive,
   gemm,
   allreduce,
+  // `clipo bench engine --backend cuda --compare torch` (step bench_engine, off by default): its rows as measured
+  engine: bench.engine?.rows ?? null,
   crossChecks,
   notes: {
     bench: Object.fromEntries(Object.entries(bench).map(([k, v]) => [k, v?.notes ?? v?.error ?? null])),

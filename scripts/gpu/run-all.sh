@@ -14,6 +14,8 @@
 #   packing still run, so the same four files appear (the test suite checks this).
 # CLIPO_GPU_STEPS=a,b,...: run only these steps (and env, node, build, addon_info, which they need): a second call
 # on the same machine finishes what the first had no time for, e.g. CLIPO_GPU_STEPS=torch_gemm,sanitizer_initcheck.
+# CLIPO_GPU_ENGINE_BENCH=1 adds bench_engine (the CUDA engine beside transformers, about 3 minutes; off by default),
+# e.g. CLIPO_GPU_STEPS=bench_engine CLIPO_GPU_BUDGET_S=290 bash scripts/gpu/run-all.sh on a second call.
 # Exit status: 0 when no step failed or timed out (and, without --dry-run, a GPU was there); 1 when a step failed
 # or timed out; 2 on a bad argument; 3 when, without --dry-run, no GPU was found.
 # Needs on the GPU machine: nvcc, CMake, python3 with PyTorch; node from PATH, or .devnode/ made by
@@ -27,7 +29,7 @@ DRY=0
 for a in "$@"; do
   case "$a" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,20p' "$0" | cut -c3-; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | cut -c3-; exit 0 ;;
     *) echo "run-all.sh: unknown argument '$a' (expected --dry-run)" >&2; exit 2 ;;
   esac
 done
@@ -179,7 +181,7 @@ if [ "$BUILT" = 1 ]; then nodestep addon_info 30 any addon_info; else record add
 # ---- 4. CUDA against CPU: the kernels' tests and the GPU-library probes' tests ----
 jest_kernels() {
   node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
-    --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs engine-cuda-kernels engine-cuda-attention engine-cuda-backward engine-cuda-sampling
+    --json --outputFile="$WORK/jest-kernels.json" -- surrogate contrastive gpulibs engine-cuda-kernels engine-cuda-attention engine-cuda-backward engine-cuda-sampling engine-cuda-gemm
 }
 export -f jest_kernels
 if ok build; then nodestep jest_kernels 90 gpu jest_kernels; else record jest_kernels skipped "" 0 "${GPU_WHY:-build failed}"; fi
@@ -205,6 +207,14 @@ if [ "$BUILT" = 1 ]; then nodestep bench_backends 30 any bench backends auto; el
 for s in surrogate contrastive gpulibs; do
   if ok build; then nodestep "bench_$s" 60 gpu bench "$s" cuda; else record "bench_$s" skipped "" 0 "${GPU_WHY:-build failed}"; fi
 done
+# the CUDA engine beside transformers (bf16, same GPU): scoring MFU and decoding against its roofline at Qwen2.5-0.5B
+# and 1.5B shapes. Off by default (about three minutes of a short GPU session): CLIPO_GPU_ENGINE_BENCH=1, or name
+# bench_engine in CLIPO_GPU_STEPS.
+bench_engine() { node bin/clipo bench engine --backend cuda --compare torch --json --out "$WORK/bench-engine.json" > /dev/null; }
+export -f bench_engine
+if ! ok build; then record bench_engine skipped "" 0 "${GPU_WHY:-build failed}"
+elif [ "${CLIPO_GPU_ENGINE_BENCH:-0}" = 1 ] || [[ ",${CLIPO_GPU_STEPS:-}," == *",bench_engine,"* ]]; then nodestep bench_engine 240 gpu bench_engine
+else record bench_engine skipped "" 0 "off by default: CLIPO_GPU_ENGINE_BENCH=1 or CLIPO_GPU_STEPS=bench_engine"; fi
 torch_run() { local s="$1"; shift; python3 "scripts/gpu/torch_$s.py" --device cuda --out "$WORK/torch_$s.json" "$@" > /dev/null; }
 export -f torch_run
 step torch_surrogate 50 gpu torch_run surrogate --compile-budget 15

@@ -3,10 +3,11 @@
 // directory into the peer's private folder, the peer loads it, and before anything is timed three value checks must
 // pass: the scoring log-probs, the gradients after one backward (every tensor of the first and last layer, the final
 // norm and the embedding), and the log-probs of clipo's sampled tokens (its KV-cache decoder) under transformers.
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Engine, ScoreBatch } from '../engine/engine.js';
-import { parameterShapes } from '../engine/params.js';
+import { countParameters, parameterShapes } from '../engine/params.js';
 import { saveModelDir } from '../model/hfdir.js';
 import type { ModelConfig, TensorMap } from '../model/types.js';
 import { round } from './bandwidth.js';
@@ -39,7 +40,7 @@ export interface EnginePeerCase {
 }
 
 /** Every sequence of the batch as one row of B x T token ids (the bench's batches have equal lengths). */
-function batchTokens(batch: ScoreBatch): { tokens: Int32Array; B: number; T: number } {
+export function batchTokens(batch: ScoreBatch): { tokens: Int32Array; B: number; T: number } {
   const B = batch.sequences.length;
   const T = batch.sequences[0]!.prompt.length + batch.sequences[0]!.response.length;
   const tokens = new Int32Array(B * T);
@@ -61,10 +62,16 @@ function concat(arrays: Int32Array[]): Int32Array {
   return out;
 }
 
-/** Loads the case's model into the peer (as a HF directory in the peer's folder, removed once loaded). */
-export async function setupEnginePeer(peer: TorchPeer, c: EnginePeerCase, threads: number): Promise<void> {
-  const dir = path.join(peer.dir, `model-${c.label.replace(/[^A-Za-z0-9]/g, '')}`);
-  saveModelDir(dir, c.config, c.weights, { force: true });
+/** Loads the case's model into the peer (as a HF directory in the peer's folder, removed once loaded). `gpu`: the
+ *  peer runs it in bf16 on the GPU (the directory is written in bf16: the same rounding as clipo's CUDA engine makes
+ *  of the fp32 weights, so both hold the same values), sampling without a top-p cut. */
+export async function setupEnginePeer(peer: TorchPeer, c: EnginePeerCase, threads: number, gpu = false): Promise<void> {
+  // the peer's folder is in /dev/shm where there is one, which a container may keep small: a model that would not
+  // fit there (with room to spare) goes to the temporary folder instead
+  const bytes = countParameters(c.config) * (gpu ? 2 : 4);
+  const base = freeBytes(peer.dir) > 1.25 * bytes + 2 ** 28 ? peer.dir : mkdtempSync(path.join(os.tmpdir(), 'clipo-bench-model-'));
+  const dir = path.join(base, `model-${c.label.replace(/[^A-Za-z0-9]/g, '')}`);
+  saveModelDir(dir, c.config, c.weights, { force: true, ...(gpu ? { dtype: 'bf16' as const } : {}) });
   const { tokens, B, T } = batchTokens(c.batch);
   const promptLen = c.prompts[0]!.length;
   if (c.prompts.some((p) => p.length !== promptLen)) throw new Error('engine peer: the bench prompts must have equal lengths');
@@ -73,9 +80,20 @@ export async function setupEnginePeer(peer: TorchPeer, c: EnginePeerCase, thread
       cmd: 'engine_setup', model: dir, tokens: peer.writeInput('engine-tokens.i32', tokens), B, T,
       promptTokens: peer.writeInput('engine-prompts.i32', concat(c.prompts)), prompts: c.prompts.length, promptLen,
       samples: c.samples, newTokens: c.newTokens, threads,
+      ...(gpu ? { device: 'cuda', dtype: 'bfloat16', topP: 1 } : {}),
     });
   } finally {
-    rmSync(dir, { recursive: true, force: true }); // loaded: the peer holds its own copy
+    rmSync(base === peer.dir ? dir : base, { recursive: true, force: true }); // loaded: the peer holds its own copy
+  }
+}
+
+/** Bytes free to an unprivileged writer on the filesystem of `dir` (Infinity when it cannot be asked). */
+function freeBytes(dir: string): number {
+  try {
+    const s = statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return Infinity;
   }
 }
 

@@ -48,7 +48,7 @@ interface ModelSpec {
 
 /** forward FLOPs for one micro-batch where every position but the first computes logits:
  *  2 * (layer params + head) per token, plus causal attention 2 * 2 * ctx * qd per token per layer (ctx ~ t/2). */
-function forwardFlops(c: ModelConfig, batch: number, seqLen: number): number {
+export function forwardFlops(c: ModelConfig, batch: number, seqLen: number): number {
   const H = c.hiddenSize, qd = c.numHeads * c.headDim;
   const head = c.vocabSize * H;
   const layerParams = countParameters(c) - c.vocabSize * H * (c.tieWordEmbeddings ? 1 : 2) - H;
@@ -77,8 +77,10 @@ function batchOf(rng: () => number, c: ModelConfig, batch: number, seqLen: numbe
 export const engineSuite: BenchSuite = {
   name: 'engine',
   groups: ['engine'],
-  description: 'CPU policy engine: tokens/s for scoring, forward+backward and sampling (~10M, ~100M params), 1 and all threads, fraction of the fp32 FMA peak probed in the same rounds, GEMM GFLOP/s, peak RSS',
+  description: 'policy engine: CPU (default): tokens/s for scoring, forward+backward and sampling (~10M, ~100M params), 1 and all threads, fraction of the fp32 FMA peak probed in the same rounds, GEMM GFLOP/s, peak RSS; --backend cuda: the CUDA engine at Qwen2.5-0.5B/1.5B shapes, scoring MFU and decoding against its roofline, beside transformers with --compare torch',
   async run(ctx: BenchContext): Promise<BenchReport> {
+    // --backend cuda: the CUDA engine beside transformers on the GPU (engine-cuda.ts); 'auto' and 'cpu' run the CPU rows
+    if (ctx.backend === 'cuda') return (await import('./engine-cuda.js')).runEngineCuda(ctx);
     const before = loadBefore();
     const rows: BenchRow[] = [];
     const notes: string[] = [];
