@@ -14,6 +14,7 @@
 // release their blocks; the pool grows (doubling, contents copied) when no block is free.
 // Sampling: one function (sampleRows) copies each live sequence's last-row logits to the host and runs the CPU
 // sampler (sampling.h) with the same random stream (formulas.h uniformAt), so fp32 mode picks the CPU's tokens.
+// Training (forward keeping every layer's activations, backward, AdamW): cuda_train.cuh, included at the end.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -167,6 +168,17 @@ class CudaModel final : public Engine {
     check(cudaMemcpyAsync(w_.p, s.w_.p, lay_.total * sizeof(T), cudaMemcpyDeviceToDevice, stream_), "clone copy");
     sync();
   }
+  // bf16 storage: make the fp32 master copy now, before setParameter (which then writes both copies), so that training
+  // starts from the exact values given rather than their bf16 rounding
+  void keepMaster() {
+    if constexpr (sizeof(T) == 2) {
+      if (master_.p) return;
+      requireFree(4.0 * static_cast<double>(lay_.total), "the fp32 master weights");
+      master_.ensure(lay_.total);
+      toFloat(w_.p, master_.p, static_cast<int64_t>(lay_.total));
+      sync();
+    }
+  }
   ~CudaModel() override {
     if (stream_) {
       cudaStreamSynchronize(stream_);
@@ -191,13 +203,19 @@ class CudaModel final : public Engine {
       const int64_t n = static_cast<int64_t>(p.size);
       fromFloatKernel<T><<<gridFor(n, kThreads), kThreads, 0, stream_>>>(staging_.p, w_.p + p.offset, n);
       check(launched("convert weights"));
+      // a model being trained: its fp32 master copy takes the exact values too
+      if (master_.p)
+        check(cudaMemcpyAsync(master_.p + p.offset, staging_.p, p.size * sizeof(float), cudaMemcpyDeviceToDevice,
+                              stream_), "upload");
     }
     sync();
     staging_.release();
   }
   std::vector<float> exportWeights() const override {
     std::vector<float> out(lay_.total);
-    if constexpr (sizeof(T) == sizeof(float)) {
+    if (master_.p) {  // bf16 being trained: the fp32 master (the working copy is its rounding)
+      check(cudaMemcpy(out.data(), master_.p, lay_.total * sizeof(float), cudaMemcpyDeviceToHost), "download");
+    } else if constexpr (sizeof(T) == sizeof(float)) {
       check(cudaMemcpy(out.data(), w_.p, lay_.total * sizeof(float), cudaMemcpyDeviceToHost), "download");
     } else {
       const size_t chunk = size_t{1} << 20;
@@ -210,8 +228,14 @@ class CudaModel final : public Engine {
     }
     return out;
   }
-  std::vector<float> exportGradients() const override { return {}; }
-  double stateBytes() const override { return static_cast<double>(sizeof(T)) * static_cast<double>(lay_.total); }
+  std::vector<float> exportGradients() const override;
+  // parameters (T) + the fp32 gradients, Adam moments and (bf16) master copy once training has made them
+  double stateBytes() const override {
+    double b = static_cast<double>(sizeof(T)) * static_cast<double>(lay_.total);
+    for (const DevBuf<float>* f : {&g_, &m_, &v_, &master_})
+      if (f->p) b += 4.0 * static_cast<double>(lay_.total);
+    return b;
+  }
   std::unique_ptr<Engine> clone(bool frozen) const override { return std::make_unique<CudaModel>(*this, frozen); }
 
   void logits(const int32_t* tokens, int64_t batch, int64_t length, float* out) override;
@@ -235,21 +259,44 @@ class CudaModel final : public Engine {
   }
   int64_t decodeActive() const override { return static_cast<int64_t>(live_.size()); }
 
-  ScoreResult forwardTrain(const std::vector<int32_t>&, const std::vector<Span>&) override { notYet("forwardTrain"); }
-  void backward(const float*, size_t, const float*, size_t) override { notYet("backward"); }
-  bool hasActivations() const override { return false; }
-  void releaseActivations() override {}
-  void zeroGrad() override { notYet("zeroGrad"); }
-  double adamw(double, double, double, double, double, double) override { notYet("adamw"); }
-  OptimizerState optimizerState() const override { notYet("optimizerState"); }
-  void setOptimizerState(OptimizerState) override { notYet("setOptimizerState"); }
+  // training (cuda_train.cuh)
+  ScoreResult forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) override;
+  void backward(const float* gradLogp, size_t count, const float* gradEntropy = nullptr,
+                size_t entropyCount = 0) override;
+  bool hasActivations() const override { return tr_.N > 0; }
+  void releaseActivations() override { tr_ = TrainActs{}; }
+  void zeroGrad() override;
+  double adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) override;
+  OptimizerState optimizerState() const override;
+  void setOptimizerState(OptimizerState s) override;
 
  private:
-  [[noreturn]] static void notYet(const char* what) {
-    throw EngineError(std::string(what) +
-                      ": training is not yet on the cuda backend (this version runs inference only on the GPU); "
-                      "use the 'cpu' backend to train");
-  }
+  // The activations one forwardTrain keeps for its backward (the CPU engine's TrainState, on the device; storage T,
+  // statistics fp32), and the device copies of its index arrays. Freed by releaseActivations.
+  struct TrainActs {
+    int64_t N = 0, respLen = 0, R = 0, maxLen = 0, nSeg = 0;  // respLen: the longest response (T of [B*T])
+    std::vector<Span> spans;
+    std::vector<int64_t> headOut;  // per head row: its index in the [B*T] layout
+    DevBuf<int32_t> ints;          // tokens | pos | spanStart | spanLen | rows | targets | order | segStart | segToken
+    const int32_t *tok = nullptr, *pos = nullptr, *spanStart = nullptr, *spanLen = nullptr, *rows = nullptr,
+                  *targets = nullptr, *order = nullptr, *segStart = nullptr, *segToken = nullptr;
+    DevBuf<T> res;               // [(L + 1) x N x H]: each layer's input, then the last layer's output
+    DevBuf<T> xn1, x1, xn2;      // [L x N x H]
+    DevBuf<T> qkv, o, gu;        // [L x N x qkv] (after RoPE), [L x N x qd], [L x N x 2I]
+    DevBuf<float> rstd1, rstd2;  // [L x N]
+    DevBuf<float> lse;           // [L x N x heads]
+    DevBuf<T> xf;                // [N x H] the final norm's output
+    DevBuf<float> rstdF;         // [N]
+    DevBuf<float> logp, ent;     // [R] the head rows' log-probs and entropies (the head backward's inputs)
+  };
+  TrainActs tr_;
+  DevBuf<float> g_, m_, v_;  // fp32 gradients and Adam moments (made by the first training call)
+  DevBuf<float> master_;     // bf16 storage only: the fp32 master weights (fp32 storage: w_ is the master)
+  int64_t adamSteps_ = 0;
+  void ensureGrads();
+  float* masterWeights();
+  double trainBytes(int64_t N, int64_t R) const;
+  double backwardBytes(int64_t N, int64_t R) const;
 
   struct Seq {
     int64_t id = 0, promptIndex = 0, sampleIndex = 0, maxNewTokens = 0;
@@ -315,6 +362,11 @@ class CudaModel final : public Engine {
                      headClass_));
   }
   GemmClass headClass_ = GemmClass::Wide;
+  // dst[i] = float(src[i]) on the stream (the bf16 engine's master copy at its first training call)
+  void toFloat(const T* src, float* dst, int64_t n) {
+    toFloatKernel<T><<<gridFor(n, kThreads), kThreads, 0, stream_>>>(src, dst, n);
+    check(launched("to fp32"));
+  }
 
   void ensureRope(int64_t positions) {
     if (positions <= ropeLen_) return;
@@ -807,6 +859,11 @@ std::vector<GeneratedSequence> CudaModel<T>::generate(const GenerateRequest& req
 }
 
 }  // namespace
+}  // namespace clipo::engine
+
+#include "engine/cuda_train.cuh"
+
+namespace clipo::engine {
 
 std::string cudaEngineUnavailable() {
   int n = 0;
@@ -820,13 +877,16 @@ std::string cudaEngineUnavailable() {
   return "";
 }
 
-std::unique_ptr<Engine> createCudaEngine(const ModelConfig& cfg, int threads, const std::string& precision) {
+std::unique_ptr<Engine> createCudaEngine(const ModelConfig& cfg, int threads, const std::string& precision,
+                                         bool training) {
   if (precision != "bf16" && precision != "fp32")
     throw EngineError("unknown precision '" + precision + "' (expected 'bf16' or 'fp32')");
   const std::string why = cudaEngineUnavailable();
   if (!why.empty()) throw EngineError("the cuda backend cannot run: " + why);
   if (precision == "fp32") return std::make_unique<CudaModel<float>>(cfg, threads);
-  return std::make_unique<CudaModel<uint16_t>>(cfg, threads);
+  auto m = std::make_unique<CudaModel<uint16_t>>(cfg, threads);
+  if (training) m->keepMaster();
+  return m;
 }
 
 }  // namespace clipo::engine

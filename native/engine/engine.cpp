@@ -25,7 +25,7 @@ EngineBackends engineBackends() {
 }
 
 std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConfig& cfg, int threads,
-                                     const std::string& precision) {
+                                     const std::string& precision, bool training) {
   if (backend == "cpu") {
     if (!precision.empty() && precision != "fp32")
       throw EngineError("precision '" + precision + "': the cpu backend runs in fp32 only");
@@ -33,7 +33,7 @@ std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConf
   }
   if (backend == "cuda") {
 #ifdef CLIPO_WITH_CUDA
-    return createCudaEngine(cfg, threads, precision.empty() ? "bf16" : precision);
+    return createCudaEngine(cfg, threads, precision.empty() ? "bf16" : precision, training);
 #else
     throw EngineError(kNoCudaBuild);
 #endif

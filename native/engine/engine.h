@@ -1,4 +1,4 @@
-// The engine interface every backend implements (the CPU engine today, cpu_model.h; the CUDA engine later), and
+// The engine interface every backend implements (the CPU engine, cpu_model.h; the CUDA engine, cuda_engine.h), and
 // the choice of backend. The N-API binding (engine_napi.cpp) sees only this: it validates what JS passes, calls
 // these methods and converts the results.
 #pragma once
@@ -66,8 +66,8 @@ class Engine {
   }
 };
 
-// What this build can run: the CPU engine always; the CUDA engine (cuda_engine.h, inference only in this version)
-// when the addon was built with CUDA and a device is usable. cudaReason says why not.
+// What this build can run: the CPU engine always; the CUDA engine (cuda_engine.h) when the addon was built with CUDA
+// and a device is usable. cudaReason says why not.
 struct EngineBackends {
   bool cpu = true, cuda = false;
   std::string cudaReason;
@@ -75,8 +75,10 @@ struct EngineBackends {
 EngineBackends engineBackends();
 
 // backend "cpu" or "cuda"; a backend this build cannot run throws EngineError saying why. precision: "" (the
-// backend's default: fp32 on the CPU, bf16 on CUDA), "fp32", or "bf16" (CUDA only).
+// backend's default: fp32 on the CPU, bf16 on CUDA), "fp32", or "bf16" (CUDA only). training: the engine will be
+// trained (the bf16 CUDA engine then keeps an fp32 master copy of the weights from the start, so setParameter's exact
+// values are the master's; without it the master is made at the first training call from the bf16 weights).
 std::unique_ptr<Engine> createEngine(const std::string& backend, const ModelConfig& cfg, int threads,
-                                     const std::string& precision = "");
+                                     const std::string& precision = "", bool training = false);
 
 }  // namespace clipo::engine

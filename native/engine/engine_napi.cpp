@@ -226,7 +226,9 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     const std::string precision = clipo::hasField(opts, "precision")
                                       ? std::vector<std::string>{"bf16", "fp32"}[clipo::getEnum(opts, "precision", {"bf16", "fp32"})]
                                       : std::string();
-    model_ = guarded(env, "Engine.create", [&] { return clipo::engine::createEngine(backend, cfg, threads, precision); });
+    const bool training = clipo::getBoolOr(opts, "training", false);
+    model_ = guarded(env, "Engine.create",
+                     [&] { return clipo::engine::createEngine(backend, cfg, threads, precision, training); });
     if (!clipo::hasField(opts, "weights") || !opts.Get("weights").IsArray())
       clipo::throwError(env, "weights: expected an array of {name, shape, data} or {name, shape, load}");
     Napi::Array arr = opts.Get("weights").As<Napi::Array>();
@@ -366,8 +368,9 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "forwardTrain");
     Stream s = parseStream(o, m.config().vocab);
-    {
+    if (std::string(m.backend()) == "cpu") {
       // the activations kept for backward, per token and layer (cpu_forward.cpp, forwardTrain), before any is allocated
+      // (the CUDA engine checks its device memory itself)
       const double N = static_cast<double>(s.tokens.size()), H = static_cast<double>(m.config().hidden);
       const double hd = static_cast<double>(m.config().headDim), heads = static_cast<double>(m.config().heads);
       const double qkv = (heads + 2.0 * m.config().kvHeads) * hd, qd = heads * hd, I = static_cast<double>(m.config().intermediate);
