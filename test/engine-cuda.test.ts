@@ -125,9 +125,11 @@ describe(`CUDA engine${gpu ? '' : ` — skipped: ${backends.cudaReason ?? 'no CU
       expect(ids2.map((i) => got.get(i))).toEqual(want2);
     });
 
-    gpuTest('training calls say they are not on the cuda backend yet', () => {
+    gpuTest('a frozen copy refuses training (training itself: engine-cuda-train.test.ts)', () => {
       const batch: ScoreBatch = { sequences: [{ prompt: Int32Array.of(1, 2), response: Int32Array.of(3) }] };
-      expect(() => cuda.forwardTrain(batch)).toThrow(/not yet on the cuda backend/);
+      const frozen = cuda.cloneFrozen();
+      expect(() => frozen.forwardTrain(batch)).toThrow(/frozen copy/);
+      frozen.dispose();
     });
   });
 

@@ -1,5 +1,6 @@
 // Small CUDA kernel runs for compute-sanitizer (scripts/gpu/run-all.sh): every surrogate variant on both load paths
-// (T % 4 == 0: float4, else scalar), the device bandwidth probe, and the contrastive kernel when it is built.
+// (T % 4 == 0: float4, else scalar), the device bandwidth probe, the contrastive kernel when it is built, and one
+// training step of the CUDA engine (forward, backward, AdamW) in fp32 and bf16.
 // Exits non-zero if a call throws; memory errors are compute-sanitizer's to report.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -59,5 +60,22 @@ if (typeof lib.contrastiveLoss === 'function') {
     ...common, length: L, tokens: Float32Array.from({ length: B * L * H }, () => rand() - 0.5),
     mask: Uint8Array.from({ length: B * L }, (_, k) => (k % L < 9 ? 1 : 0)),
   }));
+}
+// the CUDA engine's training path: one tiny micro-batch forward + backward + AdamW step in both storages
+if (lib.engineBackends().cuda) {
+  const params = await import(pathToFileURL(path.join(dist, 'src', 'engine', 'params.js')).href);
+  const config = params.smallConfig('qwen2', { vocab: 64, hidden: 32, layers: 2, heads: 2, kvHeads: 1, intermediate: 48 });
+  const weights = params.randomWeights(config, { seed: 3, std: 0.15 });
+  for (const precision of ['fp32', 'bf16']) {
+    run(`engine training step ${precision}`, () => {
+      const e = lib.Engine.create(config, weights, { backend: 'cuda', precision, training: true });
+      const tok = (n) => Int32Array.from({ length: n }, () => Math.floor(rand() * 64));
+      const batch = { sequences: [{ prompt: tok(5), response: tok(7) }, { prompt: tok(2), response: tok(3) }] };
+      const r = e.forwardTrain(batch);
+      e.backward(Float32Array.from(r.mask, (m) => (m ? rand() - 0.5 : 0)), Float32Array.from(r.mask, (m) => (m ? 0.1 : 0)));
+      e.adamwStep({ lr: 1e-3, weightDecay: 0.1, maxGradNorm: 1 });
+      e.dispose();
+    });
+  }
 }
 process.exitCode = failures ? 1 : 0;
