@@ -3,6 +3,7 @@
 // checkpointing, and the CPU wiring (`trainingPlan`: a plan for every CPU run, an impossible one refused).
 import { formatPlan, parameterCount, planMemory, planRefusal, type PlanModel, type PlanTraining } from '../src/rl/memory-plan.js';
 import { trainingPlan } from '../src/rl/run.js';
+import { engineBackends } from '../src/engine/engine.js';
 import { parseTrainConfig } from '../src/config/load.js';
 import { parseModelConfig } from '../src/model/config.js';
 
@@ -102,7 +103,7 @@ describe('the plan of a CPU run (clipo train)', () => {
     max_position_embeddings: 1024, tie_word_embeddings: true,
   });
   const cfg = (extra: Record<string, unknown> = {}) =>
-    parseTrainConfig({ model: { path: '/m', ...((extra.model as object) ?? {}) }, data: { train_files: ['x.jsonl'] }, ...(extra.optim ? { optim: extra.optim } : {}) });
+    parseTrainConfig({ model: { path: '/m', backend: 'cpu', ...((extra.model as object) ?? {}) }, data: { train_files: ['x.jsonl'] }, ...(extra.optim ? { optim: extra.optim } : {}) });
 
   test('a tiny model fits; items by hand (fp32 weights, the loaded copy, moments, gradients; KV of floor(64/16) x 16 sequences)', () => {
     const c = cfg();
@@ -128,5 +129,31 @@ describe('the plan of a CPU run (clipo train)', () => {
     expect(cfg({ model: { checkpointing: 'off' } }).model.checkpointing).toBe('off');
     expect(cfg().model.checkpointing).toBe('auto');
     expect(() => cfg({ model: { checkpointing: 'sometimes' } })).toThrow(/checkpointing/);
+    expect(parseTrainConfig({ model: { path: '/m' }, data: { train_files: ['x.jsonl'] } }).model.backend).toBe('auto');
+    expect(() => cfg({ model: { backend: 'tpu' } })).toThrow(/backend/);
+  });
+
+  test('model.backend: cuda plans against the GPU (today\'s engine: every layer kept), or says why it cannot run', () => {
+    const c = cfg({ model: { backend: 'cuda' } });
+    if (engineBackends().cuda) {
+      const p = trainingPlan(c, tinyModel, 16e9);
+      expect(p.backend).toBe('cuda');
+      expect(p.checkpointing).toBe('off');
+      expect(item(p, 'weights').note).toMatch(/bf16/);
+      expect(() => trainingPlan(cfg({ model: { backend: 'cuda', checkpointing: 'on' } }), tinyModel, 16e9)).toThrow(/not in the CUDA engine yet/);
+    } else {
+      expect(() => trainingPlan(c, tinyModel, 16e9)).toThrow(/^model\.backend: backend 'cuda': /);
+    }
+  });
+
+  test('a plan of today\'s CUDA engine (current): every layer kept, auto means off, no hints it cannot follow', () => {
+    const t: PlanTraining = base({ microBatch: 16, memoryBytes: 80e9 });
+    const planned = planMemory(q3, t), current = planMemory(q3, { ...t, current: true });
+    expect(planned.checkpointing).toBe('on');
+    expect(current.checkpointing).toBe('off');
+    expect(current.fits).toBe(false);
+    const why = planRefusal(current)!;
+    expect(why).not.toMatch(/model\.checkpointing|master weights in bf16/);
+    expect(why).toMatch(/optim\.micro_batch/);
   });
 });

@@ -24,7 +24,7 @@ export function threadsOption(raw: string | undefined): number | undefined {
 }
 
 /** The help text of every engine command's --backend. */
-export const BACKEND_HELP = "engine backend: cpu, cuda or auto (auto: the GPU when this build has a CUDA engine and a GPU is usable, else cpu; cuda where no CUDA engine can run is an error saying why; the CUDA engine runs inference only)";
+export const BACKEND_HELP = "engine backend: cpu, cuda or auto (auto: the GPU when this build has a CUDA engine and a GPU is usable, else cpu; cuda where no CUDA engine can run is an error saying why)";
 
 /** Parses --backend and resolves it to the engine that will run, before any model is loaded: a value other than
  *  cpu/cuda/auto is a usage error (exit 2), 'cuda' where no CUDA engine can run is an error saying why (exit 1). */

@@ -30,8 +30,11 @@ export const modelSchema = z.strictObject({
   /** dtype of the saved policy in checkpoints; f32 keeps resume exact */
   save_dtype: z.enum(['f32', 'bf16']).default('f32'),
   /** per-layer activation recomputation in the backward pass: auto (on only when the run would not fit without it),
-   *  on, off. The CPU engine keeps every layer's activations: there auto means off and on is refused. */
+   *  on, off. Both engines keep every layer's activations today: auto means off and on is refused. */
   checkpointing: z.enum(['auto', 'on', 'off']).default('auto'),
+  /** the engine that trains: auto (the CUDA engine, bf16, when this build has one and a GPU is usable; else the CPU
+   *  engine), cpu, or cuda (an error saying why where it cannot run) */
+  backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
 });
 
 export const dataSchema = z.strictObject({

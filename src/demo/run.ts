@@ -91,7 +91,8 @@ const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 export function armConfig(s: DemoSettings, o: { modelDir: string; trainFile: string; outDir: string; seed: number; arm: ArmKind; algo?: DemoAlgo }): TrainConfig {
   return parseTrainConfig(
     {
-      model: { path: o.modelDir, ...(s.threads ? { threads: s.threads } : {}) },
+      // the demo's figures are the CPU engine's (TRAIN_BACKEND), whatever GPU the machine has
+      model: { path: o.modelDir, backend: TRAIN_BACKEND, ...(s.threads ? { threads: s.threads } : {}) },
       data: { train_files: [o.trainFile], max_prompt_tokens: 256, max_response_tokens: s.maxNewTokens, ...(s.rl.prompts ? { limit: s.rl.prompts } : {}) },
       rollout: { n: s.rl.n, temperature: s.rl.temperature, top_p: 1 },
       // no KL term: it would cost a reference scoring pass per step and matters little over a few dozen steps

@@ -1,6 +1,6 @@
 // The policy engine: a Qwen2/Llama transformer in the native addon, driven from TypeScript. The backend is chosen at
-// creation ('cpu' | 'cuda' | 'auto'): the CPU engine (fp32) runs everything; the CUDA engine (bf16, or fp32 as a
-// test mode) runs inference only in this version (docs/engine.md, Backends).
+// creation ('cpu' | 'cuda' | 'auto'): the CPU engine (fp32) and the CUDA engine (bf16, or fp32 as a test mode) both run
+// inference and training (docs/engine.md, Backends).
 // Scoring with pooled hidden states, KV-cache sampling, training forward/backward, AdamW, a frozen reference copy.
 // See docs/engine.md for the API contract and the numerics.
 import { threadsForModel } from './threads.js';
@@ -15,7 +15,8 @@ export type { ScoreBatch } from './batch.js';
 export type EngineBackend = 'cpu' | 'cuda';
 export type EngineBackendRequest = EngineBackend | 'auto';
 export const ENGINE_BACKENDS: readonly EngineBackendRequest[] = ['cpu', 'cuda', 'auto'];
-/** The backend of training runs: training (forwardTrain, backward, AdamW) is not yet on the CUDA engine. */
+/** The backend of the demo's runs and of `clipo bench train`: the CPU engine, whose figures they report. (`clipo
+ *  train` takes `model.backend`; training on the CUDA engine is checked under emulation, not yet on a GPU.) */
 export const TRAIN_BACKEND: EngineBackend = 'cpu';
 
 /** The optimizer's master weights (Engine.setMasterWeights). */
@@ -26,12 +27,14 @@ export interface EngineOptions {
   /** OpenMP threads for this engine (default: picked by the model's size, threadsForModel) */
   threads?: number;
   /** 'cpu', 'cuda' or 'auto' (default): 'auto' takes the CUDA engine when this build has one and a GPU is usable,
-   *  else the CPU engine; 'cuda' where that is not so is an Error saying why. The CUDA engine runs inference only
-   *  (training calls throw). */
+   *  else the CPU engine; 'cuda' where that is not so is an Error saying why. */
   backend?: EngineBackendRequest;
   /** the CUDA engine's storage: 'bf16' (default) or 'fp32' (a test mode matching the CPU engine within 1e-4); the
    *  CPU engine is fp32 only */
   precision?: EnginePrecision;
+  /** the engine will be trained: the bf16 CUDA engine then keeps its fp32 master weights from the start, taking the
+   *  exact values given (without it, the master is made at the first training call from the bf16 weights) */
+  training?: boolean;
 }
 
 /** Which engine backends this build can run: the CPU engine always; the CUDA engine, with the reason it cannot
@@ -265,7 +268,7 @@ export class Engine {
     const threads = opts.threads ?? threadsForModel(config);
     const list = [...weights as Map<string, Tensor | LazyTensor>].map(([name, t]) => ('data' in t ? { name, shape: t.shape, data: t.data } : { name, shape: t.shape, load: t.load }));
     const Ctor = nativeCtor();
-    return new Engine(config, new Ctor({ config, weights: list, threads, backend, ...(opts.precision ? { precision: opts.precision } : {}) }), false, backend);
+    return new Engine(config, new Ctor({ config, weights: list, threads, backend, ...(opts.precision ? { precision: opts.precision } : {}), ...(opts.training ? { training: true } : {}) }), false, backend);
   }
 
   /** Names and shapes of the parameters this config needs (HF names, in the engine's order). */

@@ -10,8 +10,12 @@
 //   the backward pass (cpu_train.cpp) adds per token act, dact I each, dgu 2I, dxn H, dO heads*headDim, dqkv, and
 //   dres, dxf H each; the head's logits chunk (at most 2^24 / V rows, 256 at most) and the kept softmax of the head
 //   rows (when at most 256 MiB). It has no recomputation: checkpointing is off on the CPU.
-// - the CUDA engine keeps the same tensors in bf16 (statistics fp32); with per-layer recomputation it keeps only each
-//   layer's input and recomputes one layer at a time in the backward pass.
+// - the CUDA engine (native/engine/cuda_train.cuh) keeps the same tensors in bf16 (statistics fp32) and its backward
+//   scratch is the same one layer of activation gradients; the head's chunk is at most 64 MiB of logits (counted here
+//   as the CPU's, an upper bound). It has no recomputation yet and only fp32 master weights and moments: `clipo train`
+//   plans with `current: true` (what runs today). The plan also models the engine this is heading for (`current`
+//   false, the default): per-layer recomputation keeping only each layer's input and recomputing one layer at a time
+//   in the backward pass, bf16 master weights, bf16 or 8-bit moments.
 // - rollouts: the CPU engine decodes max(1, floor(64 / n)) prompts × n samples at once, each with its own fp32 cache
 //   of prompt + response + 1 positions; the CUDA engine pages a bf16 cache in 16-token blocks, a group's prompt
 //   blocks shared by its n samples, for at most `decodeSequences` (default 256) sequences at once.
@@ -59,6 +63,9 @@ export interface PlanTraining {
   contrastiveOutSize?: number;
   /** sequences decoded at once (CUDA; default 256) */
   decodeSequences?: number;
+  /** plan what today's engines do (`clipo train`): no per-layer recomputation (auto means off), fp32 master weights
+   *  and moments; false (default): the planned CUDA engine's options as well */
+  current?: boolean;
   /** bytes of the device (cuda) or of the host (cpu) */
   memoryBytes: number;
 }
@@ -75,6 +82,8 @@ export interface MemoryPlan {
   backend: 'cpu' | 'cuda';
   params: number;
   checkpointing: 'on' | 'off';
+  /** counted for today's engines (PlanTraining.current): the refusal suggests only what they offer */
+  current: boolean;
   /** sequences decoded at once (CUDA: as many of the asked ones as the memory left holds, whole groups) */
   decodeSequences: number;
   items: PlanItem[];
@@ -151,7 +160,7 @@ export function planMemory(m: PlanModel, t: PlanTraining): MemoryPlan {
   const always = sum(items, 'always');
   const actOff = activationsBytes(m, tokens, eb, false), actOn = activationsBytes(m, tokens, eb, true);
   let ckpt: 'on' | 'off';
-  if (t.checkpointing === 'auto') ckpt = !cuda || always + actOff + chunk + reserve <= t.memoryBytes ? 'off' : 'on';
+  if (t.checkpointing === 'auto') ckpt = !cuda || t.current || always + actOff + chunk + reserve <= t.memoryBytes ? 'off' : 'on';
   else ckpt = t.checkpointing;
   add('activations', ckpt === 'on' ? actOn : actOff, 'train', `${t.microBatch} x ${t.promptTokens + t.responseTokens} tokens, ${cuda ? 'bf16' : 'fp32'}, ${ckpt === 'on' ? 'layer inputs only (recomputed per layer)' : 'every layer kept'}`);
   add('logits chunk', chunk, 'train', `${chunkRows} rows x ${m.vocab} fp32, logits and their gradient${kept ? ', + the kept softmax' : ''}`);
@@ -171,7 +180,7 @@ export function planMemory(m: PlanModel, t: PlanTraining): MemoryPlan {
   }
   items.push({ name: 'reserve', bytes: reserve, phase: 'always', note: cuda ? 'CUDA context, workspaces, fragmentation' : 'runtime and OS' });
   const total = sum(items, 'always') + Math.max(sum(items, 'train'), sum(items, 'rollout'));
-  return { backend: t.backend, params: P, checkpointing: ckpt, decodeSequences: seqs, items, total, memoryBytes: t.memoryBytes, fits: total <= t.memoryBytes };
+  return { backend: t.backend, params: P, checkpointing: ckpt, current: !!t.current, decodeSequences: seqs, items, total, memoryBytes: t.memoryBytes, fits: total <= t.memoryBytes };
 }
 
 export function formatBytes(b: number): string {
@@ -197,10 +206,10 @@ export function planRefusal(p: MemoryPlan): string | null {
   const by = (n: string) => p.items.find((i) => i.name === n)!.bytes;
   const hints: string[] = [];
   if (by('activations') > 0.2 * p.total) hints.push('lower optim.micro_batch or data.max_response_tokens / data.max_prompt_tokens');
-  if (p.backend === 'cuda' && p.checkpointing === 'off') hints.push('set model.checkpointing to auto or on');
+  if (p.backend === 'cuda' && p.checkpointing === 'off' && !p.current) hints.push('set model.checkpointing to auto or on');
   if (by('KV cache') > 0.2 * p.total) hints.push(p.backend === 'cpu' ? 'lower rollout.n or data.max_response_tokens' : 'lower data.max_response_tokens or rollout.n');
   if (by('reference policy') > 0) hints.push('algorithm.kl_coef: 0 drops the reference policy');
-  if (p.backend === 'cuda' && by('master weights') > 0) hints.push('keep the master weights in bf16 (stochastic rounding) or the moments in 8 bits');
+  if (p.backend === 'cuda' && by('master weights') > 0 && !p.current) hints.push('keep the master weights in bf16 (stochastic rounding) or the moments in 8 bits');
   hints.push(p.backend === 'cuda' ? 'use a GPU with more memory or a smaller model' : 'use a machine with more memory, a smaller model, or the cuda backend');
   return `the run does not fit: it needs ${formatBytes(p.total)} but ${p.backend === 'cuda' ? 'the device has' : 'this machine has'} ${formatBytes(p.memoryBytes)}; the largest items: ${top.map((i) => `${i.name} ${formatBytes(i.bytes)}`).join(', ')}. To fit: ${hints.join('; ')}.`;
 }

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { TrainConfig } from '../config/load.js';
 import { loadDataset, type DataRow } from '../data/load.js';
-import { Engine, TRAIN_BACKEND } from '../engine/engine.js';
+import { Engine, resolveEngineBackend, type EngineBackend } from '../engine/engine.js';
+import { cudaDeviceInfo } from '../kernels/backend.js';
 import { loadModelConfig, loadModelDir, saveModelDir } from '../model/hfdir.js';
 import type { ModelConfig } from '../model/types.js';
 import { allocatableBytes } from '../util/limits.js';
@@ -46,13 +47,30 @@ export interface RunOptions {
   onPlan?: (plan: MemoryPlan, table: string) => void;
 }
 
-/** The run's memory plan on the CPU backend (the engine `clipo train` uses today), against this host's memory. */
-export function trainingPlan(c: TrainConfig, m: ModelConfig, memoryBytes = allocatableBytes()): MemoryPlan {
-  if (c.model.checkpointing === 'on') throw new Error('model.checkpointing: on needs the cuda backend (the CPU engine keeps every layer\'s activations); use auto or off');
+/** The engine backend a run trains on (model.backend; 'auto': the CUDA engine where it can run). */
+export function trainingBackend(c: TrainConfig): EngineBackend {
+  try {
+    return resolveEngineBackend(c.model.backend);
+  } catch (e) {
+    throw new Error(`model.backend: ${(e as Error).message}`);
+  }
+}
+
+/** The run's memory plan on its backend (model.backend), against this host's memory (cpu) or the GPU's (cuda), for
+ *  what the engines do today (no per-layer recomputation, fp32 master weights and moments). */
+export function trainingPlan(c: TrainConfig, m: ModelConfig, memoryBytes?: number): MemoryPlan {
+  const backend = trainingBackend(c);
+  if (c.model.checkpointing === 'on') {
+    throw new Error(backend === 'cpu'
+      ? 'model.checkpointing: on needs the cuda backend (the CPU engine keeps every layer\'s activations); use auto or off'
+      : 'model.checkpointing: on: per-layer recomputation is not in the CUDA engine yet (it keeps every layer\'s activations, as the CPU engine); use auto or off');
+  }
+  const memory = memoryBytes ?? (backend === 'cuda' ? cudaDeviceInfo().devices[0]?.memoryBytes ?? 0 : allocatableBytes());
   return planMemory(
     { layers: m.numLayers, hidden: m.hiddenSize, intermediate: m.intermediateSize, heads: m.numHeads, kvHeads: m.numKvHeads, headDim: m.headDim, vocab: m.vocabSize, tied: m.tieWordEmbeddings, attentionBias: m.attentionBias, mlpBias: m.mlpBias },
     {
-      backend: 'cpu',
+      backend,
+      current: true,
       microBatch: c.optim.micro_batch,
       promptTokens: c.data.max_prompt_tokens,
       responseTokens: c.data.max_response_tokens,
@@ -62,7 +80,7 @@ export function trainingPlan(c: TrainConfig, m: ModelConfig, memoryBytes = alloc
       reference: c.algorithm.kl_coef > 0,
       masterDtype: c.optim.master_weights === 'bf16-sr' ? 'bf16' : 'fp32',
       ...(c.clipo.enabled ? { contrastiveOutSize: c.clipo.out_size } : {}),
-      memoryBytes,
+      memoryBytes: memory,
     },
   );
 }
@@ -82,8 +100,10 @@ function configForCheck(c: TrainConfig): Record<string, unknown> {
   delete copy.optim!.max_steps;
   delete copy.optim!.epochs;
   delete copy.model!.threads;
-  // recomputation changes memory, not the values
+  // recomputation changes memory, not the values; another engine changes them only by rounding (a run saved on one
+  // machine may continue on another)
   delete copy.model!.checkpointing;
+  delete copy.model!.backend;
   delete copy.verifier;
   // validation and guards watch the run without changing its steps
   delete copy.validation;
@@ -146,7 +166,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const ckpt = o.resume && checkpoints.length ? loadCheckpoint(checkpoints.at(-1)!.dir) : null;
   if (ckpt) {
     const diff = diffKeys(ckpt.state.config, configForCheck(c));
-    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, model.checkpointing, verifier.*, validation.* and guards.* may change)`);
+    if (diff.length) throw new Error(`--resume: the config differs from the run's in ${diff.join(', ')} (only optim.max_steps, optim.epochs, output.*, model.threads, model.checkpointing, model.backend, verifier.*, validation.* and guards.* may change)`);
   }
 
   // the memory plan from config.json alone: a run that cannot fit is refused before the weights are read
@@ -169,7 +189,9 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
 
   const threads = c.model.threads;
   const policyWeights = ckpt ? loadModelDir(ckpt.policyDir, { tokenizer: false }).weights : base.weights;
-  const policy = Engine.create(base.config, policyWeights, { ...(threads ? { threads } : {}), backend: TRAIN_BACKEND }) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
+  // the policy: fp32 master weights from the exact values loaded (the bf16 CUDA engine's working copy is their rounding)
+  const backend = plan.backend;
+  const policy = Engine.create(base.config, policyWeights, { ...(threads ? { threads } : {}), backend, training: true }) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   let reference: PolicyEngine | null = null;
   const verifier = new VerifierPool({ threads: c.verifier.threads, timeoutMs: c.verifier.timeout_ms, boxes: c.verifier.boxes });
   let rewardModule: RewardModule | null = null;
@@ -180,7 +202,7 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
     if (ckpt) policy.importOptimizerState(ckpt.policyOptimizer);
     // before the reference is cloned, so that it starts from the same (bf16-rounded) weights
     if (c.optim.master_weights !== 'fp32') (policy as unknown as Engine).setMasterWeights(c.optim.master_weights, c.optim.seed);
-    if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, { ...(threads ? { threads } : {}), backend: TRAIN_BACKEND }) as unknown as PolicyEngine) : policy.cloneFrozen();
+    if (c.algorithm.kl_coef > 0) reference = ckpt ? (Engine.create(base.config, base.weights, { ...(threads ? { threads } : {}), backend }) as unknown as PolicyEngine) : policy.cloneFrozen();
     const head = ckpt?.head && ckpt.state.head ? ContrastiveHead.fromTensors(ckpt.state.head.kind, ckpt.state.head.hiddenSize, ckpt.state.head.outSize, ckpt.head.weights, ckpt.head.optimizer, ckpt.state.head.step) : null;
     const trainer = new Trainer({
       config: c, policy, reference, prompts,
