@@ -362,11 +362,6 @@ class CudaModel final : public Engine {
                      headClass_));
   }
   GemmClass headClass_ = GemmClass::Wide;
-  // dst[i] = float(src[i]) on the stream (the bf16 engine's master copy at its first training call)
-  void toFloat(const T* src, float* dst, int64_t n) {
-    toFloatKernel<T><<<gridFor(n, kThreads), kThreads, 0, stream_>>>(src, dst, n);
-    check(launched("to fp32"));
-  }
 
   void ensureRope(int64_t positions) {
     if (positions <= ropeLen_) return;
@@ -377,6 +372,12 @@ class CudaModel final : public Engine {
     check(cudaMemcpyAsync(sin_.p, rope_.sin.data(), rope_.sin.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "rope upload");
     sync();
     ropeLen_ = rope_.len;
+  }
+
+  // dst[i] = float(src[i]) on the stream (the bf16 engine's master copy)
+  void toFloat(const T* src, float* dst, int64_t n) {
+    toFloatKernel<T><<<gridFor(n, kThreads), kThreads, 0, stream_>>>(src, dst, n);
+    check(launched("to fp32"));
   }
 
   // device bytes of one pass over N rows (activations), for the check before the work

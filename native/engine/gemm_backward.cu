@@ -11,7 +11,7 @@
 
 #include "engine/cuda_storage.cuh"
 #include "engine/cuda_util.cuh"
-#include "engine/gemm.h"
+#include "engine/gemm_backward.h"
 
 namespace clipo::engine {
 
