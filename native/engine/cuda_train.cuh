@@ -28,7 +28,6 @@
 
 #include "engine/attention.h"
 #include "engine/gemm.h"
-#include "engine/gemm_backward.h"
 #include "engine/head.h"
 #include "engine/mlp.h"
 #include "engine/norm_rope.h"
