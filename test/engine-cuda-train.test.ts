@@ -215,5 +215,32 @@ describe(`CUDA engine training${gpu ? '' : ` — skipped: ${backends.cudaReason 
       for (let i = 0; i < master.length; i++) if (working[i] !== fromBf16(toBf16(master[i]!))) wrong++;
       expect(wrong).toBe(0);
     });
+
+    gpuTest('bf16 master weights (stochastic rounding): the weights stay bf16 values and move; the fp32 engine refuses it', () => {
+      // the update kernel itself is checked bit for bit against the CPU's bf16 master under emulation (run-engine.sh);
+      // here, through the engine: no fp32 master, the weights stay bf16 values, and training moves them
+      const e = Engine.create(config, weights, { backend: 'cuda' });
+      e.setMasterWeights('bf16-sr', 3);
+      const names = e.parameterShapes().map((p) => p.name);
+      const before = flat(e.exportWeights(), names);
+      const mbs = microBatches(new Rng(10), config.vocabSize);
+      for (let k = 0; k < 3; k++) {
+        e.zeroGrad();
+        accumulate(e, mbs);
+        e.adamwStep({ lr: 1e-3, weightDecay: 0.1 });
+      }
+      const after = flat(e.exportWeights(), names);
+      let notBf16 = 0, moved = 0;
+      for (let i = 0; i < after.length; i++) {
+        if (fromBf16(toBf16(after[i]!)) !== after[i]) notBf16++;
+        if (after[i] !== before[i]) moved++;
+      }
+      expect(notBf16).toBe(0);
+      expect(moved).toBeGreaterThan(after.length / 100);
+      e.dispose();
+      const f = Engine.create(config, weights, { backend: 'cuda', precision: 'fp32' });
+      expect(() => f.setMasterWeights('bf16-sr')).toThrow(/need bf16 storage/);
+      f.dispose();
+    });
   });
 });

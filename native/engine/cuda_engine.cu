@@ -172,7 +172,7 @@ class CudaModel final : public Engine {
   // starts from the exact values given rather than their bf16 rounding
   void keepMaster() {
     if constexpr (sizeof(T) == 2) {
-      if (master_.p) return;
+      if (master_.p || bf16Master_) return;
       requireFree(4.0 * static_cast<double>(lay_.total), "the fp32 master weights");
       master_.ensure(lay_.total);
       toFloat(w_.p, master_.p, static_cast<int64_t>(lay_.total));
@@ -269,6 +269,17 @@ class CudaModel final : public Engine {
   double adamw(double lr, double beta1, double beta2, double eps, double weightDecay, double maxGradNorm) override;
   OptimizerState optimizerState() const override;
   void setOptimizerState(OptimizerState s) override;
+  // bf16 master weights (optim.h AdamwHyper::bf16Master): the bf16 working copy is the master, rounded
+  // stochastically at every step, and the fp32 master copy is dropped (4 bytes a parameter). bf16 storage only: the
+  // fp32 engine is the test mode, whose weights are their own fp32 master.
+  void setMasterWeights(bool bf16, uint64_t seed) override {
+    if (frozen_) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
+    if (bf16 && sizeof(T) != 2)
+      throw EngineError("cuda engine: bf16 master weights need bf16 storage (precision bf16); the fp32 engine is the test mode");
+    if (bf16) master_.release();  // from here the bf16 weights are the master (their values as they are now)
+    bf16Master_ = bf16;
+    masterSeed_ = seed;
+  }
 
  private:
   // The activations one forwardTrain keeps for its backward (the CPU engine's TrainState, on the device; storage T,
@@ -293,6 +304,8 @@ class CudaModel final : public Engine {
   DevBuf<float> g_, m_, v_;  // fp32 gradients and Adam moments (made by the first training call)
   DevBuf<float> master_;     // bf16 storage only: the fp32 master weights (fp32 storage: w_ is the master)
   int64_t adamSteps_ = 0;
+  bool bf16Master_ = false;  // setMasterWeights: no fp32 master, AdamW rounds into the bf16 weights stochastically
+  uint64_t masterSeed_ = 0;
   void ensureGrads();
   float* masterWeights();
   double trainBytes(int64_t N, int64_t R) const;

@@ -42,13 +42,13 @@ using namespace cudatwin;
 template <typename T>
 void CudaModel<T>::ensureGrads() {
   if (frozen_) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
-  const bool bf16 = sizeof(T) == 2;
-  if (g_.p && (!bf16 || master_.p)) return;
+  const bool fp32Master = sizeof(T) == 2 && !bf16Master_;  // bf16 storage keeps an fp32 master unless bf16Master_
+  if (g_.p && (!fp32Master || master_.p)) return;
   const size_t n = lay_.total;
-  requireFree(4.0 * static_cast<double>(n) * (bf16 ? 2 : 1),
-              std::string("the fp32 gradients") + (bf16 ? " and master weights" : ""));
+  requireFree(4.0 * static_cast<double>(n) * (fp32Master ? 2 : 1),
+              std::string("the fp32 gradients") + (fp32Master ? " and master weights" : ""));
   if constexpr (sizeof(T) == 2) {
-    if (!master_.p) {
+    if (fp32Master && !master_.p) {
       master_.ensure(n);
       toFloat(w_.p, master_.p, static_cast<int64_t>(n));
     }
@@ -368,8 +368,11 @@ double CudaModel<T>::adamw(double lr, double beta1, double beta2, double eps, do
   if constexpr (sizeof(T) == 2) working = w_.p;
   DevBuf<char> scratch;
   scratch.ensure(adamwCudaScratchBytes());
-  check(adamwStepCuda(masterWeights(), m_.p, v_.p, g_.p, working, static_cast<int64_t>(n), segs.data(), segs.size(),
-                      AdamwHyper{lr, beta1, beta2, eps, weightDecay, maxGradNorm}, adamSteps_ + 1, scratch.p, stream_));
+  AdamwHyper h{lr, beta1, beta2, eps, weightDecay, maxGradNorm};
+  h.bf16Master = bf16Master_;  // then the working copy is the master and there is no fp32 one
+  h.seed = masterSeed_;
+  check(adamwStepCuda(bf16Master_ ? nullptr : masterWeights(), m_.p, v_.p, g_.p, working, static_cast<int64_t>(n),
+                      segs.data(), segs.size(), h, adamSteps_ + 1, scratch.p, stream_));
   double norm = NAN;
   check(cudaMemcpyAsync(&norm, scratch.p, sizeof(double), cudaMemcpyDeviceToHost, stream_), "download");
   sync();
