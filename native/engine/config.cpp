@@ -2,8 +2,26 @@
 #include "engine/config.h"
 
 #include <cmath>
+#include <string>
 
 namespace clipo::engine {
+
+void checkBackwardGradients(const float* gradLogp, size_t count, const float* gradEntropy, size_t entropyCount,
+                            size_t expected) {
+  if (count != expected)
+    throw EngineError("backward: gradLogp has " + std::to_string(count) + " values, expected " +
+                      std::to_string(expected) + " (batch x max response length of the forward)");
+  for (size_t i = 0; i < count; ++i)
+    if (!std::isfinite(gradLogp[i])) throw EngineError("backward: gradLogp[" + std::to_string(i) + "] is not finite");
+  if (gradEntropy) {
+    if (entropyCount != expected)
+      throw EngineError("backward: gradEntropy has " + std::to_string(entropyCount) + " values, expected " +
+                        std::to_string(expected) + " (the layout of gradLogp)");
+    for (size_t i = 0; i < entropyCount; ++i)
+      if (!std::isfinite(gradEntropy[i]))
+        throw EngineError("backward: gradEntropy[" + std::to_string(i) + "] is not finite");
+  }
+}
 
 void validateConfig(const ModelConfig& c) {
   auto need = [](bool ok, const char* msg) {

@@ -111,6 +111,11 @@ struct DecodeStepToken {
   bool finished = false, stopped = false;
 };
 
+// backward's inputs, as either engine takes them: gradLogp (and gradEntropy, if given) of `expected` values (batch x
+// max response length of the forward), every one finite; an EngineError naming the first bad one otherwise.
+void checkBackwardGradients(const float* gradLogp, size_t count, const float* gradEntropy, size_t entropyCount,
+                            size_t expected);
+
 // The bookkeeping after a live sequence of the step-wise decoder (either backend's; S has generated, maxNewTokens,
 // lastToken, history and req, a DecodeAddRequest*) got token out.t.token: count it, keep it for the repetition
 // penalty when one is on, and say whether it stopped (a stop token) or finished (stopped, or maxNewTokens reached).

@@ -27,19 +27,7 @@ void CpuModel::backward(const float* gradLogp, size_t count, const float* gradEn
   const int64_t N = static_cast<int64_t>(st.tokens.size()), H = cfg.hidden, I = cfg.intermediate,
                 V = cfg.vocab, L = cfg.layers, nh = cfg.heads;
   const size_t expected = st.spans.size() * static_cast<size_t>(st.T);
-  if (count != expected)
-    throw EngineError("backward: gradLogp has " + std::to_string(count) + " values, expected " +
-                      std::to_string(expected) + " (batch x max response length of the forward)");
-  for (size_t i = 0; i < count; ++i)
-    if (!std::isfinite(gradLogp[i])) throw EngineError("backward: gradLogp[" + std::to_string(i) + "] is not finite");
-  if (gradEntropy) {
-    if (entropyCount != expected)
-      throw EngineError("backward: gradEntropy has " + std::to_string(entropyCount) + " values, expected " +
-                        std::to_string(expected) + " (the layout of gradLogp)");
-    for (size_t i = 0; i < entropyCount; ++i)
-      if (!std::isfinite(gradEntropy[i]))
-        throw EngineError("backward: gradEntropy[" + std::to_string(i) + "] is not finite");
-  }
+  checkBackwardGradients(gradLogp, count, gradEntropy, entropyCount, expected);
   float* G = g.data();
 
   // LM head and the final hidden states (head.cpp: headLogprobsBackward), the upstream gradients per scored row
@@ -114,13 +102,8 @@ double CpuModel::adamw(double lr, double beta1, double beta2, double eps, double
     m.assign(w.size(), 0.f);
     v.assign(w.size(), 0.f);
   }
-  // torch.optim.AdamW with clip_grad_norm_ (optim.cpp): decay only on matrices (not norms, biases); a tied LM
-  // head is the embedding, updated once
-  std::vector<AdamwSegment> segs;
-  for (const ParamInfo& p : lay_.params) {
-    if (cfg.tieEmbeddings && p.name == "lm_head.weight") continue;
-    segs.push_back(AdamwSegment{static_cast<int64_t>(p.offset), static_cast<int64_t>(p.size), p.shape.size() >= 2});
-  }
+  // torch.optim.AdamW with clip_grad_norm_ (optim.cpp)
+  const std::vector<AdamwSegment> segs = adamwSegments(cfg, lay_);
   AdamwHyper h{lr, beta1, beta2, eps, weightDecay, maxGradNorm};
   h.bf16Master = bf16Master;
   h.seed = masterSeed;

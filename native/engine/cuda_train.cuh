@@ -232,19 +232,7 @@ void CudaModel<T>::backward(const float* gradLogp, size_t count, const float* gr
   TrainActs& st = tr_;
   if (st.N == 0) throw EngineError("backward: no activations; call forwardTrain first");
   const size_t expected = st.spans.size() * static_cast<size_t>(st.respLen);
-  if (count != expected)
-    throw EngineError("backward: gradLogp has " + std::to_string(count) + " values, expected " +
-                      std::to_string(expected) + " (batch x max response length of the forward)");
-  for (size_t i = 0; i < count; ++i)
-    if (!std::isfinite(gradLogp[i])) throw EngineError("backward: gradLogp[" + std::to_string(i) + "] is not finite");
-  if (gradEntropy) {
-    if (entropyCount != expected)
-      throw EngineError("backward: gradEntropy has " + std::to_string(entropyCount) + " values, expected " +
-                        std::to_string(expected) + " (the layout of gradLogp)");
-    for (size_t i = 0; i < entropyCount; ++i)
-      if (!std::isfinite(gradEntropy[i]))
-        throw EngineError("backward: gradEntropy[" + std::to_string(i) + "] is not finite");
-  }
+  checkBackwardGradients(gradLogp, count, gradEntropy, entropyCount, expected);
   const int64_t N = st.N, R = st.R, H = cfg_.hidden, I = cfg_.intermediate, L = cfg_.layers, V = cfg_.vocab,
                 QKV = lay_.qkv, qd = lay_.qd, nh = cfg_.heads, B = static_cast<int64_t>(st.spans.size());
   std::vector<float> gl(R), ge(gradEntropy ? R : 0);
@@ -359,11 +347,7 @@ double CudaModel<T>::adamw(double lr, double beta1, double beta2, double eps, do
     check(cudaMemsetAsync(m_.p, 0, n * sizeof(float), stream_), "cudaMemsetAsync");
     check(cudaMemsetAsync(v_.p, 0, n * sizeof(float), stream_), "cudaMemsetAsync");
   }
-  std::vector<AdamwSegment> segs;
-  for (const ParamInfo& p : lay_.params) {
-    if (cfg_.tieEmbeddings && p.name == "lm_head.weight") continue;
-    segs.push_back(AdamwSegment{static_cast<int64_t>(p.offset), static_cast<int64_t>(p.size), p.shape.size() >= 2});
-  }
+  const std::vector<AdamwSegment> segs = adamwSegments(cfg_, lay_);
   uint16_t* working = nullptr;  // bf16: the working copy, refreshed from the updated master
   if constexpr (sizeof(T) == 2) working = w_.p;
   DevBuf<char> scratch;

@@ -11,6 +11,15 @@
 
 namespace clipo::engine {
 
+std::vector<AdamwSegment> adamwSegments(const ModelConfig& cfg, const ParamLayout& lay) {
+  std::vector<AdamwSegment> segs;
+  for (const ParamInfo& p : lay.params) {
+    if (cfg.tieEmbeddings && p.name == "lm_head.weight") continue;
+    segs.push_back(AdamwSegment{static_cast<int64_t>(p.offset), static_cast<int64_t>(p.size), p.shape.size() >= 2});
+  }
+  return segs;
+}
+
 double gradNormCpu(const float* g, size_t n, int threads) {
   const size_t chunk = 1 << 16, nChunks = (n + chunk - 1) / chunk;
   std::vector<double> partial(nChunks, 0.0);

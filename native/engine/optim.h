@@ -6,6 +6,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "engine/config.h"
 
 namespace clipo::engine {
 
@@ -21,6 +24,10 @@ struct AdamwHyper {
   bool bf16Master = false;
   uint64_t seed = 0;
 };
+
+// The segments of a model's flat parameter buffer, one per tensor, as both engines step them (torch.optim.AdamW
+// param groups): decay on matrices only (not norm weights or biases); a tied LM head is the embedding, stepped once.
+std::vector<AdamwSegment> adamwSegments(const ModelConfig& cfg, const ParamLayout& lay);
 
 // The gradient's global L2 norm: sum of squares in double over fixed chunks of 2^16 values, chunk sums added in
 // order (the same value for any thread count).
