@@ -13,7 +13,7 @@ import { appendAll, maxOf } from '../util/stats.js';
 import { ReadProbe, rate, round } from './bandwidth.js';
 import {
   checkedFraction, flagRow, interleave, limitSpread, loadBefore, loadRecord, pairedFraction, rowSeconds, standardNotes, threadCounts, timeCall,
-  type Entry, type Sample,
+  timeCallMean, type Entry, type Sample,
 } from './harness.js';
 import { compareValues, howToGetTorch, TorchPeer } from './peer.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
@@ -112,11 +112,7 @@ async function cpuCase(ctx: BenchContext, c: CpuCase, probe: ReadProbe, peer: To
     // the pooling pass's sample is the mean of three back-to-back calls (one call is 15-150 ms): its target (>= 90% of
     // the probe) sits a few percent below where it runs, so its per-round noise is what decides the verdict
     entries.push({
-      name: `pool ${t}`, run: () => {
-        const n = 3;
-        const s = timeCall(() => { for (let q = 0; q < n; q++) poolCpu({ tokens, mask, batch: B, length: L, hiddenSize: H, out: pooledOut, threads: t }); }, t);
-        return { wall: s.wall / n, cpu: s.cpu / n };
-      },
+      name: `pool ${t}`, run: () => timeCallMean(() => poolCpu({ tokens, mask, batch: B, length: L, hiddenSize: H, out: pooledOut, threads: t }), 3, t),
     });
     for (const impl of peerImpls) entries.push({ name: `torch ${impl} ${t}`, run: () => peer!.time({ kernel: 'contrastive', impl, threads: t }) });
   }

@@ -8,7 +8,7 @@ import { nativeFunction } from '../native.js';
 import { Rng } from '../util/rng.js';
 import { median } from '../util/stats.js';
 import { CopyProbe, rate, ReadProbe, round } from './bandwidth.js';
-import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, rowSeconds, standardNotes, threadCounts, timeCall, type Entry, type Sample } from './harness.js';
+import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, rowSeconds, standardNotes, threadCounts, timeCall, timeCallMean, type Entry, type Sample } from './harness.js';
 import { compareValues, howToGetTorch, TorchPeer } from './peer.js';
 import type { BenchContext, BenchReport, BenchRow, BenchSuite } from './types.js';
 
@@ -128,11 +128,7 @@ async function cpuRows(ctx: BenchContext, rows: BenchRow[], notes: string[], err
       entries.push({ name: `copy ${t}`, run: () => copy.run(t) });
       // several calls per sample (a call is ~1 ms): the sample is their mean, each on a different input copy
       entries.push({
-        name: `clipo ${t}`, run: () => {
-          const n = 8;
-          const s = timeCall(() => { for (let q = 0; q < n; q++) surrogateLoss({ ...inputs[k++ % inputs.length]!, threads: t }); }, t);
-          return { wall: s.wall / n, cpu: s.cpu / n };
-        },
+        name: `clipo ${t}`, run: () => timeCallMean(() => surrogateLoss({ ...inputs[k++ % inputs.length]!, threads: t }), 8, t),
       });
       for (const impl of impls) entries.push({ name: `torch ${impl} ${t}`, run: () => peer!.time({ kernel: 'surrogate', impl, config: peerCfg, threads: t }) });
     }
