@@ -15,6 +15,8 @@ Implementations ("impl"):
                         of elementwise ops, no autograd graph)
   engine                the same Qwen2-shaped model in transformers: scoring, forward+backward+AdamW, sampling
                         (engine_peer.py; needs transformers)
+  train                 one training step of that model on the GPU: bf16 autocast, a PPO-clip surrogate,
+                        torch.optim.AdamW(fused=True) (train_peer.py; needs transformers and CUDA)
 Both sides take the same InfoNCE positives (clipo's draw), so the values can be compared. verl's surrogate code is
 in verl_surrogate.py (shared with scripts/gpu/torch_surrogate.py).
 """
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import engine_peer
+import train_peer
 from verl_surrogate import policy_loss
 
 state = {}
@@ -144,6 +147,8 @@ def run(a, threads):
     torch.set_num_threads(threads)
     if a["kernel"] == "engine":
         return engine_peer.run(a["op"], a), None
+    if a["kernel"] == "train":
+        return train_peer.run(a["op"], a), None
     if a["kernel"] == "contrastive":
         return contrastive_step(a["impl"]), None
     return surrogate_step(a["config"], a["impl"])
@@ -171,6 +176,18 @@ def handle(a):
         values, extra = engine_peer.check(a)
         write_out(a["out"], values)
         return {"length": values.numel(), **extra}
+    if cmd == "train_setup":
+        return train_peer.setup(a)
+    if cmd == "train_check":
+        values, extra = train_peer.check(a)
+        write_out(a["out"], values)
+        return {"length": values.numel(), **extra}
+    if cmd == "train_reset_peak":
+        return train_peer.reset_peak()
+    if cmd == "train_memory":
+        return train_peer.memory()
+    if cmd == "train_release":
+        return train_peer.release()
     if cmd == "check":
         loss, grad = run(a, a.get("threads", 1))
         if grad is None:
@@ -187,6 +204,7 @@ def handle(a):
     if cmd == "release":
         state.clear()
         engine_peer.state.clear()
+        train_peer.release()
         return {}
     raise ValueError(f"unknown command {cmd!r}")
 

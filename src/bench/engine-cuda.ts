@@ -12,7 +12,7 @@
 // reports for the tokens it sampled, scored by a transformers forward. Without a usable GPU the suite says why and
 // reports nothing (exit 0); without --compare torch (or without torch/transformers) clipo's rows stand alone.
 import { Engine, engineBackends, type ScoreBatch } from '../engine/engine.js';
-import { countParameters, randomWeights, smallConfig } from '../engine/params.js';
+import { countParameters, randomWeights } from '../engine/params.js';
 import { availableBackends } from '../kernels/backend.js';
 import { engineGemmInfo, gemmProbe, gpuLibUnusable, ltPlans } from '../kernels/gpulibs.js';
 import type { ModelConfig } from '../model/types.js';
@@ -21,6 +21,7 @@ import { round } from './bandwidth.js';
 import { batchTokens, enginePeer, maxAbsDiff, setupEnginePeer, type EnginePeerCase } from './engine-peer.js';
 import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, medianWall, standardNotes, type Entry, type Sample } from './harness.js';
 import type { TorchPeer } from './peer.js';
+import { benchShape, quickShape } from './shapes.js';
 import type { BenchContext, BenchReport, BenchRow } from './types.js';
 
 /** bf16 log-probs of the same model on the two sides: the largest and the mean |difference| allowed (issue 11). */
@@ -34,11 +35,8 @@ interface GpuModel {
 
 /** Random models of the Qwen2.5 configs' shapes (config.json: hidden, layers, heads, kv heads, intermediate, tied). */
 export function gpuBenchModels(quick: boolean): GpuModel[] {
-  if (quick) return [{ label: '~50M (quick)', config: smallConfig('qwen2', { vocab: 32000, hidden: 512, layers: 4, heads: 8, kvHeads: 2, intermediate: 1536 }) }];
-  return [
-    { label: 'Qwen2.5-0.5B-shaped', config: smallConfig('qwen2', { vocab: 151936, hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, tie: true }) },
-    { label: 'Qwen2.5-1.5B-shaped', config: smallConfig('qwen2', { vocab: 151936, hidden: 1536, layers: 28, heads: 12, kvHeads: 2, intermediate: 8960, tie: true }) },
-  ];
+  if (quick) return [quickShape()];
+  return [benchShape('qwen2.5-0.5b'), benchShape('qwen2.5-1.5b')];
 }
 
 /** Bytes one decoding step reads at the least: every bf16 parameter once (a tied embedding once, as the head), and

@@ -66,12 +66,7 @@ function concat(arrays: Int32Array[]): Int32Array {
  *  peer runs it in bf16 on the GPU (the directory is written in bf16: the same rounding as clipo's CUDA engine makes
  *  of the fp32 weights, so both hold the same values), sampling without a top-p cut. */
 export async function setupEnginePeer(peer: TorchPeer, c: EnginePeerCase, threads: number, gpu = false): Promise<void> {
-  // the peer's folder is in /dev/shm where there is one, which a container may keep small: a model that would not
-  // fit there (with room to spare) goes to the temporary folder instead
-  const bytes = countParameters(c.config) * (gpu ? 2 : 4);
-  const base = freeBytes(peer.dir) > 1.25 * bytes + 2 ** 28 ? peer.dir : mkdtempSync(path.join(os.tmpdir(), 'clipo-bench-model-'));
-  const dir = path.join(base, `model-${c.label.replace(/[^A-Za-z0-9]/g, '')}`);
-  saveModelDir(dir, c.config, c.weights, { force: true, ...(gpu ? { dtype: 'bf16' as const } : {}) });
+  const { dir, remove } = writePeerModel(peer, c.label, c.config, c.weights, gpu ? 'bf16' : 'fp32');
   const { tokens, B, T } = batchTokens(c.batch);
   const promptLen = c.prompts[0]!.length;
   if (c.prompts.some((p) => p.length !== promptLen)) throw new Error('engine peer: the bench prompts must have equal lengths');
@@ -83,8 +78,19 @@ export async function setupEnginePeer(peer: TorchPeer, c: EnginePeerCase, thread
       ...(gpu ? { device: 'cuda', dtype: 'bfloat16', topP: 1 } : {}),
     });
   } finally {
-    rmSync(base === peer.dir ? dir : base, { recursive: true, force: true }); // loaded: the peer holds its own copy
+    remove(); // loaded: the peer holds its own copy
   }
+}
+
+/** Writes a model as a HF directory for the peer to load: in the peer's folder, which is in /dev/shm where there is
+ *  one (a container may keep it small: a model that would not fit there, with room to spare, goes to the temporary
+ *  folder instead). `remove` deletes it once the peer has loaded it. */
+export function writePeerModel(peer: TorchPeer, label: string, config: ModelConfig, weights: TensorMap, dtype: 'bf16' | 'fp32'): { dir: string; remove: () => void } {
+  const bytes = countParameters(config) * (dtype === 'bf16' ? 2 : 4);
+  const base = freeBytes(peer.dir) > 1.25 * bytes + 2 ** 28 ? peer.dir : mkdtempSync(path.join(os.tmpdir(), 'clipo-bench-model-'));
+  const dir = path.join(base, `model-${label.replace(/[^A-Za-z0-9]/g, '')}`);
+  saveModelDir(dir, config, weights, { force: true, ...(dtype === 'bf16' ? { dtype: 'bf16' as const } : {}) });
+  return { dir, remove: () => rmSync(base === peer.dir ? dir : base, { recursive: true, force: true }) };
 }
 
 /** Bytes free to an unprivileged writer on the filesystem of `dir` (Infinity when it cannot be asked). */

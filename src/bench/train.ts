@@ -39,8 +39,11 @@ function makeTrainer(preset: string, clipo: boolean, sizes: { hidden: number; la
 export const trainSuite: BenchSuite = {
   name: 'train',
   groups: ['train'],
-  description: 'median RL step time per preset, with and without CLIPO (target: CLIPO adds ≤ 3%)',
+  description: 'CPU (default): median RL step time per preset, with and without CLIPO (target: CLIPO adds ≤ 3%); --backend cuda: a 1.5B-shaped training step (MFU, beside transformers + fused AdamW with --compare torch) and one RL step by phase (CLIPO ≤ 2%)',
   async run(ctx: BenchContext): Promise<BenchReport> {
+    // --backend cuda: training on the CUDA engine beside PyTorch on the GPU (train-cuda.ts); 'auto' and 'cpu' run
+    // the CPU rows below
+    if (ctx.backend === 'cuda') return (await import('./train-cuda.js')).runTrainCuda(ctx);
     const before = loadBefore();
     const sizes = ctx.quick
       ? { hidden: 32, layers: 2, vocab: 128, prompt: 8, response: 8, n: 4, prompts: 2 }

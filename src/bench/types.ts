@@ -17,6 +17,10 @@ export interface BenchContext {
   threads?: number;
   /** `--compare torch`: the PyTorch peer, started on first use (null when not asked for) */
   peer?: (() => Promise<TorchPeer | { unavailable: string }>) | null;
+  /** `--shape`: the model shapes of `train --backend cuda` (src/bench/shapes.ts names) */
+  shapes?: string[];
+  /** `--batch BxT`: the micro-batch of `train --backend cuda` */
+  trainBatch?: { batch: number; seqLen: number };
 }
 
 export interface BenchReport {
@@ -30,6 +34,9 @@ export interface BenchReport {
   seconds?: number;
   /** figures the bench withheld because they cannot be right (a fraction of a limit above 1, ...) */
   errors?: string[];
+  /** set when the suite could not run at all here (e.g. `train --backend cuda` without a GPU): why; `clipo bench`
+   *  then exits 1 */
+  unavailable?: string;
 }
 
 export interface BenchSuite {

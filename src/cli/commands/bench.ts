@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { machineInfo } from '../../bench/machine.js';
 import { benchSuites, defaultBenchGroup } from '../../bench/suites.js';
 import { TorchPeer } from '../../bench/peer.js';
+import { parseShapes, parseTrainBatch } from '../../bench/shapes.js';
 import type { BenchReport } from '../../bench/types.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 import { UsageError, parseNumberOption, threadsOption } from '../errors.js';
@@ -28,6 +29,8 @@ interface BenchOptions {
   promptWords: string;
   threads?: string;
   maxBatch: string;
+  shape?: string;
+  batch?: string;
 }
 
 /** `clipo bench serve`: its own target (a model directory served here, or --endpoint) and load shape. */
@@ -83,6 +86,8 @@ export function registerBench(program: Command): void {
     .option('--prompt-words <n>', 'serve: words per prompt', '32')
     .option('--threads <n>', 'CPU threads of the all-thread rows (default: all cores; 1: one-thread rows only); serve: CPU threads of the engine for --model (default: all cores)')
     .option('--max-batch <n>', 'serve: the server\'s running-batch limit for --model', '32')
+    .option('--shape <names>', 'train --backend cuda: model shapes, comma-separated: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b (or 0.5b, 1.5b, 3b; default 1.5b)')
+    .option('--batch <BxT>', 'train --backend cuda: the training micro-batch, sequences x tokens (default 4x1024)')
     .action(async (names: string[], opts: BenchOptions) => {
       if (opts.list) {
         for (const s of benchSuites) console.log(`${chalk.bold(s.name.padEnd(14))} [${s.groups.join(', ')}]  ${s.description}`);
@@ -114,10 +119,21 @@ export function registerBench(program: Command): void {
       const repeats = opts.repeats ? parseNumberOption('--repeats', opts.repeats, { integer: true, min: 1, max: 10000 }) : opts.quick ? 3 : 9;
       if (opts.compare !== undefined && opts.compare !== 'torch') throw new UsageError(`--compare: expected torch, got '${opts.compare}'`);
       const threads = threadsOption(opts.threads);
+      // the GPU training bench's own options: refused where they would be ignored
+      const trainCuda = opts.backend === 'cuda' && selected.some((s) => s.name === 'train');
+      if ((opts.shape !== undefined || opts.batch !== undefined) && !trainCuda) throw new UsageError(`${opts.shape !== undefined ? '--shape' : '--batch'} applies to 'bench train --backend cuda' only`);
+      let shapes: string[] | undefined, trainBatch: { batch: number; seqLen: number } | undefined;
+      try {
+        if (opts.shape !== undefined) shapes = parseShapes(opts.shape);
+        if (opts.batch !== undefined) trainBatch = parseTrainBatch(opts.batch);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const log = (m: string) => process.stderr.write(chalk.dim(m) + '\n');
       const peerStart: { p: Promise<TorchPeer | { unavailable: string }> | null } = { p: null };
       const ctx = {
         quick: !!opts.quick, repeats, backend: opts.backend, log, threads,
+        ...(shapes ? { shapes } : {}), ...(trainBatch ? { trainBatch } : {}),
         peer: opts.compare ? () => (peerStart.p ??= TorchPeer.start(log)) : null,
       };
       const reports: BenchReport[] = [];
@@ -142,12 +158,15 @@ export function registerBench(program: Command): void {
       const started = peerStart.p ? await peerStart.p : null;
       const doc = {
         machine,
-        options: { quick: ctx.quick, repeats, backend: opts.backend, compare: opts.compare ?? null, threads: threads ?? null },
+        options: { quick: ctx.quick, repeats, backend: opts.backend, compare: opts.compare ?? null, threads: threads ?? null, ...(trainCuda ? { shape: shapes ?? null, batch: trainBatch ?? null } : {}) },
         peer: started instanceof TorchPeer ? started.info : started ? { unavailable: started.unavailable } : null,
         errors: reports.flatMap((r) => (r.errors ?? []).map((e) => `${r.suite}: ${e}`)),
         reports,
       };
       if (opts.json) console.log(JSON.stringify(doc, null, 2));
       if (opts.out) writeJsonAtomic(opts.out, doc);
+      // a suite that could not run at all: its reason is in the document (and the tables' notes); exit 1 saying why
+      const unavailable = reports.filter((r) => r.unavailable).map((r) => r.unavailable!);
+      if (unavailable.length) throw new UsageError(unavailable.join('; '), 1);
     });
 }
