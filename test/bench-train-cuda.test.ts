@@ -15,6 +15,7 @@ import {
 } from '../src/bench/train-cuda.js';
 import { engineBackends } from '../src/engine/engine.js';
 import { countParameters, smallConfig } from '../src/engine/params.js';
+import type { TensorMap } from '../src/model/types.js';
 import { packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -225,5 +226,24 @@ describe('with torch and transformers (CPU): the side-by-side step end to end on
       for (const t of s.steps) expect(t).toBeGreaterThan(0);
     }
     expect(r.flops).toBe(trainStepFlops(config, 3, 17));
+  }, 300_000);
+
+  test('a model that differs in one tensor (the tied embedding and head, 3x larger) is refused: no PyTorch timings', async () => {
+    if (!peer) return;
+    const config = smallConfig('qwen2', { vocab: 97, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 48 });
+    const errors: string[] = [], notes: string[] = [];
+    const peerWeights = (w: TensorMap) => {
+      const out: TensorMap = new Map(w);
+      // the input side is normalized away; the logits triple (at HF's init scale they are near uniform, so a small
+      // change of an inner layer stays within the bf16 tolerances)
+      const name = 'model.embed_tokens.weight', t = w.get(name)!;
+      out.set(name, { ...t, data: t.data.map((x) => 3 * x) });
+      return out;
+    };
+    const r = await measureTrainStep({ label: 'tiny', config, batch: 3, seqLen: 17, backend: 'cpu', threads: 1, peer, peerDevice: 'cpu', checkRows: 2, repeats: 1, log: () => undefined, peerWeights }, errors, notes);
+    expect(notes[0]).toMatch(/: DISAGREE$/);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/tiny: transformers disagrees with clipo .*its timings are not reported/);
+    expect(r.sides.map((s) => s.impl)).toEqual(['clipo']);
   }, 300_000);
 });

@@ -11,7 +11,7 @@ const script = path.join(packageRoot, 'scripts', 'gpu', 'run-all.sh');
 const merge = path.join(packageRoot, 'scripts', 'gpu', 'merge-results.mjs');
 const FILES = ['gpu-run.tar.gz', 'log-tail.txt', 'status.txt', 'summary.json'];
 const GPU_STEPS = ['build', 'jest_kernels', 'sanitizer_memcheck', 'sanitizer_racecheck', 'bench_surrogate', 'bench_contrastive', 'bench_gpulibs',
-  'torch_surrogate', 'torch_contrastive', 'torch_gemm', 'sanitizer_initcheck', 'jest_engine'];
+  'torch_surrogate', 'torch_contrastive', 'torch_gemm', 'sanitizer_initcheck', 'jest_engine', 'bench_engine', 'bench_train'];
 
 describe('scripts/gpu/run-all.sh --dry-run', () => {
   let out = '';
@@ -87,6 +87,33 @@ describe('scripts/gpu/merge-results.mjs', () => {
       expect(s.targets).toMatchObject({ contrastiveBandwidth80AtLargeSizes: true, surrogateBandwidth80AtLargeSizes: true, contrastive3xOfficial: true, surrogateAheadOfCareful: true, testsAllPassedNoneSkipped: null });
       expect(s.steps.map((x: { name: string }) => x.name)).toEqual(['env', 'bench_contrastive']);
       expect(s.elapsedSeconds).toBe(99);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  test('reads bench train\'s rows into the training targets (MFU at 1.5B, ahead of PyTorch, CLIPO\'s share of an RL step)', () => {
+    const work = mkdtempSync(path.join(os.tmpdir(), 'clipo-merge-'));
+    try {
+      writeFileSync(path.join(work, 'steps.tsv'), 'env\tok\t0\t3\t\nbench_train\tok\t0\t150\t\n');
+      const rows = (mfu: number, vs: number, clipo: number) => [
+        { measure: 'train step (forward+backward+AdamW, 4 x 1024)', model: 'Qwen2.5-1.5B-shaped', impl: 'clipo', ms: 100, mfu },
+        { measure: 'train step (forward+backward+AdamW, 4 x 1024)', model: 'Qwen2.5-1.5B-shaped', impl: 'transformers', ms: 100 * vs, mfu: mfu / vs, vsClipo: vs },
+        { measure: 'RL step: CLIPO (head, contrastive loss and reward, head step)', model: 'm', impl: 'clipo', ms: 1, shareOfStep: clipo },
+        { measure: 'RL step: pooling the states (added to scoring)', model: 'm', impl: 'clipo', ms: 1, shareOfStep: 0.001 },
+      ];
+      const dest = path.join(work, 'summary.json');
+      const merged = (r: object[]) => {
+        writeFileSync(path.join(work, 'bench-train.json'), JSON.stringify({ reports: [{ suite: 'train', rows: r, notes: ['n'] }] }));
+        expect(spawnSync(process.execPath, [merge, work, dest, '--dry-run=0'], { encoding: 'utf8' }).status).toBe(0);
+        return JSON.parse(readFileSync(dest, 'utf8'));
+      };
+      const good = merged(rows(0.45, 1.3, 0.01));
+      expect(good.targets).toMatchObject({ trainMfu40At1p5B: true, trainAheadOfTorch: true, clipoShareOfRlStepAtMost2pct: true });
+      expect(good.train).toHaveLength(4);
+      expect(good.notes.bench.train).toEqual(['n']);
+      const bad = merged(rows(0.35, 0.9, 0.02));
+      expect(bad.targets).toMatchObject({ trainMfu40At1p5B: false, trainAheadOfTorch: false, clipoShareOfRlStepAtMost2pct: false });
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

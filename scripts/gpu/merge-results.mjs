@@ -176,6 +176,10 @@ const large = (rows, big) => rows.filter(big);
 const all = (rows, f) => (rows.length ? rows.every(f) : null);
 const sLarge = large(surrogate, (r) => r.B * r.T >= 2048 * 4096);
 const cLarge = large(contrastive, (r) => r.B * r.L >= 64 * 4096);
+const trainRows = Array.isArray(bench.train?.rows) ? bench.train.rows : [];
+// CLIPO's share of one RL step: its phase plus what pooling adds to the scoring pass (bench train's rows)
+const shareOf = (prefix) => trainRows.find((r) => String(r.measure).startsWith(prefix))?.shareOfStep;
+const clipoShare = typeof shareOf('RL step: CLIPO') === 'number' ? shareOf('RL step: CLIPO') + (shareOf('RL step: pooling') ?? 0) : null;
 const targets = {
   testsAllPassedNoneSkipped: tests && !tests.error ? tests.failed === 0 && tests.skipped === 0 && tests.passed > 0 : null,
   // memcheck/initcheck end with "ERROR SUMMARY: 0 errors"; racecheck with "RACECHECK SUMMARY: 0 hazards displayed
@@ -190,6 +194,10 @@ const targets = {
   surrogateAheadOfCareful: all(surrogate.filter((r) => r.speedupOverCareful !== null), (r) => r.speedupOverCareful > 1),
   contrastiveAheadOfCareful: all(contrastive.filter((r) => r.speedupOverCareful !== null), (r) => r.speedupOverCareful > 1),
   gemmChecked: all(gemm, (r) => r.ok === true),
+  // `clipo bench train --backend cuda --compare torch` (step bench_train, off by default)
+  trainMfu40At1p5B: all(trainRows.filter((r) => r.impl === 'clipo' && String(r.measure).startsWith('train step') && String(r.model).includes('1.5B')), (r) => typeof r.mfu === 'number' && r.mfu >= 0.4),
+  trainAheadOfTorch: all(trainRows.filter((r) => r.impl === 'transformers' && String(r.measure).startsWith('train step')), (r) => typeof r.vsClipo === 'number' && r.vsClipo > 1),
+  clipoShareOfRlStepAtMost2pct: clipoShare === null ? null : clipoShare <= 0.02,
   allreduceExact: all(allreduce, (r) => r.ok === true),
 };
 
@@ -213,6 +221,8 @@ const summary = {
   allreduce,
   // `clipo bench engine --backend cuda --compare torch` (step bench_engine, off by default): its rows as measured
   engine: bench.engine?.rows ?? null,
+  // `clipo bench train --backend cuda --compare torch` (step bench_train, off by default): its rows as measured
+  train: bench.train?.rows ?? null,
   crossChecks,
   notes: {
     bench: Object.fromEntries(Object.entries(bench).map(([k, v]) => [k, v?.notes ?? v?.error ?? null])),

@@ -16,6 +16,8 @@
 # on the same machine finishes what the first had no time for, e.g. CLIPO_GPU_STEPS=torch_gemm,sanitizer_initcheck.
 # CLIPO_GPU_ENGINE_BENCH=1 adds bench_engine (the CUDA engine beside transformers, about 3 minutes; off by default),
 # e.g. CLIPO_GPU_STEPS=bench_engine CLIPO_GPU_BUDGET_S=290 bash scripts/gpu/run-all.sh on a second call.
+# CLIPO_GPU_TRAIN_BENCH=1 adds bench_train (a 1.5B-shaped training step beside transformers + fused AdamW, and one RL
+# step by phase; about 3 minutes; off by default), e.g. CLIPO_GPU_STEPS=bench_train on a call of its own.
 # Exit status: 0 when no step failed or timed out (and, without --dry-run, a GPU was there); 1 when a step failed
 # or timed out; 2 on a bad argument; 3 when, without --dry-run, no GPU was found.
 # Needs on the GPU machine: nvcc, CMake, python3 with PyTorch; node from PATH, or .devnode/ made by
@@ -29,7 +31,7 @@ DRY=0
 for a in "$@"; do
   case "$a" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,22p' "$0" | cut -c3-; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | cut -c3-; exit 0 ;;
     *) echo "run-all.sh: unknown argument '$a' (expected --dry-run)" >&2; exit 2 ;;
   esac
 done
@@ -216,6 +218,14 @@ export -f bench_engine
 if ! ok build; then record bench_engine skipped "" 0 "${GPU_WHY:-build failed}"
 elif [ "${CLIPO_GPU_ENGINE_BENCH:-0}" = 1 ] || [[ ",${CLIPO_GPU_STEPS:-}," == *",bench_engine,"* ]]; then nodestep bench_engine 240 gpu bench_engine
 else record bench_engine skipped "" 0 "off by default: CLIPO_GPU_ENGINE_BENCH=1 or CLIPO_GPU_STEPS=bench_engine"; fi
+# training on the CUDA engine beside transformers + torch.optim.AdamW(fused=True) with bf16 autocast (same GPU): a
+# Qwen2.5-1.5B-shaped step's MFU and time, and one RL step broken down by phase (CLIPO's share). Off by default (about
+# three minutes): CLIPO_GPU_TRAIN_BENCH=1, or name bench_train in CLIPO_GPU_STEPS.
+bench_train() { node bin/clipo bench train --backend cuda --compare torch --json --out "$WORK/bench-train.json" > /dev/null; }
+export -f bench_train
+if ! ok build; then record bench_train skipped "" 0 "${GPU_WHY:-build failed}"
+elif [ "${CLIPO_GPU_TRAIN_BENCH:-0}" = 1 ] || [[ ",${CLIPO_GPU_STEPS:-}," == *",bench_train,"* ]]; then nodestep bench_train 240 gpu bench_train
+else record bench_train skipped "" 0 "off by default: CLIPO_GPU_TRAIN_BENCH=1 or CLIPO_GPU_STEPS=bench_train"; fi
 torch_run() { local s="$1"; shift; python3 "scripts/gpu/torch_$s.py" --device cuda --out "$WORK/torch_$s.json" "$@" > /dev/null; }
 export -f torch_run
 step torch_surrogate 50 gpu torch_run surrogate --compile-budget 15

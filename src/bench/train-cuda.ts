@@ -30,7 +30,7 @@ import { countParameters, randomWeights } from '../engine/params.js';
 import { availableBackends, cudaDeviceInfo } from '../kernels/backend.js';
 import { gemmProbe, gpuLibUnusable } from '../kernels/gpulibs.js';
 import { ModelTokenizer } from '../model/tokenizer.js';
-import type { ModelConfig } from '../model/types.js';
+import type { ModelConfig, TensorMap } from '../model/types.js';
 import { planMemory } from '../rl/memory-plan.js';
 import { Trainer } from '../rl/trainer.js';
 import type { PolicyEngine, TrainPrompt } from '../rl/types.js';
@@ -225,6 +225,10 @@ export interface TrainStepOptions {
   beforeSide?: () => void;
   /** device memory for the computed plan (cuda) */
   memoryBytes?: number;
+  /** the random weights' standard deviation (default 0.02, HF's initializer_range: the model as training starts) */
+  weightStd?: number;
+  /** what the peer loads instead of the engine's weights (the tests' check that a different model is refused) */
+  peerWeights?: (w: TensorMap) => TensorMap;
 }
 
 /** One shape: value check, then the engine's steps, then the peer's. Errors go to `errors`; notes to `notes`. */
@@ -237,11 +241,11 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
   const advantages = Float32Array.from({ length: B }, (_, b) => (b % 2 ? 1 : -1) * (0.25 + 0.75 * rng()));
   const result: TrainShapeResult = { label: o.label, params: countParameters(c), batch: B, seqLen: T, flops: trainStepFlops(c, B, T), sides: [] };
   o.log(`train ${o.backend}: ${o.label} (${(result.params / 1e6).toFixed(0)}M parameters): random weights`);
-  let weights: ReturnType<typeof randomWeights> | null = randomWeights(c, { seed: 1, uniform: true });
+  let weights: ReturnType<typeof randomWeights> | null = randomWeights(c, { seed: 1, uniform: true, std: o.weightStd ?? 0.02 });
   let withPeer = false;
   if (o.peer) {
     o.log(`train ${o.backend}: ${o.label} in transformers (fp32 weights, bf16 autocast, ${o.peerDevice}): loading`);
-    const { dir, remove } = writePeerModel(o.peer, o.label, c, weights, 'fp32');
+    const { dir, remove } = writePeerModel(o.peer, o.label, c, o.peerWeights ? o.peerWeights(weights) : weights, 'fp32');
     try {
       const tokens = new Int32Array(B * T);
       batch.sequences.forEach((s, b) => {
