@@ -11,7 +11,7 @@ import { forwardFlops } from '../src/bench/engine.js';
 import { TorchPeer } from '../src/bench/peer.js';
 import { benchShape, parseShapes, parseTrainBatch } from '../src/bench/shapes.js';
 import {
-  maskedValues, measureRlStep, measureTrainStep, surrogateGradient, trainCudaRows, trainStepFlops, unavailableReport, type TrainCudaMeasure,
+  computedTrainPeak, maskedValues, measureRlStep, measureTrainStep, surrogateGradient, trainCudaRows, trainStepFlops, unavailableReport, type TrainCudaMeasure,
 } from '../src/bench/train-cuda.js';
 import { engineBackends } from '../src/engine/engine.js';
 import { countParameters, smallConfig } from '../src/engine/params.js';
@@ -44,6 +44,19 @@ describe('the FLOPs of a training step', () => {
     expect(f / sixNT).toBeGreaterThan(1.0);
     expect(f / sixNT).toBeLessThan(1.1);
   });
+});
+
+test('the engine\'s computed peak memory at 1.5B, 4 x 1024: weights, master, moments, gradients and activations, no reserve', () => {
+  const c = benchShape('1.5b').config;
+  const P = countParameters(c);
+  const p = computedTrainPeak(c, 4, 1024, 80 * 2 ** 30);
+  // at least bf16 weights + fp32 master + two fp32 moments (14 bytes a parameter) and the activations on top
+  expect(p.bytes).toBeGreaterThan(14 * P);
+  // at most 22 bytes a parameter (fp32 gradients too) plus 2 GB of activations per 1k tokens
+  expect(p.bytes).toBeLessThan(22 * P + 4 * 2e9);
+  expect(p.reserve).toBeGreaterThan(2 * 2 ** 30);
+  // activations grow with the batch
+  expect(computedTrainPeak(c, 8, 1024, 80 * 2 ** 30).bytes).toBeGreaterThan(p.bytes);
 });
 
 describe('the surrogate gradient the engine side feeds its backward', () => {

@@ -182,6 +182,10 @@ def handle(a):
         values, extra = train_peer.check(a)
         write_out(a["out"], values)
         return {"length": values.numel(), **extra}
+    if cmd == "train_park":
+        return train_peer.park()
+    if cmd == "train_unpark":
+        return train_peer.unpark()
     if cmd == "train_reset_peak":
         return train_peer.reset_peak()
     if cmd == "train_memory":

@@ -16,6 +16,7 @@ scripts/bench/torch_peer.py:
   check      the same step on the first `checkRows` sequences: writes their log-probs and returns the gradient norm
              before clipping; clipo compares both with its own before anything is timed.
   memory     torch.cuda.max_memory_allocated since the last reset (reset before the timed steps).
+  park       the model and the optimizer's state to the host while clipo's engine is timed; unpark brings them back.
 """
 import torch
 
@@ -99,7 +100,34 @@ def check(a):
     """The check step: the log-probs of the first checkRows sequences (float32) and the gradient norm."""
     lp, norm = step(state["check_rows"])
     sync()
+    state["opt"].zero_grad(set_to_none=True)  # the gradients are not needed until the next step makes them anew
     return lp.flatten(), {"gradNorm": float(norm)}
+
+
+def _move(device):
+    model, opt = state["model"], state["opt"]
+    model.to(device)
+    for st in opt.state.values():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                st[k] = v.to(device)
+
+
+def park():
+    """Moves the model and the optimizer's state to the host and returns the cached blocks to the driver, so that
+    clipo's engine has the GPU to itself while its steps are timed (at 1.5B and beyond both do not fit at once)."""
+    if state["device"].type == "cuda":
+        _move(torch.device("cpu"))
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    return {}
+
+
+def unpark():
+    if state["device"].type == "cuda":
+        _move(state["device"])
+        torch.cuda.synchronize()
+    return {}
 
 
 def reset_peak():

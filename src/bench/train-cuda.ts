@@ -13,8 +13,9 @@
 //    same batch, backward, clip_grad_norm_, torch.optim.AdamW(fused=True) (scripts/bench/train_peer.py). Its peak
 //    memory is torch.cuda.max_memory_allocated over its steps. The engine has no peak-memory query: its figure is
 //    what the training memory plan (src/rl/memory-plan.ts) computes for this batch, labelled as computed.
-//    The two sides run one after the other (engine first, then PyTorch once the engine's memory is freed): with
-//    their optimizer states both do not fit on an 80 GB card at 1.5B, so they cannot interleave step by step.
+//    The two sides run one after the other, each with the GPU to itself: PyTorch's model and optimizer state wait on
+//    the host while the engine's steps run, and come back once the engine's memory is freed (with their optimizer
+//    states both do not fit on an 80 GB card from 1.5B on, so they cannot interleave step by step).
 // 3. Before any timing, the values: one step of each side on the first sequences of the batch, from the same
 //    weights: the response tokens' log-probs must agree within the GPU bf16 tolerances of `bench engine` (max 0.05,
 //    mean 0.005 nats) and the gradient norms before clipping within 2% (the issue's bf16 gradient tolerance). A
@@ -206,6 +207,20 @@ function lcg(seed: number): () => number {
   return () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
 }
 
+/** The CUDA engine's peak memory for one training step of B x T tokens, as the training memory plan computes it
+ *  (what runs today: no recomputation, fp32 master weights and moments): everything held while training, without
+ *  the plan's reserve (CUDA context, workspaces), so that it compares with torch.cuda.max_memory_allocated. */
+export function computedTrainPeak(c: ModelConfig, B: number, T: number, memoryBytes: number): { bytes: number; reserve: number } {
+  const p = planMemory(
+    { layers: c.numLayers, hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, vocab: c.vocabSize, tied: c.tieWordEmbeddings, attentionBias: c.attentionBias, mlpBias: c.mlpBias },
+    { backend: 'cuda', microBatch: B, promptTokens: 1, responseTokens: T - 1, groupSize: 1, promptsPerStep: B, checkpointing: 'off', reference: false, current: true, decodeSequences: 1, memoryBytes },
+  );
+  return {
+    bytes: p.items.filter((i) => i.name !== 'reserve' && i.phase !== 'rollout').reduce((a, i) => a + i.bytes, 0),
+    reserve: p.items.find((i) => i.name === 'reserve')?.bytes ?? 0,
+  };
+}
+
 export interface TrainStepOptions {
   label: string;
   config: ModelConfig;
@@ -289,6 +304,9 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
       notes.push(note);
       if (agree) withPeer = true;
       else errors.push(`${o.label}: transformers disagrees with clipo (${note}); its timings are not reported`);
+      // the peer's model and optimizer state wait on the host while the engine's steps are timed (on the GPU both
+      // do not fit at once from 1.5B on an 80 GB card, and neither side should be timed under the other's memory)
+      await o.peer.call({ cmd: 'train_park' });
     }
     // 2. the engine's steps
     o.beforeSide?.();
@@ -301,15 +319,10 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
     }
     let memoryBytes: number | null = null, memoryHow = '';
     if (o.backend === 'cuda') {
-      const p = planMemory(
-        { layers: c.numLayers, hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, vocab: c.vocabSize, tied: c.tieWordEmbeddings, attentionBias: c.attentionBias, mlpBias: c.mlpBias },
-        { backend: 'cuda', microBatch: B, promptTokens: 1, responseTokens: T - 1, groupSize: 1, promptsPerStep: B, checkpointing: 'off', reference: false, current: true, decodeSequences: 1, memoryBytes: o.memoryBytes ?? 80 * 2 ** 30 },
-      );
-      // the training phase's peak without the plan's reserve (CUDA context, workspaces): comparable with
-      // torch.cuda.max_memory_allocated, which counts the tensors only
-      memoryBytes = p.items.filter((i) => i.name !== 'reserve' && i.phase !== 'rollout').reduce((a, i) => a + i.bytes, 0);
+      const p = computedTrainPeak(c, B, T, o.memoryBytes ?? 80 * 2 ** 30);
+      memoryBytes = p.bytes;
       memoryHow = 'computed (training memory plan: weights, master, moments, gradients, activations; no peak query in the engine)';
-      notes.push(`${o.label}: the engine holds ${round(engine.stateBytes() / 2 ** 30)} GiB of parameters, gradients and moments (its own count); the memory plan's training peak for this batch, without its ${round((p.items.find((i) => i.name === 'reserve')?.bytes ?? 0) / 2 ** 30)} GiB reserve, is ${round(memoryBytes / 2 ** 30)} GiB.`);
+      notes.push(`${o.label}: the engine holds ${round(engine.stateBytes() / 2 ** 30)} GiB of parameters, gradients and moments (its own count); the memory plan's training peak for this batch, without its ${round(p.reserve / 2 ** 30)} GiB reserve, is ${round(memoryBytes / 2 ** 30)} GiB.`);
     } else memoryHow = 'not measured (CPU engine)';
     result.sides.push({ impl: 'clipo', steps: times, memoryBytes, memoryHow });
   } finally {
@@ -319,6 +332,7 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
   if (o.peer && withPeer) {
     o.beforeSide?.();
     o.log(`train ${o.backend}: ${o.label}: ${o.repeats} transformers steps (after a warm-up step)`);
+    await o.peer.call({ cmd: 'train_unpark' });
     await o.peer.call({ cmd: 'train_reset_peak' });
     const times: number[] = [];
     for (let r = 0; r <= o.repeats; r++) {
@@ -459,7 +473,7 @@ export async function runTrainCuda(ctx: BenchContext): Promise<BenchReport> {
   if (peaks.length) notes.push(`bf16 GEMM peak probes (cuBLASLt ${ctx.quick ? 4096 : 8192}^3) in this run: ${peaks.map((p) => round(p)).join(', ')} TFLOP/s; MFU is taken against the largest.`);
   notes.push(`train step: ${batch} sequences of ${seqLen} tokens (1 prompt token + ${seqLen - 1} response tokens), a PPO-clip surrogate at ratio 1 with one advantage per sequence, AdamW (lr ${ADAMW.lr}, weight decay ${ADAMW.weightDecay}, clipping at ${ADAMW.maxGradNorm}); the median of ${ctx.repeats} steps after a warm-up step, on the wall clock. ` +
     'FLOPs: 3 x the forward (6 x parameters x tokens + 3 x causal attention; bench train trainStepFlops), MFU over the GEMM peak above.');
-  if (peer) notes.push(`transformers ${peer.info.transformers} (torch ${peer.info.torch}): fp32 master weights with bf16 autocast, sdpa attention, torch.optim.AdamW(fused=True), on the same GPU after the engine's steps (both optimizer states do not fit at once); vsClipo = its time / clipo's (above 1: clipo is faster).`);
+  if (peer) notes.push(`transformers ${peer.info.transformers} (torch ${peer.info.torch}): fp32 master weights with bf16 autocast, sdpa attention, torch.optim.AdamW(fused=True), on the same GPU, timed after the engine's steps with the GPU to itself (its model and optimizer state wait on the host meanwhile: both do not fit at once); vsClipo = its time / clipo's (above 1: clipo is faster).`);
   notes.push(`RL step: the phases as the trainer times them (rollouts include the verifier, reported apart here; the update runs forward, backward and AdamW over micro-batches), the median of ${rl.steps} steps after a warm-up step; mean response length ${rl.meanResponseTokens} tokens.`);
   const load = loadRecord(before);
   return { suite: 'train', rows, notes: [...standardNotes(load, errors), ...notes], load, errors };
