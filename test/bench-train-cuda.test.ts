@@ -161,7 +161,10 @@ describe('options', () => {
     const run = (...a: string[]) => spawnSync(process.execPath, [clipo, 'bench', ...a], { encoding: 'utf8', timeout: 60_000 });
     const a = run('bandwidth', '--shape', '1.5b');
     expect(a.status).toBe(2);
-    expect(a.stderr).toMatch(/--shape applies to 'bench train --backend cuda' only/);
+    expect(a.stderr).toMatch(/--shape applies to 'bench train --backend cuda' and 'bench engine --backend cuda' only/);
+    const d = run('engine', '--batch', '4x8', '--backend', 'cuda');
+    expect(d.status).toBe(2);
+    expect(d.stderr).toMatch(/--batch applies to 'bench train --backend cuda' only/);
     const b = run('train', '--backend', 'cuda', '--shape', '7b');
     expect(b.status).toBe(2);
     expect(b.stderr).toMatch(/--shape: unknown model shape '7b'/);

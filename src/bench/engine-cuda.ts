@@ -128,7 +128,9 @@ export async function runEngineCuda(ctx: BenchContext): Promise<BenchReport> {
   const reps = Math.min(ctx.repeats, ctx.quick ? 2 : 3);
   const targets: string[] = [];
 
-  for (const m of gpuBenchModels(ctx.quick)) {
+  // --shape picks the models (shapes.ts); else Qwen2.5-0.5B and 1.5B (--quick: one small model)
+  const models = ctx.shapes?.length && !ctx.quick ? ctx.shapes.map((n) => benchShape(n)) : gpuBenchModels(ctx.quick);
+  for (const m of models) {
     const c = m.config;
     const params = countParameters(c);
     ctx.log(`engine cuda: ${m.label} (${(params / 1e6).toFixed(0)}M parameters): random weights`);

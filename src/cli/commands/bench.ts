@@ -86,7 +86,7 @@ export function registerBench(program: Command): void {
     .option('--prompt-words <n>', 'serve: words per prompt', '32')
     .option('--threads <n>', 'CPU threads of the all-thread rows (default: all cores; 1: one-thread rows only); serve: CPU threads of the engine for --model (default: all cores)')
     .option('--max-batch <n>', 'serve: the server\'s running-batch limit for --model', '32')
-    .option('--shape <names>', 'train --backend cuda: model shapes, comma-separated: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b (or 0.5b, 1.5b, 3b; default 1.5b)')
+    .option('--shape <names>', 'train and engine with --backend cuda: model shapes, comma-separated: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b (or 0.5b, 1.5b, 3b; default: train 1.5b, engine 0.5b,1.5b)')
     .option('--batch <BxT>', 'train --backend cuda: the training micro-batch, sequences x tokens (default 4x1024)')
     .action(async (names: string[], opts: BenchOptions) => {
       if (opts.list) {
@@ -121,7 +121,9 @@ export function registerBench(program: Command): void {
       const threads = threadsOption(opts.threads);
       // the GPU training bench's own options: refused where they would be ignored
       const trainCuda = opts.backend === 'cuda' && selected.some((s) => s.name === 'train');
-      if ((opts.shape !== undefined || opts.batch !== undefined) && !trainCuda) throw new UsageError(`${opts.shape !== undefined ? '--shape' : '--batch'} applies to 'bench train --backend cuda' only`);
+      const engineCuda = opts.backend === 'cuda' && selected.some((s) => s.name === 'engine');
+      if (opts.shape !== undefined && !trainCuda && !engineCuda) throw new UsageError("--shape applies to 'bench train --backend cuda' and 'bench engine --backend cuda' only");
+      if (opts.batch !== undefined && !trainCuda) throw new UsageError("--batch applies to 'bench train --backend cuda' only");
       let shapes: string[] | undefined, trainBatch: { batch: number; seqLen: number } | undefined;
       try {
         if (opts.shape !== undefined) shapes = parseShapes(opts.shape);
@@ -158,7 +160,7 @@ export function registerBench(program: Command): void {
       const started = peerStart.p ? await peerStart.p : null;
       const doc = {
         machine,
-        options: { quick: ctx.quick, repeats, backend: opts.backend, compare: opts.compare ?? null, threads: threads ?? null, ...(trainCuda ? { shape: shapes ?? null, batch: trainBatch ?? null } : {}) },
+        options: { quick: ctx.quick, repeats, backend: opts.backend, compare: opts.compare ?? null, threads: threads ?? null, ...(trainCuda || engineCuda ? { shape: shapes ?? null } : {}), ...(trainCuda ? { batch: trainBatch ?? null } : {}) },
         peer: started instanceof TorchPeer ? started.info : started ? { unavailable: started.unavailable } : null,
         errors: reports.flatMap((r) => (r.errors ?? []).map((e) => `${r.suite}: ${e}`)),
         reports,
