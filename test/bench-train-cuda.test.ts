@@ -244,6 +244,17 @@ describe('with torch and transformers (CPU): the side-by-side step end to end on
     expect(r.flops).toBe(trainStepFlops(config, 3, 17));
   }, 300_000);
 
+  test('a peer that cannot load the model (here: an unknown device) costs its rows only', async () => {
+    if (!peer) return;
+    const config = smallConfig('qwen2', { vocab: 97, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 48 });
+    const errors: string[] = [], notes: string[] = [];
+    const r = await measureTrainStep({ label: 'tiny', config, batch: 2, seqLen: 9, backend: 'cpu', threads: 1, peer, peerDevice: 'nosuchdevice' as 'cpu', checkRows: 2, repeats: 1, log: () => undefined }, errors, notes);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/tiny: transformers could not load the model \(torch peer: .*nosuchdevice.*\); no PyTorch rows/);
+    expect(r.sides.map((s) => s.impl)).toEqual(['clipo']);
+    expect(r.sides[0]!.steps).toHaveLength(1);
+  }, 300_000);
+
   test('a model that differs in one tensor (the tied embedding and head, 3x larger) is refused: no PyTorch timings', async () => {
     if (!peer) return;
     const config = smallConfig('qwen2', { vocab: 97, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 48 });

@@ -257,7 +257,7 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
   const result: TrainShapeResult = { label: o.label, params: countParameters(c), batch: B, seqLen: T, flops: trainStepFlops(c, B, T), sides: [] };
   o.log(`train ${o.backend}: ${o.label} (${(result.params / 1e6).toFixed(0)}M parameters): random weights`);
   let weights: ReturnType<typeof randomWeights> | null = randomWeights(c, { seed: 1, uniform: true, std: o.weightStd ?? 0.02 });
-  let withPeer = false;
+  let withPeer = false, peerReady = false;
   if (o.peer) {
     o.log(`train ${o.backend}: ${o.label} in transformers (fp32 weights, bf16 autocast, ${o.peerDevice}): loading`);
     const { dir, remove } = writePeerModel(o.peer, o.label, c, o.peerWeights ? o.peerWeights(weights) : weights, 'fp32');
@@ -271,6 +271,10 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
         cmd: 'train_setup', model: dir, tokens: o.peer.writeInput('train-tokens.i32', tokens), advantages: o.peer.writeInput('train-adv.f32', advantages),
         B, T, checkRows: o.checkRows, device: o.peerDevice, lr: ADAMW.lr, weightDecay: ADAMW.weightDecay,
       });
+      peerReady = true;
+    } catch (e) {
+      errors.push(`${o.label}: transformers could not load the model (${(e as Error).message}); no PyTorch rows`);
+      await o.peer.call({ cmd: 'train_release' }).catch(() => undefined);
     } finally {
       remove();
     }
@@ -285,28 +289,34 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
       const { gradNorm } = engine.adamwStep(ADAMW);
       return { f, gradNorm };
     };
-    // 1. the values, before any timing
-    if (o.peer) {
+    // 1. the values, before any timing (a failing peer, e.g. out of memory, costs its rows, not clipo's)
+    if (peerReady) {
       const rows = Math.min(o.checkRows, B);
       const mine = step({ sequences: batch.sequences.slice(0, rows) }, advantages.subarray(0, rows));
-      const lp = maskedValues(mine.f.logprobs, mine.f.mask);
-      const theirs = await o.peer.values({ cmd: 'train_check' }, rows * (T - 1));
-      const max = maxAbsDiff(lp, theirs.values);
-      let sum = 0;
-      for (let i = 0; i < lp.length && Number.isFinite(max); i++) sum += Math.abs(lp[i]! - theirs.values[i]!);
-      const mean = Number.isFinite(max) ? sum / Math.max(1, lp.length) : Infinity;
-      const theirNorm = theirs.answer.gradNorm as number;
-      const normRel = Math.abs(mine.gradNorm - theirNorm) / Math.max(Math.abs(theirNorm), 1e-30);
-      const agree = max <= GPU_LOGPROB_MAX && mean <= GPU_LOGPROB_MEAN && normRel <= TRAIN_GRADNORM_TOLERANCE;
-      const e = (x: number) => x.toExponential(1);
-      const note = `${o.label}: values checked against transformers (same weights, ${rows} x ${T} tokens, one step each) before timing: response log-probs |difference| max ${e(max)} mean ${e(mean)} nats (tolerance max ${GPU_LOGPROB_MAX}, mean ${GPU_LOGPROB_MEAN}); ` +
-        `gradient norm before clipping ${round(mine.gradNorm, 6)} vs ${round(theirNorm, 6)} (relative ${e(normRel)}, tolerance ${TRAIN_GRADNORM_TOLERANCE}): ${agree ? 'agree' : 'DISAGREE'}`;
-      notes.push(note);
-      if (agree) withPeer = true;
-      else errors.push(`${o.label}: transformers disagrees with clipo (${note}); its timings are not reported`);
-      // the peer's model and optimizer state wait on the host while the engine's steps are timed (on the GPU both
-      // do not fit at once from 1.5B on an 80 GB card, and neither side should be timed under the other's memory)
-      await o.peer.call({ cmd: 'train_park' });
+      try {
+        const lp = maskedValues(mine.f.logprobs, mine.f.mask);
+        const theirs = await o.peer!.values({ cmd: 'train_check' }, rows * (T - 1));
+        const max = maxAbsDiff(lp, theirs.values);
+        let sum = 0;
+        for (let i = 0; i < lp.length && Number.isFinite(max); i++) sum += Math.abs(lp[i]! - theirs.values[i]!);
+        const mean = Number.isFinite(max) ? sum / Math.max(1, lp.length) : Infinity;
+        const theirNorm = theirs.answer.gradNorm as number;
+        const normRel = Math.abs(mine.gradNorm - theirNorm) / Math.max(Math.abs(theirNorm), 1e-30);
+        const agree = max <= GPU_LOGPROB_MAX && mean <= GPU_LOGPROB_MEAN && normRel <= TRAIN_GRADNORM_TOLERANCE;
+        const e = (x: number) => x.toExponential(1);
+        const note = `${o.label}: values checked against transformers (same weights, ${rows} x ${T} tokens, one step each) before timing: response log-probs |difference| max ${e(max)} mean ${e(mean)} nats (tolerance max ${GPU_LOGPROB_MAX}, mean ${GPU_LOGPROB_MEAN}); ` +
+          `gradient norm before clipping ${round(mine.gradNorm, 6)} vs ${round(theirNorm, 6)} (relative ${e(normRel)}, tolerance ${TRAIN_GRADNORM_TOLERANCE}): ${agree ? 'agree' : 'DISAGREE'}`;
+        notes.push(note);
+        if (agree) withPeer = true;
+        else errors.push(`${o.label}: transformers disagrees with clipo (${note}); its timings are not reported`);
+        // the peer's model and optimizer state wait on the host while the engine's steps are timed (on the GPU both
+        // do not fit at once from 1.5B on an 80 GB card, and neither side should be timed under the other's memory)
+        await o.peer!.call({ cmd: 'train_park' });
+      } catch (e) {
+        withPeer = false;
+        errors.push(`${o.label}: the transformers side failed (${(e as Error).message}); its timings are not reported`);
+        await o.peer!.call({ cmd: 'train_release' }).catch(() => undefined);
+      }
     }
     // 2. the engine's steps
     o.beforeSide?.();
@@ -332,18 +342,22 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
   if (o.peer && withPeer) {
     o.beforeSide?.();
     o.log(`train ${o.backend}: ${o.label}: ${o.repeats} transformers steps (after a warm-up step)`);
-    await o.peer.call({ cmd: 'train_unpark' });
-    await o.peer.call({ cmd: 'train_reset_peak' });
-    const times: number[] = [];
-    for (let r = 0; r <= o.repeats; r++) {
-      const s = await o.peer.time({ kernel: 'train', op: 'step', threads: o.threads ?? 1 });
-      if (r > 0) times.push(s.wall);
+    try {
+      await o.peer.call({ cmd: 'train_unpark' });
+      await o.peer.call({ cmd: 'train_reset_peak' });
+      const times: number[] = [];
+      for (let r = 0; r <= o.repeats; r++) {
+        const s = await o.peer.time({ kernel: 'train', op: 'step', threads: o.threads ?? 1 });
+        if (r > 0) times.push(s.wall);
+      }
+      const mem = await o.peer.call({ cmd: 'train_memory' });
+      const bytes = typeof mem.maxAllocated === 'number' ? mem.maxAllocated : null;
+      result.sides.push({ impl: 'transformers', steps: times, memoryBytes: bytes, memoryHow: bytes === null ? 'not measured (CPU)' : 'measured (torch.cuda.max_memory_allocated)' });
+    } catch (e) {
+      errors.push(`${o.label}: the transformers side failed (${(e as Error).message}); its timings are not reported`);
     }
-    const mem = await o.peer.call({ cmd: 'train_memory' });
-    const bytes = typeof mem.maxAllocated === 'number' ? mem.maxAllocated : null;
-    result.sides.push({ impl: 'transformers', steps: times, memoryBytes: bytes, memoryHow: bytes === null ? 'not measured (CPU)' : 'measured (torch.cuda.max_memory_allocated)' });
   }
-  if (o.peer) await o.peer.call({ cmd: 'train_release' });
+  if (o.peer) await o.peer.call({ cmd: 'train_release' }).catch(() => undefined);
   return result;
 }
 
@@ -460,13 +474,23 @@ export async function runTrainCuda(ctx: BenchContext): Promise<BenchReport> {
   const { batch, seqLen } = ctx.trainBatch ?? (ctx.quick ? { batch: 2, seqLen: 256 } : { batch: 4, seqLen: 1024 });
   const shapes = ctx.quick ? [quickShape()] : (ctx.shapes?.length ? ctx.shapes : ['qwen2.5-1.5b']).map((n) => benchShape(n));
   const measured: TrainShapeResult[] = [];
+  // a shape that fails (out of memory, ...) is a bench error; the other shapes and the RL step still run
   for (const s of shapes) {
-    measured.push(await measureTrainStep({
-      label: s.label, config: s.config, batch, seqLen, backend: 'cuda', peer, peerDevice: 'cuda', checkRows: Math.min(2, batch),
-      repeats: ctx.repeats, log: ctx.log, beforeSide: probe, ...(memoryBytes ? { memoryBytes } : {}),
-    }, errors, notes));
+    try {
+      measured.push(await measureTrainStep({
+        label: s.label, config: s.config, batch, seqLen, backend: 'cuda', peer, peerDevice: 'cuda', checkRows: Math.min(2, batch),
+        repeats: ctx.repeats, log: ctx.log, beforeSide: probe, ...(memoryBytes ? { memoryBytes } : {}),
+      }, errors, notes));
+    } catch (e) {
+      errors.push(`${s.label}: the training step failed: ${(e as Error).message}`);
+    }
   }
-  const rl = measureRlStep({ backend: 'cuda', quick: ctx.quick, repeats: ctx.repeats, log: ctx.log });
+  let rl: RlStepResult | null = null;
+  try {
+    rl = measureRlStep({ backend: 'cuda', quick: ctx.quick, repeats: ctx.repeats, log: ctx.log });
+  } catch (e) {
+    errors.push(`the RL step failed: ${(e as Error).message}`);
+  }
   const m: TrainCudaMeasure = { device, peakTflops: peaks.length ? Math.max(...peaks) : null, shapes: measured, rl };
   const { rows, targets } = trainCudaRows(m, errors);
   notes.push(...targets);
@@ -474,7 +498,7 @@ export async function runTrainCuda(ctx: BenchContext): Promise<BenchReport> {
   notes.push(`train step: ${batch} sequences of ${seqLen} tokens (1 prompt token + ${seqLen - 1} response tokens), a PPO-clip surrogate at ratio 1 with one advantage per sequence, AdamW (lr ${ADAMW.lr}, weight decay ${ADAMW.weightDecay}, clipping at ${ADAMW.maxGradNorm}); the median of ${ctx.repeats} steps after a warm-up step, on the wall clock. ` +
     'FLOPs: 3 x the forward (6 x parameters x tokens + 3 x causal attention; bench train trainStepFlops), MFU over the GEMM peak above.');
   if (peer) notes.push(`transformers ${peer.info.transformers} (torch ${peer.info.torch}): fp32 master weights with bf16 autocast, sdpa attention, torch.optim.AdamW(fused=True), on the same GPU, timed after the engine's steps with the GPU to itself (its model and optimizer state wait on the host meanwhile: both do not fit at once); vsClipo = its time / clipo's (above 1: clipo is faster).`);
-  notes.push(`RL step: the phases as the trainer times them (rollouts include the verifier, reported apart here; the update runs forward, backward and AdamW over micro-batches), the median of ${rl.steps} steps after a warm-up step; mean response length ${rl.meanResponseTokens} tokens.`);
+  if (rl) notes.push(`RL step: the phases as the trainer times them (rollouts include the verifier, reported apart here; the update runs forward, backward and AdamW over micro-batches), the median of ${rl.steps} steps after a warm-up step; mean response length ${rl.meanResponseTokens} tokens.`);
   const load = loadRecord(before);
   return { suite: 'train', rows, notes: [...standardNotes(load, errors), ...notes], load, errors };
 }
