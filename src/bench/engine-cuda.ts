@@ -128,8 +128,8 @@ export async function runEngineCuda(ctx: BenchContext): Promise<BenchReport> {
   const reps = Math.min(ctx.repeats, ctx.quick ? 2 : 3);
   const targets: string[] = [];
 
-  // --shape picks the models (shapes.ts); else Qwen2.5-0.5B and 1.5B (--quick: one small model)
-  const models = ctx.shapes?.length && !ctx.quick ? ctx.shapes.map((n) => benchShape(n)) : gpuBenchModels(ctx.quick);
+  // --shape picks the models (shapes.ts), --quick or not; else Qwen2.5-0.5B and 1.5B (--quick: one small model)
+  const models = ctx.shapes?.length ? ctx.shapes.map((n) => benchShape(n)) : gpuBenchModels(ctx.quick);
   for (const m of models) {
     const c = m.config;
     const params = countParameters(c);

@@ -472,7 +472,8 @@ export async function runTrainCuda(ctx: BenchContext): Promise<BenchReport> {
   const { peer, note: peerNote } = await enginePeer(ctx);
   if (peerNote) notes.push(peerNote);
   const { batch, seqLen } = ctx.trainBatch ?? (ctx.quick ? { batch: 2, seqLen: 256 } : { batch: 4, seqLen: 1024 });
-  const shapes = ctx.quick ? [quickShape()] : (ctx.shapes?.length ? ctx.shapes : ['qwen2.5-1.5b']).map((n) => benchShape(n));
+  // --shape wins; else --quick's small model, else the 1.5B shape
+  const shapes = ctx.shapes?.length ? ctx.shapes.map((n) => benchShape(n)) : ctx.quick ? [quickShape()] : [benchShape('qwen2.5-1.5b')];
   const measured: TrainShapeResult[] = [];
   // a shape that fails (out of memory, ...) is a bench error; the other shapes and the RL step still run
   for (const s of shapes) {
