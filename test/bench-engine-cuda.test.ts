@@ -33,12 +33,15 @@ test('the step time cancels the prefill: (t(S) - t(1)) / (S - 1)', () => {
   expect(stepSeconds(prefill + 0.001 + (S - 1) * step, prefill + 0.001, S)).toBeCloseTo(step, 12);
 });
 
-(gpu ? test.skip : test)('without a usable GPU, `clipo bench engine --backend cuda` says why and measures nothing (exit 0)', () => {
+(gpu ? test.skip : test)('without a usable GPU, `clipo bench engine --backend cuda` says why, measures nothing and exits 1', () => {
   const r = spawnSync(process.execPath, [clipo, 'bench', 'engine', '--backend', 'cuda', '--json'], { encoding: 'utf8', timeout: 60_000 });
-  expect(r.status).toBe(0);
-  const rep = JSON.parse(r.stdout).reports[0] as { suite: string; rows: unknown[]; notes: string[] };
+  expect(r.status).toBe(1);
+  const out = JSON.parse(r.stdout) as { reports: Array<{ suite: string; rows: unknown[]; notes: string[]; unavailable?: string; errors: string[] }> };
+  const rep = out.reports[0]!;
   expect(rep.suite).toBe('engine');
   expect(rep.rows).toEqual([]);
-  expect(rep.notes[0]).toMatch(/^engine --backend cuda: skipped: .+\. Run it on a machine with a GPU/);
-  expect(rep.notes[0]).toContain(engineBackends().cudaReason!);
+  expect(rep.unavailable).toMatch(/^engine --backend cuda cannot run: /);
+  expect(rep.unavailable).toContain(engineBackends().cudaReason!);
+  expect(rep.errors).toEqual([rep.unavailable]);
+  expect(rep.notes[0]).toMatch(/Run it on a machine with a GPU and a CUDA build \(scripts\/gpu\/run-all\.sh with CLIPO_GPU_ENGINE_BENCH=1\)/);
 }, 70_000);

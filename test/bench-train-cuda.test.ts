@@ -8,10 +8,11 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { forwardFlops } from '../src/bench/engine.js';
+import { unavailableReport } from '../src/bench/harness.js';
 import { TorchPeer } from '../src/bench/peer.js';
 import { benchShape, parseShapes, parseTrainBatch } from '../src/bench/shapes.js';
 import {
-  computedTrainPeak, maskedValues, measureRlStep, measureTrainStep, surrogateGradient, trainCudaRows, trainStepFlops, unavailableReport, type TrainCudaMeasure,
+  computedTrainPeak, maskedValues, measureRlStep, measureTrainStep, surrogateGradient, trainCudaRows, trainStepFlops, type TrainCudaMeasure,
 } from '../src/bench/train-cuda.js';
 import { engineBackends } from '../src/engine/engine.js';
 import { countParameters, smallConfig } from '../src/engine/params.js';
@@ -137,7 +138,7 @@ describe('the report from a measurement', () => {
   });
 
   test('without a GPU the report measures nothing and says why', () => {
-    const r = unavailableReport('no usable GPU', { before: [0, 0, 0], after: [0, 0, 0], cores: 2, note: null });
+    const r = unavailableReport('train', 'no usable GPU', { before: [0, 0, 0], after: [0, 0, 0], cores: 2, note: null });
     expect(r).toMatchObject({ suite: 'train', rows: [], unavailable: 'train --backend cuda cannot run: no usable GPU', errors: ['train --backend cuda cannot run: no usable GPU'] });
   });
 });

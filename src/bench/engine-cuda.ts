@@ -19,7 +19,7 @@ import type { ModelConfig } from '../model/types.js';
 import { nativeFunction } from '../native.js';
 import { round } from './bandwidth.js';
 import { batchTokens, enginePeer, maxAbsDiff, setupEnginePeer, type EnginePeerCase } from './engine-peer.js';
-import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, medianWall, standardNotes, type Entry, type Sample } from './harness.js';
+import { checkedFraction, flagRow, interleave, loadBefore, loadRecord, medianWall, standardNotes, unavailableReport, type Entry, type Sample } from './harness.js';
 import type { TorchPeer } from './peer.js';
 import { benchShape, quickShape } from './shapes.js';
 import type { BenchContext, BenchReport, BenchRow } from './types.js';
@@ -96,12 +96,7 @@ export async function runEngineCuda(ctx: BenchContext): Promise<BenchReport> {
   const notes: string[] = [];
   const errors: string[] = [];
   const backends = engineBackends();
-  if (!backends.cuda) {
-    // not an error: a machine without a GPU runs the CPU rows with --backend cpu; here there is nothing to measure
-    notes.push(`engine --backend cuda: skipped: ${backends.cudaReason ?? 'the CUDA engine cannot run here'}. Run it on a machine with a GPU (scripts/gpu/run-all.sh with CLIPO_GPU_ENGINE_BENCH=1).`);
-    const load = loadRecord(before);
-    return { suite: 'engine', rows, notes, load, errors };
-  }
+  if (!backends.cuda) return unavailableReport('engine', backends.cudaReason ?? 'the CUDA engine cannot run here', loadRecord(before));
   const device = availableBackends().device ?? 'GPU';
   const gemm = engineGemmInfo();
   notes.push(`cuda engine (${device}), bf16 weights and activations, fp32 accumulation; its projections through ${gemm.impl} (${gemm.why}).`);

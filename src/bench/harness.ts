@@ -12,7 +12,7 @@ import os from 'node:os';
 import { nativeFunction } from '../native.js';
 import { median } from '../util/stats.js';
 import { round } from './bandwidth.js';
-import type { BenchRow } from './types.js';
+import type { BenchReport, BenchRow } from './types.js';
 
 export const threadCpuSeconds = (): number => nativeFunction<() => number>('threadCpuSeconds')();
 export const poolCpuSeconds = (threads: number): number => nativeFunction<(o: object) => number>('poolCpuSeconds')({ threads });
@@ -160,4 +160,17 @@ export function standardNotes(load: LoadRecord, errors: string[]): string[] {
   if (load.note) notes.push(load.note);
   for (const e of errors) notes.push(`BENCH ERROR: ${e}`);
   return notes;
+}
+
+/**
+ * The report of a `--backend cuda` suite when the CUDA engine cannot run here: nothing measured, the reason in
+ * `unavailable` and `errors` (then `clipo bench` exits 1: the user asked for something this machine cannot do).
+ */
+export function unavailableReport(suite: 'engine' | 'train', reason: string, load: LoadRecord): BenchReport {
+  const why = `${suite} --backend cuda cannot run: ${reason}`;
+  const step = suite === 'engine' ? 'CLIPO_GPU_ENGINE_BENCH=1' : 'CLIPO_GPU_TRAIN_BENCH=1';
+  return {
+    suite, rows: [], unavailable: why, errors: [why], load,
+    notes: [`${why}. Run it on a machine with a GPU and a CUDA build (scripts/gpu/run-all.sh with ${step}), or use --backend cpu for the CPU suite.`],
+  };
 }

@@ -45,7 +45,7 @@ import { round } from './bandwidth.js';
 import { GPU_LOGPROB_MAX, GPU_LOGPROB_MEAN } from './engine-cuda.js';
 import { enginePeer, maxAbsDiff, writePeerModel } from './engine-peer.js';
 import { forwardFlops } from './engine.js';
-import { checkedFraction, flagRow, loadBefore, loadRecord, standardNotes } from './harness.js';
+import { checkedFraction, flagRow, loadBefore, loadRecord, standardNotes, unavailableReport } from './harness.js';
 import type { TorchPeer } from './peer.js';
 import { benchShape, quickShape } from './shapes.js';
 import type { BenchContext, BenchReport, BenchRow } from './types.js';
@@ -193,14 +193,6 @@ export function trainCudaRows(m: TrainCudaMeasure, errors: string[]): { rows: Be
   return { rows, targets };
 }
 
-/** The report when the CUDA engine cannot run here: nothing measured, the reason in `unavailable` and `errors`. */
-export function unavailableReport(reason: string, load: ReturnType<typeof loadRecord>): BenchReport {
-  const why = `train --backend cuda cannot run: ${reason}`;
-  return {
-    suite: 'train', rows: [], unavailable: why, errors: [why], load,
-    notes: [`${why}. Run it on a machine with a GPU and a CUDA build (scripts/gpu/run-all.sh with CLIPO_GPU_TRAIN_BENCH=1), or use --backend cpu for the CPU suite.`],
-  };
-}
 
 function lcg(seed: number): () => number {
   let s = seed;
@@ -451,7 +443,7 @@ export function measureRlStep(o: RlStepOptions): RlStepResult {
 export async function runTrainCuda(ctx: BenchContext): Promise<BenchReport> {
   const before = loadBefore();
   const backends = engineBackends();
-  if (!backends.cuda) return unavailableReport(backends.cudaReason ?? 'the CUDA engine cannot run here', loadRecord(before));
+  if (!backends.cuda) return unavailableReport('train', backends.cudaReason ?? 'the CUDA engine cannot run here', loadRecord(before));
   const errors: string[] = [];
   const notes: string[] = [];
   const device = availableBackends().device ?? 'GPU';
