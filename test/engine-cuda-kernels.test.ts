@@ -1,11 +1,13 @@
 // The engine's CUDA kernels (native/engine/{norm_rope,mlp,head,optim}.cu: embedding gather, RMSNorm with the residual
-// add, RoPE incl. Llama-3 scaling, SwiGLU, the chunked log-prob/entropy pass, AdamW) against float64 references written
+// add, RoPE incl. Llama-3 scaling, SwiGLU, the chunked log-prob/entropy pass with its chunk products on the built-in
+// GEMM and on cuBLASLt, AdamW) against float64 references written
 // here from the Hugging Face formulas, on fresh random bf16 inputs of Qwen2.5-like sizes. They run only where a GPU
 // is usable; elsewhere the entry point must fail with a clear Error. Everywhere (g++ and python3 present) the same
 // kernels are also checked against their CPU twins under host emulation (scripts/cuda-emu/run-engine.sh).
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { availableBackends } from '../src/kernels/backend.js';
+import { gpuLibUnusable } from '../src/kernels/gpulibs.js';
 import { loadNative, packageRoot } from '../src/native.js';
 import { Rng } from '../src/util/rng.js';
 import type { ModelConfig } from '../src/model/types.js';
@@ -147,42 +149,83 @@ describe(`engine CUDA kernels against float64 references (seed ${seed})${gpu ? `
     expect(bad).toBe(0);
   });
 
-  for (const [chunkColumns, scale] of [[0, 4], [999, 4], [4096, 40]] as const) {
-    gpuTest(`log-probs and entropy over the vocabulary, chunk ${chunkColumns || 'auto'}, logit scale ${scale}`, () => {
-      const V = 32000, H = 256, xfRows = 40, R = 24;
-      const xf = randomBf16(xfRows * H, 1), weight = randomBf16(V * H, scale / Math.sqrt(H));
+  // the head's float64 reference: logp and entropy of each scored row
+  function headReference(xf: Uint16Array, wf: Float64Array, H: number, V: number, rows: Int32Array, targets: Int32Array): { logp: Float64Array; ent: Float64Array } {
+    const R = rows.length, logp = new Float64Array(R), ent = new Float64Array(R);
+    const z = new Float64Array(V);
+    for (let r = 0; r < R; r++) {
+      const x = Float64Array.from(xf.subarray(rows[r]! * H, (rows[r]! + 1) * H), fromBf16);
+      let mx = -Infinity;
+      for (let v = 0; v < V; v++) {
+        let s = 0;
+        for (let j = 0; j < H; j++) s += wf[v * H + j]! * x[j]!;
+        z[v] = s;
+        mx = Math.max(mx, s);
+      }
+      let sum = 0, sumZ = 0;
+      for (let v = 0; v < V; v++) {
+        const e = Math.exp(z[v]! - mx);
+        sum += e;
+        sumZ += e * z[v]!;
+      }
+      const lse = mx + Math.log(sum);
+      logp[r] = z[targets[r]!]! - lse;
+      ent[r] = lse - sumZ / sum;
+    }
+    return { logp, ent };
+  }
+  type HeadOut = { logprobs: Float32Array; entropy: Float32Array; used: string };
+  // the chunk products through the device GEMM dispatch: the built-in kernel and, where clipo_gpulibs runs,
+  // cuBLASLt (forced, and it must be what ran)
+  const ltWhy = gpu ? gpuLibUnusable('cublasLt') : 'no GPU';
+  const headImpls: Array<'builtin' | 'cublaslt'> = ltWhy === null ? ['builtin', 'cublaslt'] : ['builtin'];
+  if (gpu && ltWhy !== null) test.skip(`LM head with cuBLASLt — skipped: ${ltWhy}`, () => {});
+  for (const impl of headImpls) {
+    for (const [chunkColumns, scale] of [[0, 4], [999, 4], [4096, 40]] as const) {
+      gpuTest(`log-probs and entropy over the vocabulary (${impl}), chunk ${chunkColumns || 'auto'}, logit scale ${scale}`, () => {
+        const V = 32000, H = 256, xfRows = 40, R = 24;
+        const xf = randomBf16(xfRows * H, 1), weight = randomBf16(V * H, scale / Math.sqrt(H));
+        const rows = Int32Array.from({ length: R }, () => rng.int(xfRows));
+        const targets = Int32Array.from({ length: R }, () => rng.int(V));
+        targets[0] = 0;
+        targets[R - 1] = V - 1;
+        const out = kernel('head', { xf, hidden: H, weight, vocab: V, rows, targets, chunkColumns, entropy: true, impl }) as HeadOut;
+        // chunk widths not a multiple of 8 (999, and the last chunk of 32000 / 999): cuBLASLt may have no algorithm
+        if (impl === 'cublaslt' && chunkColumns % 8 !== 0) expect(out.used).toMatch(/^(cublaslt|builtin \(no cuBLASLt algorithm\))$/);
+        else expect(out.used).toBe(impl);
+        const ref = headReference(xf, Float64Array.from(weight, fromBf16), H, V, rows, targets);
+        let worst = 0;
+        let bad = 0;
+        for (let r = 0; r < R; r++) {
+          const logp = ref.logp[r]!, ent = ref.ent[r]!;
+          worst = Math.max(worst, Math.abs(out.logprobs[r]! - logp));
+          if (!(Math.abs(out.logprobs[r]! - logp) <= 2e-4 * (1 + Math.abs(logp)))) bad++;
+          if (!(Math.abs(out.entropy[r]! - ent) <= 2e-4 * (1 + ent))) bad++;
+        }
+        expect({ bad, worst: worst < 1e-2 }).toEqual({ bad: 0, worst: true });
+      });
+    }
+    gpuTest(`LM head (${impl}): rows in several passes, and a row's bits alone equal its bits in a larger call`, () => {
+      // chunk = V: passes of 2^24 / 32000 = 524 rows, so 1100 rows take three
+      const V = 32000, H = 32, xfRows = 1200, R = 1100;
+      const xf = randomBf16(xfRows * H, 1), weight = randomBf16(V * H, 4 / Math.sqrt(H));
       const rows = Int32Array.from({ length: R }, () => rng.int(xfRows));
       const targets = Int32Array.from({ length: R }, () => rng.int(V));
-      targets[0] = 0;
-      targets[R - 1] = V - 1;
-      const out = kernel('head', { xf, hidden: H, weight, vocab: V, rows, targets, chunkColumns, entropy: true }) as { logprobs: Float32Array; entropy: Float32Array };
-      const wf = Float64Array.from(weight, fromBf16);
-      let worst = 0;
-      let bad = 0;
-      for (let r = 0; r < R; r++) {
-        const x = Float64Array.from(xf.subarray(rows[r]! * H, (rows[r]! + 1) * H), fromBf16);
-        const z = new Float64Array(V);
-        let mx = -Infinity;
-        for (let v = 0; v < V; v++) {
-          let s = 0;
-          for (let j = 0; j < H; j++) s += wf[v * H + j]! * x[j]!;
-          z[v] = s;
-          mx = Math.max(mx, s);
+      for (const chunkColumns of [V, 0]) {
+        const out = kernel('head', { xf, hidden: H, weight, vocab: V, rows, targets, chunkColumns, entropy: true, impl }) as HeadOut;
+        expect(out.used).toBe(impl);
+        const ref = headReference(xf, Float64Array.from(weight, fromBf16), H, V, rows, targets);
+        const bad = countBad(R, (r) => Math.abs(out.logprobs[r]! - ref.logp[r]!) <= 2e-4 * (1 + Math.abs(ref.logp[r]!)) &&
+          Math.abs(out.entropy[r]! - ref.ent[r]!) <= 2e-4 * (1 + ref.ent[r]!));
+        expect(bad).toBe(0);
+        // rows 530..559 alone (one pass, at other offsets than in the big call) and rows 0..2: the same floats
+        for (const [a, b] of [[530, 560], [0, 3]] as const) {
+          const alone = kernel('head', { xf, hidden: H, weight, vocab: V, rows: rows.slice(a, b), targets: targets.slice(a, b), chunkColumns, entropy: true, impl }) as HeadOut;
+          expect(Array.from(alone.logprobs)).toEqual(Array.from(out.logprobs.subarray(a, b)));
+          expect(Array.from(alone.entropy)).toEqual(Array.from(out.entropy.subarray(a, b)));
         }
-        let sum = 0, sumZ = 0;
-        for (let v = 0; v < V; v++) {
-          const e = Math.exp(z[v]! - mx);
-          sum += e;
-          sumZ += e * z[v]!;
-        }
-        const lse = mx + Math.log(sum);
-        const logp = z[targets[r]!]! - lse, ent = lse - sumZ / sum;
-        worst = Math.max(worst, Math.abs(out.logprobs[r]! - logp));
-        if (!(Math.abs(out.logprobs[r]! - logp) <= 2e-4 * (1 + Math.abs(logp)))) bad++;
-        if (!(Math.abs(out.entropy[r]! - ent) <= 2e-4 * (1 + ent))) bad++;
       }
-      expect({ bad, worst: worst < 1e-2 }).toEqual({ bad: 0, worst: true });
-    });
+    }, 60_000);
   }
   for (const [weightDecay, maxGradNorm] of [[0.1, 0], [0, 1], [0.05, 1e6]] as const) {
     gpuTest(`AdamW step, weight decay ${weightDecay}, max grad norm ${maxGradNorm || 'off'}`, () => {

@@ -1,6 +1,8 @@
 // The CUDA engine (native/engine/cuda_engine.cu) on a real GPU against the CPU engine on tiny random models:
 //   fp32 mode (the test mode): logits, score (log-probs, entropy, pooled states) within 1e-4; generate (greedy and
-//   sampled, pooled states) and step-wise decoding with sequences joining and leaving give the CPU's tokens;
+//   sampled, pooled states) and step-wise decoding with sequences joining and leaving give the CPU's tokens (the
+//   device sampler with top-p, top-k, min-p, a repetition penalty, a logit bias; log-probs and top log-probs within
+//   1e-4);
 //   bf16 mode (the default): greedy decoding for 64 steps picks the argmax of the scoring pass's logits (a near tie,
 //   within 1% of the row's largest logit, may go either way between the decode and the prefill kernels), and response
 //   log-probs agree with the CPU engine's on the same (bf16-rounded) weights within 0.25 (largest) and 0.05 (mean)
@@ -103,26 +105,42 @@ describe(`CUDA engine${gpu ? '' : ` — skipped: ${backends.cudaReason ?? 'no CU
       }
     });
 
-    gpuTest('step-wise decoding: sequences join and leave; each gets its tokens alone', () => {
+    gpuTest('step-wise decoding: sequences join and leave; each gets its tokens alone (the device sampler: top-p, top-k, min-p, repetition penalty, logit bias, top log-probs)', () => {
       const rng = new Rng(13);
-      const r1 = { prompt: randomTokens(rng, 18, config.vocabSize), maxNewTokens: 9, seed: 1, temperature: 0.8, stopTokens: [] };
-      const r2 = { prompt: randomTokens(rng, 4, config.vocabSize), n: 3, maxNewTokens: 6, seed: 2, promptIndex: 1, temperature: 1.2, topK: 30, repetitionPenalty: 1.2, stopTokens: [] };
-      const alone = (e: Engine, r: typeof r1 | typeof r2): number[][] => {
+      const V = config.vocabSize;
+      const r1 = { prompt: randomTokens(rng, 18, V), maxNewTokens: 9, seed: 1, temperature: 0.8, topP: 0.85, repetitionPenalty: 1.15, logitBias: new Map([[rng.int(V), 2.5], [rng.int(V), -3]]), topLogprobs: 4, stopTokens: [] };
+      const r2 = { prompt: randomTokens(rng, 4, V), n: 3, maxNewTokens: 6, seed: 2, promptIndex: 1, temperature: 1.2, topK: 30, minP: 0.01, repetitionPenalty: 1.2, logitBias: new Map([[rng.int(V), 1.5]]), stopTokens: [] };
+      type Drawn = Array<{ token: number; logprob: number; top: Array<{ token: number; logprob: number }> }>;
+      const alone = (e: Engine, r: typeof r1 | typeof r2): Drawn[] => {
         const ids = e.decodeAdd(r);
-        const out = ids.map(() => [] as number[]);
-        while (e.decodeActive() > 0) for (const t of e.decodeStep()) out[ids.indexOf(t.id)]!.push(t.token);
+        const out = ids.map(() => [] as Drawn);
+        while (e.decodeActive() > 0) for (const t of e.decodeStep()) out[ids.indexOf(t.id)]!.push({ token: t.token, logprob: t.logprob, top: t.top ?? [] });
         return out;
       };
       const want1 = alone(cpu, r1), want2 = alone(cpu, r2);
       const ids1 = cuda.decodeAdd(r1);
-      const got = new Map<number, number[]>();
+      const got = new Map<number, Drawn>();
       let ids2: number[] = [];
       for (let s = 0; s < 100 && (s < 3 || cuda.decodeActive() > 0); s++) {
         if (s === 2) ids2 = cuda.decodeAdd(r2);
-        for (const t of cuda.decodeStep()) got.set(t.id, [...(got.get(t.id) ?? []), t.token]);
+        for (const t of cuda.decodeStep()) got.set(t.id, [...(got.get(t.id) ?? []), { token: t.token, logprob: t.logprob, top: t.top ?? [] }]);
       }
-      expect(ids1.map((i) => got.get(i))).toEqual(want1);
-      expect(ids2.map((i) => got.get(i))).toEqual(want2);
+      const tokens = (d: Drawn[]) => d.map((x) => x.map((t) => t.token));
+      const gotD = (ids: number[]) => ids.map((i) => got.get(i) ?? []);
+      expect(tokens(gotD(ids1))).toEqual(tokens(want1));
+      expect(tokens(gotD(ids2))).toEqual(tokens(want2));
+      // the log-probs and the top lists (same tokens, log-probs within 1e-4) come back from the device too
+      let worst = 0;
+      for (const [g, w] of [[gotD(ids1), want1], [gotD(ids2), want2]] as const)
+        for (let k = 0; k < w.length; k++)
+          for (let j = 0; j < w[k]!.length; j++) {
+            const a = g[k]![j]!, b = w[k]![j]!;
+            worst = Math.max(worst, Math.abs(a.logprob - b.logprob));
+            expect(a.top.map((t) => t.token)).toEqual(b.top.map((t) => t.token));
+            for (let i = 0; i < b.top.length; i++) worst = Math.max(worst, Math.abs(a.top[i]!.logprob - b.top[i]!.logprob));
+          }
+      expect(want1[0]![0]!.top.length).toBe(4);
+      expect(worst).toBeLessThan(1e-4);
     });
 
     gpuTest('a frozen copy refuses training (training itself: engine-cuda-train.test.ts)', () => {

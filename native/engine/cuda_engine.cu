@@ -12,8 +12,13 @@
 // kBlockSize positions. A sequence holds a table of block ids; the n samples of one prompt share the prompt's full
 // blocks (reference counts) and each has its own copy of the partial last block. Finished or removed sequences
 // release their blocks; the pool grows (doubling, contents copied) when no block is free.
-// Sampling: one function (sampleRows) copies each live sequence's last-row logits to the host and runs the CPU
-// sampler (sampling.h) with the same random stream (formulas.h uniformAt), so fp32 mode picks the CPU's tokens.
+// Sampling (sampleRows): on the device. A step's last-row logits stay there ([rows x V] fp32 from the head GEMM, plus
+// the prompt's last row for sequences drawing their first token) and the CUDA sampler (sampling.cu, sampleRowsCuda:
+// one block per row) picks every token by the CPU sampler's rules with the same random stream (formulas.h uniformAt),
+// so fp32 mode picks the CPU's tokens. Per step only the rows' SampleRowParams, the logit-bias slices (one per
+// request) and the repetition-penalty tokens that are NEW since the last step go up; each sequence's distinct
+// history (prompt + output) lives in a slice of a device pool (penPool_), appended to as tokens first appear, so a
+// step never rebuilds it. Only tokens, log-probs and the top log-probs come back.
 // Training (forward keeping every layer's activations, backward, AdamW): cuda_train.cuh, included at the end.
 #include <cuda_runtime.h>
 
@@ -23,6 +28,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/cuda_common.cuh"
@@ -132,6 +138,14 @@ __global__ void meanRowsKernel(const T* __restrict__ xf, int64_t H, const int32_
     for (int64_t r = 0; r < c; ++r) acc += static_cast<double>(toF(xf[(s + r) * H + j]));
     out[b * H + j] = c > 0 ? static_cast<float>(acc / static_cast<double>(c)) : 0.f;
   }
+}
+
+// dst[idx[i]] = val[i]: the repetition-penalty tokens new at this step, appended to their sequences' slices
+__global__ void scatterIntsKernel(int32_t* __restrict__ dst, const int64_t* __restrict__ idx,
+                                  const int32_t* __restrict__ val, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[idx[i]] = val[i];
 }
 
 // How a pass attends: inside spans (prefill, scoring, logits; optional writes of k/v into the cache), or one row per
@@ -251,7 +265,7 @@ class CudaModel final : public Engine {
   bool decodeRemove(int64_t id) override {
     for (size_t i = 0; i < live_.size(); ++i)
       if (live_[i].id == id) {
-        releaseBlocks(live_[i].blocks);
+        releaseSeq(live_[i]);
         live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
         return true;
       }
@@ -311,16 +325,30 @@ class CudaModel final : public Engine {
   double trainBytes(int64_t N, int64_t R) const;
   double backwardBytes(int64_t N, int64_t R) const;
 
+  // A sequence's repetition-penalty set: the DISTINCT tokens of prompt + output (the penalty applies once per
+  // distinct token), kept incrementally. `seen` (host) tells a new token from a repeat in O(1); new ones wait in
+  // `pending` until the next step appends them to the sequence's slice [off, off + len) of the device pool (capacity
+  // cap, 0 while it has none; moved to a slice twice as large when full). push_back is what recordDecodedToken calls.
+  struct PenaltySet {
+    std::unordered_set<int32_t> seen;
+    std::vector<int32_t> pending;
+    int64_t off = 0, len = 0, cap = 0;
+    void push_back(int32_t t) {
+      if (seen.insert(t).second) pending.push_back(t);
+    }
+  };
   struct Seq {
     int64_t id = 0, promptIndex = 0, sampleIndex = 0, maxNewTokens = 0;
     uint64_t seed = 0;
     std::shared_ptr<const DecodeAddRequest> req;
-    std::vector<int32_t> history;  // prompt + generated (repetition penalty)
+    PenaltySet history;            // prompt + generated, distinct (repetition penalty on only)
     std::vector<int32_t> blocks;   // KV-cache block ids, position p in blocks[p / kBlockSize]
     int64_t len = 0;               // positions in the cache
     int64_t generated = 0;
     int32_t lastToken = 0;
-    std::vector<float> logits;     // the row the next token is drawn from
+    // the prompt's last-row logits (device, fp32 [V]), shared by the n samples of one request until each has drawn
+    // its first token; later rows come from the decoding step's forward
+    std::shared_ptr<DevBuf<float>> prefillRow;
     bool needsForward = false;
     bool pool = false, poolPending = false;  // generate(returnPooled): sum of the generated rows' final states
     std::vector<double> poolSum;
@@ -352,6 +380,15 @@ class CudaModel final : public Engine {
   std::vector<int32_t> refs_, freeBlocks_;
   std::vector<Seq> live_;
   int64_t nextId_ = 1;
+  // the device sampler: the repetition-penalty pool (every sequence's distinct-history slice; slices of 8 << c
+  // values, released ones reused by class; the buffer grows by doubling with offsets kept), the per-step upload
+  // (row settings | penalty append indices | bias tokens | bias values | penalty append tokens) and the results
+  // (tokens | log-probs | top tokens | top log-probs)
+  DevBuf<int32_t> penPool_;
+  int64_t penUsed_ = 0;
+  std::vector<std::vector<int64_t>> penFree_;
+  DevBuf<char> sampIn_, sampOut_, sampWs_;
+  std::vector<char> sampHost_;
 
   T* W(size_t off) const { return w_.p + off; }
   const T* bias(size_t off) const { return off == kAbsent ? nullptr : w_.p + off; }
@@ -524,10 +561,53 @@ class CudaModel final : public Engine {
     blocks.clear();
   }
 
+  // ---- repetition-penalty slices ----
+  static int penClass(int64_t n) {
+    int c = 0;
+    while ((int64_t{8} << c) < n) ++c;
+    return c;
+  }
+  // a slice of 8 << c values: a released one of that class, else fresh from the end (growing the pool)
+  int64_t penTake(int c) {
+    if (static_cast<size_t>(c) < penFree_.size() && !penFree_[c].empty()) {
+      const int64_t off = penFree_[c].back();
+      penFree_[c].pop_back();
+      return off;
+    }
+    const int64_t cap = int64_t{8} << c;
+    if (penUsed_ + cap > static_cast<int64_t>(penPool_.n) || !penPool_.p) {
+      const int64_t n = std::max<int64_t>({2 * static_cast<int64_t>(penPool_.n), penUsed_ + cap, 1024});
+      requireFree(4.0 * static_cast<double>(n), "the repetition-penalty tokens");
+      DevBuf<int32_t> bigger;
+      bigger.ensure(static_cast<size_t>(n));
+      if (penUsed_ > 0)
+        check(cudaMemcpyAsync(bigger.p, penPool_.p, static_cast<size_t>(penUsed_) * sizeof(int32_t),
+                              cudaMemcpyDeviceToDevice, stream_), "penalty pool copy");
+      sync();
+      penPool_ = std::move(bigger);
+    }
+    const int64_t off = penUsed_;
+    penUsed_ += cap;
+    return off;
+  }
+  void penGive(int64_t off, int64_t cap) {
+    const int c = penClass(cap);
+    if (penFree_.size() <= static_cast<size_t>(c)) penFree_.resize(c + 1);
+    penFree_[c].push_back(off);
+  }
+  // everything a sequence holds on the device: its KV-cache blocks, its penalty slice, its share of the prefill row
+  void releaseSeq(Seq& q) {
+    releaseBlocks(q.blocks);
+    if (q.history.cap > 0) penGive(q.history.off, q.history.cap);
+    q.history.cap = q.history.len = 0;
+    q.prefillRow.reset();
+  }
+
   std::vector<int64_t> addSequences(const DecodeAddRequest& r, bool pool);
   std::vector<DecodeStepToken> step(std::vector<PoolDone>& pools);
-  // the sampler: one token per live sequence from its logits row (host, sampling.h)
-  void sampleRows(std::vector<DecodeStepToken>& out, const std::vector<size_t>& which);
+  // the sampler (device, sampling.cu): out[i] for live_[i] from row rowOf[i] of the fp32 logits z [R x V] (rows
+  // no sequence takes are drawn greedily and ignored); z is processed in place
+  void sampleRows(std::vector<DecodeStepToken>& out, float* z, int64_t R, const std::vector<int64_t>& rowOf);
 };
 
 template <typename T>
@@ -583,12 +663,12 @@ ScoreResult CudaModel<T>::score(const std::vector<int32_t>& tokens, const std::v
       at += s.length;
     }
     const int64_t R = static_cast<int64_t>(rows.size());
-    requireFree(passBytes(total) + static_cast<double>(headLogprobsCudaWorkspace(R, V, 0)) + 8.0 * R + 4.0 * (b1 - b0) * H,
+    requireFree(passBytes(total) + static_cast<double>(headLogprobsCudaWorkspace(R, V, H, 0)) + 8.0 * R + 4.0 * (b1 - b0) * H,
                 "scoring " + std::to_string(total) + " tokens");
     forwardSpans(tok, local, {});
     if (R > 0) {
       const auto d = uploadInts({&rows, &targets});
-      ws_.ensure(headLogprobsCudaWorkspace(R, V, 0));
+      ws_.ensure(headLogprobsCudaWorkspace(R, V, H, 0));
       outF_.ensure(static_cast<size_t>(R));
       outF2_.ensure(static_cast<size_t>(R));
       check(headLogprobsCuda(xn_.p, H, W(lay_.headOff), V, d[0], d[1], R, outF_.p, entropy ? outF2_.p : nullptr, 0,
@@ -654,11 +734,10 @@ std::vector<int64_t> CudaModel<T>::addSequences(const DecodeAddRequest& r, bool 
       writes.push_back(std::move(slots));
     }
     forwardSpans(r.prompt, {Span{0, L, L}}, writes);
-    outF_.ensure(static_cast<size_t>(V));
-    headLogits(1, xn_.p + (L - 1) * H, outF_.p);
-    std::vector<float> logits(V);
-    check(cudaMemcpyAsync(logits.data(), outF_.p, V * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
-    sync();
+    // the prompt's last-row logits stay on the device until the samples draw their first tokens
+    auto row = std::make_shared<DevBuf<float>>();
+    row->ensure(static_cast<size_t>(V));
+    headLogits(1, xn_.p + (L - 1) * H, row->p);
     std::vector<int64_t> ids;
     for (int64_t k = 0; k < r.n; ++k) {
       Seq& q = seqs[k];
@@ -669,8 +748,9 @@ std::vector<int64_t> CudaModel<T>::addSequences(const DecodeAddRequest& r, bool 
       q.seed = r.seed;
       q.req = shared;
       q.len = L;
-      if (r.sampler.repetitionPenalty != 1.0) q.history = r.prompt;
-      q.logits = logits;
+      if (r.sampler.repetitionPenalty != 1.0)
+        for (const int32_t t : r.prompt) q.history.push_back(t);  // the prompt's distinct tokens, uploaded at the step
+      q.prefillRow = row;
       q.pool = pool;
       if (pool) q.poolSum.assign(H, 0.0);
       ids.push_back(q.id);
@@ -679,36 +759,144 @@ std::vector<int64_t> CudaModel<T>::addSequences(const DecodeAddRequest& r, bool 
     return ids;
   } catch (...) {
     // nothing half-added stays behind
-    for (auto& q : seqs) releaseBlocks(q.blocks);
+    for (auto& q : seqs) releaseSeq(q);
     throw;
   }
 }
 
 template <typename T>
-void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, const std::vector<size_t>& which) {
-  std::vector<float> buf, e;
-  std::vector<int32_t> idx;
-  for (size_t i = 0; i < which.size(); ++i) {
-    const Seq& q = live_[which[i]];
-    const double u = uniformAt(q.seed, q.promptIndex, q.sampleIndex, q.generated);
-    out[i].id = q.id;
-    out[i].t = sampleWith(q.logits.data(), cfg_.vocab, q.req->sampler, q.history, u, buf, e, idx);
+void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, float* z, int64_t R, const std::vector<int64_t>& rowOf) {
+  const int64_t V = cfg_.vocab, S = static_cast<int64_t>(live_.size());
+  if (S == 0) return;
+  // every row's settings; rows no sequence takes (a finished sequence's last forward row): greedy, results ignored
+  std::vector<SampleRowParams> params(R);
+  for (auto& p : params) p.temperature = 0.0;
+  std::vector<int64_t> appendIdx;
+  std::vector<int32_t> appendTok, biasTok;
+  std::vector<float> biasVal;
+  std::vector<std::pair<const DecodeAddRequest*, int64_t>> biasAt;  // a request's bias slice, once per request
+  int64_t maxTop = 0;
+  for (int64_t i = 0; i < S; ++i) {
+    Seq& q = live_[i];
+    const SamplerSettings& ss = q.req->sampler;
+    SampleRowParams& p = params[rowOf[i]];
+    p.temperature = ss.temperature;
+    p.topP = ss.topP;
+    p.minP = ss.minP;
+    p.repetitionPenalty = ss.repetitionPenalty;
+    p.topK = ss.topK;
+    p.topLogprobs = std::min<int64_t>(ss.topLogprobs, V);
+    p.u = uniformAt(q.seed, q.promptIndex, q.sampleIndex, q.generated);
+    maxTop = std::max(maxTop, p.topLogprobs);
+    if (ss.repetitionPenalty != 1.0) {
+      PenaltySet& h = q.history;
+      if (!h.pending.empty()) {
+        const int64_t need = h.len + static_cast<int64_t>(h.pending.size());
+        if (need > h.cap) {  // a slice twice as large (or more): the values so far move along on the stream
+          const int c = penClass(need);
+          const int64_t off = penTake(c);  // may grow the pool: offsets (and pending appends) stay valid
+          if (h.len > 0)
+            check(cudaMemcpyAsync(penPool_.p + off, penPool_.p + h.off, static_cast<size_t>(h.len) * sizeof(int32_t),
+                                  cudaMemcpyDeviceToDevice, stream_), "penalty slice copy");
+          if (h.cap > 0) penGive(h.off, h.cap);
+          h.off = off;
+          h.cap = int64_t{8} << c;
+        }
+        for (const int32_t t : h.pending) {
+          appendIdx.push_back(h.off + h.len++);
+          appendTok.push_back(t);
+        }
+        h.pending.clear();
+      }
+      p.penaltyBegin = h.off;
+      p.penaltyEnd = h.off + h.len;
+    }
+    if (!ss.logitBias.empty()) {
+      auto it = std::find_if(biasAt.begin(), biasAt.end(), [&](const auto& b) { return b.first == q.req.get(); });
+      if (it == biasAt.end()) {
+        biasAt.emplace_back(q.req.get(), static_cast<int64_t>(biasTok.size()));
+        for (const auto& [t, v] : ss.logitBias) {
+          biasTok.push_back(t);
+          biasVal.push_back(v);
+        }
+        it = biasAt.end() - 1;
+      }
+      p.biasBegin = it->second;
+      p.biasEnd = it->second + static_cast<int64_t>(ss.logitBias.size());
+    }
+  }
+  // one upload: params | append indices | bias tokens | bias values | append tokens (each 16-byte aligned)
+  const int64_t nA = static_cast<int64_t>(appendIdx.size()), nB = static_cast<int64_t>(biasTok.size());
+  auto up = [](size_t x) { return (x + 15) & ~static_cast<size_t>(15); };
+  const size_t oP = 0, oA = up(sizeof(SampleRowParams) * R), oBt = oA + up(8 * nA), oBv = oBt + up(4 * nB),
+               oAt = oBv + up(4 * nB), inBytes = oAt + up(4 * nA);
+  sampHost_.assign(inBytes, 0);
+  std::memcpy(sampHost_.data() + oP, params.data(), sizeof(SampleRowParams) * R);
+  if (nA) std::memcpy(sampHost_.data() + oA, appendIdx.data(), 8 * nA);
+  if (nB) std::memcpy(sampHost_.data() + oBt, biasTok.data(), 4 * nB);
+  if (nB) std::memcpy(sampHost_.data() + oBv, biasVal.data(), 4 * nB);
+  if (nA) std::memcpy(sampHost_.data() + oAt, appendTok.data(), 4 * nA);
+  sampIn_.ensure(inBytes);
+  check(cudaMemcpyAsync(sampIn_.p, sampHost_.data(), inBytes, cudaMemcpyHostToDevice, stream_), "upload");
+  char* in = sampIn_.p;
+  if (nA) {
+    scatterIntsKernel<<<gridFor(nA, kThreads), kThreads, 0, stream_>>>(
+        penPool_.p, reinterpret_cast<const int64_t*>(in + oA), reinterpret_cast<const int32_t*>(in + oAt), nA);
+    check(launched("penalty tokens"));
+  }
+  // results: tokens | log-probs | top tokens | top log-probs
+  const size_t rT = 0, rL = up(4 * R), rTT = rL + up(4 * R), rTL = rTT + up(4 * R * maxTop), outBytes = rTL + up(4 * R * maxTop);
+  sampOut_.ensure(outBytes);
+  sampWs_.ensure(sampleRowsCudaWorkspace(R, V));
+  char* o = sampOut_.p;
+  check(sampleRowsCuda(z, R, V, reinterpret_cast<const SampleRowParams*>(in + oP), penPool_.p,
+                       reinterpret_cast<const int32_t*>(in + oBt), reinterpret_cast<const float*>(in + oBv), maxTop,
+                       reinterpret_cast<int32_t*>(o + rT), reinterpret_cast<float*>(o + rL),
+                       maxTop ? reinterpret_cast<int32_t*>(o + rTT) : nullptr,
+                       maxTop ? reinterpret_cast<float*>(o + rTL) : nullptr, sampWs_.p, stream_));
+  std::vector<char> res(outBytes);
+  check(cudaMemcpyAsync(res.data(), o, outBytes, cudaMemcpyDeviceToHost, stream_), "download");
+  sync();
+  std::vector<int32_t> tokens(R), topTokens(R * maxTop);
+  std::vector<float> logprobs(R), topLps(R * maxTop);
+  std::memcpy(tokens.data(), res.data() + rT, 4 * R);
+  std::memcpy(logprobs.data(), res.data() + rL, 4 * R);
+  if (maxTop) std::memcpy(topTokens.data(), res.data() + rTT, 4 * R * maxTop);
+  if (maxTop) std::memcpy(topLps.data(), res.data() + rTL, 4 * R * maxTop);
+  for (int64_t i = 0; i < S; ++i) {
+    const int64_t r = rowOf[i];
+    out[i].id = live_[i].id;
+    out[i].t.token = tokens[r];
+    out[i].t.logprob = logprobs[r];
+    out[i].t.top.clear();
+    for (int64_t j = 0; j < params[r].topLogprobs && topTokens[r * maxTop + j] >= 0; ++j)  // -1: fewer (NaN logits)
+      out[i].t.top.emplace_back(topTokens[r * maxTop + j], topLps[r * maxTop + j]);
   }
 }
 
 template <typename T>
 std::vector<DecodeStepToken> CudaModel<T>::step(std::vector<PoolDone>& pools) {
   const int64_t H = cfg_.hidden, V = cfg_.vocab;
-  // 1. the rows whose last token has not been through the model yet: one row per sequence, against its cache
+  // 1. the rows whose last token has not been through the model yet: one row per sequence, against its cache;
+  // the others are fresh (their row is the prompt's last, made by addSequences)
   std::vector<size_t> rowSeq;
-  for (size_t i = 0; i < live_.size(); ++i)
+  int64_t fresh = 0;
+  for (size_t i = 0; i < live_.size(); ++i) {
     if (live_[i].needsForward) rowSeq.push_back(i);
-  const int64_t M = static_cast<int64_t>(rowSeq.size());
+    else if (live_[i].prefillRow) ++fresh;
+    else throw EngineError("cuda engine: internal error: a live sequence has no logits to sample from");
+  }
+  const int64_t M = static_cast<int64_t>(rowSeq.size()), R = M + fresh;
+  // the logits rows the sampler reads, fp32 [R x V] in outF_: the forwarded rows first, then the fresh ones
+  if (outF_.n < static_cast<size_t>(R * V))
+    requireFree(4.0 * static_cast<double>(R * V), "the logits of a decoding step of " + std::to_string(R) + " sequences");
+  outF_.ensure(static_cast<size_t>(std::max<int64_t>(R, 1) * V));
+  std::vector<int64_t> rowOfSeq(live_.size(), -1);  // by index in live_ before finished sequences leave
   if (M > 0) {
     int64_t need = 0, maxBlocks = 0, maxSeqLen = 0;
     for (size_t i : rowSeq)
       if (live_[i].len / kBlockSize >= static_cast<int64_t>(live_[i].blocks.size())) ++need;
-    requireFree(passBytes(M) + 4.0 * M * V + static_cast<double>(std::max<int64_t>(0, need - static_cast<int64_t>(freeBlocks_.size()))) * kvBlockBytes(),
+    requireFree(passBytes(M) + static_cast<double>(std::max<int64_t>(0, need - static_cast<int64_t>(freeBlocks_.size()))) * kvBlockBytes(),
                 "a decoding step of " + std::to_string(M) + " sequences");
     std::vector<int32_t> tok(M), pos(M), slots(M), lens(M);
     for (int64_t m = 0; m < M; ++m) {
@@ -737,13 +925,10 @@ std::vector<DecodeStepToken> CudaModel<T>::step(std::vector<PoolDone>& pools) {
     plan.maxBlocksPerSeq = maxBlocks;
     plan.maxSeqLen = maxSeqLen;
     forward(M, d[0], d[1], plan);
-    outF_.ensure(static_cast<size_t>(M * V));
     headLogits(M, xn_.p, outF_.p);
-    std::vector<float> logits(M * V), xf;
-    check(cudaMemcpyAsync(logits.data(), outF_.p, static_cast<size_t>(M * V) * sizeof(float), cudaMemcpyDeviceToHost,
-                          stream_), "download");
     bool anyPool = false;
     for (size_t i : rowSeq) anyPool = anyPool || live_[i].pool;
+    std::vector<float> xf;
     if (anyPool) {
       outF2_.ensure(static_cast<size_t>(M * H));
       toFloatKernel<T><<<gridFor(M * H, kThreads), kThreads, 0, stream_>>>(xn_.p, outF2_.p, M * H);
@@ -751,43 +936,55 @@ std::vector<DecodeStepToken> CudaModel<T>::step(std::vector<PoolDone>& pools) {
       xf.resize(M * H);
       check(cudaMemcpyAsync(xf.data(), outF2_.p, static_cast<size_t>(M * H) * sizeof(float), cudaMemcpyDeviceToHost,
                             stream_), "download");
+      sync();
     }
-    sync();
     for (int64_t m = 0; m < M; ++m) {
       Seq& q = live_[rowSeq[m]];
-      std::memcpy(q.logits.data(), logits.data() + m * V, V * sizeof(float));
+      rowOfSeq[rowSeq[m]] = m;
       ++q.len;
       q.needsForward = false;
       if (q.pool)
         for (int64_t j = 0; j < H; ++j) q.poolSum[j] += xf[m * H + j];
     }
   }
+  {
+    int64_t j = M;
+    for (size_t i = 0; i < live_.size(); ++i)
+      if (rowOfSeq[i] < 0) {
+        rowOfSeq[i] = j;
+        check(cudaMemcpyAsync(outF_.p + j * V, live_[i].prefillRow->p, static_cast<size_t>(V) * sizeof(float),
+                              cudaMemcpyDeviceToDevice, stream_), "logits copy");
+        ++j;
+      }
+  }
   // sequences that only owed their last row's final state: done
+  std::vector<int64_t> rowOf;
   {
     std::vector<Seq> keep;
     keep.reserve(live_.size());
-    for (auto& q : live_) {
+    for (size_t i = 0; i < live_.size(); ++i) {
+      Seq& q = live_[i];
       if (q.poolPending) {
         PoolDone pd{q.id, std::vector<float>(H)};
         const double cnt = static_cast<double>(q.generated);
         for (int64_t j = 0; j < H; ++j) pd.pooled[j] = static_cast<float>(q.poolSum[j] / cnt);
         pools.push_back(std::move(pd));
-        releaseBlocks(q.blocks);
+        releaseSeq(q);
       } else {
+        rowOf.push_back(rowOfSeq[i]);
         keep.push_back(std::move(q));
       }
     }
     live_ = std::move(keep);
   }
   // 2. one token for every live sequence, from its own random stream
-  std::vector<size_t> which(live_.size());
-  for (size_t i = 0; i < which.size(); ++i) which[i] = i;
-  std::vector<DecodeStepToken> out(which.size());
-  sampleRows(out, which);
+  std::vector<DecodeStepToken> out(live_.size());
+  sampleRows(out, outF_.p, R, rowOf);
   std::vector<Seq> keep;
   keep.reserve(live_.size());
   for (size_t i = 0; i < live_.size(); ++i) {
     Seq& q = live_[i];
+    q.prefillRow.reset();  // the prompt's row is used once
     recordDecodedToken(q, out[i]);
     q.needsForward = true;
     if (out[i].finished) {
@@ -795,7 +992,7 @@ std::vector<DecodeStepToken> CudaModel<T>::step(std::vector<PoolDone>& pools) {
         q.poolPending = true;  // one more row through the model for its final state
         keep.push_back(std::move(q));
       } else {
-        releaseBlocks(q.blocks);
+        releaseSeq(q);
       }
     } else {
       keep.push_back(std::move(q));
@@ -864,7 +1061,7 @@ std::vector<GeneratedSequence> CudaModel<T>::generate(const GenerateRequest& req
       if (progress) progress(done, total);
     }
   } catch (...) {
-    for (auto& q : live_) releaseBlocks(q.blocks);
+    for (auto& q : live_) releaseSeq(q);
     live_ = std::move(aside);
     throw;
   }

@@ -6,8 +6,8 @@
 //   'rope'    {x, rowStride, rows, heads, headDim, positions: Int32Array, ropeTheta, ropeScaling?, inverse?}
 //             (heads: q + k heads, contiguous from the start of each row)          -> Uint16Array (x rotated)
 //   'swiglu'  {gu, rows, intermediate}                                             -> Uint16Array [rows*intermediate]
-//   'head'    {xf, hidden, weight, vocab, rows: Int32Array, targets: Int32Array, chunkColumns?, entropy?}
-//                                                                                  -> {logprobs, entropy?}
+//   'head'    {xf, hidden, weight, vocab, rows: Int32Array, targets: Int32Array, chunkColumns?, entropy?,
+//             impl?: 'auto' | 'builtin' | 'cublaslt' (the chunk products' GEMM)}  -> {logprobs, entropy?, used}
 //   'adamw'   {weights, m, v, grad: Float32Array [n], segments: Int32Array (sizes, tiling the n values),
 //             decay: Uint8Array (one flag a segment), step, lr, beta1?, beta2?, eps?, weightDecay?, maxGradNorm?}
 //             -> {weights, m, v, bf16: Uint16Array, norm} (new arrays; the inputs are not changed)
@@ -125,6 +125,9 @@ Napi::Value Head(Napi::Env env, const Napi::Object& o) {
   auto targets = getArray<int32_t>(o, "targets", rows.length);
   const int64_t chunk = clipo::getIntOr(o, "chunkColumns", 0, 0, INT32_MAX);
   const bool ent = clipo::getBoolOr(o, "entropy", true);
+  // the GEMM of the chunk products: 'auto' (CLIPO_CUDA_GEMM's choice), 'builtin' or 'cublaslt'
+  const auto impl = clipo::hasField(o, "impl") ? static_cast<clipo::engine::GemmImpl>(clipo::getEnum(o, "impl", {"auto", "builtin", "cublaslt"}))
+                                               : clipo::engine::GemmImpl::Auto;
   const int64_t R = static_cast<int64_t>(rows.length), xfRows = static_cast<int64_t>(xf.length) / H;
   for (int64_t r = 0; r < R; ++r) {
     if (rows[r] < 0 || rows[r] >= xfRows) throwError(env, "rows[" + std::to_string(r) + "]: out of range");
@@ -132,9 +135,11 @@ Napi::Value Head(Napi::Env env, const Napi::Object& o) {
   }
   auto lp = clipo::newArray<float>(env, static_cast<size_t>(R));
   auto e = clipo::newArray<float>(env, ent ? static_cast<size_t>(R) : 0);
-  check(env, clipo::engine::headLogprobsCudaHost(xf.data, xfRows, H, w.data, V, rows.data, targets.data, R, lp.Data(), ent ? e.Data() : nullptr, chunk), "head");
+  const char* used = "builtin";
+  check(env, clipo::engine::headLogprobsCudaHost(xf.data, xfRows, H, w.data, V, rows.data, targets.data, R, lp.Data(), ent ? e.Data() : nullptr, chunk, impl, &used), "head");
   Napi::Object out = Napi::Object::New(env);
   out.Set("logprobs", lp);
+  out.Set("used", Napi::String::New(env, used));
   if (ent) out.Set("entropy", e);
   return out;
 }

@@ -75,7 +75,7 @@ double CudaModel<T>::trainBytes(int64_t N, int64_t R) const {
   const double qkv = static_cast<double>(lay_.qkv), qd = static_cast<double>(lay_.qd), n = static_cast<double>(N);
   const double perLayer = t * (4 * H + qkv + qd + 2 * I) + 4.0 * (2 + nh);
   const double kept = n * L * perLayer + n * (t * 2 * H + 4.0) + 8.0 * R;
-  const double scratch = n * t * (I + H) + static_cast<double>(headLogprobsCudaWorkspace(R, cfg_.vocab, 0));
+  const double scratch = n * t * (I + H) + static_cast<double>(headLogprobsCudaWorkspace(R, cfg_.vocab, cfg_.hidden, 0));
   return kept + scratch + 4.0 * (5.0 * n + 2.0 * R + 2.0) + 4.0 * 1024 * 1024;
 }
 
@@ -161,7 +161,7 @@ ScoreResult CudaModel<T>::forwardTrain(const std::vector<int32_t>& tokens, const
   act.ensure(n * static_cast<size_t>(I));
   proj.ensure(n * h);
   DevBuf<char> ws;
-  ws.ensure(headLogprobsCudaWorkspace(R, V, 0));
+  ws.ensure(headLogprobsCudaWorkspace(R, V, H, 0));
   ensureRope(maxLen);
 
   const AttnShape as = attnShape();

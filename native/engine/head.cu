@@ -1,13 +1,19 @@
-// CUDA twin of head.h's log-prob pass: for R rows of bf16 hidden states and a bf16 head [V x H], the log-prob of
-// each row's target token and the entropy of its next-token distribution, walking the vocabulary chunkColumns
-// columns at a time so that only [R x chunk] fp32 logits exist at once:
+// CUDA twin of head.h's log-prob pass: for R rows of hidden states (bf16 or fp32 storage) and a head [V x H], the
+// log-prob of each row's target token and the entropy of its next-token distribution, walking the vocabulary
+// chunkColumns columns at a time so that only [rows x chunk] fp32 logits exist at once:
 //   init     one thread per row: SoftmaxState empty, target logit unset
-//   logits   per chunk, z[r, c] = W[c0 + c] . xf[rows[r]] in fp32 (a plain kernel, one dot product per thread;
-//            the engine puts its cuBLASLt GEMM here)
+//   gather   per pass of rows (at most 2^24 / chunk of them), the scored rows of xf copied into one contiguous
+//            [rows x H] matrix (a GEMM operand cannot be indexed by a row list)
+//   logits   per chunk, z [rows x chunk] = X . W[c0 : c0 + chunk]^T through the device GEMM dispatch (gemm.h,
+//            gemmCuda NT, fp32 accumulation and output: cuBLASLt where it runs, else the built-in tiled kernel, whose
+//            sums run over k ascending like the CPU's dot products)
 //   stats    per chunk, one block per row: the chunk's max, sum exp(z - max) and sum exp(z - max)(z - max) (each
 //            thread in fp32 over its columns, the block in double), merged into the row's state (formulas.h,
 //            softmaxMerge); the target's logit when it falls in the chunk
 //   finalize one thread per row: logp = z_t - lse, entropy = log(sum) - sumZ / sum
+// Batch independence (gemm.h): the automatic chunk width depends on V alone, never on R, and the products take the
+// Wide shape class, so the GEMM's plan for each chunk — and with it a row's logits, its merge order and its bits —
+// is the same whatever the other rows of the call.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -17,6 +23,7 @@
 #include "engine/cuda_storage.cuh"
 #include "engine/cuda_util.cuh"
 #include "engine/formulas.h"
+#include "engine/gemm.h"
 #include "engine/head.h"
 
 namespace clipo::engine {
@@ -26,6 +33,12 @@ namespace {
 using namespace cudatwin;
 
 constexpr int kThreads = 256;
+// fp32 logits at once (64 MiB); the host emulation's check sets a small value so that several passes of rows run
+#ifndef CLIPO_HEAD_PASS_LOGITS
+#define CLIPO_HEAD_PASS_LOGITS (int64_t{1} << 24)
+#endif
+constexpr int64_t kLogitsPerPass = CLIPO_HEAD_PASS_LOGITS;
+constexpr int64_t kForwardChunk = 4096;               // the forward's automatic chunk width (columns)
 
 struct RowState {
   SoftmaxState s;
@@ -49,20 +62,23 @@ __global__ void initKernel(RowState* st, int64_t R) {
   }
 }
 
+// the forward's chunk width: chunkColumns, or a width fixed by V alone (a row's bits must not depend on R)
+int64_t forwardChunk(int64_t V, int64_t chunkColumns) {
+  return std::min(V, chunkColumns > 0 ? chunkColumns : kForwardChunk);
+}
+// rows per pass of the forward: at most kLogitsPerPass logits at once, at least one row
+int64_t forwardRows(int64_t R, int64_t cw) {
+  return std::min(std::max<int64_t>(R, 1), std::max<int64_t>(1, kLogitsPerPass / cw));
+}
+
+// X[r] = xf[rows[r]] for r < m
 template <typename T>
-__global__ void chunkLogitsKernel(const T* __restrict__ xf, int64_t H, const T* __restrict__ W,
-                                  const int32_t* __restrict__ rows, int64_t R, int64_t c0, int64_t cw,
-                                  float* __restrict__ z) {
-  const int64_t total = R * cw;
+__global__ void gatherRowsKernel(const T* __restrict__ xf, int64_t H, const int32_t* __restrict__ rows, int64_t m,
+                                 T* __restrict__ X) {
+  const int64_t total = m * H;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = k / cw, c = k % cw;
-    const T* x = xf + static_cast<int64_t>(rows[r]) * H;
-    const T* wr = W + (c0 + c) * H;
-    float acc = 0.f;
-    for (int64_t j = 0; j < H; ++j) acc += toF(x[j]) * toF(wr[j]);
-    z[k] = acc;
-  }
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    X[k] = xf[static_cast<int64_t>(rows[k / H]) * H + k % H];
 }
 
 __global__ void chunkStatsKernel(const float* __restrict__ z, int64_t cw, int64_t c0,
@@ -100,33 +116,55 @@ __global__ void finalizeKernel(const RowState* __restrict__ st, int64_t R, float
 
 }  // namespace
 
-size_t headLogprobsCudaWorkspace(int64_t R, int64_t V, int64_t chunkColumns) {
-  const int64_t cw = chunkWidth(R, V, chunkColumns);
+size_t headLogprobsCudaWorkspace(int64_t R, int64_t V, int64_t H, int64_t chunkColumns) {
+  const int64_t cw = forwardChunk(std::max<int64_t>(V, 1), chunkColumns), rp = forwardRows(R, cw);
+  // row states | gathered rows (4 bytes a value: either storage) | logits
   return alignUp(sizeof(RowState) * static_cast<size_t>(std::max<int64_t>(R, 1))) +
-         sizeof(float) * static_cast<size_t>(std::max<int64_t>(R, 1) * cw);
+         alignUp(sizeof(float) * static_cast<size_t>(rp * std::max<int64_t>(H, 1))) + sizeof(float) * static_cast<size_t>(rp * cw);
 }
 
 namespace {
 
 template <typename T>
+constexpr GemmType gemmTypeOf() {
+  return sizeof(T) == 2 ? GemmType::Bf16 : GemmType::F32;
+}
+
+template <typename T>
 const char* headLogprobsT(const T* xf, int64_t H, const T* W, int64_t V, const int32_t* rows, const int32_t* targets,
                           int64_t R, float* logp, float* entropy, int64_t chunkColumns, void* workspace,
-                          void* stream) {
+                          void* stream, GemmImpl impl = GemmImpl::Auto, const char** used = nullptr) {
   if (R <= 0) return "";
   if (H <= 0 || V <= 0) return failMsg("headLogprobsCuda: H and V must be positive");
-  const int64_t cw = chunkWidth(R, V, chunkColumns);
+  const int64_t cw = forwardChunk(V, chunkColumns), rp = forwardRows(R, cw);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  RowState* st = static_cast<RowState*>(workspace);
-  float* z = reinterpret_cast<float*>(static_cast<char*>(workspace) + alignUp(sizeof(RowState) * static_cast<size_t>(R)));
+  char* ws = static_cast<char*>(workspace);
+  RowState* st = reinterpret_cast<RowState*>(ws);
+  T* X = reinterpret_cast<T*>(ws + alignUp(sizeof(RowState) * static_cast<size_t>(R)));
+  float* z = reinterpret_cast<float*>(reinterpret_cast<char*>(X) + alignUp(sizeof(float) * static_cast<size_t>(rp * H)));
   const char* err;
   initKernel<<<gridFor(R, kThreads), kThreads, 0, s>>>(st, R);
   if (*(err = launched("headLogprobsCuda init"))) return err;
-  for (int64_t c0 = 0; c0 < V; c0 += cw) {
-    const int64_t w = std::min(cw, V - c0);
-    chunkLogitsKernel<<<gridFor(R * w, kThreads), kThreads, 0, s>>>(xf, H, W, rows, R, c0, w, z);
-    if (*(err = launched("headLogprobsCuda logits"))) return err;
-    chunkStatsKernel<<<static_cast<unsigned>(R), kThreads, 0, s>>>(z, w, c0, targets, st);
-    if (*(err = launched("headLogprobsCuda stats"))) return err;
+  for (int64_t r0 = 0; r0 < R; r0 += rp) {
+    const int64_t m = std::min(rp, R - r0);
+    gatherRowsKernel<<<gridFor(m * H, kThreads), kThreads, 0, s>>>(xf, H, rows + r0, m, X);
+    if (*(err = launched("headLogprobsCuda gather"))) return err;
+    for (int64_t c0 = 0; c0 < V; c0 += cw) {
+      const int64_t w = std::min(cw, V - c0);
+      GemmCall g;
+      g.op = GemmOp::NT;
+      g.in = gemmTypeOf<T>();
+      g.out = GemmType::F32;
+      g.cls = GemmClass::Wide;
+      g.M = m, g.N = w, g.K = H;
+      g.A = X, g.B = W + c0 * H, g.C = z, g.stream = stream;
+      const char* u = "builtin";
+      if (*(err = gemmCuda(g, impl, &u))) return err;
+      // what ran: cuBLASLt only when every chunk took it
+      if (used && (r0 == 0 && c0 == 0 ? true : std::string(u) != "cublaslt")) *used = u;
+      chunkStatsKernel<<<static_cast<unsigned>(m), kThreads, 0, s>>>(z, w, c0, targets + r0, st + r0);
+      if (*(err = launched("headLogprobsCuda stats"))) return err;
+    }
   }
   finalizeKernel<<<gridFor(R, kThreads), kThreads, 0, s>>>(st, R, logp, entropy);
   return launched("headLogprobsCuda finalize");
@@ -147,7 +185,8 @@ const char* headLogprobsCuda(const float* xf, int64_t H, const float* W, int64_t
 
 const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, const uint16_t* W, int64_t V,
                                  const int32_t* rows, const int32_t* targets, int64_t R, float* logp, float* entropy,
-                                 int64_t chunkColumns) {
+                                 int64_t chunkColumns, GemmImpl impl, const char** used) {
+  if (used) *used = "builtin";
   for (int64_t r = 0; r < R; ++r) {
     if (rows[r] < 0 || rows[r] >= xfRows) return failMsg("headLogprobsCudaHost: rows[" + std::to_string(r) + "] is out of range");
     if (targets[r] < 0 || targets[r] >= V) return failMsg("headLogprobsCudaHost: targets[" + std::to_string(r) + "] is out of range");
@@ -165,8 +204,8 @@ const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, 
   if ((e = b.upload(&dT, targets, static_cast<size_t>(R))) != cudaSuccess) return fail("upload", e);
   if ((e = b.alloc(&dLp, static_cast<size_t>(R))) != cudaSuccess) return fail("cudaMalloc", e);
   if (entropy && (e = b.alloc(&dEnt, static_cast<size_t>(R))) != cudaSuccess) return fail("cudaMalloc", e);
-  if ((e = b.alloc(&ws, headLogprobsCudaWorkspace(R, V, chunkColumns))) != cudaSuccess) return fail("cudaMalloc", e);
-  const char* err = headLogprobsCuda(dX, H, dW, V, dRows, dT, R, dLp, dEnt, chunkColumns, ws, nullptr);
+  if ((e = b.alloc(&ws, headLogprobsCudaWorkspace(R, V, H, chunkColumns))) != cudaSuccess) return fail("cudaMalloc", e);
+  const char* err = headLogprobsT(dX, H, dW, V, dRows, dT, R, dLp, dEnt, chunkColumns, ws, nullptr, impl, used);
   if (*err || *(err = synced("headLogprobsCuda"))) return err;
   if (entropy && *(err = download(entropy, static_cast<const float*>(dEnt), static_cast<size_t>(R), "download"))) return err;
   return download(logp, static_cast<const float*>(dLp), static_cast<size_t>(R), "download");
@@ -175,16 +214,19 @@ const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, 
 }  // namespace clipo::engine
 
 // ---- backward twin (head.h): the log-prob/entropy pass's gradient, chunked over the vocabulary like the forward ----
-// Per row r (target t, upstream gradients gl = d loss/d logp, ge = d loss/d H): lse = z_t - logp (z_t recomputed in
-// the forward's order), E_p[z] = lse - H, and per chunk of columns
+// Per row r (target t, upstream gradients gl = d loss/d logp, ge = d loss/d H): lse = z_t - logp (z_t recomputed as
+// a dot product over k ascending: the forward's bits with the built-in GEMM; with cuBLASLt the forward's z_t may
+// differ in the last bits, which moves lse by the same ~1e-7 relative), E_p[z] = lse - H, and per chunk of columns
 //   z   = W_chunk . x_r                                       (fp32 logits, recomputed)
 //   dz_i = gl (1[i = t] - p_i) - ge p_i (z_i - E_p[z])         (p_i = exp(z_i - lse); cpu_train.cpp's formula:
 //                                                              -p_i (log p_i + H) = -p_i (z_i - E_p[z]))
 //   dX_r += dz . W_chunk      dW_chunk += dz^T . X            (fp32, plain 16x16 tiled kernels)
 // dX is kept per scored row in fp32 and added into dXf (storage T) at the end, the rows in order and rounded once (a
 // row scored twice gets both contributions, summed in fp32 first). Every output element has one writer and a fixed summation order: deterministic.
-// The engine's device GEMM (cuBLASLt, or its built-in fallback) replaces the three tiled products here: the logits
-// are [R x cw] = X_rows . W_chunk^T (NT), dX [R x H] += dZ . W_chunk (NN), dW_chunk [cw x H] += dZ^T . X_rows (TN).
+// The forward's logits already go through the engine's device GEMM (cuBLASLt, or its built-in fallback); here the
+// three products are still the tiled kernels below: the logits [R x cw] = X_rows . W_chunk^T (NT), dX [R x H] +=
+// dZ . W_chunk (NN; dZ is fp32 and W of storage T, a mix the dispatch does not take), dW_chunk [cw x H] += dZ^T .
+// X_rows (TN).
 
 #include "engine/backward_util.cuh"
 
@@ -250,7 +292,7 @@ __global__ void tiledProductKernel(A a, B b, int64_t M, int64_t Ncols, int64_t K
   if (i < M && j < Ncols) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc : acc;
 }
 
-// one thread per row: lse = z_t - logp with z_t in the forward's order (chunkLogitsKernel), E_p[z] = lse - H
+// one thread per row: lse = z_t - logp with z_t summed over k ascending (the built-in GEMM's order), E_p[z] = lse - H
 template <typename T>
 __global__ void backPrepKernel(const T* __restrict__ xf, int64_t H, const T* __restrict__ W,
                                const int32_t* __restrict__ rows, const int32_t* __restrict__ targets, int64_t R,

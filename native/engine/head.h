@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/gemm.h"
+
 namespace clipo::engine {
 
 struct RowSoftmax {
@@ -36,13 +38,15 @@ void headLogprobsBackward(const float* xf, int64_t H, const float* W, int64_t V,
                           const float* keptProbs, float* dXf, float* dW, int threads);
 
 // ---- CUDA twin (head.cu; builds with CLIPO_WITH_CUDA) ----
-// xf [* x H] and W [V x H] in bf16 (uint16_t), fp32 accumulation; rows/targets int32 [R]; logp, entropy fp32 [R]
-// (entropy may be null). The vocabulary is walked chunkColumns columns at a time (0: chosen so that the chunk's
-// logits take at most 64 MiB): each chunk's [R x chunk] logits are made by a plain tiled kernel (the engine puts its
-// cuBLASLt GEMM there), then every row's SoftmaxState and target logit are updated; logp = z_t - lse at the end.
-// Device entry: device pointers; `workspace` of headLogprobsCudaWorkspace(R, V, chunkColumns) bytes; stream a
+// xf [* x H] and W [V x H] in bf16 (uint16_t) or fp32 storage, fp32 accumulation; rows/targets int32 [R]; logp,
+// entropy fp32 [R] (entropy may be null). The vocabulary is walked chunkColumns columns at a time (0: 4096, a width
+// fixed by V alone so that a row's result does not depend on R), rows in passes of at most 2^24 / chunk (64 MiB of
+// logits): each pass gathers its rows into one [rows x H] matrix, each chunk's [rows x chunk] logits come from the
+// device GEMM dispatch (gemm.h gemmCuda NT, shape class Wide: cuBLASLt where it runs, else the built-in kernel), then
+// every row's SoftmaxState and target logit are updated; logp = z_t - lse at the end.
+// Device entry: device pointers; `workspace` of headLogprobsCudaWorkspace(R, V, H, chunkColumns) bytes; stream a
 // cudaStream_t; nothing synchronizes. Returns "" or an error message.
-size_t headLogprobsCudaWorkspace(int64_t R, int64_t V, int64_t chunkColumns);
+size_t headLogprobsCudaWorkspace(int64_t R, int64_t V, int64_t H, int64_t chunkColumns);
 const char* headLogprobsCuda(const uint16_t* xf, int64_t H, const uint16_t* W, int64_t V, const int32_t* rows,
                              const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
                              void* workspace, void* stream);
@@ -50,10 +54,12 @@ const char* headLogprobsCuda(const uint16_t* xf, int64_t H, const uint16_t* W, i
 const char* headLogprobsCuda(const float* xf, int64_t H, const float* W, int64_t V, const int32_t* rows,
                              const int32_t* targets, int64_t R, float* logp, float* entropy, int64_t chunkColumns,
                              void* workspace, void* stream);
-// Host wrapper for tests (host pointers; xfRows = rows of xf; copies, runs, copies back, synchronizes).
+// Host wrapper for tests (host pointers; xfRows = rows of xf; copies, runs, copies back, synchronizes). impl forces
+// the GEMM (Auto: CLIPO_CUDA_GEMM's choice); *used (when not null) names what ran: "cublaslt" when every chunk took
+// cuBLASLt, else what gemmCuda reported for a chunk that did not ("builtin", "builtin (no cuBLASLt algorithm)").
 const char* headLogprobsCudaHost(const uint16_t* xf, int64_t xfRows, int64_t H, const uint16_t* W, int64_t V,
                                  const int32_t* rows, const int32_t* targets, int64_t R, float* logp, float* entropy,
-                                 int64_t chunkColumns);
+                                 int64_t chunkColumns, GemmImpl impl = GemmImpl::Auto, const char** used = nullptr);
 
 // ---- backward twin (head.cu): storage T = uint16_t (bf16) or float (fp32), one entry overloaded on both ----
 // The gradient of the log-prob/entropy pass (cpu_train.cpp's head block), chunked over the vocabulary like the

@@ -2,7 +2,9 @@
 // launch_to_emu.py) against the CPU engine (cpu_model.h) on tiny random models: fp32 mode must give the CPU's logits,
 // scores (log-probs, entropy, pooled final states) within 1e-4, the CPU's tokens when generating (greedy and
 // sampled, with and without pooled states), and the same tokens when sequences join and leave a running batch
-// (step-wise decoding, continuous batching, shared prompt blocks of the paged KV cache) as when each runs alone.
+// (step-wise decoding, continuous batching, shared prompt blocks of the paged KV cache) as when each runs alone,
+// drawn by the device sampler (sampling.cu) with top-p, top-k, min-p, a repetition penalty, a logit bias and the top
+// log-probs, whose log-probs must match the CPU's within 1e-4.
 // bf16 mode: logits close to the CPU's (bf16 tolerance). Training: cuda_train_check.cpp (run-cuda-train.sh).
 // Usage: check [seed] [quick]; quick: one model of one layer, fewer and shorter cases (the jest run);
 // exit status 1 on a mismatch.
@@ -128,7 +130,13 @@ static void checkModel(const std::string& name, const ModelConfig& c) {
     p1.prompt = randomTokens(17, c.vocab);
     p1.maxNewTokens = quick ? 4 : 7;
     p1.seed = 3;
+    // the device sampler's settings: temperature, the nucleus, a repetition penalty (the distinct history grows
+    // past its first slices), a logit bias (one token pushed up, one down) and the top log-probs
     p1.sampler.temperature = 0.9;
+    p1.sampler.topP = 0.8;
+    p1.sampler.repetitionPenalty = 1.2;
+    p1.sampler.logitBias = {{static_cast<int32_t>(rng() % c.vocab), 2.5f}, {static_cast<int32_t>(rng() % c.vocab), -4.f}};
+    p1.sampler.topLogprobs = 3;
     p2.prompt = randomTokens(5, c.vocab);
     p2.n = quick ? 2 : 3;
     p2.maxNewTokens = quick ? 3 : 5;
@@ -136,18 +144,20 @@ static void checkModel(const std::string& name, const ModelConfig& c) {
     p2.promptIndex = 2;
     p2.sampler.temperature = 1.1;
     p2.sampler.topK = 20;
+    p2.sampler.minP = 0.02;
     p2.sampler.repetitionPenalty = 1.3;
+    p2.sampler.logitBias = {{static_cast<int32_t>(rng() % c.vocab), 1.5f}};
+    using Steps = std::vector<std::vector<SampledToken>>;
     auto alone = [&](const DecodeAddRequest& r) {
       CpuModel m(cpu, true);
-      std::vector<std::vector<int32_t>> toks(r.n);
+      Steps toks(r.n);
       const auto ids = m.decodeAdd(r);
       while (m.decodeActive() > 0)
-        for (const auto& t : m.decodeStep())
-          toks[std::find(ids.begin(), ids.end(), t.id) - ids.begin()].push_back(t.t.token);
+        for (const auto& t : m.decodeStep()) toks[std::find(ids.begin(), ids.end(), t.id) - ids.begin()].push_back(t.t);
       return toks;
     };
     const auto want1 = alone(p1), want2 = alone(p2);
-    std::vector<std::vector<int32_t>> got1(1), got2(p2.n);
+    Steps got1(1), got2(p2.n);
     const auto id1 = gpu->decodeAdd(p1);
     std::vector<int64_t> id2, id3;
     DecodeAddRequest p3 = p1;
@@ -158,14 +168,37 @@ static void checkModel(const std::string& name, const ModelConfig& c) {
       if (s == 3) id3 = gpu->decodeAdd(p3);  // joins, then is removed before it finishes
       if (s == 5) removed = gpu->decodeRemove(id3[0]);
       for (const auto& t : gpu->decodeStep()) {
-        if (t.id == id1[0]) got1[0].push_back(t.t.token);
+        if (t.id == id1[0]) got1[0].push_back(t.t);
         for (size_t k = 0; k < id2.size(); ++k)
-          if (t.id == id2[k]) got2[k].push_back(t.t.token);
+          if (t.id == id2[k]) got2[k].push_back(t.t);
       }
       if (s > 100) break;
     }
     report(removed && gpu->decodeActive() == 0, name + ": decodeRemove takes a sequence out of the batch");
-    report(got1 == want1 && got2 == want2, name + ": continuous batching gives each sequence its tokens alone");
+    // tokens equal; log-probs and the top lists (tokens equal, log-probs within tol) as the CPU's
+    bool sameTokens = true, sameTop = true;
+    double dl = 0;
+    auto compare = [&](const Steps& a, const Steps& b) {
+      sameTokens = sameTokens && a.size() == b.size();
+      for (size_t k = 0; sameTokens && k < a.size(); ++k) {
+        sameTokens = a[k].size() == b[k].size();
+        for (size_t j = 0; sameTokens && j < a[k].size(); ++j) {
+          sameTokens = a[k][j].token == b[k][j].token;
+          dl = std::max(dl, static_cast<double>(std::fabs(a[k][j].logprob - b[k][j].logprob)));
+          sameTop = sameTop && a[k][j].top.size() == b[k][j].top.size();
+          for (size_t i = 0; sameTop && i < a[k][j].top.size(); ++i) {
+            sameTop = a[k][j].top[i].first == b[k][j].top[i].first;
+            dl = std::max(dl, static_cast<double>(std::fabs(a[k][j].top[i].second - b[k][j].top[i].second)));
+          }
+        }
+      }
+    };
+    compare(got1, want1);
+    compare(got2, want2);
+    report(sameTokens, name + ": continuous batching gives each sequence its tokens alone (device sampler: top-p, "
+                              "top-k, min-p, repetition penalty, logit bias)");
+    report(sameTop && !want1[0].empty() && want1[0][0].top.size() == 3, name + ": the top log-probs' tokens equal the CPU's");
+    report(dl <= tol, name + ": decoding log-probs and top log-probs", fmt(dl));
   }
   // training: checked by cuda_train_check.cpp; here only that a frozen copy refuses it
   {

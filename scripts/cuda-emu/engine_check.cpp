@@ -3,7 +3,8 @@
 // gather (with an out-of-range id -> zero row), RMSNorm with and without the residual add (odd and multi-sweep
 // widths; the residual also updated in place), RoPE on packed q|k|v rows (plain and Llama-3 scaled tables, forward
 // and inverse; v untouched), SwiGLU, and the chunked log-prob/entropy pass (partial last chunk, one chunk, chunk
-// wider than the vocabulary, without entropy, large logits), and AdamW (fp32 master weights and moments, the bf16
+// wider than the vocabulary, without entropy, large logits, several passes of rows, and a row's bits the same alone
+// as in a larger call), and AdamW (fp32 master weights and moments, the bf16
 // working copy; sizes off the block size, decay on/off, clipping active/inactive, a non-finite gradient). The CPU twins run in fp32 on the bf16 inputs decoded
 // exactly; bf16 outputs must agree within one bf16 ulp, fp32 ones within the stated tolerances.
 // Usage: check [seed]; exit status 1 on a mismatch.
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -192,6 +194,14 @@ static void checkHead(int64_t V, int64_t H, int64_t R, int64_t chunk, bool withE
     if (!(dl <= 2e-5 * (1 + std::fabs(lc[r])))) ++bad;
     if (withEntropy && !(std::fabs(ent[r] - ec[r]) <= 2e-5 * (1 + std::fabs(ec[r])))) ++bad;
   }
+  // a row's bits do not depend on the other rows of the call (the chunk width is fixed by V, gemm.h's rule): the
+  // first rows again, alone, must give the same floats
+  const int64_t half = std::max<int64_t>(1, R / 2);
+  std::vector<float> lp2(half, NAN), ent2(half, NAN);
+  checkError(headLogprobsCudaHost(xf.data(), xfRows, H, W.data(), V, rows.data(), targets.data(), half, lp2.data(),
+                                  withEntropy ? ent2.data() : nullptr, chunk), "head");
+  for (int64_t r = 0; r < half; ++r)
+    if (std::memcmp(&lp2[r], &lp[r], sizeof(float)) || (withEntropy && std::memcmp(&ent2[r], &ent[r], sizeof(float)))) ++bad;
   char d[96];
   std::snprintf(d, sizeof d, "(max |logp diff| %.3g)", worst);
   report("head V " + std::to_string(V) + " H " + std::to_string(H) + " R " + std::to_string(R) + " chunk " +
@@ -316,8 +326,10 @@ int main(int argc, char** argv) {
   for (bool llama3 : {false, true})
     for (bool inverse : {false, true}) checkRope(llama3, inverse);
   checkSwiglu(6, 45);
+  // (run-engine.sh sets CLIPO_HEAD_PASS_LOGITS=2048: rows go through in passes of 2048 / chunk)
   checkHead(1001, 40, 7, 256, true, 4.f);   // four chunks, the last one partial
-  checkHead(1000, 33, 5, 0, true, 4.f);     // the automatic width: one chunk
+  checkHead(1001, 40, 19, 256, true, 4.f);  // three passes of rows (8, 8, 3); alone, the first 9 take two
+  checkHead(1000, 33, 5, 0, true, 4.f);     // the automatic width: one chunk (passes of 2 rows)
   checkHead(300, 24, 4, 1000, false, 1.f);  // a chunk wider than the vocabulary; no entropy
   checkHead(517, 16, 4, 128, true, 60.f);   // large logits: nearly one-hot rows
   checkAdamw(1000, true, 0.0, 3);      // no clipping; not a multiple of the block

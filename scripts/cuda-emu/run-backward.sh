@@ -9,13 +9,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for k in norm_rope mlp head; do
+for k in gemm norm_rope mlp head; do
   python3 "$here/launch_to_emu.py" "$root/native/engine/$k.cu" "$tmp/${k}_emu.cpp"
   sed -i 's|#include "cuda_emu.h"|#include "engine_emu.h"|' "$tmp/${k}_emu.cpp"
 done
 e="$root/native/engine"
 g++ -std=c++20 -O1 -march=native -DCLIPO_WITH_CUDA -I"$here" -I"$root/native" -fopenmp \
-  "$here/backward_check.cpp" "$tmp/norm_rope_emu.cpp" "$tmp/mlp_emu.cpp" "$tmp/head_emu.cpp" \
+  "$here/backward_check.cpp" "$tmp/norm_rope_emu.cpp" "$tmp/mlp_emu.cpp" "$tmp/head_emu.cpp" "$tmp/gemm_emu.cpp" \
   "$e/norm_rope.cpp" "$e/mlp.cpp" "$e/head.cpp" "$e/gemm.cpp" "$e/config.cpp" \
   -o "$tmp/check" -lpthread
 OMP_NUM_THREADS=1 "$tmp/check" "$@"

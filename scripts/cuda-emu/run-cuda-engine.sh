@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the CUDA engine (native/engine/cuda_engine.cu) end to end on a machine without a GPU: the engine and the
-# kernels it runs (gemm, norm_rope, attention, mlp, head .cu) are rewritten for host emulation (launch_to_emu.py;
+# kernels it runs (gemm, norm_rope, attention, mlp, head, sampling .cu) are rewritten for host emulation (launch_to_emu.py;
 # cuda_emu.h + engine_emu.h + cuda_engine_emu.h: one std::thread per CUDA thread, blocks in turn) and compared with
 # the CPU engine on tiny random models (cuda_engine_check.cpp). Blind to timing, to the memory model and to
 # --use_fast_math's exp; test/engine-cuda.test.ts on a GPU machine remains the real check.
@@ -12,7 +12,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 e="$root/native/engine"
 emu=()
-for k in gemm norm_rope attention mlp head optim cuda_engine; do
+for k in gemm norm_rope attention mlp head optim sampling cuda_engine; do
   python3 "$here/launch_to_emu.py" "$e/$k.cu" "$tmp/${k}_emu.cpp"
   sed -i 's|#include "cuda_emu.h"|#include "cuda_engine_emu.h"|' "$tmp/${k}_emu.cpp"
   emu+=("$tmp/${k}_emu.cpp")

@@ -13,7 +13,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 e="$root/native/engine"
 emu=()
-for k in gemm norm_rope attention mlp head optim cuda_engine; do
+for k in gemm norm_rope attention mlp head optim sampling cuda_engine; do
   python3 "$here/launch_to_emu.py" "$e/$k.cu" "$tmp/${k}_emu.cpp"
   sed -i 's|#include "cuda_emu.h"|#include "cuda_engine_emu.h"|' "$tmp/${k}_emu.cpp"
   emu+=("$tmp/${k}_emu.cpp")
