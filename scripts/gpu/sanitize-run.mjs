@@ -1,6 +1,7 @@
 // Small CUDA kernel runs for compute-sanitizer (scripts/gpu/run-all.sh): every surrogate variant on both load paths
-// (T % 4 == 0: float4, else scalar), the device bandwidth probe, the contrastive kernel when it is built, and one
-// training step of the CUDA engine (forward, backward, AdamW) in fp32 and bf16.
+// (T % 4 == 0: float4, else scalar), the device bandwidth probe, the contrastive kernel when it is built, one
+// training step of the CUDA engine (forward, backward, AdamW) in fp32 and bf16, and its scoring and step-wise
+// decoding (the device sampler) in both storages.
 // Exits non-zero if a call throws; memory errors are compute-sanitizer's to report.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -74,6 +75,19 @@ if (lib.engineBackends().cuda) {
       const r = e.forwardTrain(batch);
       e.backward(Float32Array.from(r.mask, (m) => (m ? rand() - 0.5 : 0)), Float32Array.from(r.mask, (m) => (m ? 0.1 : 0)));
       e.adamwStep({ lr: 1e-3, weightDecay: 0.1, maxGradNorm: 1 });
+      e.dispose();
+    });
+  }
+  // inference: scoring (the LM head's gathered rows and chunk GEMMs) and step-wise decoding on the device sampler
+  for (const precision of ['fp32', 'bf16']) {
+    run(`engine scoring and decoding ${precision}`, () => {
+      const e = lib.Engine.create(config, weights, { backend: 'cuda', precision });
+      const tok = (n) => Int32Array.from({ length: n }, () => Math.floor(rand() * 64));
+      e.score({ sequences: [{ prompt: tok(5), response: tok(7) }, { prompt: tok(2), response: tok(3) }] }, { entropy: true, pooled: true });
+      e.decodeAdd({ prompt: tok(20), n: 3, maxNewTokens: 6, seed: 1, temperature: 0.9, topP: 0.9, topK: 10, minP: 0.01,
+        repetitionPenalty: 1.2, logitBias: new Map([[5, 2], [7, -1]]), topLogprobs: 3, stopTokens: [] });
+      e.decodeAdd({ prompt: tok(3), maxNewTokens: 4, seed: 2, temperature: 0, stopTokens: [] });
+      for (let s = 0; s < 20 && e.decodeActive() > 0; s++) e.decodeStep();
       e.dispose();
     });
   }
