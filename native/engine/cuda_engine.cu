@@ -776,6 +776,34 @@ void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, float* z, int64
   std::vector<float> biasVal;
   std::vector<std::pair<const DecodeAddRequest*, int64_t>> biasAt;  // a request's bias slice, once per request
   int64_t maxTop = 0;
+  // every allocation first (each may throw: out of memory), so that a failure leaves every penalty set whole: the
+  // upload and result buffers at their largest, room in each slice for its new penalty tokens
+  int64_t nAmax = 0, nBmax = 0;
+  for (int64_t i = 0; i < S; ++i) {
+    const SamplerSettings& ss = live_[i].req->sampler;
+    if (ss.repetitionPenalty != 1.0) nAmax += static_cast<int64_t>(live_[i].history.pending.size());
+    nBmax += static_cast<int64_t>(ss.logitBias.size());
+    maxTop = std::max(maxTop, std::min<int64_t>(ss.topLogprobs, V));
+  }
+  auto up = [](size_t x) { return (x + 15) & ~static_cast<size_t>(15); };
+  sampIn_.ensure(up(sizeof(SampleRowParams) * R) + up(8 * nAmax) + 2 * up(4 * nBmax) + up(4 * nAmax));
+  const size_t rT = 0, rL = up(4 * R), rTT = rL + up(4 * R), rTL = rTT + up(4 * R * maxTop), outBytes = rTL + up(4 * R * maxTop);
+  sampOut_.ensure(outBytes);
+  sampWs_.ensure(sampleRowsCudaWorkspace(R, V));
+  for (int64_t i = 0; i < S; ++i) {
+    PenaltySet& h = live_[i].history;
+    const int64_t need = h.len + static_cast<int64_t>(h.pending.size());
+    if (live_[i].req->sampler.repetitionPenalty == 1.0 || need <= h.cap) continue;
+    // a slice twice as large (or more): the values so far move along on the stream
+    const int c = penClass(need);
+    const int64_t off = penTake(c);  // may grow the pool: offsets stay valid
+    if (h.len > 0)
+      check(cudaMemcpyAsync(penPool_.p + off, penPool_.p + h.off, static_cast<size_t>(h.len) * sizeof(int32_t),
+                            cudaMemcpyDeviceToDevice, stream_), "penalty slice copy");
+    if (h.cap > 0) penGive(h.off, h.cap);
+    h.off = off;
+    h.cap = int64_t{8} << c;
+  }
   for (int64_t i = 0; i < S; ++i) {
     Seq& q = live_[i];
     const SamplerSettings& ss = q.req->sampler;
@@ -787,27 +815,13 @@ void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, float* z, int64
     p.topK = ss.topK;
     p.topLogprobs = std::min<int64_t>(ss.topLogprobs, V);
     p.u = uniformAt(q.seed, q.promptIndex, q.sampleIndex, q.generated);
-    maxTop = std::max(maxTop, p.topLogprobs);
     if (ss.repetitionPenalty != 1.0) {
       PenaltySet& h = q.history;
-      if (!h.pending.empty()) {
-        const int64_t need = h.len + static_cast<int64_t>(h.pending.size());
-        if (need > h.cap) {  // a slice twice as large (or more): the values so far move along on the stream
-          const int c = penClass(need);
-          const int64_t off = penTake(c);  // may grow the pool: offsets (and pending appends) stay valid
-          if (h.len > 0)
-            check(cudaMemcpyAsync(penPool_.p + off, penPool_.p + h.off, static_cast<size_t>(h.len) * sizeof(int32_t),
-                                  cudaMemcpyDeviceToDevice, stream_), "penalty slice copy");
-          if (h.cap > 0) penGive(h.off, h.cap);
-          h.off = off;
-          h.cap = int64_t{8} << c;
-        }
-        for (const int32_t t : h.pending) {
-          appendIdx.push_back(h.off + h.len++);
-          appendTok.push_back(t);
-        }
-        h.pending.clear();
+      for (const int32_t t : h.pending) {  // appended on the device below, before the sampler runs
+        appendIdx.push_back(h.off + h.len++);
+        appendTok.push_back(t);
       }
+      h.pending.clear();
       p.penaltyBegin = h.off;
       p.penaltyEnd = h.off + h.len;
     }
@@ -827,7 +841,6 @@ void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, float* z, int64
   }
   // one upload: params | append indices | bias tokens | bias values | append tokens (each 16-byte aligned)
   const int64_t nA = static_cast<int64_t>(appendIdx.size()), nB = static_cast<int64_t>(biasTok.size());
-  auto up = [](size_t x) { return (x + 15) & ~static_cast<size_t>(15); };
   const size_t oP = 0, oA = up(sizeof(SampleRowParams) * R), oBt = oA + up(8 * nA), oBv = oBt + up(4 * nB),
                oAt = oBv + up(4 * nB), inBytes = oAt + up(4 * nA);
   sampHost_.assign(inBytes, 0);
@@ -836,7 +849,6 @@ void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, float* z, int64
   if (nB) std::memcpy(sampHost_.data() + oBt, biasTok.data(), 4 * nB);
   if (nB) std::memcpy(sampHost_.data() + oBv, biasVal.data(), 4 * nB);
   if (nA) std::memcpy(sampHost_.data() + oAt, appendTok.data(), 4 * nA);
-  sampIn_.ensure(inBytes);
   check(cudaMemcpyAsync(sampIn_.p, sampHost_.data(), inBytes, cudaMemcpyHostToDevice, stream_), "upload");
   char* in = sampIn_.p;
   if (nA) {
@@ -845,9 +857,6 @@ void CudaModel<T>::sampleRows(std::vector<DecodeStepToken>& out, float* z, int64
     check(launched("penalty tokens"));
   }
   // results: tokens | log-probs | top tokens | top log-probs
-  const size_t rT = 0, rL = up(4 * R), rTT = rL + up(4 * R), rTL = rTT + up(4 * R * maxTop), outBytes = rTL + up(4 * R * maxTop);
-  sampOut_.ensure(outBytes);
-  sampWs_.ensure(sampleRowsCudaWorkspace(R, V));
   char* o = sampOut_.p;
   check(sampleRowsCuda(z, R, V, reinterpret_cast<const SampleRowParams*>(in + oP), penPool_.p,
                        reinterpret_cast<const int32_t*>(in + oBt), reinterpret_cast<const float*>(in + oBv), maxTop,
