@@ -12,10 +12,17 @@
 // loaded from fp32 values then starts from their bf16 rounding). exportWeights returns the master once it exists.
 // fp32 storage: the weights are the master.
 //
-// Memory: as the CPU engine, every layer's activations are kept for the backward pass (no recomputation): per token
-// and layer its input, the two normalized inputs and x1 (T, H each), q/k/v after RoPE, the attention output, gate|up
-// (T), the two rstd and the attention's log-sum-exp per head (fp32); plus the final norm's output. The backward's
-// scratch is one layer's worth of activation gradients. src/rl/memory-plan.ts counts the same (checkpointing off).
+// Memory: by default, as the CPU engine, every layer's activations are kept for the backward pass: per token and
+// layer its input, the two normalized inputs and x1 (T, H each), q/k/v after RoPE, the attention output, gate|up (T),
+// the two rstd and the attention's log-sum-exp per head (fp32); plus the final norm's output. With per-layer
+// recomputation (setCheckpointing; `model.checkpointing`) only the layers' inputs (res) are kept for every layer, the
+// rest for one layer (a slot that the forward leaves holding the last layer); backward first re-runs layer l's
+// forward from res[l] into the slot (layerAttentionToGateUp, the forward's own code, after the first norm), then runs
+// the layer's backward as before. Same bits: the same kernels on the same inputs, and the first norm recomputed
+// without the residual add reads the rounded sum that rmsnormResidualKernel stored in res[l] and normalized. The
+// backward's scratch is one layer's worth of activation gradients (the recomputed output projection goes to dxn,
+// which the layer's backward writes only later). trainBytes / backwardBytes count both cases; src/rl/memory-plan.ts
+// (activationsBytes) counts the same.
 //
 // Determinism: every kernel here sums in a fixed order (no atomics whose order changes results): the GEMMs per output
 // element over k ascending, column sums over fixed row parts, the embedding gradient one writer per table row, the
