@@ -7,6 +7,7 @@
 //   and gradient; optimizer state in and out;
 //   bf16 mode (the default): gradients near the CPU engine's on the same bf16-rounded weights, and an AdamW step that
 //   moves the fp32 master as the reference and refreshes the bf16 working weights to its rounding.
+//   per-layer recomputation (checkpointing), fp32 and bf16: log-probs and gradients the same bits as without it.
 // Without a usable GPU everything here is skipped, saying why; the same comparisons run under host emulation in
 // test/engine-cuda-train-emu.test.ts.
 import { Engine, engineBackends, type ScoreBatch } from '../src/engine/engine.js';
@@ -178,6 +179,44 @@ describe(`CUDA engine training${gpu ? '' : ` — skipped: ${backends.cudaReason 
       const t = cuda.exportOptimizerState();
       expect(t.step).toBe(5);
       for (const [name, m] of s.m) expect(Array.from(t.m.get(name)!.data)).toEqual(Array.from(m.data));
+    });
+  });
+
+  describe.each(['fp32', 'bf16'] as const)('per-layer recomputation (checkpointing), %s', (precision) => {
+    // 4 layers: layers with a residual input (1, 2) are recomputed as well as the first; the last is kept
+    const config = smallConfig('qwen2', { vocab: 96, hidden: 64, layers: 4, heads: 4, kvHeads: 2, intermediate: 96 });
+    const weights = randomWeights(config, { seed: 57, std: 0.15 });
+
+    gpuTest('log-probs, entropies and gradients (policy-gradient and cross-entropy micro-batches) the same bits as without it', () => {
+      const off = Engine.create(config, weights, { backend: 'cuda', precision, training: true });
+      const on = Engine.create(config, weights, { backend: 'cuda', precision, training: true, checkpointing: true });
+      try {
+        expect(on.checkpointing).toBe(true);
+        expect(off.checkpointing).toBe(false);
+        const mbs = microBatches(new Rng(11), config.vocabSize);
+        const a = accumulate(off, mbs), b = accumulate(on, mbs);
+        for (let k = 0; k < a.length; k++) {
+          expect(Array.from(b[k]!.logprobs)).toEqual(Array.from(a[k]!.logprobs));
+          expect(Array.from(b[k]!.entropy)).toEqual(Array.from(a[k]!.entropy));
+        }
+        for (const e of [off, on]) e.crossEntropyStep(mbs[1]!.batch, { scale: 0.5 });
+        const names = off.parameterShapes().map((p) => p.name);
+        const ga = flat(off.exportGradients()!, names), gb = flat(on.exportGradients()!, names);
+        expect(maxAbs(ga)).toBeGreaterThan(0);
+        let differ = 0;
+        for (let i = 0; i < ga.length; i++) if (ga[i] !== gb[i]) differ++;
+        expect(differ).toBe(0);
+        // switched off between micro-batches: the next forwardTrain keeps every layer again, same bits
+        on.setCheckpointing(false);
+        on.zeroGrad();
+        off.zeroGrad();
+        accumulate(off, mbs);
+        accumulate(on, mbs);
+        expect(Array.from(flat(on.exportGradients()!, names))).toEqual(Array.from(flat(off.exportGradients()!, names)));
+      } finally {
+        off.dispose();
+        on.dispose();
+      }
     });
   });
 

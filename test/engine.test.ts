@@ -348,6 +348,18 @@ describe('training', () => {
     expect(frozen.score(batch).logprobs.length).toBe(8); // the clone outlives its source
     frozen.dispose();
   });
+
+  test('per-layer recomputation is the CUDA engine\'s: the CPU engine refuses it (setCheckpointing, Engine.create)', () => {
+    const w = weightsFor(config, 7);
+    const e = Engine.create(config, w, { threads: 1, backend: 'cpu' });
+    expect(e.checkpointing).toBe(false);
+    expect(() => e.setCheckpointing(true)).toThrow(/cpu engine: per-layer recomputation \(checkpointing\) is not supported/);
+    e.setCheckpointing(false);
+    expect(e.checkpointing).toBe(false);
+    expect(() => (e as unknown as { handle(): { setCheckpointing(x: unknown): void } }).handle().setCheckpointing('yes')).toThrow(/expected a boolean/);
+    e.dispose();
+    expect(() => Engine.create(config, w, { threads: 1, backend: 'cpu', checkpointing: true })).toThrow(/not supported/);
+  });
 });
 
 describe('bad input', () => {

@@ -1,6 +1,6 @@
 // The training memory plan (src/rl/memory-plan.ts): parameter counts of the Qwen2.5 family against their published
-// figures, items worked out by hand, the 7B-on-141-GB case (fp32 master refused, bf16 master fits), `auto`
-// checkpointing, and the CPU wiring (`trainingPlan`: a plan for every CPU run, an impossible one refused).
+// figures, items worked out by hand (with and without per-layer recomputation), the 7B-on-141-GB case (fp32 master
+// refused, bf16 master fits), `auto` checkpointing, and the CPU wiring (`trainingPlan`: a plan for every CPU run, an impossible one refused).
 import { formatPlan, parameterCount, planMemory, planRefusal, type PlanModel, type PlanTraining } from '../src/rl/memory-plan.js';
 import { trainingPlan } from '../src/rl/run.js';
 import { engineBackends } from '../src/engine/engine.js';
@@ -47,7 +47,7 @@ describe('the plan on CUDA', () => {
     expect(item(fp32, 'gradients').bytes).toBe(4 * P);
     expect(fp32.fits).toBe(false); // 18P = 127.7 GiB held before activations (10.0 GiB) and the reserve (6.2 GiB)
     const why = planRefusal(fp32)!;
-    expect(why).toMatch(/does not fit: it needs 144\.04 GiB but the device has 141\.00 GiB/);
+    expect(why).toMatch(/does not fit: it needs 143\.91 GiB but the device has 141\.00 GiB/);
     expect(why).toMatch(/Adam moments 56\.74 GiB/); // 8P = 60,924,932,096 bytes
     expect(why).toMatch(/master weights in bf16/);
     const fp32mb1 = planMemory(q7, base({ masterDtype: 'fp32', microBatch: 1 }));
@@ -60,9 +60,11 @@ describe('the plan on CUDA', () => {
     expect(planRefusal(bf16)).toBeNull();
     // 14P = 106.6e9 held; activations of 4 x 5120 tokens do not fit beside it without recomputation
     expect(bf16.checkpointing).toBe('on');
-    // by hand, recomputation on: tokens x [(L+1) H + one layer (60,446) + final (H+1) + backward scratch (94,720)] x 2 bytes
+    // by hand, recomputation on, per token: the (L+1) layer inputs 2H each; one layer's set, 3H + q|k|v (4,608) + o
+    // (3,584) + gate|up 2I in bf16 = 113,664 bytes, plus 2 rstd and 28 log-sum-exps in fp32 = 120; the final norm's
+    // output 2H and rstd 4; the backward's scratch 4I + 3H + o + q|k|v = 94,720 values in bf16
     const tokens = 4 * 5120;
-    expect(item(bf16, 'activations').bytes).toBe(tokens * (29 * 3584 + 60_446 + 3585 + 94_720) * 2);
+    expect(item(bf16, 'activations').bytes).toBe(tokens * (29 * 3584 * 2 + 113_664 + 120 + (2 * 3584 + 4) + 94_720 * 2));
     // the KV cache takes what is left, in whole groups: 8 x 4097-token responses + a shared 1024-token prompt per group
     const perGroup = (64 + 8 * 257) * 16 * (28 * 2 * 4 * 128 * 2);
     expect(item(bf16, 'KV cache').bytes % perGroup).toBe(0);
@@ -80,10 +82,14 @@ describe('the plan on CUDA', () => {
     expect(small.checkpointing).toBe('off');
     const on = planMemory(q05, base({ microBatch: 1, responseTokens: 1024, memoryBytes: 80e9, checkpointing: 'on' }));
     expect(item(on, 'activations').bytes).toBeLessThan(item(small, 'activations').bytes);
-    // by hand, off: tokens x (L x 6,806 + H + (H+1) + scratch 24,256) x 2 bytes (0.5B: 4H + (14+4)64 + 14x64 + 14 + 2 + 2I = 6,806... )
-    const perLayer = 4 * 896 + 18 * 64 + 14 * 64 + 14 + 2 + 2 * 4864;
-    const scratch = 4 * 4864 + 3 * 896 + 14 * 64 + 18 * 64;
-    expect(item(small, 'activations').bytes).toBe(2048 * (24 * perLayer + 896 + 897 + scratch) * 2);
+    // by hand, off, per token: the L+1 layer inputs (2H each); per layer 3H + q|k|v (18 x 64) + o (14 x 64) + gate|up
+    // 2I in bf16 and 2 rstd + 14 log-sum-exps in fp32; the final norm's output 2H and rstd 4; the backward's scratch
+    const perLayer = 2 * (3 * 896 + 18 * 64 + 14 * 64 + 2 * 4864) + 4 * (2 + 14);
+    const scratch = 2 * (4 * 4864 + 3 * 896 + 14 * 64 + 18 * 64);
+    expect(item(small, 'activations').bytes).toBe(2048 * (25 * 896 * 2 + 24 * perLayer + (2 * 896 + 4) + scratch));
+    // on: one layer's set instead of 24
+    expect(item(on, 'activations').bytes).toBe(2048 * (25 * 896 * 2 + perLayer + (2 * 896 + 4) + scratch));
+    expect(item(on, 'activations').note).toMatch(/layer inputs only \(recomputed per layer\)/);
     const off = planMemory(q3, base({ microBatch: 16, memoryBytes: 80e9, checkpointing: 'off' }));
     expect(off.fits).toBe(false);
     expect(planRefusal(off)).toMatch(/model\.checkpointing/);
@@ -133,27 +139,34 @@ describe('the plan of a CPU run (clipo train)', () => {
     expect(() => cfg({ model: { backend: 'tpu' } })).toThrow(/backend/);
   });
 
-  test('model.backend: cuda plans against the GPU (today\'s engine: every layer kept), or says why it cannot run', () => {
+  test('model.backend: cuda plans against the GPU (auto: recomputation only when needed; on as asked), or says why it cannot run', () => {
     const c = cfg({ model: { backend: 'cuda' } });
     if (engineBackends().cuda) {
       const p = trainingPlan(c, tinyModel, 16e9);
       expect(p.backend).toBe('cuda');
       expect(p.checkpointing).toBe('off');
       expect(item(p, 'weights').note).toMatch(/bf16/);
-      expect(() => trainingPlan(cfg({ model: { backend: 'cuda', checkpointing: 'on' } }), tinyModel, 16e9)).toThrow(/not in the CUDA engine yet/);
+      const on = trainingPlan(cfg({ model: { backend: 'cuda', checkpointing: 'on' } }), tinyModel, 16e9);
+      expect(on.checkpointing).toBe('on');
+      expect(item(on, 'activations').bytes).toBeLessThan(item(p, 'activations').bytes);
     } else {
       expect(() => trainingPlan(c, tinyModel, 16e9)).toThrow(/^model\.backend: backend 'cuda': /);
     }
   });
 
-  test('a plan of today\'s CUDA engine (current): every layer kept, auto means off, no hints it cannot follow', () => {
+  test('a plan of today\'s CUDA engine (current): auto turns recomputation on when needed; hints name only what it offers', () => {
     const t: PlanTraining = base({ microBatch: 16, memoryBytes: 80e9 });
     const planned = planMemory(q3, t), current = planMemory(q3, { ...t, current: true });
     expect(planned.checkpointing).toBe('on');
-    expect(current.checkpointing).toBe('off');
+    expect(current.checkpointing).toBe('on');
+    expect(item(current, 'activations').bytes).toBe(item(planned, 'activations').bytes);
     expect(current.fits).toBe(false);
     const why = planRefusal(current)!;
-    expect(why).not.toMatch(/model\.checkpointing|master weights in bf16/);
+    // fp32 master weights: today's option is optim.master_weights (no 8-bit moments yet); recomputation is on already
+    expect(why).toMatch(/optim\.master_weights to bf16-sr/);
+    expect(why).not.toMatch(/8 bits|model\.checkpointing/);
     expect(why).toMatch(/optim\.micro_batch/);
+    // off as asked: the refusal suggests recomputation
+    expect(planRefusal(planMemory(q3, { ...t, current: true, checkpointing: 'off' }))).toMatch(/set model\.checkpointing to auto or on/);
   });
 });

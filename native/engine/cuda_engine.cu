@@ -179,6 +179,7 @@ class CudaModel final : public Engine {
   }
   CudaModel(const CudaModel& s, bool frozen) : CudaModel(s.cfg_, s.threads_) {
     frozen_ = frozen;
+    recompute_ = !frozen && s.recompute_;
     check(cudaMemcpyAsync(w_.p, s.w_.p, lay_.total * sizeof(T), cudaMemcpyDeviceToDevice, stream_), "clone copy");
     sync();
   }
@@ -294,22 +295,31 @@ class CudaModel final : public Engine {
     bf16Master_ = bf16;
     masterSeed_ = seed;
   }
+  // per-layer recomputation (engine.h): forwardTrain keeps the layers' inputs and one layer's activations (cuda_train.cuh)
+  void setCheckpointing(bool on) override {
+    if (frozen_) throw EngineError("this engine is a frozen copy: it has no gradients or optimizer");
+    recompute_ = on;
+  }
+  bool checkpointing() const override { return recompute_; }
 
  private:
   // The activations one forwardTrain keeps for its backward (the CPU engine's TrainState, on the device; storage T,
-  // statistics fp32), and the device copies of its index arrays. Freed by releaseActivations.
+  // statistics fp32), and the device copies of its index arrays. Freed by releaseActivations. With recomputation the
+  // per-layer tensors (xn1 .. lse) hold one layer (Lk = 1, the one being recomputed); else every layer (Lk = L).
   struct TrainActs {
     int64_t N = 0, respLen = 0, R = 0, maxLen = 0, nSeg = 0;  // respLen: the longest response (T of [B*T])
+    bool recompute = false;                                  // made with per-layer recomputation (setCheckpointing)
+    int64_t slot = -1;                                       // recompute: the layer whose activations the slot holds
     std::vector<Span> spans;
     std::vector<int64_t> headOut;  // per head row: its index in the [B*T] layout
     DevBuf<int32_t> ints;          // tokens | pos | spanStart | spanLen | rows | targets | order | segStart | segToken
     const int32_t *tok = nullptr, *pos = nullptr, *spanStart = nullptr, *spanLen = nullptr, *rows = nullptr,
                   *targets = nullptr, *order = nullptr, *segStart = nullptr, *segToken = nullptr;
     DevBuf<T> res;               // [(L + 1) x N x H]: each layer's input, then the last layer's output
-    DevBuf<T> xn1, x1, xn2;      // [L x N x H]
-    DevBuf<T> qkv, o, gu;        // [L x N x qkv] (after RoPE), [L x N x qd], [L x N x 2I]
-    DevBuf<float> rstd1, rstd2;  // [L x N]
-    DevBuf<float> lse;           // [L x N x heads]
+    DevBuf<T> xn1, x1, xn2;      // [Lk x N x H]
+    DevBuf<T> qkv, o, gu;        // [Lk x N x qkv] (after RoPE), [Lk x N x qd], [Lk x N x 2I]
+    DevBuf<float> rstd1, rstd2;  // [Lk x N]
+    DevBuf<float> lse;           // [Lk x N x heads]
     DevBuf<T> xf;                // [N x H] the final norm's output
     DevBuf<float> rstdF;         // [N]
     DevBuf<float> logp, ent;     // [R] the head rows' log-probs and entropies (the head backward's inputs)
@@ -320,10 +330,19 @@ class CudaModel final : public Engine {
   int64_t adamSteps_ = 0;
   bool bf16Master_ = false;  // setMasterWeights: no fp32 master, AdamW rounds into the bf16 weights stochastically
   uint64_t masterSeed_ = 0;
+  bool recompute_ = false;   // setCheckpointing
   void ensureGrads();
   float* masterWeights();
-  double trainBytes(int64_t N, int64_t R) const;
+  double trainBytes(int64_t N, int64_t R, bool recompute) const;
   double backwardBytes(int64_t N, int64_t R) const;
+  // one layer's kept activations in tr_ (slot 0 with recomputation) and the part of its forward after the first norm
+  struct LayerActs {
+    T *xn1, *x1, *xn2, *qkv, *o, *gu;
+    float *r1, *r2, *lse;
+  };
+  LayerActs layerActs(int64_t l, int64_t N);
+  void layerAttentionToGateUp(int64_t l, int64_t N, int64_t B, int64_t maxLen, const T* xin, const LayerActs& a,
+                              T* proj);
 
   // A sequence's repetition-penalty set: the DISTINCT tokens of prompt + output (the penalty applies once per
   // distinct token), kept incrementally. `seen` (host) tells a new token from a repeat in O(1); new ones wait in

@@ -12,10 +12,17 @@
 // loaded from fp32 values then starts from their bf16 rounding). exportWeights returns the master once it exists.
 // fp32 storage: the weights are the master.
 //
-// Memory: as the CPU engine, every layer's activations are kept for the backward pass (no recomputation): per token
-// and layer its input, the two normalized inputs and x1 (T, H each), q/k/v after RoPE, the attention output, gate|up
-// (T), the two rstd and the attention's log-sum-exp per head (fp32); plus the final norm's output. The backward's
-// scratch is one layer's worth of activation gradients. src/rl/memory-plan.ts counts the same (checkpointing off).
+// Memory: by default, as the CPU engine, every layer's activations are kept for the backward pass: per token and
+// layer its input, the two normalized inputs and x1 (T, H each), q/k/v after RoPE, the attention output, gate|up (T),
+// the two rstd and the attention's log-sum-exp per head (fp32); plus the final norm's output. With per-layer
+// recomputation (setCheckpointing; `model.checkpointing`) only the layers' inputs (res) are kept for every layer, the
+// rest for one layer (a slot that the forward leaves holding the last layer); backward first re-runs layer l's
+// forward from res[l] into the slot (layerAttentionToGateUp, the forward's own code, after the first norm), then runs
+// the layer's backward as before. Same bits: the same kernels on the same inputs, and the first norm recomputed
+// without the residual add reads the rounded sum that rmsnormResidualKernel stored in res[l] and normalized. The
+// backward's scratch is one layer's worth of activation gradients (the recomputed output projection goes to dxn,
+// which the layer's backward writes only later). trainBytes / backwardBytes count both cases; src/rl/memory-plan.ts
+// (activationsBytes) counts the same.
 //
 // Determinism: every kernel here sums in a fixed order (no atomics whose order changes results): the GEMMs per output
 // element over k ascending, column sums over fixed row parts, the embedding gradient one writer per table row, the
@@ -68,18 +75,23 @@ float* CudaModel<T>::masterWeights() {
     return master_.p;
 }
 
-// device bytes forwardTrain allocates for N tokens and R scored rows (kept activations, the pass's scratch, indices)
+// device bytes forwardTrain allocates for N tokens and R scored rows (kept activations, the pass's scratch, indices).
+// Kept: every layer's input and the last layer's output (res), per layer the two normalized inputs and x1, q|k|v, the
+// attention output, gate|up (T) and the two rstd and the log-sum-exp per head (fp32), for every layer or, with
+// recomputation, for one; the final norm's output and rstd; the head rows' log-probs and entropies.
+// src/rl/memory-plan.ts counts the same (activationsBytes).
 template <typename T>
-double CudaModel<T>::trainBytes(int64_t N, int64_t R) const {
+double CudaModel<T>::trainBytes(int64_t N, int64_t R, bool recompute) const {
   const double t = sizeof(T), H = cfg_.hidden, I = cfg_.intermediate, L = cfg_.layers, nh = cfg_.heads;
   const double qkv = static_cast<double>(lay_.qkv), qd = static_cast<double>(lay_.qd), n = static_cast<double>(N);
-  const double perLayer = t * (4 * H + qkv + qd + 2 * I) + 4.0 * (2 + nh);
-  const double kept = n * L * perLayer + n * (t * 2 * H + 4.0) + 8.0 * R;
+  const double perLayer = t * (3 * H + qkv + qd + 2 * I) + 4.0 * (2 + nh);
+  const double kept = n * (L + 1) * t * H + n * (recompute ? 1 : L) * perLayer + n * (t * H + 4.0) + 8.0 * R;
   const double scratch = n * t * (I + H) + static_cast<double>(headLogprobsCudaWorkspace(R, cfg_.vocab, cfg_.hidden, 0));
   return kept + scratch + 4.0 * (5.0 * n + 2.0 * R + 2.0) + 4.0 * 1024 * 1024;
 }
 
-// device bytes backward allocates: one layer's activation gradients (T) and the kernels' workspace
+// device bytes backward allocates: one layer's activation gradients (T) and the kernels' workspace (a layer's
+// recomputation writes into the kept one-layer buffers and its projection into dxn: nothing more)
 template <typename T>
 double CudaModel<T>::backwardBytes(int64_t N, int64_t R) const {
   const double t = sizeof(T), H = cfg_.hidden, I = cfg_.intermediate;
@@ -90,6 +102,33 @@ double CudaModel<T>::backwardBytes(int64_t N, int64_t R) const {
        rmsnormBackwardCudaWorkspace(N, cfg_.hidden), colSumAccumulateCudaWorkspace(N, cols),
        attentionBackwardCudaWorkspace(attnShape(), N)}));
   return n * t * (3 * H + 4 * I + qd + qkv) + ws + 8.0 * R + 4.0 * 1024 * 1024;
+}
+
+// layer l's kept activations: its own slice, or with recomputation the one-layer slot (the layer it holds: tr_.slot)
+template <typename T>
+typename CudaModel<T>::LayerActs CudaModel<T>::layerActs(int64_t l, int64_t N) {
+  TrainActs& st = tr_;
+  const int64_t k = st.recompute ? 0 : l, H = cfg_.hidden, nh = cfg_.heads;
+  return LayerActs{st.xn1.p + k * N * H,         st.x1.p + k * N * H,           st.xn2.p + k * N * H,
+                   st.qkv.p + k * N * lay_.qkv,   st.o.p + k * N * lay_.qd,      st.gu.p + k * N * 2 * cfg_.intermediate,
+                   st.rstd1.p + k * N,            st.rstd2.p + k * N,            st.lse.p + k * N * nh};
+}
+
+// Layer l's forward from its first norm's output (a.xn1) to gate|up: q|k|v with RoPE, attention (o and the
+// log-sum-exp), the output projection into proj, the second norm with the residual (x1 = xin + proj, xn2, rstd2) and
+// gate|up. forwardTrain runs it for every layer, and backward again for a layer it recomputes: the same kernels on
+// the same inputs, so the same bits.
+template <typename T>
+void CudaModel<T>::layerAttentionToGateUp(int64_t l, int64_t N, int64_t B, int64_t maxLen, const T* xin,
+                                          const LayerActs& a, T* proj) {
+  const LayerOffsets& lo = lay_.layers[l];
+  const int64_t H = cfg_.hidden, I = cfg_.intermediate, QKV = lay_.qkv, qd = lay_.qd;
+  linear(N, QKV, H, a.xn1, lo.wqkv, lo.bqkv, a.qkv);
+  check(ropeCuda(a.qkv, QKV, N, cfg_.heads + cfg_.kvHeads, cfg_.headDim, tr_.pos, cos_.p, sin_.p, false, stream_));
+  check(attentionSpansCuda(attnShape(), tr_.spanStart, tr_.spanLen, B, maxLen, a.qkv, a.o, a.lse, stream_));
+  linear(N, H, qd, a.o, lo.wo, lo.bo, proj);
+  check(rmsnormResidualCuda(xin, proj, W(lo.ln2), a.x1, a.xn2, a.r2, N, H, cfg_.rmsEps, stream_));
+  linear(N, 2 * I, H, a.xn2, lo.wgu, lo.bgu, a.gu);
 }
 
 template <typename T>
@@ -122,7 +161,9 @@ ScoreResult CudaModel<T>::forwardTrain(const std::vector<int32_t>& tokens, const
   const std::string bad = embedGradPlan(tokens.data(), N, V, &plan);
   if (!bad.empty()) throw EngineError("forwardTrain: " + bad);
   const int64_t R = static_cast<int64_t>(rows.size());
-  requireFree(trainBytes(N, R), "the training activations of " + std::to_string(N) + " tokens");
+  st.recompute = recompute_;
+  requireFree(trainBytes(N, R, st.recompute), "the training activations of " + std::to_string(N) + " tokens" +
+                                                  (st.recompute ? " (recomputed per layer)" : ""));
 
   // the index arrays, in one device buffer this micro-batch owns until its backward
   {
@@ -143,16 +184,17 @@ ScoreResult CudaModel<T>::forwardTrain(const std::vector<int32_t>& tokens, const
     for (size_t i = 0; i < at.size(); ++i) *dst[i] = st.ints.p + at[i];
   }
   const size_t n = static_cast<size_t>(N), l_ = static_cast<size_t>(L), h = static_cast<size_t>(H);
+  const size_t lk = st.recompute ? 1 : l_;  // layers whose activations are kept (recomputation: a one-layer slot)
   st.res.ensure((l_ + 1) * n * h);
-  st.xn1.ensure(l_ * n * h);
-  st.x1.ensure(l_ * n * h);
-  st.xn2.ensure(l_ * n * h);
-  st.qkv.ensure(l_ * n * static_cast<size_t>(QKV));
-  st.o.ensure(l_ * n * static_cast<size_t>(qd));
-  st.gu.ensure(l_ * n * 2 * static_cast<size_t>(I));
-  st.rstd1.ensure(l_ * n);
-  st.rstd2.ensure(l_ * n);
-  st.lse.ensure(l_ * n * static_cast<size_t>(nh));
+  st.xn1.ensure(lk * n * h);
+  st.x1.ensure(lk * n * h);
+  st.xn2.ensure(lk * n * h);
+  st.qkv.ensure(lk * n * static_cast<size_t>(QKV));
+  st.o.ensure(lk * n * static_cast<size_t>(qd));
+  st.gu.ensure(lk * n * 2 * static_cast<size_t>(I));
+  st.rstd1.ensure(lk * n);
+  st.rstd2.ensure(lk * n);
+  st.lse.ensure(lk * n * static_cast<size_t>(nh));
   st.xf.ensure(n * h);
   st.rstdF.ensure(n);
   st.logp.ensure(static_cast<size_t>(R));
@@ -164,38 +206,28 @@ ScoreResult CudaModel<T>::forwardTrain(const std::vector<int32_t>& tokens, const
   ws.ensure(headLogprobsCudaWorkspace(R, V, H, 0));
   ensureRope(maxLen);
 
-  const AttnShape as = attnShape();
   const double eps = cfg_.rmsEps;
   check(embedRowsCuda(W(lay_.embOff), V, H, st.tok, N, st.res.p, stream_));
+  const T* prevX1 = nullptr;
   for (int64_t l = 0; l < L; ++l) {
     const LayerOffsets& lo = lay_.layers[l];
+    const LayerActs a = layerActs(l, N);
     T* xin = st.res.p + l * N * H;
-    T* xn1 = st.xn1.p + l * N * H;
-    T* x1 = st.x1.p + l * N * H;
-    T* xn2 = st.xn2.p + l * N * H;
-    T* qkv = st.qkv.p + l * N * QKV;
-    T* o = st.o.p + l * N * qd;
-    T* gu = st.gu.p + l * N * 2 * I;
-    float* r1 = st.rstd1.p + l * N;
-    float* r2 = st.rstd2.p + l * N;
-    float* lse = st.lse.p + l * N * nh;
-    // the layer's input: the embedding, or the previous layer's x1 + its MLP output (written to xin)
+    // the layer's input: the embedding, or the previous layer's x1 + its MLP output (written to xin; with
+    // recomputation prevX1 is this layer's slot, read here before the layer writes it)
     if (l == 0)
-      check(rmsnormResidualCuda(xin, static_cast<const T*>(nullptr), W(lo.ln1), static_cast<T*>(nullptr), xn1, r1, N,
-                                H, eps, stream_));
+      check(rmsnormResidualCuda(xin, static_cast<const T*>(nullptr), W(lo.ln1), static_cast<T*>(nullptr), a.xn1, a.r1,
+                                N, H, eps, stream_));
     else
-      check(rmsnormResidualCuda(st.x1.p + (l - 1) * N * H, proj.p, W(lo.ln1), xin, xn1, r1, N, H, eps, stream_));
-    linear(N, QKV, H, xn1, lo.wqkv, lo.bqkv, qkv);
-    check(ropeCuda(qkv, QKV, N, nh + cfg_.kvHeads, cfg_.headDim, st.pos, cos_.p, sin_.p, false, stream_));
-    check(attentionSpansCuda(as, st.spanStart, st.spanLen, B, maxLen, qkv, o, lse, stream_));
-    linear(N, H, qd, o, lo.wo, lo.bo, proj.p);
-    check(rmsnormResidualCuda(xin, proj.p, W(lo.ln2), x1, xn2, r2, N, H, eps, stream_));
-    linear(N, 2 * I, H, xn2, lo.wgu, lo.bgu, gu);
-    check(swigluCuda(gu, act.p, N, I, stream_));
+      check(rmsnormResidualCuda(prevX1, proj.p, W(lo.ln1), xin, a.xn1, a.r1, N, H, eps, stream_));
+    layerAttentionToGateUp(l, N, B, maxLen, xin, a, proj.p);
+    check(swigluCuda(a.gu, act.p, N, I, stream_));
     linear(N, H, I, act.p, lo.wd, lo.bd, proj.p);
+    prevX1 = a.x1;
   }
-  check(rmsnormResidualCuda(st.x1.p + (L - 1) * N * H, proj.p, W(lay_.normOff), st.res.p + L * N * H, st.xf.p,
-                            st.rstdF.p, N, H, eps, stream_));
+  check(rmsnormResidualCuda(prevX1, proj.p, W(lay_.normOff), st.res.p + L * N * H, st.xf.p, st.rstdF.p, N, H, eps,
+                            stream_));
+  st.slot = L - 1;  // with recomputation the slot holds the last layer's activations
 
   ScoreResult res;
   res.T = T_;
@@ -280,15 +312,19 @@ void CudaModel<T>::backward(const float* gradLogp, size_t count, const float* gr
   for (int64_t l = L - 1; l >= 0; --l) {
     const LayerOffsets& o = lay_.layers[l];
     const T* xin = st.res.p + l * N * H;
-    const T* xn1 = st.xn1.p + l * N * H;
-    const T* x1 = st.x1.p + l * N * H;
-    const T* xn2 = st.xn2.p + l * N * H;
-    const T* qkv = st.qkv.p + l * N * QKV;
-    const T* ao = st.o.p + l * N * qd;
-    const T* gu = st.gu.p + l * N * 2 * I;
-    const float* r1 = st.rstd1.p + l * N;
-    const float* r2 = st.rstd2.p + l * N;
-    const float* lse = st.lse.p + l * N * nh;
+    const LayerActs a = layerActs(l, N);
+    // recomputation: the layer's forward again from its kept input into the one-layer slot (the last layer's
+    // activations are there from forwardTrain), its output projection into dxn (written by this layer's backward
+    // only later). The first norm without the residual add gives the forward's bits: rmsnormResidualKernel normalizes
+    // the bf16-rounded sum that it stored in res[l].
+    if (st.recompute && st.slot != l) {
+      check(rmsnormResidualCuda(xin, static_cast<const T*>(nullptr), W(o.ln1), static_cast<T*>(nullptr), a.xn1, a.r1,
+                                N, H, cfg_.rmsEps, s));
+      layerAttentionToGateUp(l, N, B, st.maxLen, xin, a, dxn.p);
+      st.slot = l;
+    }
+    const T *xn1 = a.xn1, *x1 = a.x1, *xn2 = a.xn2, *qkv = a.qkv, *ao = a.o, *gu = a.gu;
+    const float *r1 = a.r1, *r2 = a.r2, *lse = a.lse;
 
     // MLP: out = x1 + down(act), act = silu(gate) * up (act recomputed from the kept gate|up)
     check(swigluCuda(gu, act.p, N, I, s));

@@ -64,6 +64,13 @@ class Engine {
     (void)seed;
     if (bf16) throw EngineError(std::string(backend()) + " engine: bf16 master weights are not supported");
   }
+  // Per-layer activation recomputation ("checkpointing"): forwardTrain keeps only each layer's input and backward
+  // re-runs one layer's forward at a time before its backward; the gradients are the same bits, the memory is one
+  // layer's activations instead of all of them. Takes effect at the next forwardTrain. A backend without it refuses.
+  virtual void setCheckpointing(bool on) {
+    if (on) throw EngineError(std::string(backend()) + " engine: per-layer recomputation (checkpointing) is not supported");
+  }
+  virtual bool checkpointing() const { return false; }
 };
 
 // What this build can run: the CPU engine always; the CUDA engine (cuda_engine.h) when the addon was built with CUDA

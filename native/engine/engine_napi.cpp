@@ -184,6 +184,8 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                         InstanceMethod("zeroGrad", &EngineModel::ZeroGrad),
                         InstanceMethod("adamwStep", &EngineModel::AdamwStep),
                         InstanceMethod("setMasterWeights", &EngineModel::SetMasterWeights),
+                        InstanceMethod("setCheckpointing", &EngineModel::SetCheckpointing),
+                        InstanceMethod("getCheckpointing", &EngineModel::GetCheckpointing),
                         InstanceMethod("getOptimizerState", &EngineModel::GetOptimizerState),
                         InstanceMethod("setOptimizerState", &EngineModel::SetOptimizerState),
                         InstanceMethod("getGradients", &EngineModel::GetGradients),
@@ -227,8 +229,14 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                                       ? std::vector<std::string>{"bf16", "fp32"}[clipo::getEnum(opts, "precision", {"bf16", "fp32"})]
                                       : std::string();
     const bool training = clipo::getBoolOr(opts, "training", false);
+    const bool checkpointing = clipo::getBoolOr(opts, "checkpointing", false);
     model_ = guarded(env, "Engine.create",
                      [&] { return clipo::engine::createEngine(backend, cfg, threads, precision, training); });
+    if (checkpointing)
+      guarded(env, "Engine.create", [&] {
+        model_->setCheckpointing(true);
+        return 0;
+      });
     if (!clipo::hasField(opts, "weights") || !opts.Get("weights").IsArray())
       clipo::throwError(env, "weights: expected an array of {name, shape, data} or {name, shape, load}");
     Napi::Array arr = opts.Get("weights").As<Napi::Array>();
@@ -427,6 +435,23 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
       return 0;
     });
     return env.Undefined();
+  }
+
+  // setCheckpointing(on: boolean): per-layer recomputation in the training passes (engine.h)
+  Napi::Value SetCheckpointing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& m = model(env);
+    if (info.Length() < 1 || !info[0].IsBoolean()) clipo::throwError(env, "setCheckpointing: expected a boolean");
+    const bool on = info[0].As<Napi::Boolean>().Value();
+    guarded(env, "setCheckpointing", [&] {
+      m.setCheckpointing(on);
+      return 0;
+    });
+    return env.Undefined();
+  }
+  Napi::Value GetCheckpointing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Boolean::New(env, model(env).checkpointing());
   }
 
   Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 #include <algorithm>
 #define __global__
@@ -66,8 +67,25 @@ typedef void* cudaStream_t;
 typedef int* cudaEvent_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrL2CacheSize };
-inline cudaError_t cudaMalloc(void** p, size_t n) { *p = std::aligned_alloc(256, (n + 255) / 256 * 256); std::memset(*p, 0xcd, (n + 255) / 256 * 256); return 0; }
-inline cudaError_t cudaFree(void* p) { std::free(p); return 0; }
+// device memory in use and its peak (emu::liveBytes, emu::peakBytes; each allocation in whole 256-byte units)
+namespace emu {
+inline size_t liveBytes = 0, peakBytes = 0;
+inline std::unordered_map<void*, size_t> allocSizes;
+}
+inline cudaError_t cudaMalloc(void** p, size_t n) {
+  const size_t b = (n + 255) / 256 * 256;
+  *p = std::aligned_alloc(256, b);
+  std::memset(*p, 0xcd, b);
+  emu::allocSizes[*p] = b;
+  emu::liveBytes += b;
+  emu::peakBytes = std::max(emu::peakBytes, emu::liveBytes);
+  return 0;
+}
+inline cudaError_t cudaFree(void* p) {
+  if (auto it = emu::allocSizes.find(p); it != emu::allocSizes.end()) emu::liveBytes -= it->second, emu::allocSizes.erase(it);
+  std::free(p);
+  return 0;
+}
 inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) { std::memcpy(d, s, n); return 0; }
 inline cudaError_t cudaMemset(void* d, int v, size_t n) { std::memset(d, v, n); return 0; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return 0; }

@@ -8,8 +8,11 @@
 //   refusing to train.
 //   bf16 mode: gradients near the CPU engine's on the same (bf16-rounded) weights (bf16 activations), the fp32 master
 //   updated as the CPU kernel would, and the bf16 working weights refreshed to its rounding.
+//   per-layer recomputation (setCheckpointing, 3 layers): log-probs and gradients the same bits as without it, fp32 and
+//   bf16, and the fp32 ones within 1e-4 of the CPU engine's; the device memory's peak lower by the layers not kept.
 // Usage: check [seed] [quick]; quick (the jest run): one model; the two micro-batches take the policy-gradient and the
-// cross-entropy gradient respectively; no rerun, no bf16 AdamW step. Exit status 1 on a mismatch.
+// cross-entropy gradient respectively; no rerun, no bf16 AdamW step; recomputation in bf16 on one micro-batch. Exit
+// status 1 on a mismatch.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -28,6 +31,12 @@
 #include "engine/optim.h"
 
 using namespace clipo::engine;
+
+// the emulated device memory's counters (cuda_emu.h defines the same inline variables; this check does not include
+// that header, whose macros are for the rewritten kernels)
+namespace emu {
+inline size_t liveBytes = 0, peakBytes = 0;
+}
 
 static int failures = 0;
 static bool quick = false;
@@ -277,6 +286,77 @@ static void checkBf16(const std::string& name, const ModelConfig& c) {
   }
 }
 
+// Per-layer recomputation (Engine::setCheckpointing): the same micro-batches on an engine that keeps only each layer's
+// input and re-runs one layer's forward at a time in the backward pass give the same log-probs and the same gradients
+// bit for bit as one that keeps every layer (the recomputed first norm reads the rounded residual sum that the forward
+// stored), and in fp32 the CPU engine's within 1e-4. Three layers, so that a layer with a residual input (layer 1) is
+// recomputed as well as the first. The device memory's peak drops by the (L - 1) layers' activations not kept.
+static void checkRecompute(const std::string& name, const ModelConfig& c, const std::string& precision) {
+  std::printf("-- %s (%s), per-layer recomputation\n", name.c_str(), precision.c_str());
+  auto off = createCudaEngine(c, 1, precision, true), on = createCudaEngine(c, 1, precision, true);
+  on->setCheckpointing(true);
+  fillWeights(*off, *on);
+  report(on->checkpointing() && !off->checkpointing(), name + ": setCheckpointing(true) is on");
+  // a policy-gradient (with entropy) and a cross-entropy micro-batch; quick: the first alone
+  auto mbs = microBatches(c.vocab, true);
+  std::vector<bool> mix{false, true};
+  if (quick) mbs.resize(1), mix.resize(1);
+  size_t base = emu::liveBytes;
+  emu::peakBytes = base;
+  const auto a = runBatches(*off, mbs, mix);
+  const double peakOff = static_cast<double>(emu::peakBytes - base);
+  base = emu::liveBytes;
+  emu::peakBytes = base;
+  const auto b = runBatches(*on, mbs, mix);
+  const double peakOn = static_cast<double>(emu::peakBytes - base);
+  bool same = a.size() == b.size();
+  for (size_t k = 0; same && k < a.size(); ++k)
+    same = a[k].logprobs == b[k].logprobs && a[k].entropy == b[k].entropy && a[k].mask == b[k].mask;
+  report(same, name + ": forwardTrain's log-probs and entropies the same bits with recomputation");
+  const auto ga = off->exportGradients(), gb = on->exportGradients();
+  size_t differ = 0;
+  for (size_t i = 0; i < ga.size() && i < gb.size(); ++i) differ += ga[i] != gb[i];
+  report(!ga.empty() && ga.size() == gb.size() && differ == 0 && maxAbs(ga) > 0,
+         name + ": gradients with recomputation the same bits as without",
+         "(" + std::to_string(differ) + " of " + std::to_string(ga.size()) + " differ)");
+  // the peak: the backward of the larger micro-batch, N tokens; recomputation keeps 1 of the L layers' activations
+  // (3 hidden-size tensors, q|k|v, o, gate|up in the storage type; 2 rstd and a log-sum-exp per head in fp32)
+  int64_t N = 0;
+  for (const MicroBatch& mb : mbs) N = std::max<int64_t>(N, static_cast<int64_t>(mb.tokens.size()));
+  const double t = precision == "fp32" ? 4 : 2, qd = c.heads * c.headDim, qkv = qd + 2.0 * c.kvHeads * c.headDim;
+  const double layer = t * (3.0 * c.hidden + qkv + qd + 2.0 * c.intermediate) + 4.0 * (2 + c.heads);
+  const double want = static_cast<double>(N) * (c.layers - 1) * layer, got = peakOff - peakOn;
+  report(std::fabs(got - want) <= 9 * 256.0, name + ": the device memory's peak drops by (L - 1) layers' activations",
+         fmt("peak without", peakOff) + fmt("with", peakOn) + fmt("drop", got) + fmt("expected", want));
+  if (precision == "fp32") {
+    CpuModel cpu(c, 1);
+    const auto w = on->exportWeights();
+    for (const ParamInfo& p : cpu.layout().params) cpu.setParameter(p, w.data() + p.offset);
+    runBatches(cpu, mbs, mix);
+    std::string where;
+    const double d = relDiff(on->layout(), gb, cpu.exportGradients(), &where);
+    report(d <= 1e-4, name + ": gradients with recomputation within 1e-4 of the CPU engine's",
+           fmt("max relative diff", d) + " at " + where);
+  }
+  {
+    auto fr = on->clone(true);
+    bool threw = false;
+    try {
+      fr->setCheckpointing(true);
+    } catch (const EngineError& e) {
+      threw = std::string(e.what()).find("frozen copy") != std::string::npos;
+    }
+    CpuModel cpu(c, 1);
+    bool cpuThrew = false;
+    try {
+      cpu.setCheckpointing(true);
+    } catch (const EngineError& e) {
+      cpuThrew = std::string(e.what()).find("not supported") != std::string::npos;
+    }
+    report(threw && cpuThrew && !fr->checkpointing(), name + ": a frozen copy and the CPU engine refuse recomputation");
+  }
+}
+
 int main(int argc, char** argv) {
   rng.seed(argc > 1 ? static_cast<unsigned>(std::atoi(argv[1])) : 1234u);
   quick = argc > 2 && std::string(argv[2]) == "quick";
@@ -291,6 +371,15 @@ int main(int argc, char** argv) {
     checkFp32("llama-like (tied, mlp bias, Llama-3 RoPE)", b);
   }
   checkBf16("qwen-like", a);
+  ModelConfig r = a;
+  r.layers = 3;
+  checkRecompute("qwen-like, 3 layers", r, "bf16");
+  if (!quick) {
+    checkRecompute("qwen-like, 3 layers", r, "fp32");
+    ModelConfig b = a;
+    b.layers = 3, b.attentionBias = false, b.mlpBias = true, b.tieEmbeddings = true;
+    checkRecompute("llama-like, 3 layers (tied, mlp bias)", b, "bf16");
+  }
   std::printf(failures ? "%d FAILED\n" : "all ok\n", failures);
   return failures ? 1 : 0;
 }

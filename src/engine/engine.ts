@@ -35,6 +35,9 @@ export interface EngineOptions {
   /** the engine will be trained: the bf16 CUDA engine then keeps its fp32 master weights from the start, taking the
    *  exact values given (without it, the master is made at the first training call from the bf16 weights) */
   training?: boolean;
+  /** per-layer activation recomputation in training (Engine.setCheckpointing): the CUDA engine only; true on the CPU
+   *  engine is an Error */
+  checkpointing?: boolean;
 }
 
 /** Which engine backends this build can run: the CPU engine always; the CUDA engine, with the reason it cannot
@@ -182,6 +185,8 @@ interface NativeEngineModel {
   zeroGrad(): void;
   adamwStep(o: AdamWOptions): number;
   setMasterWeights(o: { mode: MasterWeights; seed?: number }): void;
+  setCheckpointing(on: boolean): void;
+  getCheckpointing(): boolean;
   getOptimizerState(): { step: number; m: Float32Array | null; v: Float32Array | null };
   setOptimizerState(o: { step: number; m: Float32Array; v: Float32Array }): void;
   generate(o: object): {
@@ -268,7 +273,7 @@ export class Engine {
     const threads = opts.threads ?? threadsForModel(config);
     const list = [...weights as Map<string, Tensor | LazyTensor>].map(([name, t]) => ('data' in t ? { name, shape: t.shape, data: t.data } : { name, shape: t.shape, load: t.load }));
     const Ctor = nativeCtor();
-    return new Engine(config, new Ctor({ config, weights: list, threads, backend, ...(opts.precision ? { precision: opts.precision } : {}), ...(opts.training ? { training: true } : {}) }), false, backend);
+    return new Engine(config, new Ctor({ config, weights: list, threads, backend, ...(opts.precision ? { precision: opts.precision } : {}), ...(opts.training ? { training: true } : {}), ...(opts.checkpointing ? { checkpointing: true } : {}) }), false, backend);
   }
 
   /** Names and shapes of the parameters this config needs (HF names, in the engine's order). */
@@ -500,6 +505,22 @@ export class Engine {
   setMasterWeights(mode: MasterWeights, seed = 0): void {
     this.trainable('setMasterWeights');
     this.handle().setMasterWeights({ mode, seed });
+  }
+
+  /**
+   * Per-layer activation recomputation ("activation checkpointing") in forwardTrain/backward: the CUDA engine then
+   * keeps only each layer's input and re-runs one layer's forward at a time in the backward pass. The gradients are
+   * the same bits; the activations take one layer's memory instead of every layer's. Takes effect at the next
+   * forwardTrain. The CPU engine has no recomputation: `true` there throws.
+   */
+  setCheckpointing(on: boolean): void {
+    this.trainable('setCheckpointing');
+    this.handle().setCheckpointing(on);
+  }
+
+  /** Whether the training passes recompute each layer (setCheckpointing). */
+  get checkpointing(): boolean {
+    return this.handle().getCheckpointing();
   }
 
   exportOptimizerState(): OptimizerState {

@@ -10,12 +10,13 @@
 //   the backward pass (cpu_train.cpp) adds per token act, dact I each, dgu 2I, dxn H, dO heads*headDim, dqkv, and
 //   dres, dxf H each; the head's logits chunk (at most 2^24 / V rows, 256 at most) and the kept softmax of the head
 //   rows (when at most 256 MiB). It has no recomputation: checkpointing is off on the CPU.
-// - the CUDA engine (native/engine/cuda_train.cuh) keeps the same tensors in bf16 (statistics fp32) and its backward
-//   scratch is the same one layer of activation gradients; the head's chunk is at most 64 MiB of logits (counted here
-//   as the CPU's, an upper bound). It has no recomputation yet and only fp32 master weights and moments: `clipo train`
-//   plans with `current: true` (what runs today). The plan also models the engine this is heading for (`current`
-//   false, the default): per-layer recomputation keeping only each layer's input and recomputing one layer at a time
-//   in the backward pass, bf16 master weights, bf16 or 8-bit moments.
+// - the CUDA engine (native/engine/cuda_train.cuh, trainBytes) keeps the same tensors in bf16 (statistics fp32) and
+//   its backward scratch is the same one layer of activation gradients; the head's chunk is at most 64 MiB of logits
+//   (counted here as the CPU's, an upper bound). With per-layer recomputation (model.checkpointing on, or auto when
+//   the activations of every layer would not fit) it keeps only each layer's input, the last layer's output and the
+//   final norm's, plus one layer's set, which the backward pass refills for each layer in turn. Its master weights are
+//   fp32 or bf16 (optim.master_weights), its moments fp32: `clipo train` plans with `current: true` (what runs today).
+//   The plan also models the engine this is heading for (`current` false, the default): bf16 or 8-bit moments.
 // - rollouts: the CPU engine decodes max(1, floor(64 / n)) prompts × n samples at once, each with its own fp32 cache
 //   of prompt + response + 1 positions; the CUDA engine pages a bf16 cache in 16-token blocks, a group's prompt
 //   blocks shared by its n samples, for at most `decodeSequences` (default 256) sequences at once.
@@ -63,8 +64,8 @@ export interface PlanTraining {
   contrastiveOutSize?: number;
   /** sequences decoded at once (CUDA; default 256) */
   decodeSequences?: number;
-  /** plan what today's engines do (`clipo train`): no per-layer recomputation (auto means off), fp32 master weights
-   *  and moments; false (default): the planned CUDA engine's options as well */
+  /** plan what today's engines do (`clipo train`): fp32 moments, and the refusal's hints name only what they offer;
+   *  false (default): the planned CUDA engine's options as well (bf16 or 8-bit moments) */
   current?: boolean;
   /** bytes of the device (cuda) or of the host (cpu) */
   memoryBytes: number;
@@ -103,10 +104,12 @@ export function parameterCount(m: PlanModel): number {
 
 const GiB = 2 ** 30;
 
-/** Elements kept per token by one layer's forward for the backward pass (see the file's header). */
-function layerElements(m: PlanModel): number {
+/** Bytes kept per token by one layer's forward for the backward pass besides its input (see the file's header): xn1,
+ *  x1, xn2 (H each), q|k|v after RoPE, the attention output and gate|up (2I) in the storage type (eb bytes), the two
+ *  rstd and the attention's log-sum-exp per head in fp32. */
+function layerBytes(m: PlanModel, eb: number): number {
   const qd = m.heads * m.headDim, qkv = qd + 2 * m.kvHeads * m.headDim;
-  return 4 * m.hidden + qkv + qd + m.heads + 2 + 2 * m.intermediate;
+  return eb * (3 * m.hidden + qkv + qd + 2 * m.intermediate) + 4 * (2 + m.heads);
 }
 /** Elements per token of the backward pass's scratch (one layer at a time). */
 function backwardElements(m: PlanModel): number {
@@ -114,12 +117,15 @@ function backwardElements(m: PlanModel): number {
   return 4 * m.intermediate + 3 * m.hidden + qd + qkv;
 }
 
-function activationsBytes(m: PlanModel, tokens: number, eb: number, recompute: boolean): number {
-  const final = tokens * (m.hidden + 1) * eb;
+/** The training activations' peak (the backward pass): every layer's input and the last layer's output, the layers'
+ *  sets (every layer's, or one with recomputation), the final norm's output (eb) and rstd (fp32), and the backward's
+ *  scratch. The CUDA engine's trainBytes + backwardBytes count the same (plus its index arrays and a fixed margin). */
+export function activationsBytes(m: PlanModel, tokens: number, eb: number, recompute: boolean): number {
+  const inputs = tokens * (m.layers + 1) * m.hidden * eb;
+  const layers = tokens * (recompute ? 1 : m.layers) * layerBytes(m, eb);
+  const final = tokens * (m.hidden * eb + 4);
   const scratch = tokens * backwardElements(m) * eb;
-  if (!recompute) return tokens * m.layers * layerElements(m) * eb + tokens * m.hidden * eb + final + scratch;
-  // the layers' inputs (and the last layer's output), plus one layer's full set while it is recomputed
-  return tokens * (m.layers + 1) * m.hidden * eb + tokens * layerElements(m) * eb + final + scratch;
+  return inputs + layers + final + scratch;
 }
 
 const sum = (items: PlanItem[], phase: PlanItem['phase']) => items.filter((i) => i.phase === phase).reduce((s, i) => s + i.bytes, 0);
@@ -160,9 +166,9 @@ export function planMemory(m: PlanModel, t: PlanTraining): MemoryPlan {
   const always = sum(items, 'always');
   const actOff = activationsBytes(m, tokens, eb, false), actOn = activationsBytes(m, tokens, eb, true);
   let ckpt: 'on' | 'off';
-  if (t.checkpointing === 'auto') ckpt = !cuda || t.current || always + actOff + chunk + reserve <= t.memoryBytes ? 'off' : 'on';
+  if (t.checkpointing === 'auto') ckpt = !cuda || always + actOff + chunk + reserve <= t.memoryBytes ? 'off' : 'on';
   else ckpt = t.checkpointing;
-  add('activations', ckpt === 'on' ? actOn : actOff, 'train', `${t.microBatch} x ${t.promptTokens + t.responseTokens} tokens, ${cuda ? 'bf16' : 'fp32'}, ${ckpt === 'on' ? 'layer inputs only (recomputed per layer)' : 'every layer kept'}`);
+  add('activations', ckpt === 'on' ? actOn : actOff, 'train', `${t.microBatch} x ${t.promptTokens + t.responseTokens} tokens, ${cuda ? 'bf16' : 'fp32'}, ${ckpt === 'on' ? 'layer inputs only (recomputed per layer)' : 'every layer kept'}${t.checkpointing === 'auto' && cuda ? ' (checkpointing auto)' : ''}`);
   add('logits chunk', chunk, 'train', `${chunkRows} rows x ${m.vocab} fp32, logits and their gradient${kept ? ', + the kept softmax' : ''}`);
   // rollouts' KV cache
   const kvPerToken = m.layers * 2 * m.kvHeads * m.headDim * eb;
@@ -206,10 +212,10 @@ export function planRefusal(p: MemoryPlan): string | null {
   const by = (n: string) => p.items.find((i) => i.name === n)!.bytes;
   const hints: string[] = [];
   if (by('activations') > 0.2 * p.total) hints.push('lower optim.micro_batch or data.max_response_tokens / data.max_prompt_tokens');
-  if (p.backend === 'cuda' && p.checkpointing === 'off' && !p.current) hints.push('set model.checkpointing to auto or on');
+  if (p.backend === 'cuda' && p.checkpointing === 'off') hints.push('set model.checkpointing to auto or on');
   if (by('KV cache') > 0.2 * p.total) hints.push(p.backend === 'cpu' ? 'lower rollout.n or data.max_response_tokens' : 'lower data.max_response_tokens or rollout.n');
   if (by('reference policy') > 0) hints.push('algorithm.kl_coef: 0 drops the reference policy');
-  if (p.backend === 'cuda' && by('master weights') > 0 && !p.current) hints.push('keep the master weights in bf16 (stochastic rounding) or the moments in 8 bits');
+  if (p.backend === 'cuda' && by('master weights') > 0) hints.push(p.current ? 'set optim.master_weights to bf16-sr (bf16 master weights, stochastic rounding)' : 'keep the master weights in bf16 (stochastic rounding) or the moments in 8 bits');
   hints.push(p.backend === 'cuda' ? 'use a GPU with more memory or a smaller model' : 'use a machine with more memory, a smaller model, or the cuda backend');
   return `the run does not fit: it needs ${formatBytes(p.total)} but ${p.backend === 'cuda' ? 'the device has' : 'this machine has'} ${formatBytes(p.memoryBytes)}; the largest items: ${top.map((i) => `${i.name} ${formatBytes(i.bytes)}`).join(', ')}. To fit: ${hints.join('; ')}.`;
 }

@@ -57,14 +57,12 @@ export function trainingBackend(c: TrainConfig): EngineBackend {
 }
 
 /** The run's memory plan on its backend (model.backend), against this host's memory (cpu) or the GPU's (cuda), for
- *  what the engines do today (no per-layer recomputation, fp32 master weights and moments). */
+ *  what the engines do today: per-layer recomputation on the CUDA engine only (model.checkpointing: on, or auto when
+ *  every layer's activations would not fit), fp32 moments. The plan's `checkpointing` is what the run then uses. */
 export function trainingPlan(c: TrainConfig, m: ModelConfig, memoryBytes?: number): MemoryPlan {
   const backend = trainingBackend(c);
-  if (c.model.checkpointing === 'on') {
-    throw new Error(backend === 'cpu'
-      ? 'model.checkpointing: on needs the cuda backend (the CPU engine keeps every layer\'s activations); use auto or off'
-      : 'model.checkpointing: on: per-layer recomputation is not in the CUDA engine yet (it keeps every layer\'s activations, as the CPU engine); use auto or off');
-  }
+  if (c.model.checkpointing === 'on' && backend === 'cpu')
+    throw new Error('model.checkpointing: on needs the cuda backend (the CPU engine keeps every layer\'s activations: it has no recomputation); use auto or off');
   const memory = memoryBytes ?? (backend === 'cuda' ? cudaDeviceInfo().devices[0]?.memoryBytes ?? 0 : allocatableBytes());
   return planMemory(
     { layers: m.numLayers, hidden: m.hiddenSize, intermediate: m.intermediateSize, heads: m.numHeads, kvHeads: m.numKvHeads, headDim: m.headDim, vocab: m.vocabSize, tied: m.tieWordEmbeddings, attentionBias: m.attentionBias, mlpBias: m.mlpBias },
@@ -191,7 +189,8 @@ async function runLocked(c: TrainConfig, o: RunOptions, outputDir: string): Prom
   const policyWeights = ckpt ? loadModelDir(ckpt.policyDir, { tokenizer: false }).weights : base.weights;
   // the policy: fp32 master weights from the exact values loaded (the bf16 CUDA engine's working copy is their rounding)
   const backend = plan.backend;
-  const policy = Engine.create(base.config, policyWeights, { ...(threads ? { threads } : {}), backend, training: true }) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
+  // per-layer recomputation as the plan chose it (CUDA only; the plan refuses `on` on the CPU)
+  const policy = Engine.create(base.config, policyWeights, { ...(threads ? { threads } : {}), backend, training: true, checkpointing: plan.checkpointing === 'on' }) as unknown as PolicyEngine & { cloneFrozen(): PolicyEngine };
   let reference: PolicyEngine | null = null;
   const verifier = new VerifierPool({ threads: c.verifier.threads, timeoutMs: c.verifier.timeout_ms, boxes: c.verifier.boxes });
   let rewardModule: RewardModule | null = null;
