@@ -5,7 +5,7 @@
 // accuracy fall or stay flat, and this test fails. (test/train-loop.test.ts checks the loop's bookkeeping on a
 // TypeScript stand-in policy; this one checks the whole chain on the engine that `clipo train` uses.)
 import { parseTrainConfig } from '../src/config/load.js';
-import { Engine } from '../src/engine/engine.js';
+import { Engine, type PolicyLossInput, type ScoreBatch } from '../src/engine/engine.js';
 import { initModel } from '../src/model/init.js';
 import { Trainer, type StepMetrics } from '../src/rl/trainer.js';
 import type { PolicyEngine, TrainPrompt } from '../src/rl/types.js';
@@ -24,10 +24,11 @@ function run(preset: string, lr: number, steps: number, flipSign = false): StepM
     7,
   );
   const engine = Engine.create(config, weights, { threads: 1 });
-  // flipSign: the engine's backward gets −dL/dlogp (gradient ascent on the loss), as a sign bug would
+  // flipSign: the engine's backward gets −dL/dlogp (gradient ascent on the loss), as a sign bug would: the policy-loss
+  // step runs with the micro-batch weight negated
   const policy = (flipSign
     ? new Proxy(engine, {
-        get: (e, k) => (k === 'backward' ? (g: Float32Array) => e.backward(g.map((x) => -x)) : typeof e[k as keyof Engine] === 'function' ? (e[k as keyof Engine] as (...a: unknown[]) => unknown).bind(e) : e[k as keyof Engine]),
+        get: (e, k) => (k === 'policyLossBackward' ? (b: ScoreBatch, o: PolicyLossInput) => e.policyLossBackward(b, { ...o, weight: -o.weight }) : typeof e[k as keyof Engine] === 'function' ? (e[k as keyof Engine] as (...a: unknown[]) => unknown).bind(e) : e[k as keyof Engine]),
       })
     : engine) as unknown as PolicyEngine;
   try {

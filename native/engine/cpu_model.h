@@ -47,6 +47,10 @@ class CpuModel final : public Engine {
   ScoreResult forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) override;
   void backward(const float* gradLogp, size_t count, const float* gradEntropy = nullptr,
                 size_t entropyCount = 0) override;
+  PolicyLossFigures policyLossBackward(const std::vector<int32_t>& tokens, const std::vector<Span>& spans,
+                                       const PolicyLossRequest& req) override {
+    return policyLossBackwardOnHost(*this, tokens, spans, req);  // policy_loss.cpp: the arrays are on the host anyway
+  }
   bool hasActivations() const override { return train_.N > 0; }
   void releaseActivations() override { train_ = TrainState{}; }
   void zeroGrad() override;

@@ -278,6 +278,8 @@ class CudaModel final : public Engine {
   ScoreResult forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) override;
   void backward(const float* gradLogp, size_t count, const float* gradEntropy = nullptr,
                 size_t entropyCount = 0) override;
+  PolicyLossFigures policyLossBackward(const std::vector<int32_t>& tokens, const std::vector<Span>& spans,
+                                       const PolicyLossRequest& req) override;
   bool hasActivations() const override { return tr_.N > 0; }
   void releaseActivations() override { tr_ = TrainActs{}; }
   void zeroGrad() override;
@@ -332,6 +334,10 @@ class CudaModel final : public Engine {
   uint64_t masterSeed_ = 0;
   bool recompute_ = false;   // setCheckpointing
   void ensureGrads();
+  // forwardTrain without (download false) the copy of the log-probs and entropies to the host; backward from the
+  // device's per-row gradients (fp32 [R]; dge may be null) (cuda_train.cuh)
+  ScoreResult forwardTrainOn(const std::vector<int32_t>& tokens, const std::vector<Span>& spans, bool download);
+  void backwardRows(const float* dgl, const float* dge);
   float* masterWeights();
   double trainBytes(int64_t N, int64_t R, bool recompute) const;
   double backwardBytes(int64_t N, int64_t R) const;
@@ -1101,6 +1107,8 @@ std::vector<GeneratedSequence> CudaModel<T>::generate(const GenerateRequest& req
 }  // namespace clipo::engine
 
 #include "engine/cuda_train.cuh"
+// the policy-loss micro-batch on the device (policyLossBackward)
+#include "engine/cuda_policy_loss.cuh"
 
 namespace clipo::engine {
 

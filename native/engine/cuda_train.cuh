@@ -133,6 +133,14 @@ void CudaModel<T>::layerAttentionToGateUp(int64_t l, int64_t N, int64_t B, int64
 
 template <typename T>
 ScoreResult CudaModel<T>::forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) {
+  return forwardTrainOn(tokens, spans, true);
+}
+
+// download false (policyLossBackward): the log-probs and entropies stay in st.logp / st.ent; the result's arrays
+// are empty
+template <typename T>
+ScoreResult CudaModel<T>::forwardTrainOn(const std::vector<int32_t>& tokens, const std::vector<Span>& spans,
+                                         bool download) {
   ensureGrads();
   releaseActivations();
   TrainActs& st = tr_;
@@ -231,12 +239,15 @@ ScoreResult CudaModel<T>::forwardTrain(const std::vector<int32_t>& tokens, const
 
   ScoreResult res;
   res.T = T_;
-  res.logprobs.assign(B * T_, 0.f);
-  res.entropy.assign(B * T_, 0.f);
-  res.mask.assign(B * T_, 0);
-  if (R > 0) {
+  if (R > 0)
     check(headLogprobsCuda(st.xf.p, H, W(lay_.headOff), V, st.rows, st.targets, R, st.logp.p, st.ent.p, 0, ws.p,
                            stream_));
+  if (download) {
+    res.logprobs.assign(B * T_, 0.f);
+    res.entropy.assign(B * T_, 0.f);
+    res.mask.assign(B * T_, 0);
+  }
+  if (R > 0 && download) {
     std::vector<float> lp(R), ent(R);
     check(cudaMemcpyAsync(lp.data(), st.logp.p, R * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
     check(cudaMemcpyAsync(ent.data(), st.ent.p, R * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
@@ -265,13 +276,31 @@ void CudaModel<T>::backward(const float* gradLogp, size_t count, const float* gr
   if (st.N == 0) throw EngineError("backward: no activations; call forwardTrain first");
   const size_t expected = st.spans.size() * static_cast<size_t>(st.respLen);
   checkBackwardGradients(gradLogp, count, gradEntropy, entropyCount, expected);
-  const int64_t N = st.N, R = st.R, H = cfg_.hidden, I = cfg_.intermediate, L = cfg_.layers, V = cfg_.vocab,
-                QKV = lay_.qkv, qd = lay_.qd, nh = cfg_.heads, B = static_cast<int64_t>(st.spans.size());
+  const int64_t R = st.R;
   std::vector<float> gl(R), ge(gradEntropy ? R : 0);
   for (int64_t r = 0; r < R; ++r) {
     gl[r] = gradLogp[st.headOut[r]];
     if (gradEntropy) ge[r] = gradEntropy[st.headOut[r]];
   }
+  DevBuf<float> dgl, dge;
+  dgl.ensure(static_cast<size_t>(R));
+  if (gradEntropy) dge.ensure(static_cast<size_t>(R));
+  if (R > 0) {
+    check(cudaMemcpyAsync(dgl.p, gl.data(), R * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+    if (gradEntropy)
+      check(cudaMemcpyAsync(dge.p, ge.data(), R * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+  }
+  backwardRows(dgl.p, gradEntropy ? dge.p : nullptr);
+}
+
+// backward from per-row gradients already on the device (policyLossBackward's, or backward's upload): dgl [R] and
+// dge [R] (null: no entropy term), fp32
+template <typename T>
+void CudaModel<T>::backwardRows(const float* dgl, const float* dge) {
+  TrainActs& st = tr_;
+  if (st.N == 0) throw EngineError("backward: no activations; call forwardTrain first");
+  const int64_t N = st.N, R = st.R, H = cfg_.hidden, I = cfg_.intermediate, L = cfg_.layers, V = cfg_.vocab,
+                QKV = lay_.qkv, qd = lay_.qd, nh = cfg_.heads, B = static_cast<int64_t>(st.spans.size());
   requireFree(backwardBytes(N, R), "the backward pass of " + std::to_string(N) + " tokens");
   const size_t n = static_cast<size_t>(N), h = static_cast<size_t>(H), i_ = static_cast<size_t>(I);
   DevBuf<T> dres, dxf, act, dact, dgu, dxn, dO, dqkv;
@@ -283,9 +312,6 @@ void CudaModel<T>::backward(const float* gradLogp, size_t count, const float* gr
   dxn.ensure(n * h);
   dO.ensure(n * static_cast<size_t>(qd));
   dqkv.ensure(n * static_cast<size_t>(QKV));
-  DevBuf<float> dgl, dge;
-  dgl.ensure(static_cast<size_t>(R));
-  if (gradEntropy) dge.ensure(static_cast<size_t>(R));
   const AttnShape as = attnShape();
   const int64_t cols = std::max<int64_t>({2 * I, QKV, H});
   DevBuf<char> ws;
@@ -294,18 +320,13 @@ void CudaModel<T>::backward(const float* gradLogp, size_t count, const float* gr
                               attentionBackwardCudaWorkspace(as, N)}));
   check(cudaMemsetAsync(dres.p, 0, n * h * sizeof(T), stream_), "cudaMemsetAsync");
   check(cudaMemsetAsync(dxf.p, 0, n * h * sizeof(T), stream_), "cudaMemsetAsync");
-  if (R > 0) {
-    check(cudaMemcpyAsync(dgl.p, gl.data(), R * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
-    if (gradEntropy)
-      check(cudaMemcpyAsync(dge.p, ge.data(), R * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
-  }
   float* G = g_.p;
   void* s = stream_;
 
   // LM head and final norm: d logp / d z = onehot - softmax, d H / d z = -p (z - E_p[z]) (head.h)
   if (R > 0)
-    check(headLogprobsBackwardCuda(st.xf.p, H, W(lay_.headOff), V, st.rows, st.targets, R, st.logp.p, st.ent.p, dgl.p,
-                                   gradEntropy ? dge.p : nullptr, dxf.p, G + lay_.headOff, 0, ws.p, s));
+    check(headLogprobsBackwardCuda(st.xf.p, H, W(lay_.headOff), V, st.rows, st.targets, R, st.logp.p, st.ent.p, dgl,
+                                   dge, dxf.p, G + lay_.headOff, 0, ws.p, s));
   check(rmsnormBackwardCuda(dxf.p, st.res.p + L * N * H, st.rstdF.p, W(lay_.normOff), dres.p, G + lay_.normOff, N, H,
                             ws.p, s));
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/config.h"
+#include "engine/policy_loss.h"
 
 namespace clipo::engine {
 
@@ -51,6 +52,11 @@ class Engine {
   virtual ScoreResult forwardTrain(const std::vector<int32_t>& tokens, const std::vector<Span>& spans) = 0;
   virtual void backward(const float* gradLogp, size_t count, const float* gradEntropy = nullptr,
                         size_t entropyCount = 0) = 0;
+  // One micro-batch of the policy update (policy_loss.h): forwardTrain, the surrogate loss on its log-probs, the
+  // weighted gradient and the entropy bonus's, backward (gradients accumulate until zeroGrad); the activations are
+  // released. Only the figures come back: the CUDA engine keeps log-probs, entropies and gradients on the device.
+  virtual PolicyLossFigures policyLossBackward(const std::vector<int32_t>& tokens, const std::vector<Span>& spans,
+                                               const PolicyLossRequest& req) = 0;
   virtual bool hasActivations() const = 0;
   virtual void releaseActivations() = 0;
   virtual void zeroGrad() = 0;

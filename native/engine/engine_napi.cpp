@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "engine/gemm.h"
 #include "engine/sampling.h"
+#include "kernels/surrogate/surrogate_args.h"
 
 namespace {
 
@@ -181,6 +182,7 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                         InstanceMethod("decodeActive", &EngineModel::DecodeActive),
                         InstanceMethod("forwardTrain", &EngineModel::ForwardTrain),
                         InstanceMethod("backward", &EngineModel::Backward),
+                        InstanceMethod("policyLossBackward", &EngineModel::PolicyLossBackward),
                         InstanceMethod("zeroGrad", &EngineModel::ZeroGrad),
                         InstanceMethod("adamwStep", &EngineModel::AdamwStep),
                         InstanceMethod("setMasterWeights", &EngineModel::SetMasterWeights),
@@ -371,22 +373,100 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
     return scoreToJs(env, r, ent, pooled);
   }
 
+  // the CPU engine: the activations kept for backward, per token and layer (cpu_forward.cpp, forwardTrain), before any
+  // is allocated (the CUDA engine checks its device memory itself)
+  static void checkTrainMemory(Napi::Env env, Engine& m, const Stream& s, const char* what) {
+    if (std::string(m.backend()) != "cpu") return;
+    const double N = static_cast<double>(s.tokens.size()), H = static_cast<double>(m.config().hidden);
+    const double hd = static_cast<double>(m.config().headDim), heads = static_cast<double>(m.config().heads);
+    const double qkv = (heads + 2.0 * m.config().kvHeads) * hd, qd = heads * hd, I = static_cast<double>(m.config().intermediate);
+    const double perToken = static_cast<double>(m.config().layers) * (5 * H + qkv + qd + 2 * I + heads + 2) + 2 * H;
+    clipo::checkAllocatable(env, 4.0 * N * perToken, what);
+  }
+
   Napi::Value ForwardTrain(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Engine& m = model(env);
     Napi::Object o = clipo::argObject(info, 0, "forwardTrain");
     Stream s = parseStream(o, m.config().vocab);
-    if (std::string(m.backend()) == "cpu") {
-      // the activations kept for backward, per token and layer (cpu_forward.cpp, forwardTrain), before any is allocated
-      // (the CUDA engine checks its device memory itself)
-      const double N = static_cast<double>(s.tokens.size()), H = static_cast<double>(m.config().hidden);
-      const double hd = static_cast<double>(m.config().headDim), heads = static_cast<double>(m.config().heads);
-      const double qkv = (heads + 2.0 * m.config().kvHeads) * hd, qd = heads * hd, I = static_cast<double>(m.config().intermediate);
-      const double perToken = static_cast<double>(m.config().layers) * (5 * H + qkv + qd + 2 * I + heads + 2) + 2 * H;
-      clipo::checkAllocatable(env, 4.0 * N * perToken, "forwardTrain");
-    }
+    checkTrainMemory(env, m, s, "forwardTrain");
     auto r = guarded(env, "forwardTrain", [&] { return m.forwardTrain(s.tokens, s.spans); });
     return scoreToJs(env, r, true, false);
+  }
+
+  // policyLossBackward({tokens, promptLengths, responseLengths, oldLogp, refLogp?, advantages, inLoss?, mode, agg,
+  //   clipLow, clipHigh, dualClip?, klCoef?, klType?, weight, entropyCoef?, entropyDenominator?}) -> the figures
+  // (engine.h, policy_loss.h). oldLogp / refLogp: [B*T], T the longest response; their values on the in-loss
+  // responses' tokens must be finite (elsewhere they are ignored).
+  Napi::Value PolicyLossBackward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& m = model(env);
+    if (m.frozen()) clipo::throwError(env, "policyLossBackward: this engine is a frozen copy: it has no gradients");
+    Napi::Object o = clipo::argObject(info, 0, "policyLossBackward");
+    Stream s = parseStream(o, m.config().vocab);
+    const size_t B = s.spans.size();
+    int64_t T = 0;
+    for (const Span& sp : s.spans) T = std::max(T, sp.length - sp.promptLength);
+    const size_t n = clipo::checkedSize(env, {static_cast<int64_t>(B), T}, "batch x longest response");
+    const std::string shape = " (batch " + std::to_string(B) + " x longest response " + std::to_string(T) + ")";
+    clipo::engine::PolicyLossRequest req;
+    req.loss = clipo::surrogate::parseSettings(o);
+    const auto lenMsg = [&](const char* key, size_t got, size_t want, const std::string& what) {
+      if (got != want)
+        clipo::throwError(env, std::string(key) + ": expected " + std::to_string(want) + " values" + what + ", got " +
+                                   std::to_string(got));
+    };
+    auto old = clipo::getArray<float>(o, "oldLogp");
+    lenMsg("oldLogp", old.length, n, shape);
+    auto ref = clipo::getOptionalArray<float>(o, "refLogp");
+    if (ref.data) lenMsg("refLogp", ref.length, n, shape);
+    if (req.loss.klCoef != 0 && !ref.data) clipo::throwError(env, "klCoef: a KL coefficient needs refLogp");
+    auto adv = clipo::getArray<float>(o, "advantages");
+    lenMsg("advantages", adv.length, B, " (one per sequence)");
+    auto in = clipo::getOptionalArray<uint8_t>(o, "inLoss");
+    if (in.data) lenMsg("inLoss", in.length, B, " (one per sequence)");
+    for (size_t b = 0; b < B; ++b) {
+      if (!std::isfinite(adv[b])) clipo::throwError(env, "advantages[" + std::to_string(b) + "]: must be finite");
+      if (in.data && in[b] == 0) continue;
+      const int64_t len = s.spans[b].length - s.spans[b].promptLength;
+      for (int64_t t = 0; t < len; ++t) {
+        const size_t i = b * static_cast<size_t>(T) + static_cast<size_t>(t);
+        if (!std::isfinite(old[i]))
+          clipo::throwError(env, "oldLogp[" + std::to_string(i) + "] (sequence " + std::to_string(b) + ", token " +
+                                     std::to_string(t) + "): must be finite");
+        if (ref.data && !std::isfinite(ref[i]))
+          clipo::throwError(env, "refLogp[" + std::to_string(i) + "] (sequence " + std::to_string(b) + ", token " +
+                                     std::to_string(t) + "): must be finite");
+      }
+    }
+    req.weight = clipo::getNumber(o, "weight");  // finite (a negative weight ascends the loss: tests use it)
+    req.entropyCoef = clipo::getNumberOr(o, "entropyCoef", 0.0);
+    if (req.entropyCoef < 0) clipo::throwError(env, "entropyCoef: must be >= 0, got " + std::to_string(req.entropyCoef));
+    req.entropyDenominator = clipo::getNumberOr(o, "entropyDenominator", 1.0);
+    if (!(req.entropyDenominator > 0))
+      clipo::throwError(env, "entropyDenominator: must be > 0 (the mini-batch's loss tokens), got " +
+                                 std::to_string(req.entropyDenominator));
+    req.oldLogp = old.data;
+    req.refLogp = ref.data;
+    req.advantages = adv.data;
+    req.inLoss = in.data;
+    checkTrainMemory(env, m, s, "policyLossBackward");
+    const auto f = guarded(env, "policyLossBackward", [&] { return m.policyLossBackward(s.tokens, s.spans, req); });
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("loss", f.loss.loss);
+    out.Set("pgLoss", f.loss.pgLoss);
+    out.Set("klLoss", f.loss.klLoss);
+    out.Set("clipFracHigh", f.loss.clipFracHigh);
+    out.Set("clipFracLow", f.loss.clipFracLow);
+    out.Set("dualClipFrac", f.loss.dualClipFrac);
+    out.Set("approxKl", f.loss.approxKl);
+    out.Set("entropySum", f.entropySum);
+    out.Set("tokens", static_cast<double>(f.tokens));
+    out.Set("sequences", static_cast<double>(f.sequences));
+    out.Set("nonFiniteLogp", static_cast<double>(f.nonFiniteLogp));
+    out.Set("nonFiniteGrad", static_cast<double>(f.nonFiniteGrad));
+    out.Set("accumulated", f.accumulated);
+    return out;
   }
 
   Napi::Value Backward(const Napi::CallbackInfo& info) {

@@ -17,6 +17,12 @@ for k in gemm norm_rope attention mlp head optim sampling cuda_engine; do
   sed -i 's|#include "cuda_emu.h"|#include "cuda_engine_emu.h"|' "$tmp/${k}_emu.cpp"
   emu+=("$tmp/${k}_emu.cpp")
 done
+# the engine's policy-loss step (its glue kernels and the surrogate kernel; cuda_policy_loss.cuh)
+for k in "$e/policy_loss" "$root/native/kernels/surrogate/surrogate_loss"; do
+  python3 "$here/launch_to_emu.py" "$k.cu" "$tmp/$(basename "$k")_emu.cpp"
+  sed -i 's|#include "cuda_emu.h"|#include "cuda_engine_emu.h"|' "$tmp/$(basename "$k")_emu.cpp"
+  emu+=("$tmp/$(basename "$k")_emu.cpp" "$k.cpp")
+done
 g++ -std=c++20 -O1 -march=native -DCLIPO_WITH_CUDA -I"$here" -I"$root/native" -fopenmp \
   "$here/cuda_engine_check.cpp" "${emu[@]}" \
   "$e/cpu_forward.cpp" "$e/cpu_decode.cpp" "$e/cpu_train.cpp" "$e/norm_rope.cpp" "$e/attention.cpp" "$e/mlp.cpp" \

@@ -13,7 +13,7 @@ export interface FlatBatch {
 }
 
 /** typed-array kind check that also holds across realms (arrays made by the addon, test sandboxes) */
-export function isTyped(x: unknown, kind: 'Int32Array' | 'Float32Array'): boolean {
+export function isTyped(x: unknown, kind: 'Int32Array' | 'Float32Array' | 'Uint8Array'): boolean {
   return ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === `[object ${kind}]`;
 }
 

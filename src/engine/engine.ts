@@ -9,6 +9,7 @@ import type { LazyTensor, LazyTensorMap, ModelConfig, Tensor, TensorMap } from '
 import { flattenBatch, isTyped, type ScoreBatch } from './batch.js';
 import { checkAllocatable, isSamplingTemperature, SAMPLING_TEMPERATURE_RULE } from '../util/limits.js';
 import { availableBackends } from '../kernels/backend.js';
+import type { KlType, SurrogateAgg, SurrogateMode } from '../kernels/variants.js';
 
 export type { ScoreBatch } from './batch.js';
 
@@ -149,6 +150,60 @@ export interface ScoreResult {
   length: number;
 }
 
+/**
+ * One micro-batch of the policy update (Engine.policyLossBackward): the surrogate loss's settings (as
+ * src/kernels/surrogate.ts takes them) and the micro-batch's loss inputs. Per token of an in-loss response:
+ * d loss / d logp = weight × the surrogate's gradient, d loss / d H = −entropyCoef / entropyDenominator.
+ */
+export interface PolicyLossInput {
+  mode: SurrogateMode;
+  clipLow: number;
+  clipHigh: number;
+  dualClip?: number;
+  agg: SurrogateAgg;
+  /** coefficient of the KL term (needs refLogp); default 0 */
+  klCoef?: number;
+  klType?: KlType;
+  /** log pi_old, [B*T] with T the longest response of the batch (values past a response's end are ignored) */
+  oldLogp: Float32Array;
+  /** log pi_ref, [B*T]; enables the KL term */
+  refLogp?: Float32Array;
+  /** sequence advantages A_i, [B] */
+  advantages: Float32Array;
+  /** [B], 0: the response takes no part in the loss (masked out, in no denominator); default: every one does */
+  inLoss?: Uint8Array;
+  /** the micro-batch's weight in its mini-batch's aggregate (src/rl/policy-loss.ts microBatchWeight) */
+  weight: number;
+  /** > 0: the entropy bonus, loss −= entropyCoef × (sum of in-loss entropies) / entropyDenominator */
+  entropyCoef?: number;
+  /** the mini-batch's in-loss tokens (default 1) */
+  entropyDenominator?: number;
+}
+
+/** What Engine.policyLossBackward returns: the surrogate kernel's scalars over the micro-batch (before `weight`). */
+export interface PolicyLossFigures {
+  /** pgLoss + klCoef × klLoss */
+  loss: number;
+  pgLoss: number;
+  /** 0 without refLogp */
+  klLoss: number;
+  clipFracHigh: number;
+  clipFracLow: number;
+  dualClipFrac: number;
+  approxKl: number;
+  /** sum of the entropies of the in-loss tokens */
+  entropySum: number;
+  /** in-loss response tokens N and in-loss non-empty responses */
+  tokens: number;
+  sequences: number;
+  /** response tokens whose log-prob is NaN or infinite (then nothing was accumulated) */
+  nonFiniteLogp: number;
+  /** tokens whose weighted d loss / d logp is NaN or infinite (then nothing was accumulated) */
+  nonFiniteGrad: number;
+  /** the backward ran (false: nothing in the loss, or a log-prob, the loss or a gradient was not finite) */
+  accumulated: boolean;
+}
+
 export interface AdamWOptions {
   lr: number;
   beta1?: number;
@@ -182,6 +237,7 @@ interface NativeEngineModel {
   score(o: object): ScoreResult;
   forwardTrain(o: object): Required<Omit<ScoreResult, 'pooled'>>;
   backward(o: { gradLogp: Float32Array; gradEntropy?: Float32Array; release?: boolean }): void;
+  policyLossBackward(o: object): PolicyLossFigures;
   zeroGrad(): void;
   adamwStep(o: AdamWOptions): number;
   setMasterWeights(o: { mode: MasterWeights; seed?: number }): void;
@@ -462,6 +518,31 @@ export class Engine {
     }
     this.handle().backward(gradEntropy ? { gradLogp, gradEntropy } : { gradLogp });
     this.pending = null;
+  }
+
+  /**
+   * One micro-batch of the policy update in one call: the training forward, the clipped surrogate loss on its
+   * log-probs, the weighted gradient plus the entropy bonus's, and the backward (gradients accumulate until
+   * zeroGrad()). On the CUDA engine log-probs, entropies and gradients stay on the device; only the figures come
+   * back. A non-finite log-prob, loss or gradient accumulates nothing and is reported in the figures.
+   */
+  policyLossBackward(batch: ScoreBatch, input: PolicyLossInput): PolicyLossFigures {
+    this.trainable('policyLossBackward');
+    const flat = flattenBatch(batch, this.config.vocabSize);
+    const B = flat.responseLengths.length;
+    const T = flat.responseLengths.reduce((m, x) => Math.max(m, x), 0);
+    const want = (name: string, v: unknown, n: number, optional = false) => {
+      if (v === undefined && optional) return;
+      if (!isTyped(v, name === 'inLoss' ? 'Uint8Array' : 'Float32Array') || (v as ArrayLike<number>).length !== n) {
+        throw new Error(`policyLossBackward: ${name} must be a ${name === 'inLoss' ? 'Uint8Array' : 'Float32Array'} of length ${n}` + (n === B ? ' (one per sequence)' : ` (batch ${B} x longest response ${T})`));
+      }
+    };
+    want('oldLogp', input.oldLogp, B * T);
+    want('refLogp', input.refLogp, B * T, true);
+    want('advantages', input.advantages, B);
+    want('inLoss', input.inLoss, B, true);
+    this.pending = null;  // the call releases the activations, whatever it did
+    return this.handle().policyLossBackward({ ...input, ...flat });
   }
 
   /** Supervised warm-up: mean token cross-entropy over response tokens (forward + backward, accumulating);

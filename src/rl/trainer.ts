@@ -4,12 +4,12 @@
 //   → scoring pass: old log-probs and, from the same pass, the pooled final hidden states
 //   → contrastive loss and reward r_c (head before its step) → head AdamW step
 //   → total reward r = r_v + r_c → group advantages
-//   → PPO mini-batches: surrogate kernel → engine backward → AdamW (reference log-probs when the preset has KL)
+//   → PPO mini-batches: per micro-batch one engine call (forward → surrogate kernel → backward, on the engine's
+//     device) → AdamW (reference log-probs when the preset has KL)
 //
 // During the head warm-up (the first epoch by default) the policy is frozen: rollouts, scoring and the head step
 // run, the PPO update does not.
 import { resolveBackend, type Backend } from '../kernels/backend.js';
-import { surrogateLoss } from '../kernels/surrogate.js';
 import type { TrainConfig } from '../config/load.js';
 import { computeAdvantages } from './advantages.js';
 import type { CheckpointPayload, CheckpointState } from './checkpoint.js';
@@ -166,7 +166,6 @@ export class Trainer {
     this.step = o.resume?.step ?? 0;
     this.backend = resolveBackend('auto');
     this.rewardStage = new RewardStage(c, o.io);
-    if (c.algorithm.entropy_coef > 0 && this.policy.backward.length < 2) throw new Error('algorithm.entropy_coef > 0 needs an engine whose backward takes d loss / d entropy');
     this.stream = new PromptStream(o.prompts.length, c.optim.seed, c.data.shuffle, o.resume?.stream);
     const H = this.policy.config.hiddenSize;
     this.head = c.clipo.enabled ? (o.resume?.head ?? ContrastiveHead.init(c.clipo.head, H, c.clipo.out_size, counterSeed(c.optim.seed, SeedStream.headInit))) : null;
@@ -330,47 +329,38 @@ export class Trainer {
           const end = Math.min(mEnd, s + micro);
           const part = batch.slice(s, end);
           const b = part.length;
-          const ft = this.policy.forwardTrain({ sequences: part.map((x) => ({ prompt: x.prompt, response: x.response })) });
-          const T = ft.length;
-          checkFinite(ft.logprobs, ft.mask, 'the training forward gave non-finite log-probabilities', stepNo);
+          const inLossFlags = Uint8Array.from(part, (r) => (inLoss(r) ? 1 : 0));
+          let tokens = 0, kept = 0;
+          for (const r of part) {
+            if (!inLoss(r)) continue;
+            tokens += r.response.length;
+            if (r.response.length) kept++;
+          }
+          if (tokens === 0) continue; // nothing of this micro-batch is in the loss
+          const T = maxOf(part.map((x) => x.response.length), 0);
           const oldPacked = new Float32Array(b * T);
           const refPacked = refLogp ? new Float32Array(b * T) : undefined;
-          let tokens = 0, kept = 0;
-          const mask = ft.mask.slice();
           for (let k = 0; k < b; k++) {
             oldPacked.set(oldLogp[s + k]!, k * T);
             if (refPacked) refPacked.set(refLogp![s + k]!, k * T);
-            if (!inLoss(part[k]!)) {
-              mask.fill(0, k * T, (k + 1) * T);
-              continue;
-            }
-            tokens += part[k]!.response.length;
-            if (part[k]!.response.length) kept++;
           }
-          if (tokens === 0) continue;
-          const sl = surrogateLoss({
-            logp: ft.logprobs, oldLogp: oldPacked, refLogp: refPacked, advantages: adv.slice(s, end), mask, batch: b, length: T,
-            ...settings,
-            backend: this.backend,
-          });
-          if (!Number.isFinite(sl.loss)) throw new NonFiniteError(`step ${stepNo}: the policy loss is non-finite (${sl.loss})`);
           const w = microBatchWeight(settings, tokens, miniTokens, kept, miniKept);
-          const grad = new Float32Array(sl.gradLogp.length);
-          for (let i = 0; i < grad.length; i++) grad[i] = sl.gradLogp[i]! * w;
-          // entropy bonus: loss −= entropy_coef × token-mean entropy of the mini-batch, so d loss / d H_t = −coef / tokens
-          if (entCoef > 0) {
-            const gradEnt = new Float32Array(mask.length);
-            for (let i = 0; i < mask.length; i++) if (mask[i]) gradEnt[i] = -entCoef / miniTokens;
-            this.policy.backward(grad, gradEnt);
-          } else this.policy.backward(grad);
-          let ent = 0;
-          for (let i = 0; i < mask.length; i++) if (mask[i]) ent += ft.entropy[i]!;
+          // forward, surrogate loss, d loss / d logp × w and the entropy bonus's d loss / d H_t = −coef / tokens of the
+          // mini-batch (loss −= entropy_coef × its token-mean entropy), backward: one engine call; on the CUDA engine
+          // the token-level tensors stay on the device
+          const sl = this.policy.policyLossBackward(
+            { sequences: part.map((x) => ({ prompt: x.prompt, response: x.response })) },
+            { ...settings, oldLogp: oldPacked, refLogp: refPacked, advantages: adv.slice(s, end), inLoss: inLossFlags, weight: w, entropyCoef: entCoef, entropyDenominator: miniTokens },
+          );
+          if (sl.nonFiniteLogp > 0) throw new NonFiniteError(`step ${stepNo}: the training forward gave non-finite log-probabilities (${sl.nonFiniteLogp} tokens)`);
+          if (!Number.isFinite(sl.loss)) throw new NonFiniteError(`step ${stepNo}: the policy loss is non-finite (${sl.loss})`);
+          if (sl.nonFiniteGrad > 0) throw new NonFiniteError(`step ${stepNo}: the policy gradient is non-finite (${sl.nonFiniteGrad} tokens)`);
           fig.loss += w * sl.pgLoss;
           fig.clipFracHigh += w * sl.clipFracHigh;
           fig.clipFracLow += w * sl.clipFracLow;
           fig.approxKl += w * sl.approxKl;
-          fig.klLoss += w * (sl.klLoss ?? 0);
-          fig.entropy += tokens ? (ent / tokens) * (tokens / miniTokens) : 0;
+          fig.klLoss += w * sl.klLoss;
+          fig.entropy += (sl.entropySum / tokens) * (tokens / miniTokens);
         }
         const { gradNorm } = this.policy.adamwStep({
           lr, beta1: c.optim.beta1, beta2: c.optim.beta2, eps: c.optim.eps, weightDecay: c.optim.weight_decay,

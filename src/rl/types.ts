@@ -2,18 +2,21 @@
 // implements it), the text codec (tokenizer + chat template) and the verifier. Tests can supply small stand-ins.
 import type { ModelConfig, TensorMap } from '../model/types.js';
 import type { Equation } from '../task/templates.js';
-import type { GenerateRequest, GeneratedSequence, ScoreBatch } from '../engine/engine.js';
+import type { GenerateRequest, GeneratedSequence, PolicyLossFigures, PolicyLossInput, ScoreBatch } from '../engine/engine.js';
 import type { RewardItem, RewardOutcome } from './reward-module.js';
 
-export type { GeneratedSequence, ScoreBatch };
+export type { GeneratedSequence, PolicyLossFigures, PolicyLossInput, ScoreBatch };
 
 export interface PolicyEngine {
   readonly config: ModelConfig;
   generate(req: GenerateRequest): { sequences: GeneratedSequence[] };
   score(batch: ScoreBatch, opts?: { entropy?: boolean; pooled?: boolean }): { logprobs: Float32Array; entropy?: Float32Array; pooled?: Float32Array; mask: Uint8Array; length: number };
-  forwardTrain(batch: ScoreBatch): { logprobs: Float32Array; entropy: Float32Array; mask: Uint8Array; length: number };
-  /** d loss / d logp, and optionally d loss / d entropy of the same positions (the entropy bonus) */
-  backward(gradLogp: Float32Array, gradEntropy?: Float32Array): void;
+  /**
+   * One micro-batch of the policy update: training forward, surrogate loss, weighted gradient and entropy bonus,
+   * backward, gradients accumulated (src/engine/engine.ts Engine.policyLossBackward; a stand-in without a native
+   * one can compose it from its forwardTrain and backward with src/rl/policy-loss.ts policyLossBackwardOnHost).
+   */
+  policyLossBackward(batch: ScoreBatch, input: PolicyLossInput): PolicyLossFigures;
   zeroGrad(): void;
   adamwStep(opts: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number }): { gradNorm: number };
   exportWeights(): TensorMap;

@@ -4,7 +4,8 @@
 // It lets the tests exercise the trainer's logic (rewards, advantages, mini-batches, checkpoints, resume) in
 // milliseconds; the native engine is tested on its own and end to end through `clipo train`.
 import type { ModelConfig, TensorMap } from '../../src/model/types.js';
-import type { GeneratedSequence, PolicyEngine, ScoreBatch } from '../../src/rl/types.js';
+import { policyLossBackwardOnHost } from '../../src/rl/policy-loss.js';
+import type { GeneratedSequence, PolicyEngine, PolicyLossFigures, PolicyLossInput, ScoreBatch } from '../../src/rl/types.js';
 import { Rng } from '../../src/util/rng.js';
 
 export class BigramPolicy implements PolicyEngine {
@@ -154,6 +155,11 @@ export class BigramPolicy implements PolicyEngine {
       }
     });
     this.cache = null;
+  }
+
+  /** the micro-batch step through forwardTrain and backward (no entropy bonus: backward takes no d loss / d H) */
+  policyLossBackward(batch: ScoreBatch, input: PolicyLossInput): PolicyLossFigures {
+    return policyLossBackwardOnHost(this, batch, input);
   }
 
   zeroGrad(): void {

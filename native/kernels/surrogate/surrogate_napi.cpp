@@ -11,6 +11,7 @@
 #include "common/napi_args.h"
 #include "common/registry.h"
 #include "common/variants.h"
+#include "kernels/surrogate/surrogate_args.h"
 #include "kernels/surrogate/surrogate_loss.h"
 
 namespace {
@@ -37,24 +38,10 @@ Call parseCall(const Napi::CallbackInfo& info, const char* fn) {
   c.p.batch = getInt(o, "batch", 1, INT32_MAX);
   c.p.length = getInt(o, "length", 1, INT32_MAX);
   const size_t n = checkedSize(env, {c.p.batch, c.p.length}, "batch*length");
-  c.p.mode = variants::get<Mode>(o, "mode");
-  c.p.agg = variants::get<Agg>(o, "agg");
-  const variants::PolicyLossMode limits = variants::policyLossMode(c.p.mode);
-  const double clipLow = getNumber(o, "clipLow"), clipHigh = getNumber(o, "clipHigh");
-  if (!(clipLow >= 0 && clipLow < limits.clipLowBelow))
-    throwError(env, "clipLow: expected a number in [0, " + std::to_string(static_cast<int>(limits.clipLowBelow)) + "), got " + std::to_string(clipLow));
-  if (!(clipHigh >= 0 && clipHigh <= limits.clipHighMax))
-    throwError(env, "clipHigh: expected a number in [0, " + std::to_string(static_cast<int>(limits.clipHighMax)) + "], got " + std::to_string(clipHigh));
-  c.p.clipLow = static_cast<float>(clipLow);
-  c.p.clipHigh = static_cast<float>(clipHigh);
-  if (hasField(o, "dualClip")) {
-    const double dc = getNumber(o, "dualClip");
-    if (!(dc > 1)) throwError(env, "dualClip: must be > 1 (the dual-clip bound c), got " + std::to_string(dc));
-    if (!limits.dualClip) throwError(env, "dualClip: only applies to mode 'token'");
-    c.p.dualClip = static_cast<float>(dc);
-  }
-  c.p.klCoef = static_cast<float>(getNumberOr(o, "klCoef", 0.0));
-  variants::getOr(o, "klType", variants::KlType::LowVarKl);
+  const int64_t batch = c.p.batch, length = c.p.length;
+  c.p = surrogate::parseSettings(o);
+  c.p.batch = batch;
+  c.p.length = length;
   c.in.logp = getArray<float>(o, "logp", n).data;
   c.in.oldLogp = getArray<float>(o, "oldLogp", n).data;
   c.in.refLogp = getOptionalArray<float>(o, "refLogp", n).data;
