@@ -3,11 +3,11 @@
 # cuda_policy_loss.cuh, the glue kernels of policy_loss.cu and the surrogate kernel of kernels/surrogate/) on a
 # machine without a GPU: the engine and every kernel it runs are rewritten for host emulation (launch_to_emu.py;
 # cuda_emu.h + engine_emu.h + cuda_engine_emu.h: one std::thread per CUDA thread, blocks in turn) and compared, in
-# fp32, with the same engine through its host methods and with the CPU engine (cuda_policy_loss_check.cpp). Blind to
+# fp32, with the CPU engine and (without quick) the same engine through its host methods (cuda_policy_loss_check.cpp). Blind to
 # timing, to the memory model and to --use_fast_math's exp; test/engine-cuda-policy-loss.test.ts on a GPU machine
 # remains the real check.
-# Usage: scripts/cuda-emu/run-cuda-policy-loss.sh [seed] [quick]  (quick: the GRPO, KL, entropy and DAPO cases; the
-# jest run)
+# Usage: scripts/cuda-emu/run-cuda-policy-loss.sh [seed] [quick]  (quick: GRPO with KL and the entropy bonus, DAPO
+# with a filtered response, against the CPU engine only; the jest run)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -191,10 +191,10 @@ if ok build; then nodestep jest_kernels 90 gpu jest_kernels; else record jest_ke
 # training (fp32 gradients within 1e-4, AdamW within 1e-6, bf16 gradients and master/working weights)
 jest_engine() {
   node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
-    --json --outputFile="$WORK/jest-engine.json" -- 'engine-cuda(-train)?\.test'
+    --json --outputFile="$WORK/jest-engine.json" -- 'engine-cuda(-train|-policy-loss)?\.test'
 }
 export -f jest_engine
-if ok build; then nodestep jest_engine 75 gpu jest_engine; else record jest_engine skipped "" 0 "${GPU_WHY:-build failed}"; fi
+if ok build; then nodestep jest_engine 90 gpu jest_engine; else record jest_engine skipped "" 0 "${GPU_WHY:-build failed}"; fi
 
 # ---- 5. compute-sanitizer on small runs of every kernel variant ----
 for tool in memcheck racecheck; do

@@ -1,7 +1,7 @@
 // Small CUDA kernel runs for compute-sanitizer (scripts/gpu/run-all.sh): every surrogate variant on both load paths
 // (T % 4 == 0: float4, else scalar), the device bandwidth probe, the contrastive kernel when it is built, one
-// training step of the CUDA engine (forward, backward, AdamW) in fp32 and bf16, and its scoring and step-wise
-// decoding (the device sampler) in both storages.
+// training step of the CUDA engine (forward, backward, the policy-loss micro-batch, AdamW) in fp32 and bf16, and its
+// scoring and step-wise decoding (the device sampler) in both storages.
 // Exits non-zero if a call throws; memory errors are compute-sanitizer's to report.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -74,6 +74,13 @@ if (lib.engineBackends().cuda) {
       const batch = { sequences: [{ prompt: tok(5), response: tok(7) }, { prompt: tok(2), response: tok(3) }] };
       const r = e.forwardTrain(batch);
       e.backward(Float32Array.from(r.mask, (m) => (m ? rand() - 0.5 : 0)), Float32Array.from(r.mask, (m) => (m ? 0.1 : 0)));
+      // the policy-loss micro-batch on the device (glue kernels, surrogate kernel, backward from device rows), with
+      // KL, the entropy bonus and a response out of the loss
+      e.policyLossBackward(batch, {
+        mode: 'token', agg: 'token-mean', clipLow: 0.2, clipHigh: 0.28, dualClip: 3, klCoef: 0.05,
+        oldLogp: Float32Array.from(r.logprobs, (x) => x + 0.2 * (rand() - 0.5)), refLogp: r.logprobs.slice(),
+        advantages: Float32Array.of(1, -0.5), inLoss: Uint8Array.of(1, 0), weight: 0.5, entropyCoef: 0.01, entropyDenominator: 7,
+      });
       e.adamwStep({ lr: 1e-3, weightDecay: 0.1, maxGradNorm: 1 });
       e.dispose();
     });
