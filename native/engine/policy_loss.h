@@ -4,7 +4,7 @@
 //
 //   CPU engine   policyLossBackwardOnHost (policy_loss.cpp): forwardTrain's [B*T] arrays on the host, lossCpu,
 //                backward; the composition src/rl/trainer.ts ran itself before this call existed.
-//   CUDA engine  cuda_train.cuh: the same steps on the device. forwardTrain keeps one log-prob and entropy per
+//   CUDA engine  cuda_policy_loss.cuh: the same steps on the device. forwardTrain keeps one log-prob and entropy per
 //                scored row (R rows, row r at index out[r] = b*T + t of the [B*T] layout); the glue kernels below
 //                scatter the log-probs to the surrogate kernel's [B*T] layout and gather its gradient back to rows,
 //                so log-probs, entropies and gradients never leave the device.
