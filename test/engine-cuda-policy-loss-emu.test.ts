@@ -2,9 +2,9 @@
 // kernels of policy_loss.cu and the surrogate kernel) under host emulation (scripts/cuda-emu/run-cuda-policy-loss.sh:
 // the engine and its kernels compiled as host C++, one std::thread per CUDA thread) in fp32 mode on a tiny random
 // model, against the CPU engine's policyLossBackward: GRPO with KL and the entropy bonus, DAPO with a response
-// filtered out, two micro-batches each; gradients and figures within 1e-5; deterministic; non-finite log-probs and
-// losses accumulate nothing. The quick run; the script without `quick` adds GRPO alone, GSPO and GMPO and the
-// comparison with the same engine's host path. Needs g++ and python3; skipped without them.
+// filtered out, two micro-batches each; gradients and figures within 1e-5; a non-finite loss accumulates nothing. The
+// quick run; the script without `quick` adds GRPO alone, GSPO and GMPO, the comparison with the same engine's host
+// path, a rerun giving the same bits and non-finite log-probs. Needs g++ and python3; skipped without them.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { packageRoot } from '../src/native.js';

@@ -8,9 +8,9 @@
 // Cases, each over two micro-batches of different shapes (the second with an empty response), gradients accumulated:
 // quick: GRPO with KL (reference log-probs, seq-mean-token-mean) and the entropy bonus; DAPO with overlong filtering
 // masking a response out (inLoss 0). Without `quick` also GRPO alone, GSPO (sequence mode) and GMPO (geo_mean) with
-// KL. Then: the same bits when run again; a NaN old log-prob makes the loss non-finite and that micro-batch
-// accumulates nothing; NaN weights make every log-prob non-finite, counted, nothing accumulated; a batch of empty
-// responses.
+// KL. Then: a NaN old log-prob makes the loss non-finite and that micro-batch accumulates nothing; a batch of empty
+// responses; without `quick` also the same bits when run again, and NaN weights making every log-prob non-finite,
+// counted, nothing accumulated.
 // Usage: check [seed] [quick]. Exit status 1 on a mismatch.
 #include <algorithm>
 #include <chrono>
@@ -227,8 +227,10 @@ int main(int argc, char** argv) {
   }
 
   // deterministic: the first case again gives the same bits
-  runCase(*gpu, Path::Device, cases[0], mbs);
-  report(gpu->exportGradients() == firstGrad, "the same gradients bit for bit when run again");
+  if (!quick) {
+    runCase(*gpu, Path::Device, cases[0], mbs);
+    report(gpu->exportGradients() == firstGrad, "the same gradients bit for bit when run again");
+  }
 
   // a NaN old log-prob of an in-loss token: the loss is not finite, nothing accumulates (as on the CPU engine)
   {
@@ -244,7 +246,7 @@ int main(int argc, char** argv) {
            "a NaN old log-prob: the loss is reported non-finite, that micro-batch accumulates nothing");
   }
   // NaN weights in the LM head: every log-prob is non-finite, counted, nothing accumulates
-  {
+  if (!quick) {
     auto badGpu = gpu->clone(false);
     CpuModel badCpu(a, 1);
     const auto w = gpu->exportWeights();
