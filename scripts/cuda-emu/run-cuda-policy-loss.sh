@@ -3,9 +3,9 @@
 # cuda_policy_loss.cuh, the glue kernels of policy_loss.cu and the surrogate kernel of kernels/surrogate/) on a
 # machine without a GPU: the engine and every kernel it runs are rewritten for host emulation (launch_to_emu.py;
 # cuda_emu.h + engine_emu.h + cuda_engine_emu.h: one std::thread per CUDA thread, blocks in turn) and compared, in
-# fp32, with the CPU engine and (without quick) the same engine through its host methods (cuda_policy_loss_check.cpp). Blind to
-# timing, to the memory model and to --use_fast_math's exp; test/engine-cuda-policy-loss.test.ts on a GPU machine
-# remains the real check.
+# fp32, with the CPU engine and (without quick) the same engine through its host methods (cuda_policy_loss_check.cpp).
+# Blind to timing, to the memory model and to --use_fast_math's exp; test/engine-cuda-policy-loss.test.ts on a GPU
+# machine remains the real check.
 # Usage: scripts/cuda-emu/run-cuda-policy-loss.sh [seed] [quick]  (quick: GRPO with KL and the entropy bonus, DAPO
 # with a filtered response, against the CPU engine only; the jest run)
 set -euo pipefail
@@ -15,8 +15,8 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 e="$root/native/engine"
 emu=()
-for k in "$e/gemm" "$e/norm_rope" "$e/attention" "$e/mlp" "$e/head" "$e/optim" "$e/cuda_engine" "$e/policy_loss" \
-  "$root/native/kernels/surrogate/surrogate_loss"; do
+for k in "$e/gemm" "$e/norm_rope" "$e/attention" "$e/mlp" "$e/head" "$e/optim" "$e/sampling" "$e/cuda_engine" \
+  "$e/policy_loss" "$root/native/kernels/surrogate/surrogate_loss"; do
   n="$(basename "$k")"
   python3 "$here/launch_to_emu.py" "$k.cu" "$tmp/${n}_emu.cpp"
   sed -i 's|#include "cuda_emu.h"|#include "cuda_engine_emu.h"|' "$tmp/${n}_emu.cpp"
