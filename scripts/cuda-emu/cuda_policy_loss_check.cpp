@@ -9,8 +9,8 @@
 // quick: GRPO with KL (reference log-probs, seq-mean-token-mean) and the entropy bonus; DAPO with overlong filtering
 // masking a response out (inLoss 0). Without `quick` also GRPO alone, GSPO (sequence mode) and GMPO (geo_mean) with
 // KL. Then: a NaN old log-prob makes the loss non-finite and that micro-batch accumulates nothing; a batch of empty
-// responses; without `quick` also the same bits when run again, and NaN weights making every log-prob non-finite,
-// counted, nothing accumulated.
+// responses; without `quick` also the same bits when run again and with per-layer recomputation, and NaN weights
+// making every log-prob non-finite, counted, nothing accumulated.
 // Usage: check [seed] [quick]. Exit status 1 on a mismatch.
 #include <algorithm>
 #include <chrono>
@@ -230,6 +230,12 @@ int main(int argc, char** argv) {
   if (!quick) {
     runCase(*gpu, Path::Device, cases[0], mbs);
     report(gpu->exportGradients() == firstGrad, "the same gradients bit for bit when run again");
+    // per-layer activation recomputation: the backward re-runs each layer's forward, the same bits
+    gpu->setCheckpointing(true);
+    runCase(*gpu, Path::Device, cases[0], mbs);
+    report(gpu->exportGradients() == firstGrad,
+           "with per-layer recomputation (setCheckpointing): the same gradient bits");
+    gpu->setCheckpointing(false);
   }
 
   // a NaN old log-prob of an in-loss token: the loss is not finite, nothing accumulates (as on the CPU engine)
