@@ -9,18 +9,14 @@ import path from 'node:path';
 import { parseTrainConfig } from '../src/config/load.js';
 import { loadDataset } from '../src/data/load.js';
 import { Engine } from '../src/engine/engine.js';
-import { loadModelDir, saveModelDir } from '../src/model/hfdir.js';
-import { initModel } from '../src/model/init.js';
-import { ModelTokenizer } from '../src/model/tokenizer.js';
-import { packageRoot } from '../src/native.js';
+import { loadModelDir } from '../src/model/hfdir.js';
 import { buildPrompts } from '../src/rl/run.js';
 import { Trainer, type StepMetrics } from '../src/rl/trainer.js';
 import type { PolicyEngine } from '../src/rl/types.js';
-import { makeTaskData } from '../src/task/records.js';
 import { reward } from '../src/verify/index.js';
 import { clipoBin as bin, runClipo as clipo } from './helpers/cli.js';
+import { makeTaskModel } from './helpers/task-model.js';
 
-const taskTok = path.join(packageRoot, 'assets', 'task');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'clipo-train-cli-'));
 const modelDir = path.join(dir, 'model');
 const dataFile = path.join(dir, 'task', 'train', 'task.jsonl');
@@ -46,22 +42,8 @@ const stripTimes = (m: StepMetrics) => Object.fromEntries(Object.entries(m).filt
 const finalWeights = (run: string) => readFileSync(path.join(dir, run, 'checkpoints', 'step-00000005', 'policy', 'model.safetensors'));
 
 beforeAll(async () => {
-  makeTaskData(path.join(dir, 'task'), { seed: 1, train: 32, test: 1, format: 'jsonl' });
-  const tok = ModelTokenizer.fromDir(taskTok);
-  const { config, weights } = initModel({ architecture: 'qwen2', numLayers: 2, hiddenSize: 32, numHeads: 4, numKvHeads: 2, intermediateSize: 64, vocabSize: 296, tieWordEmbeddings: true, eosTokenIds: [tok.eosTokenId!] }, 5);
-  // a short supervised warm-up on "The answer is \boxed{N}." so that samples are right some of the time
-  const engine = Engine.create(config, weights, { threads: 1 });
-  const rows = (await loadDataset(dataFile)).rows;
-  const c = parseTrainConfig({ model: { path: modelDir }, data: { train_files: [dataFile], max_prompt_tokens: 96 } });
-  const { prompts } = buildPrompts(rows, tok, c);
-  const batch = { sequences: prompts.map((p) => ({ prompt: p.tokens, response: Int32Array.from([...tok.encode(`The answer is \\boxed{${p.groundTruth}}.`), tok.eosTokenId!]) })) };
-  for (let s = 0; s < 120; s++) {
-    engine.zeroGrad();
-    engine.crossEntropyStep(batch);
-    engine.adamwStep({ lr: 3e-3 });
-  }
-  saveModelDir(modelDir, config, engine.exportWeights(), { copyFrom: taskTok });
-  engine.dispose();
+  // a tiny model supervised for a moment on "The answer is \boxed{N}." so that samples are right some of the time
+  await makeTaskModel(dir);
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
