@@ -17,6 +17,8 @@ Implementations ("impl"):
                         (engine_peer.py; needs transformers)
   train                 one training step of that model on the GPU: bf16 autocast, a PPO-clip surrogate,
                         torch.optim.AdamW(fused=True) (train_peer.py; needs transformers and CUDA)
+  grad                  the exact fp32 gradient of a weighted log-prob loss by autograd, returned at sampled
+                        indices: the reference of clipo's bf16 gradient check (grad_peer.py; needs transformers)
 Both sides take the same InfoNCE positives (clipo's draw), so the values can be compared. verl's surrogate code is
 in verl_surrogate.py (shared with scripts/gpu/torch_surrogate.py).
 """
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import engine_peer
+import grad_peer
 import train_peer
 from verl_surrogate import policy_loss
 
@@ -192,6 +195,19 @@ def handle(a):
         return train_peer.memory()
     if cmd == "train_release":
         return train_peer.release()
+    if cmd == "grad_setup":
+        torch.set_num_threads(a.get("threads", 1))
+        return grad_peer.setup(a)
+    if cmd == "grad_run":
+        lp, loss = grad_peer.run(a)
+        write_out(a["out"], lp)
+        return {"length": lp.numel(), "loss": loss}
+    if cmd == "grad_sample":
+        values = grad_peer.sample(a)
+        write_out(a["out"], values)
+        return {"length": values.numel()}
+    if cmd == "grad_release":
+        return grad_peer.release()
     if cmd == "check":
         loss, grad = run(a, a.get("threads", 1))
         if grad is None:
@@ -209,6 +225,7 @@ def handle(a):
         state.clear()
         engine_peer.state.clear()
         train_peer.release()
+        grad_peer.release()
         return {}
     raise ValueError(f"unknown command {cmd!r}")
 

@@ -18,8 +18,8 @@
 # e.g. CLIPO_GPU_STEPS=bench_engine CLIPO_GPU_BUDGET_S=290 bash scripts/gpu/run-all.sh on a second call.
 # CLIPO_GPU_TRAIN_BENCH=1 adds bench_train (a 1.5B-shaped training step beside transformers + fused AdamW, and one RL
 # step by phase; about 3 minutes; off by default), e.g. CLIPO_GPU_STEPS=bench_train on a call of its own.
-# CLIPO_GPU_TRAIN_RUN=1 adds train_gpu (clipo train on the CUDA engine: run, resume, recomputation; the nano recipes'
-# learning check; a few minutes; off by default).
+# CLIPO_GPU_TRAIN_RUN=1 adds train_gpu (clipo train on the CUDA engine: run, resume, recomputation; bf16 gradients
+# against PyTorch autograd at 0.5B; the nano recipes' learning check; a few minutes; off by default).
 # Exit status: 0 when no step failed or timed out (and, without --dry-run, a GPU was there); 1 when a step failed
 # or timed out; 2 on a bad argument; 3 when, without --dry-run, no GPU was found.
 # Needs on the GPU machine: nvcc, CMake, python3 with PyTorch; node from PATH, or .devnode/ made by
@@ -229,17 +229,19 @@ if ! ok build; then record bench_train skipped "" 0 "${GPU_WHY:-build failed}"
 elif [ "${CLIPO_GPU_TRAIN_BENCH:-0}" = 1 ] || [[ ",${CLIPO_GPU_STEPS:-}," == *",bench_train,"* ]]; then nodestep bench_train 240 gpu bench_train
 else record bench_train skipped "" 0 "off by default: CLIPO_GPU_TRAIN_BENCH=1 or CLIPO_GPU_STEPS=bench_train"; fi
 # clipo train on the CUDA engine end to end: a run, a SIGKILLed run resumed to the same bits, recomputation's same
-# trajectory (test/train-cuda.test.ts), then the nano recipes' learning check on the GPU (scripts/nano-rl-check.mjs:
+# trajectory (test/train-cuda.test.ts), the bf16 engine's gradients against fp32 autograd in transformers on a
+# Qwen2.5-0.5B-shaped model (test/engine-cuda-torch-grad.test.ts, about a minute: too long for jest_engine's 90 s),
+# then the nano recipes' learning check on the GPU (scripts/nano-rl-check.mjs:
 # training accuracy of the last 5 steps above the first 5). Off by default (a few minutes): CLIPO_GPU_TRAIN_RUN=1, or
 # name train_gpu in CLIPO_GPU_STEPS.
 train_gpu() {
   node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
-    --json --outputFile="$WORK/jest-train-cuda.json" -- 'train-cuda\.test' || return 1
+    --json --outputFile="$WORK/jest-train-cuda.json" -- '(train-cuda|engine-cuda-torch-grad)\.test' || return 1
   node scripts/nano-rl-check.mjs grpo dapo-clipo --set model.backend=cuda 2>&1 | tee "$WORK/nano-rl-cuda.txt" | tail -20
 }
 export -f train_gpu
 if ! ok build; then record train_gpu skipped "" 0 "${GPU_WHY:-build failed}"
-elif [ "${CLIPO_GPU_TRAIN_RUN:-0}" = 1 ] || [[ ",${CLIPO_GPU_STEPS:-}," == *",train_gpu,"* ]]; then nodestep train_gpu 300 gpu train_gpu
+elif [ "${CLIPO_GPU_TRAIN_RUN:-0}" = 1 ] || [[ ",${CLIPO_GPU_STEPS:-}," == *",train_gpu,"* ]]; then nodestep train_gpu 420 gpu train_gpu
 else record train_gpu skipped "" 0 "off by default: CLIPO_GPU_TRAIN_RUN=1 or CLIPO_GPU_STEPS=train_gpu"; fi
 torch_run() { local s="$1"; shift; python3 "scripts/gpu/torch_$s.py" --device cuda --out "$WORK/torch_$s.json" "$@" > /dev/null; }
 export -f torch_run
