@@ -236,7 +236,7 @@ else record bench_train skipped "" 0 "off by default: CLIPO_GPU_TRAIN_BENCH=1 or
 # name train_gpu in CLIPO_GPU_STEPS.
 train_gpu() {
   node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --roots "$DIST/test" \
-    --json --outputFile="$WORK/jest-train-cuda.json" -- '(train-cuda|engine-cuda-torch-grad)\.test' || return 1
+    --json --outputFile="$WORK/jest-train-cuda.json" -- '/(train-cuda|engine-cuda-torch-grad)\.test' || return 1
   node scripts/nano-rl-check.mjs grpo dapo-clipo --set model.backend=cuda 2>&1 | tee "$WORK/nano-rl-cuda.txt" | tail -20
 }
 export -f train_gpu
