@@ -13,7 +13,7 @@ export { surrogateLoss, type SurrogateInput, type SurrogateOutput, type Surrogat
 export * from './kernels/variants.js';
 export { availableBackends, resolveBackend, type Backend, type BackendRequest } from './kernels/backend.js';
 export { gpuLibsInfo, gemmProbe, allReduceProbe, engineGemmInfo, ltPlans, type GpuLibsInfo, type GemmProbeResult, type AllReduceProbeResult, type EngineGemmInfo, type LtPlan } from './kernels/gpulibs.js';
-export { Engine, engineBackends, resolveEngineBackend, type EngineBackend, type EngineBackendRequest, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState, type PolicyLossInput, type PolicyLossFigures } from './engine/engine.js';
+export { Engine, engineBackends, resolveEngineBackend, type EngineBackend, type EngineBackendRequest, type EngineOptions, type GenerateRequest, type GeneratedSequence, type ScoreResult, type ScoreBatch, type AdamWOptions, type OptimizerState, type PolicyLossInput, type PolicyLossFigures, type DeviceMemory } from './engine/engine.js';
 export { parameterShapes, countParameters, randomWeights } from './engine/params.js';
 export { threadsForModel, PARAMS_PER_THREAD } from './engine/threads.js';
 export { loadModelDir, loadModelConfig, openModelDir, saveModelDir, type LazyModelDir, type ModelDir, type SaveOptions } from './model/hfdir.js';

@@ -12,7 +12,7 @@ import { unavailableReport } from '../src/bench/harness.js';
 import { TorchPeer } from '../src/bench/peer.js';
 import { benchShape, parseShapes, parseTrainBatch } from '../src/bench/shapes.js';
 import {
-  computedTrainPeak, maskedValues, measureRlStep, measureTrainStep, surrogateGradient, trainCudaRows, trainStepFlops, type TrainCudaMeasure,
+  computedTrainPeak, maskedValues, measureRlStep, measureTrainStep, notRunShape, surrogateGradient, trainCudaRows, trainStepFlops, type TrainCudaMeasure,
 } from '../src/bench/train-cuda.js';
 import { engineBackends } from '../src/engine/engine.js';
 import { countParameters, smallConfig } from '../src/engine/params.js';
@@ -98,7 +98,7 @@ describe('the report from a measurement', () => {
     shapes: [{
       label: shape.label, params: countParameters(shape.config), batch: 4, seqLen: 1024, flops,
       sides: [
-        { impl: 'clipo', steps: [clipoMs / 1e3, 2 * clipoMs / 1e3, clipoMs / 1e3], memoryBytes: 40 * 2 ** 30, memoryHow: 'computed (plan)' },
+        { impl: 'clipo', steps: [clipoMs / 1e3, 2 * clipoMs / 1e3, clipoMs / 1e3], memoryBytes: 40 * 2 ** 30, memoryHow: 'measured (engine)', computedBytes: 42 * 2 ** 30 },
         { impl: 'transformers', steps: [torchMs / 1e3, torchMs / 1e3, 5 * torchMs / 1e3], memoryBytes: 50 * 2 ** 30, memoryHow: 'measured' },
       ],
     }],
@@ -116,16 +116,45 @@ describe('the report from a measurement', () => {
     expect(Math.abs((c.ms as number) / clipoMs - 1)).toBeLessThan(1e-3); // the median of the three steps
     expect(Math.abs((c.tokensPerSecond as number) / (4096 / (clipoMs / 1e3)) - 1)).toBeLessThan(1e-2);
     expect(c.memoryGiB).toBe(40);
+    expect(c.memory).toBe('measured (engine)');
+    expect(c.computedMemoryGiB).toBe(42);
+    expect(c.computed).toBe('computed by the plan');
+    expect(t.computedMemoryGiB).toBeUndefined();
     expect(t.mfu).toBeCloseTo(0.25, 3);
     expect(t.vsClipo).toBeCloseTo(2, 3);
     expect(targets[0]).toMatch(/MFU 50% \(target >= 40%: met\), faster than transformers .*: met$/);
     expect(targets[1]).toMatch(/CLIPO's share \(its phase \+ pooling\) 0\.45% \(target <= 2%: met\)/);
+    expect(targets[2]).toBe('peak memory of one training step at Qwen2.5-1.5B-shaped (4 x 1024 tokens): 40 GiB measured (42 GiB computed by the plan)');
     const phases = rows.filter((r) => String(r.measure).startsWith('RL step'));
     expect(phases.map((r) => r.measure)).toContain('RL step: verifier');
     expect(phases.find((r) => r.measure === 'RL step: other (advantages, bookkeeping)')!.ms).toBeCloseTo(90, 6);
 
     const slow = trainCudaRows(fake(clipoMs * 2, clipoMs), []);
     expect(slow.targets[0]).toMatch(/MFU 25% \(target >= 40%: NOT met\), .*: NOT met$/);
+  });
+
+  test('a shape the plan says does not fit is not run: the computed peak alone, labelled computed by the plan', () => {
+    const big = benchShape('7b');
+    expect(countParameters(big.config) / 1e9).toBeCloseTo(7.6, 1);
+    expect(big.config.tieWordEmbeddings).toBe(false);
+    expect(big.config.numKvHeads).toBe(4);
+    const gib80 = 80 * 2 ** 30;
+    // 7B: 18 bytes a parameter alone is ~137 GB; 0.5B fits easily
+    const skipped = notRunShape(big.label, big.config, 4, 1024, gib80)!;
+    expect(skipped.notRun).toMatch(/^the plan computes \d+(\.\d+)? GiB with its reserve, more than the GPU's 80 GiB$/);
+    expect(skipped.sides).toEqual([{ impl: 'clipo', steps: [], memoryBytes: null, memoryHow: 'not measured', computedBytes: computedTrainPeak(big.config, 4, 1024, gib80).bytes }]);
+    expect(notRunShape('small', benchShape('0.5b').config, 4, 1024, gib80)).toBeNull();
+    const m = fake(1, 2);
+    m.shapes.push(skipped);
+    const { rows, targets } = trainCudaRows(m, []);
+    const r = rows.find((x) => x.model === big.label)!;
+    expect(r).toMatchObject({ impl: 'clipo', memoryGiB: null, memory: 'not measured', computed: 'computed by the plan' });
+    expect(r.computedMemoryGiB).toBeGreaterThan(18 * 7.6e9 / 2 ** 30); // bf16 weights, fp32 master, moments, gradients
+    expect(String(r.measure)).toMatch(/^train step peak memory \(4 x 1024; not run: the plan computes/);
+    expect(rows.filter((x) => x.model === big.label)).toHaveLength(1); // no timing row
+    expect(targets.filter((t) => t.includes(big.label))).toEqual([
+      expect.stringMatching(/^peak memory of one training step at Qwen2\.5-7B-shaped \(4 x 1024 tokens\): \d+(\.\d+)? GiB computed by the plan \(not measured: not run, the plan computes/),
+    ]);
   });
 
   test('an MFU above 1 is a bench error, never a figure', () => {
@@ -147,7 +176,8 @@ describe('options', () => {
   test('--shape and --batch parse and refuse bad values', () => {
     expect(parseShapes('1.5b')).toEqual(['qwen2.5-1.5b']);
     expect(parseShapes('qwen2.5-0.5b, 3B')).toEqual(['qwen2.5-0.5b', 'qwen2.5-3b']);
-    expect(() => parseShapes('7b')).toThrow(/unknown model shape '7b' \(known: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b/);
+    expect(parseShapes('0.5b,1.5b,3b,7b')).toEqual(['qwen2.5-0.5b', 'qwen2.5-1.5b', 'qwen2.5-3b', 'qwen2.5-7b']);
+    expect(() => parseShapes('14b')).toThrow(/unknown model shape '14b' \(known: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b/);
     expect(() => parseShapes('1.5b,qwen2.5-1.5b')).toThrow(/given twice/);
     expect(() => parseShapes(',')).toThrow(/expected one or more/);
     expect(parseTrainBatch('8x512')).toEqual({ batch: 8, seqLen: 512 });
@@ -166,9 +196,9 @@ describe('options', () => {
     const d = run('engine', '--batch', '4x8', '--backend', 'cuda');
     expect(d.status).toBe(2);
     expect(d.stderr).toMatch(/--batch applies to 'bench train --backend cuda' only/);
-    const b = run('train', '--backend', 'cuda', '--shape', '7b');
+    const b = run('train', '--backend', 'cuda', '--shape', '14b');
     expect(b.status).toBe(2);
-    expect(b.stderr).toMatch(/--shape: unknown model shape '7b'/);
+    expect(b.stderr).toMatch(/--shape: unknown model shape '14b'/);
     const c = run('train', '--backend', 'cuda', '--batch', '4by5');
     expect(c.status).toBe(2);
     expect(c.stderr).toMatch(/--batch: expected SEQUENCESxTOKENS/);

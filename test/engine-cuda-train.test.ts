@@ -282,4 +282,32 @@ describe(`CUDA engine training${gpu ? '' : ` — skipped: ${backends.cudaReason 
       f.dispose();
     });
   });
+
+  gpuTest('device memory figures: the engine\'s own buffers counted as they are made and freed; one step\'s peak', () => {
+    // the count is process-wide (every CUDA engine of the process), so the figures are compared as differences
+    const config = variants[0]![1];
+    const weights = randomWeights(config, { seed: 52, std: 0.15 });
+    const probe = Engine.create(config, weights, { backend: 'cuda' });
+    const m0 = probe.deviceMemory()!;
+    expect(m0.totalBytes).toBeGreaterThan(2 ** 30);
+    expect(m0.freeBytes).toBeLessThanOrEqual(m0.totalBytes);
+    const e = Engine.create(config, weights, { backend: 'cuda', training: true });
+    const P = e.numParameters();
+    const m1 = e.deviceMemory()!;
+    // bf16 weights + the fp32 master (6 bytes a parameter), at least
+    expect(m1.currentBytes - m0.currentBytes).toBeGreaterThanOrEqual(6 * P);
+    e.resetPeakDeviceMemory();
+    expect(e.deviceMemory()!.peakBytes).toBe(m1.currentBytes);
+    e.zeroGrad();
+    accumulate(e, microBatches(new Rng(11), config.vocabSize));
+    e.adamwStep({ lr: 1e-3 });
+    const m2 = e.deviceMemory()!;
+    // fp32 gradients and two moments stay; the activations of the step were freed, so the peak is above
+    expect(m2.currentBytes - m1.currentBytes).toBeGreaterThanOrEqual(12 * P);
+    expect(m2.peakBytes).toBeGreaterThan(m2.currentBytes);
+    e.dispose();
+    // disposing frees what the engine held (the probe's own buffers remain)
+    expect(probe.deviceMemory()!.currentBytes).toBe(m0.currentBytes);
+    probe.dispose();
+  });
 });

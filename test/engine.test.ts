@@ -419,4 +419,13 @@ describe('backend choice', () => {
     if (!b.cuda) expect(() => Engine.create(config, weights, { backend: 'cuda' })).toThrow(new RegExp(`backend 'cuda': ${b.cudaReason!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     expect(() => Engine.create(config, weights, { backend: 'tpu' as 'cpu' })).toThrow(/backend: expected 'cpu', 'cuda' or 'auto', got "tpu"/);
   });
+
+  test('device memory figures: none on the CPU engine (null), resetting its peak a no-op; a disposed engine refuses', () => {
+    const cpu = Engine.create(config, weights, { threads: 1, backend: 'cpu' });
+    expect(cpu.deviceMemory()).toBeNull();
+    expect(() => cpu.resetPeakDeviceMemory()).not.toThrow();
+    expect(cpu.deviceMemory()).toBeNull();
+    cpu.dispose();
+    expect(() => cpu.deviceMemory()).toThrow(/disposed/);
+  });
 });

@@ -23,6 +23,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -77,6 +78,27 @@ void requireFree(double bytes, const std::string& what) {
                       mib(static_cast<double>(freeB)) + " free of " + mib(static_cast<double>(totalB)));
 }
 
+// The bytes the engine's device buffers (DevBuf, the one place the engine allocates device memory) hold now, and
+// their peak since the last resetPeakDeviceMemory. Process-wide: one count over every CUDA engine of the process (a
+// policy and its frozen reference copy share the GPU, so their sum is what must fit; a DevBuf does not know its
+// engine). Not counted: the CUDA context, cuBLASLt's workspace per stream (32 MiB, gpulibs) and the allocator's
+// rounding; cudaMemGetInfo's free/total (Engine::deviceMemory) see those.
+struct DevMemCounter {
+  std::atomic<int64_t> current{0}, peak{0};
+};
+DevMemCounter& devMem() {
+  static DevMemCounter c;
+  return c;
+}
+void countAlloc(size_t bytes) {
+  DevMemCounter& c = devMem();
+  const int64_t now = c.current.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
+  int64_t p = c.peak.load();
+  while (now > p && !c.peak.compare_exchange_weak(p, now)) {
+  }
+}
+void countFree(size_t bytes) { devMem().current.fetch_sub(static_cast<int64_t>(bytes)); }
+
 // A device buffer of `count` values of T; resize drops the contents (grow only).
 template <typename T>
 struct DevBuf {
@@ -96,7 +118,10 @@ struct DevBuf {
   }
   ~DevBuf() { release(); }
   void release() {
-    if (p) cudaFree(p);
+    if (p) {
+      cudaFree(p);
+      countFree(n * sizeof(T));
+    }
     p = nullptr, n = 0;
   }
   void ensure(size_t count) {
@@ -112,6 +137,7 @@ struct DevBuf {
     }
     p = static_cast<T*>(q);
     n = std::max<size_t>(count, 1);
+    countAlloc(bytes);
   }
 };
 
@@ -303,6 +329,18 @@ class CudaModel final : public Engine {
     recompute_ = on;
   }
   bool checkpointing() const override { return recompute_; }
+  // the process's engine buffers (DevMemCounter) and the device's free/total
+  std::optional<DeviceMemory> deviceMemory() const override {
+    size_t freeB = 0, totalB = 0;
+    check(cudaMemGetInfo(&freeB, &totalB), "cudaMemGetInfo");
+    DeviceMemory d;
+    d.currentBytes = static_cast<double>(devMem().current.load());
+    d.peakBytes = static_cast<double>(std::max(devMem().peak.load(), devMem().current.load()));
+    d.freeBytes = static_cast<double>(freeB);
+    d.totalBytes = static_cast<double>(totalB);
+    return d;
+  }
+  void resetPeakDeviceMemory() override { devMem().peak.store(devMem().current.load()); }
 
  private:
   // The activations one forwardTrain keeps for its backward (the CPU engine's TrainState, on the device; storage T,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,12 @@
 #include "engine/policy_loss.h"
 
 namespace clipo::engine {
+
+// Device memory (Engine::deviceMemory): the bytes the backend's device buffers hold now and their peak since the
+// last resetPeakDeviceMemory, and the device's free and total bytes (cudaMemGetInfo).
+struct DeviceMemory {
+  double currentBytes = 0, peakBytes = 0, freeBytes = 0, totalBytes = 0;
+};
 
 class Engine {
  public:
@@ -77,6 +84,11 @@ class Engine {
     if (on) throw EngineError(std::string(backend()) + " engine: per-layer recomputation (checkpointing) is not supported");
   }
   virtual bool checkpointing() const { return false; }
+  // Device memory figures; none (nullopt) for a backend without a device (the CPU engine). The CUDA engine counts
+  // every CUDA engine of the process together (cuda_engine.cu DevMemCounter). resetPeak: the peak restarts from the
+  // bytes held now (a no-op without a device).
+  virtual std::optional<DeviceMemory> deviceMemory() const { return std::nullopt; }
+  virtual void resetPeakDeviceMemory() {}
 };
 
 // What this build can run: the CPU engine always; the CUDA engine (cuda_engine.h) when the addon was built with CUDA

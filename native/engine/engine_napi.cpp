@@ -192,6 +192,8 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
                         InstanceMethod("setOptimizerState", &EngineModel::SetOptimizerState),
                         InstanceMethod("getGradients", &EngineModel::GetGradients),
                         InstanceMethod("memoryBytes", &EngineModel::MemoryBytes),
+                        InstanceMethod("deviceMemory", &EngineModel::DeviceMemoryJs),
+                        InstanceMethod("resetPeakDeviceMemory", &EngineModel::ResetPeakDeviceMemory),
                         InstanceMethod("dispose", &EngineModel::Dispose)});
   }
 
@@ -532,6 +534,29 @@ class EngineModel : public Napi::ObjectWrap<EngineModel> {
   Napi::Value GetCheckpointing(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Napi::Boolean::New(env, model(env).checkpointing());
+  }
+
+  // deviceMemory(): { currentBytes, peakBytes, freeBytes, totalBytes } or null (a backend without a device)
+  Napi::Value DeviceMemoryJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& m = model(env);
+    const auto d = guarded(env, "deviceMemory", [&] { return m.deviceMemory(); });
+    if (!d) return env.Null();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("currentBytes", Napi::Number::New(env, d->currentBytes));
+    out.Set("peakBytes", Napi::Number::New(env, d->peakBytes));
+    out.Set("freeBytes", Napi::Number::New(env, d->freeBytes));
+    out.Set("totalBytes", Napi::Number::New(env, d->totalBytes));
+    return out;
+  }
+  Napi::Value ResetPeakDeviceMemory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& m = model(env);
+    guarded(env, "resetPeakDeviceMemory", [&] {
+      m.resetPeakDeviceMemory();
+      return 0;
+    });
+    return env.Undefined();
   }
 
   Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {

@@ -67,22 +67,26 @@ typedef void* cudaStream_t;
 typedef int* cudaEvent_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrL2CacheSize };
-// device memory in use and its peak (emu::liveBytes, emu::peakBytes; each allocation in whole 256-byte units)
+// device memory in use and its peak (emu::liveBytes, emu::peakBytes; each allocation in whole 256-byte units), and the
+// same of the bytes asked for (emu::liveAsked, emu::peakAsked: what the engine's own count must equal)
 namespace emu {
-inline size_t liveBytes = 0, peakBytes = 0;
-inline std::unordered_map<void*, size_t> allocSizes;
+inline size_t liveBytes = 0, peakBytes = 0, liveAsked = 0, peakAsked = 0;
+inline std::unordered_map<void*, std::pair<size_t, size_t>> allocSizes;
 }
 inline cudaError_t cudaMalloc(void** p, size_t n) {
   const size_t b = (n + 255) / 256 * 256;
   *p = std::aligned_alloc(256, b);
   std::memset(*p, 0xcd, b);
-  emu::allocSizes[*p] = b;
+  emu::allocSizes[*p] = {b, n};
   emu::liveBytes += b;
   emu::peakBytes = std::max(emu::peakBytes, emu::liveBytes);
+  emu::liveAsked += n;
+  emu::peakAsked = std::max(emu::peakAsked, emu::liveAsked);
   return 0;
 }
 inline cudaError_t cudaFree(void* p) {
-  if (auto it = emu::allocSizes.find(p); it != emu::allocSizes.end()) emu::liveBytes -= it->second, emu::allocSizes.erase(it);
+  if (auto it = emu::allocSizes.find(p); it != emu::allocSizes.end())
+    emu::liveBytes -= it->second.first, emu::liveAsked -= it->second.second, emu::allocSizes.erase(it);
   std::free(p);
   return 0;
 }

@@ -10,6 +10,8 @@
 //   updated as the CPU kernel would, and the bf16 working weights refreshed to its rounding.
 //   per-layer recomputation (setCheckpointing, 3 layers): log-probs and gradients the same bits as without it, fp32 and
 //   bf16, and the fp32 ones within 1e-4 of the CPU engine's; the device memory's peak lower by the layers not kept.
+//   device memory figures (Engine::deviceMemory): the engine's count of its buffers, held and peak, equal to the
+//   emulated allocator's own around a training step (forwardTrain, backward, AdamW).
 // Usage: check [seed] [quick]; quick (the jest run): one model; the two micro-batches take the policy-gradient and the
 // cross-entropy gradient respectively; no rerun, no bf16 AdamW step; recomputation in bf16 on one micro-batch. Exit
 // status 1 on a mismatch.
@@ -19,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,7 +38,7 @@ using namespace clipo::engine;
 // the emulated device memory's counters (cuda_emu.h defines the same inline variables; this check does not include
 // that header, whose macros are for the rewritten kernels)
 namespace emu {
-inline size_t liveBytes = 0, peakBytes = 0;
+inline size_t liveBytes = 0, peakBytes = 0, liveAsked = 0, peakAsked = 0;
 }
 
 static int failures = 0;
@@ -182,6 +185,44 @@ static void checkAdamw(const std::string& name, const ModelConfig& c, Engine& gp
          name + ": Adam moments equal the CPU kernel's", fmt("m", maxDiff(s.m, m)) + fmt("v", maxDiff(s.v, v)));
 }
 
+// Engine::deviceMemory (cuda_engine.cu DevMemCounter) against the emulated allocator's own figures (cuda_emu.h: the
+// bytes asked for, held and peak), around checkFp32's training step (forwardTrain + backward of its micro-batches,
+// then AdamW, which makes the moments): no extra emulated work. Every cudaMalloc of the emulated engine is a DevBuf's
+// (no cuBLASLt here), so the engine's count must equal the allocator's exactly: before the step, after it, and the
+// peak since resetPeakDeviceMemory. The count is process-wide: a frozen copy adds its weights. The CPU engine has none.
+static std::optional<DeviceMemory> memoryBefore(const std::string& name, Engine& e) {
+  const auto m0 = e.deviceMemory();
+  report(m0 && m0->currentBytes == static_cast<double>(emu::liveAsked) && m0->totalBytes > 0 &&
+             m0->freeBytes <= m0->totalBytes,
+         name + ": deviceMemory's bytes held equal the allocator's before training",
+         fmt("engine", m0 ? m0->currentBytes : -1.0) + fmt("allocator", static_cast<double>(emu::liveAsked)));
+  e.resetPeakDeviceMemory();
+  emu::peakAsked = emu::liveAsked;
+  return m0;
+}
+static void memoryAfter(const std::string& name, Engine& e, const std::optional<DeviceMemory>& m0, double weightBytes,
+                        const Engine& cpu) {
+  const auto held = [](const std::optional<DeviceMemory>& d) { return d ? d->currentBytes : -1.0; };
+  const auto m1 = e.deviceMemory();
+  const double total = static_cast<double>(e.layout().total);
+  report(m1 && m1->currentBytes == static_cast<double>(emu::liveAsked) && m1->peakBytes == static_cast<double>(emu::peakAsked),
+         name + ": after forwardTrain + backward + AdamW, deviceMemory's held and peak bytes equal the allocator's",
+         fmt("held", held(m1)) + fmt("allocator", static_cast<double>(emu::liveAsked)) +
+             fmt("peak", m1 ? m1->peakBytes : -1.0) + fmt("allocator peak", static_cast<double>(emu::peakAsked)));
+  // the step made the fp32 gradients and two moments (held on); its activations (freed) raised the peak above that
+  report(m1 && m0 && m1->currentBytes - m0->currentBytes >= 12.0 * total && m1->peakBytes > m1->currentBytes,
+         name + ": the step holds gradients and moments on, and its peak is above what it holds after",
+         fmt("held before", held(m0)) + fmt("after", held(m1)) + fmt("peak", m1 ? m1->peakBytes : -1.0));
+  e.resetPeakDeviceMemory();
+  const auto fr = e.clone(true);
+  const auto m2 = e.deviceMemory();
+  report(m2 && m1 && m2->currentBytes - m1->currentBytes == weightBytes * total && m2->peakBytes == m2->currentBytes &&
+             m2->currentBytes == static_cast<double>(emu::liveAsked),
+         name + ": resetPeakDeviceMemory restarts the peak; a frozen copy's weights join the process's count",
+         fmt("held", held(m2)) + fmt("peak", m2 ? m2->peakBytes : -1.0));
+  report(!cpu.deviceMemory(), name + ": the CPU engine has no device memory figures");
+}
+
 static void checkFp32(const std::string& name, const ModelConfig& c) {
   std::printf("-- %s (fp32)\n", name.c_str());
   CpuModel cpu(c, 1);
@@ -194,6 +235,7 @@ static void checkFp32(const std::string& name, const ModelConfig& c) {
   // the second takes the cross-entropy's gradient)
   const auto mbs = microBatches(c.vocab, true);
   const std::vector<bool> mix{false, quick};
+  const auto mem0 = memoryBefore(name, *gpu);
   const auto a = runBatches(cpu, mbs, mix), b = runBatches(*gpu, mbs, mix);
   double dl = 0, de = 0;
   bool masks = true;
@@ -230,6 +272,7 @@ static void checkFp32(const std::string& name, const ModelConfig& c) {
   }
 
   checkAdamw(name, c, *gpu, 1e-3);
+  memoryAfter(name, *gpu, mem0, 4.0, cpu);
   {
     OptimizerState s = gpu->optimizerState();
     s.step = 7;

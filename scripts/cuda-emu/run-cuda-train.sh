@@ -3,7 +3,8 @@
 # gradient accumulation, AdamW) on a machine without a GPU: the engine and every kernel it runs are rewritten for host
 # emulation (launch_to_emu.py; cuda_emu.h + engine_emu.h + cuda_engine_emu.h: one std::thread per CUDA thread, blocks
 # in turn) and compared with the CPU engine on tiny random models (cuda_train_check.cpp): fp32 gradients within 1e-4,
-# one AdamW step within 1e-6 of the CPU kernel, bf16 gradients near the CPU's. Blind to timing, to the memory model
+# one AdamW step within 1e-6 of the CPU kernel, bf16 gradients near the CPU's, the engine's device-memory count
+# (Engine::deviceMemory) equal to the emulated allocator's. Blind to timing, to the memory model
 # and to --use_fast_math's exp; test/engine-cuda-train.test.ts on a GPU machine remains the real check.
 # Usage: scripts/cuda-emu/run-cuda-train.sh [seed] [quick]  (quick: one model in fp32 and bf16; the jest run)
 set -euo pipefail

@@ -11,22 +11,24 @@ export interface BenchShape {
   config: ModelConfig;
 }
 
-const QWEN25: Record<string, { hidden: number; layers: number; heads: number; intermediate: number }> = {
+const QWEN25: Record<string, { hidden: number; layers: number; heads: number; intermediate: number; kvHeads?: number; tie?: boolean }> = {
   'qwen2.5-0.5b': { hidden: 896, layers: 24, heads: 14, intermediate: 4864 },
   'qwen2.5-1.5b': { hidden: 1536, layers: 28, heads: 12, intermediate: 8960 },
   'qwen2.5-3b': { hidden: 2048, layers: 36, heads: 16, intermediate: 11008 },
+  'qwen2.5-7b': { hidden: 3584, layers: 28, heads: 28, intermediate: 18944, kvHeads: 4, tie: false },
 };
 
-/** The names --shape accepts (an alias drops the family: 0.5b, 1.5b, 3b). */
+/** The names --shape accepts (an alias drops the family: 0.5b, 1.5b, 3b, 7b). */
 export const BENCH_SHAPE_NAMES = Object.keys(QWEN25);
 
-/** A Qwen2.5-shaped config (vocabulary 151936, 2 kv heads, tied embeddings), or `vocab` instead of Qwen's. */
+/** A Qwen2.5-shaped config (vocabulary 151936; 2 kv heads and tied embeddings up to 3B, 4 and untied at 7B), or
+ *  `vocab` instead of Qwen's. */
 export function benchShape(name: string, vocab = 151936): BenchShape {
   const key = QWEN25[name] ? name : `qwen2.5-${name}`;
   const s = QWEN25[key];
-  if (!s) throw new Error(`unknown model shape '${name}' (known: ${BENCH_SHAPE_NAMES.join(', ')}; or 0.5b, 1.5b, 3b)`);
+  if (!s) throw new Error(`unknown model shape '${name}' (known: ${BENCH_SHAPE_NAMES.join(', ')}; or 0.5b, 1.5b, 3b, 7b)`);
   const label = `Qwen2.5-${key.slice('qwen2.5-'.length).toUpperCase()}-shaped`;
-  return { name: key, label, config: smallConfig('qwen2', { vocab, hidden: s.hidden, layers: s.layers, heads: s.heads, kvHeads: 2, intermediate: s.intermediate, tie: true }) };
+  return { name: key, label, config: smallConfig('qwen2', { vocab, hidden: s.hidden, layers: s.layers, heads: s.heads, kvHeads: s.kvHeads ?? 2, intermediate: s.intermediate, tie: s.tie ?? true }) };
 }
 
 /** A smoke-test shape (--quick): ~50M parameters. */

@@ -11,8 +11,12 @@
 // 2. With --compare torch: transformers' model of the same config and weights on the same GPU, the way a careful
 //    PyTorch user trains it: fp32 master weights with bf16 autocast, sdpa attention, the same surrogate over the
 //    same batch, backward, clip_grad_norm_, torch.optim.AdamW(fused=True) (scripts/bench/train_peer.py). Its peak
-//    memory is torch.cuda.max_memory_allocated over its steps. The engine has no peak-memory query: its figure is
-//    what the training memory plan (src/rl/memory-plan.ts) computes for this batch, labelled as computed.
+//    memory is torch.cuda.max_memory_allocated over its steps. The engine's is measured too: the peak of its device
+//    buffers over one timed step (Engine.resetPeakDeviceMemory before, deviceMemory after; what stays allocated
+//    between steps included, the CUDA context and cuBLASLt's workspace not, as torch's figure), beside what the
+//    training memory plan (src/rl/memory-plan.ts) computes for this batch; each labelled measured or computed.
+//    A shape whose training the plan says does not fit the GPU (e.g. 7B on an 80 GB card) is not run: it gets the
+//    computed figure alone, "computed by the plan", as does a shape whose run fails.
 //    The two sides run one after the other, each with the GPU to itself: PyTorch's model and optimizer state wait on
 //    the host while the engine's steps run, and come back once the engine's memory is freed (with their optimizer
 //    states both do not fit on an 80 GB card from 1.5B on, so they cannot interleave step by step).
@@ -96,9 +100,12 @@ export interface TrainSide {
   impl: 'clipo' | 'transformers';
   /** wall seconds of each timed step */
   steps: number[];
+  /** the measured peak device memory of one step (null: not measured) */
   memoryBytes: number | null;
   /** how memoryBytes was obtained */
   memoryHow: string;
+  /** clipo: the training memory plan's peak for this step (computedTrainPeak), beside the measured one */
+  computedBytes?: number | null;
 }
 
 export interface TrainShapeResult {
@@ -109,6 +116,8 @@ export interface TrainShapeResult {
   /** trainStepFlops of one step */
   flops: number;
   sides: TrainSide[];
+  /** why the shape was not run (its sides then hold no steps; clipo's holds the computed peak) */
+  notRun?: string;
 }
 
 /** Median seconds of each phase of the timed RL steps (rollouts = generation without the verifier's time). */
@@ -146,6 +155,7 @@ export interface TrainCudaMeasure {
 export function trainCudaRows(m: TrainCudaMeasure, errors: string[]): { rows: BenchRow[]; targets: string[] } {
   const rows: BenchRow[] = [];
   const targets: string[] = [];
+  const memoryLines: string[] = []; // after the speed targets
   if (m.peakTflops !== null) rows.push({ measure: 'bf16 GEMM peak (cuBLASLt probe, the MFU limit)', model: '', impl: 'cublaslt', TFLOPs: round(m.peakTflops), mfu: 1 });
   for (const s of m.shapes) {
     const flops = s.flops;
@@ -153,6 +163,15 @@ export function trainCudaRows(m: TrainCudaMeasure, errors: string[]): { rows: Be
     const clipoSide = s.sides.find((x) => x.impl === 'clipo');
     const clipoSec = clipoSide && clipoSide.steps.length ? median(clipoSide.steps) : null;
     const mfus = new Map<string, number | null>();
+    const gib = (b: number | null | undefined) => (b === null || b === undefined ? null : round(b / 2 ** 30));
+    if (clipoSide) memoryLines.push(memoryLine(s, clipoSide));
+    if (s.notRun !== undefined) {
+      rows.push({
+        measure: `train step peak memory (${s.batch} x ${s.seqLen}; not run: ${s.notRun})`, model: s.label, impl: 'clipo',
+        memoryGiB: null, memory: 'not measured', computedMemoryGiB: gib(clipoSide?.computedBytes), computed: 'computed by the plan',
+      });
+      continue;
+    }
     for (const side of s.sides) {
       if (!side.steps.length) continue;
       const sec = median(side.steps);
@@ -161,7 +180,8 @@ export function trainCudaRows(m: TrainCudaMeasure, errors: string[]): { rows: Be
       const row: BenchRow = {
         measure: `train step (forward+backward+AdamW, ${s.batch} x ${s.seqLen})`, model: s.label, impl: side.impl,
         ms: round(sec * 1e3, 4), tokensPerSecond: round(tokens / sec), TFLOPs: round(tf), mfu: f.fraction,
-        memoryGiB: side.memoryBytes === null ? null : round(side.memoryBytes / 2 ** 30), memory: side.memoryHow,
+        memoryGiB: gib(side.memoryBytes), memory: side.memoryHow,
+        ...(side.computedBytes !== undefined ? { computedMemoryGiB: gib(side.computedBytes), computed: 'computed by the plan' } : {}),
         ...(side.impl !== 'clipo' && clipoSec !== null ? { vsClipo: round(sec / clipoSec) } : {}),
       };
       flagRow(row, errors, (f as { error?: string }).error);
@@ -190,9 +210,17 @@ export function trainCudaRows(m: TrainCudaMeasure, errors: string[]): { rows: Be
     const share = p.step > 0 ? (p.clipo + p.pooling) / p.step : null;
     targets.push(`one RL step (${m.rl.preset} with CLIPO, ${m.rl.sequences} responses of up to ${m.rl.maxResponseTokens} tokens, ${m.rl.label}): ${round(p.step, 3)} s; CLIPO's share (its phase + pooling) ${share === null ? 'not measured' : `${round(100 * share, 2)}%`} (target <= ${100 * CLIPO_SHARE_TARGET}%: ${share === null ? 'not measured' : share <= CLIPO_SHARE_TARGET ? 'met' : 'NOT met'})`);
   }
-  return { rows, targets };
+  return { rows, targets: [...targets, ...memoryLines] };
 }
 
+/** The issue's figure for one shape: the engine's peak memory of one training step, measured and/or computed. */
+function memoryLine(s: TrainShapeResult, side: TrainSide): string {
+  const g = (b: number) => `${round(b / 2 ** 30)} GiB`;
+  const computed = side.computedBytes === null || side.computedBytes === undefined ? 'not computed' : `${g(side.computedBytes)} computed by the plan`;
+  const head = `peak memory of one training step at ${s.label} (${s.batch} x ${s.seqLen} tokens): `;
+  if (side.memoryBytes !== null) return head + `${g(side.memoryBytes)} measured (${computed})`;
+  return head + `${computed} (not measured${s.notRun !== undefined ? `: not run, ${s.notRun}` : ''})`;
+}
 
 function lcg(seed: number): () => number {
   let s = seed;
@@ -314,19 +342,24 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
     o.beforeSide?.();
     o.log(`train ${o.backend}: ${o.label}: ${o.repeats} steps of ${B} x ${T} tokens (after a warm-up step)`);
     const times: number[] = [];
+    let measuredPeak: number | null = null;
     for (let r = 0; r <= o.repeats; r++) {
+      // the last step's peak: the buffers grown by the warm-up step stay allocated, as in a run
+      const last = r === o.repeats;
+      if (last) engine.resetPeakDeviceMemory();
       const t0 = performance.now();
       step(batch, advantages);
       if (r > 0) times.push((performance.now() - t0) / 1000);
+      if (last) measuredPeak = engine.deviceMemory()?.peakBytes ?? null;
     }
-    let memoryBytes: number | null = null, memoryHow = '';
+    let computedBytes: number | null = null, memoryHow = 'not measured (CPU engine)';
+    if (measuredPeak !== null) memoryHow = 'measured (the engine\'s device buffers over one step: Engine.deviceMemory peakBytes)';
     if (o.backend === 'cuda') {
       const p = computedTrainPeak(c, B, T, o.memoryBytes ?? 80 * 2 ** 30);
-      memoryBytes = p.bytes;
-      memoryHow = 'computed (training memory plan: weights, master, moments, gradients, activations; no peak query in the engine)';
-      notes.push(`${o.label}: the engine holds ${round(engine.stateBytes() / 2 ** 30)} GiB of parameters, gradients and moments (its own count); the memory plan's training peak for this batch, without its ${round(p.reserve / 2 ** 30)} GiB reserve, is ${round(memoryBytes / 2 ** 30)} GiB.`);
-    } else memoryHow = 'not measured (CPU engine)';
-    result.sides.push({ impl: 'clipo', steps: times, memoryBytes, memoryHow });
+      computedBytes = p.bytes;
+      notes.push(`${o.label}: the engine holds ${round(engine.stateBytes() / 2 ** 30)} GiB of parameters, gradients and moments (its own count); one step's peak of its device buffers, measured, is ${measuredPeak === null ? 'not available' : `${round(measuredPeak / 2 ** 30)} GiB`}; the memory plan's training peak for this batch, computed, without its ${round(p.reserve / 2 ** 30)} GiB reserve, is ${round(p.bytes / 2 ** 30)} GiB.`);
+    }
+    result.sides.push({ impl: 'clipo', steps: times, memoryBytes: measuredPeak, memoryHow, ...(o.backend === 'cuda' ? { computedBytes } : {}) });
   } finally {
     engine.dispose();
   }
@@ -351,6 +384,24 @@ export async function measureTrainStep(o: TrainStepOptions, errors: string[], no
   }
   if (o.peer) await o.peer.call({ cmd: 'train_release' }).catch(() => undefined);
   return result;
+}
+
+/** A shape not run: clipo's side holds the plan's computed peak, no steps and no measurement. */
+export function notRunResult(label: string, c: ModelConfig, B: number, T: number, deviceBytes: number, why: string): TrainShapeResult {
+  const p = computedTrainPeak(c, B, T, deviceBytes);
+  return {
+    label, params: countParameters(c), batch: B, seqLen: T, flops: trainStepFlops(c, B, T), notRun: why,
+    sides: [{ impl: 'clipo', steps: [], memoryBytes: null, memoryHow: 'not measured', computedBytes: p.bytes }],
+  };
+}
+
+/** Null when the plan's training peak (reserve included) fits `deviceBytes`; else the shape's not-run result.
+ *  `assumed`: the device's memory was not known (the 80 GB of an H100 assumed). */
+export function notRunShape(label: string, c: ModelConfig, B: number, T: number, deviceBytes: number, assumed = false): TrainShapeResult | null {
+  const p = computedTrainPeak(c, B, T, deviceBytes);
+  if (p.bytes + p.reserve <= deviceBytes) return null;
+  return notRunResult(label, c, B, T, deviceBytes,
+    `the plan computes ${round((p.bytes + p.reserve) / 2 ** 30)} GiB with its reserve, more than the GPU's ${round(deviceBytes / 2 ** 30)} GiB${assumed ? ' (assumed)' : ''}`);
 }
 
 export interface RlStepOptions {
@@ -467,8 +518,15 @@ export async function runTrainCuda(ctx: BenchContext): Promise<BenchReport> {
   // --shape wins; else --quick's small model, else the issue's 1.5B shape
   const shapes = ctx.shapes?.length ? ctx.shapes.map((n) => benchShape(n)) : ctx.quick ? [quickShape()] : [benchShape('qwen2.5-1.5b')];
   const measured: TrainShapeResult[] = [];
-  // a shape that fails (out of memory, ...) is a bench error; the other shapes and the RL step still run
+  // a shape that fails (out of memory, ...) is a bench error; the other shapes and the RL step still run. A shape the
+  // plan says does not fit is not run; it and a failed one keep the plan's computed peak.
   for (const s of shapes) {
+    const fit = notRunShape(s.label, s.config, batch, seqLen, memoryBytes ?? 80 * 2 ** 30, memoryBytes === undefined);
+    if (fit) {
+      notes.push(`${s.label}: not run: ${fit.notRun}; its peak memory is the plan's computed figure.`);
+      measured.push(fit);
+      continue;
+    }
     try {
       measured.push(await measureTrainStep({
         label: s.label, config: s.config, batch, seqLen, backend: 'cuda', peer, peerDevice: 'cuda', checkRows: Math.min(2, batch),
@@ -476,6 +534,7 @@ export async function runTrainCuda(ctx: BenchContext): Promise<BenchReport> {
       }, errors, notes));
     } catch (e) {
       errors.push(`${s.label}: the training step failed: ${(e as Error).message}`);
+      measured.push(notRunResult(s.label, s.config, batch, seqLen, memoryBytes ?? 80 * 2 ** 30, 'the run failed'));
     }
   }
   let rl: RlStepResult | null = null;

@@ -228,11 +228,26 @@ interface ParamInfo {
   size: number;
 }
 
+/**
+ * Device memory (Engine.deviceMemory), in bytes: what the CUDA engine's device buffers hold now and their peak since
+ * the last resetPeakDeviceMemory — counted over every CUDA engine of the process together (a policy and its reference
+ * copy share the GPU), not counting the CUDA context or cuBLASLt's workspace — and the device's free and total memory
+ * (cudaMemGetInfo).
+ */
+export interface DeviceMemory {
+  currentBytes: number;
+  peakBytes: number;
+  freeBytes: number;
+  totalBytes: number;
+}
+
 interface NativeEngineModel {
   paramInfo(): ParamInfo[];
   getWeights(): Float32Array;
   getGradients(): Float32Array | null;
   memoryBytes(): number;
+  deviceMemory(): DeviceMemory | null;
+  resetPeakDeviceMemory(): void;
   logits(o: { tokens: Int32Array; batch: number; length: number }): Float32Array;
   score(o: object): ScoreResult;
   forwardTrain(o: object): Required<Omit<ScoreResult, 'pooled'>>;
@@ -345,6 +360,16 @@ export class Engine {
   /** Bytes held by parameters, gradients and Adam moments (activations excluded). */
   stateBytes(): number {
     return this.handle().memoryBytes();
+  }
+
+  /** Device memory figures (DeviceMemory); null on the CPU backend, which has no device. */
+  deviceMemory(): DeviceMemory | null {
+    return this.handle().deviceMemory();
+  }
+
+  /** Restarts deviceMemory's peak from the bytes held now (so the next reading is one step's peak); a no-op on the CPU. */
+  resetPeakDeviceMemory(): void {
+    this.handle().resetPeakDeviceMemory();
   }
 
   /** Current parameters (fp32, HF names and shapes), copies. */

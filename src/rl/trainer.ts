@@ -69,6 +69,8 @@ export interface StepMetrics {
   time_clipo_s: number;
   time_update_s: number;
   time_step_s: number;
+  /** the step's peak device memory in GiB (the CUDA engine's buffers, Engine.deviceMemory); null on the CPU backend */
+  device_mem_peak_gib: number | null;
   /** verifier reward mean over the trained batch (r_verifier) */
   verifier_reward_mean: number;
   /** custom reward module's mean score over every sampled response (null: no module) */
@@ -184,6 +186,7 @@ export class Trainer {
     const stepNo = this.step + 1;
     const warmup = this.step < this.schedule.warmupSteps;
     const tStep = now();
+    this.policy.resetPeakDeviceMemory?.();
 
     // 1. rollouts and task rewards r_v (verifier, custom module, overlong shaping; DAPO: dynamic sampling)
     const sampling = sampleGroups({ cfg: c, policy: this.policy, prompts: this.prompts, stream: this.stream, io: this.io, rewards: this.rewardStage, stepNo });
@@ -219,6 +222,7 @@ export class Trainer {
     this.step++;
 
     const stepTime = now() - tStep;
+    const deviceMem = this.policy.deviceMemory?.() ?? null;
     const lengths = batch.map((r) => r.response.length);
     const diag = clipo?.diagnostics ?? null;
     const metrics: StepMetrics = {
@@ -258,6 +262,7 @@ export class Trainer {
       time_clipo_s: tClipo,
       time_update_s: tUpdate,
       time_step_s: stepTime,
+      device_mem_peak_gib: deviceMem ? deviceMem.peakBytes / 2 ** 30 : null,
       verifier_reward_mean: mean(batch.map((r) => r.scored.verifier)),
       module_reward_mean: this.io.customReward ? (sampling.sampled ? sampling.moduleSum / sampling.sampled : 0) : null,
       reward_parts: sampling.partSum.size ? Object.fromEntries([...sampling.partSum].map(([k, e]) => [k, e.sum / e.count])) : null,

@@ -23,6 +23,9 @@ export interface PolicyEngine {
   exportOptimizerState(): { step: number; m: TensorMap; v: TensorMap };
   importOptimizerState(s: { step: number; m: TensorMap; v: TensorMap }): void;
   dispose(): void;
+  /** device memory (Engine.deviceMemory): each step's peak goes to the metrics row; absent or null: none (CPU) */
+  deviceMemory?(): { peakBytes: number } | null;
+  resetPeakDeviceMemory?(): void;
 }
 
 /** A training prompt, already rendered and tokenized. */

@@ -86,7 +86,7 @@ export function registerBench(program: Command): void {
     .option('--prompt-words <n>', 'serve: words per prompt', '32')
     .option('--threads <n>', 'CPU threads of the all-thread rows (default: all cores; 1: one-thread rows only); serve: CPU threads of the engine for --model (default: all cores)')
     .option('--max-batch <n>', 'serve: the server\'s running-batch limit for --model', '32')
-    .option('--shape <names>', 'train and engine with --backend cuda: model shapes, comma-separated: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b (or 0.5b, 1.5b, 3b; default: train 1.5b, engine 0.5b,1.5b)')
+    .option('--shape <names>', 'train and engine with --backend cuda: model shapes, comma-separated: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b (or 0.5b, 1.5b, 3b, 7b; default: train 1.5b, engine 0.5b,1.5b); train: a shape whose training the memory plan says does not fit gets the plan\'s computed peak memory only')
     .option('--batch <BxT>', 'train --backend cuda: the training micro-batch, sequences x tokens (default 4x1024)')
     .action(async (names: string[], opts: BenchOptions) => {
       if (opts.list) {
