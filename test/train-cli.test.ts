@@ -63,6 +63,8 @@ describe('clipo train on the native engine', () => {
     for (const k of ['reward_mean', 'accuracy', 'contrastive_loss', 'contrastive_correct_loss_mean', 'contrastive_incorrect_loss_mean', 'contrastive_reward_mean', 'contrastive_signal_group_frac', 'positive_cos_mean', 'clip_frac_high', 'clip_frac_low', 'approx_kl', 'kl_loss', 'entropy', 'response_length_mean', 'response_length_max', 'tokens_per_s', 'time_rollout_s', 'time_scoring_s', 'time_clipo_s', 'time_update_s']) {
       expect(rows[4]).toHaveProperty(k);
     }
+    // no device on the CPU backend: the step's peak device memory is null
+    for (const m of rows) expect(m.device_mem_peak_gib).toBeNull();
     // the warm-up made rewards non-trivial: some responses are right, some wrong
     const acc = rows.map((m) => m.accuracy);
     expect(Math.max(...acc)).toBeGreaterThan(0);

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { engineBackends } from '../src/engine/engine.js';
+import { countParameters } from '../src/engine/params.js';
 import { loadModelDir } from '../src/model/hfdir.js';
 import type { StepMetrics } from '../src/rl/trainer.js';
 import { clipoBin as bin, runClipo as clipo } from './helpers/cli.js';
@@ -64,10 +65,17 @@ describe('clipo train on the CUDA engine', () => {
       expect(Number.isFinite(m.policy_loss)).toBe(true);
       expect(Number.isFinite(m.entropy)).toBe(true);
     }
+
     const acc = rows.map((m) => m.accuracy);
     expect(Math.max(...acc)).toBeGreaterThan(0);
     const loaded = loadModelDir(path.join(dir, 'runA', 'checkpoints', 'step-00000005', 'policy'));
     expect(loaded.config.hiddenSize).toBe(32);
+    // each updating step's peak device memory: at least the policy's bf16 weights, fp32 master, gradients and moments
+    // (18 bytes a parameter), and less than a GiB for this tiny model
+    for (const m of rows.slice(1)) {
+      expect(m.device_mem_peak_gib!).toBeGreaterThanOrEqual((18 * countParameters(loaded.config)) / 2 ** 30);
+      expect(m.device_mem_peak_gib!).toBeLessThan(1);
+    }
   }, 180_000);
 
   gpuTest('a run killed with SIGKILL resumes to exactly the uninterrupted run', async () => {
