@@ -223,7 +223,9 @@ else record bench_engine skipped "" 0 "off by default: CLIPO_GPU_ENGINE_BENCH=1 
 # training on the CUDA engine beside transformers + torch.optim.AdamW(fused=True) with bf16 autocast (same GPU): a
 # Qwen2.5-1.5B-shaped step's MFU and time, and one RL step broken down by phase (CLIPO's share). Off by default (about
 # three minutes): CLIPO_GPU_TRAIN_BENCH=1, or name bench_train in CLIPO_GPU_STEPS.
-bench_train() { node bin/clipo bench train --backend cuda --compare torch --json --out "$WORK/bench-train.json" > /dev/null; }
+# CLIPO_GPU_TRAIN_SHAPES (default 1.5b) picks the shapes, e.g. 0.5b,1.5b,3b,7b for each one's measured peak memory
+# (a shape the plan says will not fit gets its computed figure only); each shape adds its own model build and step.
+bench_train() { node bin/clipo bench train --backend cuda --compare torch --shape "${CLIPO_GPU_TRAIN_SHAPES:-1.5b}" --json --out "$WORK/bench-train.json" > /dev/null; }
 export -f bench_train
 if ! ok build; then record bench_train skipped "" 0 "${GPU_WHY:-build failed}"
 elif [ "${CLIPO_GPU_TRAIN_BENCH:-0}" = 1 ] || [[ ",${CLIPO_GPU_STEPS:-}," == *",bench_train,"* ]]; then nodestep bench_train 240 gpu bench_train
