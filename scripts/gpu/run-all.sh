@@ -130,7 +130,7 @@ PY
 export ROOT WORK DRY
 export -f probe
 say "clipo GPU check: OUT=$OUT work=$WORK budget=${BUDGET}s gpu=$HAVE_GPU${GPU_WHY:+ ($GPU_WHY)}"
-step env 40 any probe
+step env 90 any probe  # importing torch takes seconds, more on a loaded machine
 cat "$WORK/env.log"
 
 # ---- 2. node (carried as .devnode/ where the machine has none) ----
