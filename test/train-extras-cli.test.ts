@@ -8,16 +8,14 @@ import path from 'node:path';
 import { parseTrainConfig } from '../src/config/load.js';
 import { loadDataset } from '../src/data/load.js';
 import { Engine } from '../src/engine/engine.js';
-import { saveModelDir } from '../src/model/hfdir.js';
-import { initModel } from '../src/model/init.js';
 import { ModelTokenizer } from '../src/model/tokenizer.js';
 import { packageRoot } from '../src/native.js';
 import { buildPrompts } from '../src/rl/run.js';
 import { Trainer } from '../src/rl/trainer.js';
 import type { PolicyEngine } from '../src/rl/types.js';
-import { makeTaskData } from '../src/task/records.js';
 import { reward } from '../src/verify/index.js';
 import { runClipo as clipo } from './helpers/cli.js';
+import { makeTaskModel } from './helpers/task-model.js';
 import { readEventFile } from './helpers/tfevents.js';
 
 const taskTok = path.join(packageRoot, 'assets', 'task');
@@ -30,21 +28,8 @@ const p1File = path.join(dir, 'task', 'test', 'task_p1.jsonl');
 const rewardFile = path.join(packageRoot, 'recipes', 'rewards', 'format.mjs');
 
 beforeAll(async () => {
-  makeTaskData(path.join(dir, 'task'), { seed: 1, train: 32, test: 6, format: 'jsonl' });
-  const tok = ModelTokenizer.fromDir(taskTok);
-  const { config, weights } = initModel({ architecture: 'qwen2', numLayers: 2, hiddenSize: 32, numHeads: 4, numKvHeads: 2, intermediateSize: 64, vocabSize: 296, tieWordEmbeddings: true, eosTokenIds: [tok.eosTokenId!] }, 5);
-  const engine = Engine.create(config, weights, { threads: 1 });
-  const rows = (await loadDataset(trainFile)).rows;
-  const c = parseTrainConfig({ model: { path: modelDir }, data: { train_files: [trainFile], max_prompt_tokens: 96 } });
-  const { prompts } = buildPrompts(rows, tok, c);
-  const batch = { sequences: prompts.map((p) => ({ prompt: p.tokens, response: Int32Array.from([...tok.encode(`The answer is \\boxed{${p.groundTruth}}.`), tok.eosTokenId!]) })) };
-  for (let s = 0; s < 120; s++) {
-    engine.zeroGrad();
-    engine.crossEntropyStep(batch);
-    engine.adamwStep({ lr: 3e-3 });
-  }
-  saveModelDir(modelDir, config, engine.exportWeights(), { copyFrom: taskTok });
-  engine.dispose();
+  // the tiny task model of test/helpers/task-model.ts, with six rows in each test split for validation
+  await makeTaskModel(dir, { test: 6 });
 });
 
 afterAll(() => {

@@ -15,11 +15,14 @@ import { makeTaskData } from '../../src/task/records.js';
 
 export const taskTokenizerDir = path.join(packageRoot, 'assets', 'task');
 
-/** Writes the task data (dir/task/train/task.jsonl, 32 rows) and the warmed-up model (dir/model); returns both paths. */
-export async function makeTaskModel(dir: string): Promise<{ modelDir: string; dataFile: string }> {
+/**
+ * Writes the task data (dir/task/train/task.jsonl, 32 rows; `test` rows per test split, default 1) and the warmed-up
+ * model (dir/model); returns both paths.
+ */
+export async function makeTaskModel(dir: string, opts: { test?: number } = {}): Promise<{ modelDir: string; dataFile: string }> {
   const modelDir = path.join(dir, 'model');
   const dataFile = path.join(dir, 'task', 'train', 'task.jsonl');
-  makeTaskData(path.join(dir, 'task'), { seed: 1, train: 32, test: 1, format: 'jsonl' });
+  makeTaskData(path.join(dir, 'task'), { seed: 1, train: 32, test: opts.test ?? 1, format: 'jsonl' });
   const tok = ModelTokenizer.fromDir(taskTokenizerDir);
   const { config, weights } = initModel({ architecture: 'qwen2', numLayers: 2, hiddenSize: 32, numHeads: 4, numKvHeads: 2, intermediateSize: 64, vocabSize: 296, tieWordEmbeddings: true, eosTokenIds: [tok.eosTokenId!] }, 5);
   const engine = Engine.create(config, weights, { threads: 1 });
