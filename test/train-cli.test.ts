@@ -2,7 +2,6 @@
 // answers so that its samples are sometimes right), the task's jsonl data, the real verifier and kernels.
 // A run writes metrics and checkpoints; a run killed with SIGKILL resumes to exactly the uninterrupted run;
 // CLIPO with λ = 0 follows the base trajectory on the real engine; bad resumes and flags fail clearly.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +13,7 @@ import { buildPrompts } from '../src/rl/run.js';
 import { Trainer, type StepMetrics } from '../src/rl/trainer.js';
 import type { PolicyEngine } from '../src/rl/types.js';
 import { reward } from '../src/verify/index.js';
-import { clipoBin as bin, runClipo as clipo } from './helpers/cli.js';
+import { runClipo as clipo, trainKilledAt } from './helpers/cli.js';
 import { makeTaskModel } from './helpers/task-model.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'clipo-train-cli-'));
@@ -80,20 +79,8 @@ describe('clipo train on the native engine', () => {
   test('a run killed with SIGKILL resumes to exactly the uninterrupted run', async () => {
     if (!existsSync(path.join(dir, 'runA', 'metrics.jsonl'))) clipo('train', '--config', writeConfig('runA'));
     const cfg = writeConfig('runB');
-    const child = spawn(process.execPath, [bin, 'train', '--config', cfg], { env: { ...process.env, FORCE_COLOR: '0' }, stdio: 'ignore' });
-    const first = path.join(dir, 'runB', 'checkpoints', 'step-00000002', 'state.json');
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (existsSync(first) || child.exitCode !== null) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 5);
-    });
-    child.kill('SIGKILL');
-    await exited;
-    expect(child.signalCode).toBe('SIGKILL');
+    const signal = await trainKilledAt(cfg, path.join(dir, 'runB', 'checkpoints', 'step-00000002', 'state.json'));
+    expect(signal).toBe('SIGKILL');
     expect(rowsOf('runB').length).toBeLessThan(5);
     const r = clipo('train', '--config', cfg, '--resume');
     expect(r.code).toBe(0);

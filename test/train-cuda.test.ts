@@ -4,7 +4,6 @@
 // (metrics and final weights, bit for bit: the kernels sum in a fixed order and the sampler's stream is counter-based);
 // per-layer recomputation (model.checkpointing=on) follows the same trajectory bit for bit; a checkpoint saved in bf16
 // loads as a Hugging Face directory. Without a usable GPU everything here is skipped, saying why.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +11,7 @@ import { engineBackends } from '../src/engine/engine.js';
 import { countParameters } from '../src/engine/params.js';
 import { loadModelDir } from '../src/model/hfdir.js';
 import type { StepMetrics } from '../src/rl/trainer.js';
-import { clipoBin as bin, runClipo as clipo } from './helpers/cli.js';
+import { runClipo as clipo, trainKilledAt } from './helpers/cli.js';
 import { makeTaskModel } from './helpers/task-model.js';
 
 const backends = engineBackends();
@@ -81,19 +80,7 @@ describe('clipo train on the CUDA engine', () => {
   gpuTest('a run killed with SIGKILL resumes to exactly the uninterrupted run', async () => {
     if (!existsSync(path.join(dir, 'runA', 'metrics.jsonl'))) clipo('train', '--config', writeConfig('runA'));
     const cfg = writeConfig('runB');
-    const child = spawn(process.execPath, [bin, 'train', '--config', cfg], { env: { ...process.env, FORCE_COLOR: '0' }, stdio: 'ignore' });
-    const first = path.join(dir, 'runB', 'checkpoints', 'step-00000002', 'state.json');
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (existsSync(first) || child.exitCode !== null) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 5);
-    });
-    child.kill('SIGKILL');
-    await exited;
+    await trainKilledAt(cfg, path.join(dir, 'runB', 'checkpoints', 'step-00000002', 'state.json'));
     const r = clipo('train', '--config', cfg, '--resume');
     expect(r.code).toBe(0);
     expect(rowsOf('runB').map(stripTimes)).toEqual(rowsOf('runA').map(stripTimes));
